@@ -1,0 +1,1 @@
+//! Integration test harness: starts real arrow processes and origins.
