@@ -1,1 +1,45 @@
-fn main() {}
+//! `arrow-bench`: measurement tools for Arrow.
+//!
+//! ```text
+//! arrow-bench replay --trace T.csv --capacity-bytes N --policy lru-sp|byte-mode --decisions OUT.csv
+//!     trace → in-memory index + storage eviction policy → key,hit decisions + OHR/BHR
+//! arrow-bench dns-serve --listen ADDR [--nodes N] [--core C]
+//!     Arrow's DNS responder over a fixed directory (for bench/dns_bench.sh)
+//! ```
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod dns_serve;
+mod replay;
+
+#[derive(Debug, Parser)]
+#[command(name = "arrow-bench", about = "Arrow benchmarks and trace tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay a timestamp,key,size trace through an eviction policy; write key,hit decisions.
+    Replay(replay::ReplayArgs),
+    /// Serve zone dx.bench.test with Arrow's DNS responder over a fixed directory.
+    DnsServe(dns_serve::DnsServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Replay(args) => replay::run(args).map_err(|e| e.to_string()),
+        Command::DnsServe(args) => dns_serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("arrow-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

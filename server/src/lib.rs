@@ -1,1 +1,28 @@
-//! arrow-server
+//! arrow-server — the caching HTTP node.
+//!
+//! ```text
+//! accept (shard's SO_REUSEPORT socket, CPU-steered) → conn.rs: httparse head (bounded)
+//!   → keys.rs: host rule → cache key, hash input, cluster key
+//!   → route.rs: designated node? self / pull from peer / overflow 302
+//!   → shard.rs: key-to-disk hashing → owning shard (local, or bounded cross-shard channel)
+//!   → serve.rs: hit (RAM tier / O_DIRECT slab) | stale | revalidate | miss → fill
+//!       fill: origin.rs fetch (pooled, failover) → viewers + disk writer → commit
+//! ```
+//! `freshness.rs` holds the RFC 9111 rules, `admin.rs` the admin endpoints, `metrics.rs` the
+//! counters, `node.rs` start-up and shutdown, `demo.rs` the built-in demo origin.
+
+pub mod admin;
+pub mod config;
+pub mod conn;
+pub mod demo;
+pub mod dns_link;
+pub mod freshness;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod node;
+pub mod origin;
+pub mod route;
+pub mod serve;
+pub mod shard;
+pub mod steer;

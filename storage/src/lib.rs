@@ -1,1 +1,100 @@
-//! arrow-storage
+//! arrow-storage — O_DIRECT slab disks with a compact per-disk index and LRU-SP eviction.
+//!
+//! ```text
+//! lookup(disk, key) → md5(key) → index hash table → slot (32 B) + metadata → ObjectInfo
+//! read(obj, range)  → RAM tier (LRU of bodies) ─hit→ bytes
+//!                   → slot generation check → record read (O_DIRECT, 4 KiB aligned, io_uring)
+//!                   → crc32c + key-hash check → chunk reads (only the chunks in range) → crc32c
+//!                   → generation re-check → Bytes (zero copy over the aligned buffer)
+//! writer(disk, key) → policy admit → write(): chunk buffer → allocator extents (evicting victims:
+//!                     zero their directory entries, then free blocks) → O_DIRECT chunk writes
+//!                   → finish(): record write → fdatasync → directory entry write → fdatasync
+//!                     → visible to lookup (crash bound: 0, finish() returns after the commit)
+//! open(cfg)         → per disk: superblock check (refusals name the path) → directory scan
+//!                     → free map + index + policy rebuilt
+//! ```
+//!
+//! Modules by stage: [`slab`] (I/O seam), [`layout`] (disk format), [`alloc`] (extents),
+//! [`index`] (RAM index), `writer`, `reader`, `recover`, [`ram_tier`], `store` (the multi-disk
+//! [`Store`]), [`hashing`] (key → disk), [`error`], [`policy`] (eviction).
+
+pub mod alloc;
+mod disk;
+pub mod error;
+pub mod hashing;
+pub mod index;
+pub mod layout;
+pub mod policy;
+pub mod ram_tier;
+mod reader;
+mod recover;
+pub mod slab;
+mod store;
+mod writer;
+
+pub use error::StorageError;
+pub use hashing::rendezvous_pick;
+pub use policy::PolicyKind;
+pub use store::{DiskStats, RamTierStats, Store, StoreStats};
+pub use writer::ObjectWriter;
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One configured disk.
+#[derive(Clone, Debug)]
+pub struct DiskSpec {
+    /// Slab file (created and preallocated if missing) or raw block device.
+    pub path: PathBuf,
+    /// Bytes of the disk to use (never exceeded).
+    pub size_bytes: u64,
+    /// Eviction policy.
+    pub policy: PolicyKind,
+    /// Disk faults after which the disk goes offline.
+    pub error_threshold: u32,
+}
+
+/// A shard's storage configuration.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// The shard's disks.
+    pub disks: Vec<DiskSpec>,
+    /// RAM tier capacity.
+    pub ram_tier_bytes: u64,
+    /// Chunk size for new disks (a multiple of 4 KiB; 1 MiB is a good default). An existing disk
+    /// keeps the chunk size it was formatted with.
+    pub chunk_bytes: u32,
+}
+
+/// A disk's identity: the UUID in its superblock.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct DiskId(pub u128);
+
+impl fmt::Display for DiskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        uuid::Uuid::from_u128(self.0).fmt(f)
+    }
+}
+
+/// A disk that could not be opened, and why (the reason names the path).
+#[derive(Clone, Debug)]
+pub struct DiskRefusal {
+    /// The configured path.
+    pub path: PathBuf,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// A visible object, as returned by lookup or finish.
+#[derive(Clone, Debug)]
+pub struct ObjectInfo {
+    /// Disk holding it.
+    pub disk: DiskId,
+    /// The metadata blob given at write (or by update_meta).
+    pub meta: bytes::Bytes,
+    /// Body length.
+    pub body_len: u64,
+    pub(crate) slot: u32,
+    pub(crate) gen: u32,
+    pub(crate) key_hash128: u128,
+}

@@ -1,0 +1,574 @@
+//! Comet codec: the versioned, authenticated datagram each node sends every interval.
+//!
+//! Wire format, version 1 (all integers big-endian, every byte accounted for; a decoder rejects
+//! anything else, so a valid datagram has exactly one encoding):
+//!
+//! | offset | bytes | field                                                        |
+//! |-------:|------:|--------------------------------------------------------------|
+//! | 0      | 4     | magic `ACMT`                                                 |
+//! | 4      | 1     | version = 1                                                  |
+//! | 5      | 1     | flags: bit 0 mirroring, bit 1 admitting; other bits zero     |
+//! | 6      | 1     | address family: 0 none, 4 IPv4, 6 IPv6                       |
+//! | 7      | 1     | disk count d (≤ [`MAX_DISKS`])                               |
+//! | 8      | 16    | address (IPv4 in the first 4 bytes, the rest zero)           |
+//! | 24     | 8     | boot id (sender's start time, unix ns: its epoch)            |
+//! | 32     | 8     | sequence (per boot, from 1, +1 per comet)                    |
+//! | 40     | 8     | send time, unix ms                                           |
+//! | 48     | 8     | brpu, bits/s                                                 |
+//! | 56     | 8     | capacity (min over C_cpu, C_net, C_disk), bits/s             |
+//! | 64     | 8     | weight: bytes of healthy storage                             |
+//! | 72     | 4     | users                                                        |
+//! | 76     | 2     | HTTP port                                                    |
+//! | 78     | 1     | name length n (1..=253)                                      |
+//! | 79     | 1     | reserved, zero                                               |
+//! | 80     | n     | node name (ASCII DNS name)                                   |
+//! | 80+n   | 17·d  | disks: UUID (16) + state (1: 0 online, 1 degraded, 2 offline)|
+//! | end−32 | 32    | HMAC-SHA256 over every byte before it, keyed by the secret   |
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// First bytes of every comet.
+pub const COMET_MAGIC: [u8; 4] = *b"ACMT";
+/// The wire version this build writes and reads.
+pub const COMET_VERSION: u8 = 1;
+/// Most disks a comet describes.
+pub const MAX_DISKS: usize = 48;
+/// Bytes of the fixed header before the name.
+pub const COMET_HEADER_BYTES: usize = 80;
+/// Bytes of one disk entry.
+pub const DISK_ENTRY_BYTES: usize = 17;
+/// Bytes of the HMAC-SHA256 tag.
+pub const TAG_BYTES: usize = 32;
+/// Longest node name in a comet.
+pub const NAME_MAX_BYTES: usize = crate::identity::NODE_NAME_MAX_BYTES;
+/// Longest comet: fits one datagram on a 1280-byte IPv6 minimum MTU path.
+pub const COMET_MAX_BYTES: usize =
+    COMET_HEADER_BYTES + NAME_MAX_BYTES + MAX_DISKS * DISK_ENTRY_BYTES + TAG_BYTES;
+/// Shortest comet: a one-byte name and no disks.
+pub const COMET_MIN_BYTES: usize = COMET_HEADER_BYTES + 1 + TAG_BYTES;
+const _: () = assert!(COMET_MAX_BYTES <= 1280 - 48);
+
+const FLAG_MIRRORING: u8 = 1;
+const FLAG_ADMITTING: u8 = 2;
+
+/// Health of one disk as its node reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskState {
+    Online = 0,
+    Degraded = 1,
+    Offline = 2,
+}
+
+impl DiskState {
+    /// The wire byte's meaning, `None` for an unknown value.
+    pub fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(DiskState::Online),
+            1 => Some(DiskState::Degraded),
+            2 => Some(DiskState::Offline),
+            _ => None,
+        }
+    }
+}
+
+/// One disk of a node: its superblock UUID and health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskHealth {
+    pub uuid: [u8; 16],
+    pub state: DiskState,
+}
+
+/// One node's state as carried by a comet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comet {
+    pub name: String,
+    /// The sender's epoch: its start time in unix ns. A restart gives a larger boot id, which
+    /// resets the sequence.
+    pub boot_id: u64,
+    pub sequence: u64,
+    /// Send time, unix ms (sender's wall clock).
+    pub time_ms: u64,
+    /// Where the node serves HTTP; `None` lets receivers take the datagram's source address.
+    pub addr: Option<IpAddr>,
+    pub http_port: u16,
+    pub brpu_bps: u64,
+    pub capacity_bps: u64,
+    /// Bytes of healthy storage: the node's hashing weight.
+    pub weight: u64,
+    pub users: u32,
+    pub mirroring: bool,
+    /// The sender admits a new viewer now (capacity / (users + 1) ≥ its guarantee).
+    pub admitting: bool,
+    pub disks: Vec<DiskHealth>,
+}
+
+/// Why a datagram is not a comet of this cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CometError {
+    #[error("comet of {len_bytes} bytes is outside {COMET_MIN_BYTES}..={COMET_MAX_BYTES}")]
+    BadLength { len_bytes: usize },
+    #[error("not a comet (bad magic)")]
+    BadMagic,
+    #[error("comet version {0} is not supported (this build reads {COMET_VERSION})")]
+    UnsupportedVersion(u8),
+    #[error("comet authentication failed (wrong secret or altered datagram)")]
+    Forged,
+    #[error("malformed comet: {0}")]
+    Malformed(&'static str),
+}
+
+impl CometError {
+    /// Forged comets are counted apart from malformed ones.
+    pub fn is_forged(&self) -> bool {
+        matches!(self, CometError::Forged)
+    }
+}
+
+/// The cluster secret, ready to sign and verify comets.
+#[derive(Clone)]
+pub struct CometKey {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for CometKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CometKey(..)")
+    }
+}
+
+impl CometKey {
+    pub fn new(secret: &[u8]) -> Self {
+        // HMAC takes keys of any length; new_from_slice cannot fail for it.
+        let mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
+        CometKey { mac }
+    }
+
+    /// HMAC-SHA256 of `body`.
+    pub fn tag(&self, body: &[u8]) -> [u8; TAG_BYTES] {
+        let mut mac = self.mac.clone();
+        mac.update(body);
+        mac.finalize().into_bytes().into()
+    }
+
+    fn verify(&self, body: &[u8], tag: &[u8]) -> bool {
+        let mut mac = self.mac.clone();
+        mac.update(body);
+        mac.verify_slice(tag).is_ok()
+    }
+}
+
+impl Comet {
+    /// The signed datagram. Fails (without panicking) on a name or disk list the format cannot
+    /// carry.
+    pub fn encode(&self, key: &CometKey) -> Result<Vec<u8>, CometError> {
+        if !is_wire_name(&self.name) {
+            return Err(CometError::Malformed("name is not a canonical DNS name"));
+        }
+        let name = self.name.as_bytes();
+        if self.disks.len() > MAX_DISKS {
+            return Err(CometError::Malformed("more than 48 disks"));
+        }
+        let len = COMET_HEADER_BYTES + name.len() + self.disks.len() * DISK_ENTRY_BYTES + TAG_BYTES;
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&COMET_MAGIC);
+        out.push(COMET_VERSION);
+        let mut flags = 0;
+        if self.mirroring {
+            flags |= FLAG_MIRRORING;
+        }
+        if self.admitting {
+            flags |= FLAG_ADMITTING;
+        }
+        out.push(flags);
+        let mut addr = [0u8; 16];
+        let family = match self.addr {
+            None => 0,
+            Some(IpAddr::V4(v4)) => {
+                addr[..4].copy_from_slice(&v4.octets());
+                4
+            }
+            Some(IpAddr::V6(v6)) => {
+                addr = v6.octets();
+                6
+            }
+        };
+        out.push(family);
+        out.push(self.disks.len() as u8);
+        out.extend_from_slice(&addr);
+        for word in [
+            self.boot_id,
+            self.sequence,
+            self.time_ms,
+            self.brpu_bps,
+            self.capacity_bps,
+            self.weight,
+        ] {
+            out.extend_from_slice(&word.to_be_bytes());
+        }
+        out.extend_from_slice(&self.users.to_be_bytes());
+        out.extend_from_slice(&self.http_port.to_be_bytes());
+        out.push(name.len() as u8);
+        out.push(0);
+        debug_assert_eq!(out.len(), COMET_HEADER_BYTES);
+        out.extend_from_slice(name);
+        for disk in &self.disks {
+            out.extend_from_slice(&disk.uuid);
+            out.push(disk.state as u8);
+        }
+        let tag = key.tag(&out);
+        out.extend_from_slice(&tag);
+        debug_assert_eq!(out.len(), len);
+        Ok(out)
+    }
+
+    /// Parses and authenticates a datagram. The tag is checked before any field is trusted.
+    pub fn decode(bytes: &[u8], key: &CometKey) -> Result<Comet, CometError> {
+        let len_bytes = bytes.len();
+        if !(COMET_MIN_BYTES..=COMET_MAX_BYTES).contains(&len_bytes) {
+            return Err(CometError::BadLength { len_bytes });
+        }
+        if bytes[..4] != COMET_MAGIC {
+            return Err(CometError::BadMagic);
+        }
+        if bytes[4] != COMET_VERSION {
+            return Err(CometError::UnsupportedVersion(bytes[4]));
+        }
+        // Structure before authentication, so a truncated or padded datagram counts as
+        // malformed rather than forged (no field is trusted yet: this only compares lengths).
+        let expected = COMET_HEADER_BYTES
+            + bytes[78] as usize
+            + bytes[7] as usize * DISK_ENTRY_BYTES
+            + TAG_BYTES;
+        if len_bytes != expected {
+            return Err(CometError::Malformed(
+                "length disagrees with name and disk counts",
+            ));
+        }
+        let (body, tag) = bytes.split_at(len_bytes - TAG_BYTES);
+        if !key.verify(body, tag) {
+            return Err(CometError::Forged);
+        }
+        parse_body(body)
+    }
+}
+
+/// A canonical node name: a valid DNS name, lowercase, no final dot, 1..=253 bytes.
+fn is_wire_name(name: &str) -> bool {
+    !name.ends_with('.')
+        && !name.bytes().any(|b| b.is_ascii_uppercase())
+        && crate::identity::check_node_name(name).is_ok()
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(word)
+}
+
+/// Fields of an authenticated body (magic, version and length already checked).
+fn parse_body(body: &[u8]) -> Result<Comet, CometError> {
+    let flags = body[5];
+    if flags & !(FLAG_MIRRORING | FLAG_ADMITTING) != 0 {
+        return Err(CometError::Malformed("unknown flag bits"));
+    }
+    let disk_count = body[7] as usize;
+    if disk_count > MAX_DISKS {
+        return Err(CometError::Malformed("more than 48 disks"));
+    }
+    let raw_addr = &body[8..24];
+    let addr = match body[6] {
+        0 if raw_addr.iter().all(|&b| b == 0) => None,
+        4 if raw_addr[4..].iter().all(|&b| b == 0) => Some(IpAddr::V4(Ipv4Addr::new(
+            raw_addr[0],
+            raw_addr[1],
+            raw_addr[2],
+            raw_addr[3],
+        ))),
+        6 => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(raw_addr);
+            Some(IpAddr::V6(Ipv6Addr::from(octets)))
+        }
+        0 | 4 => return Err(CometError::Malformed("address padding is not zero")),
+        _ => return Err(CometError::Malformed("unknown address family")),
+    };
+    let name_len = body[78] as usize;
+    if body[79] != 0 {
+        return Err(CometError::Malformed("reserved byte is not zero"));
+    }
+    if name_len == 0 || name_len > NAME_MAX_BYTES {
+        return Err(CometError::Malformed("name length outside 1..=253"));
+    }
+    if body.len() != COMET_HEADER_BYTES + name_len + disk_count * DISK_ENTRY_BYTES {
+        return Err(CometError::Malformed(
+            "length disagrees with name and disk counts",
+        ));
+    }
+    let name_bytes = &body[COMET_HEADER_BYTES..COMET_HEADER_BYTES + name_len];
+    let name = std::str::from_utf8(name_bytes)
+        .ok()
+        .filter(|n| is_wire_name(n))
+        .ok_or(CometError::Malformed("name is not a canonical DNS name"))?;
+    let mut disks = Vec::with_capacity(disk_count);
+    for entry in body[COMET_HEADER_BYTES + name_len..].chunks_exact(DISK_ENTRY_BYTES) {
+        let mut uuid = [0u8; 16];
+        uuid.copy_from_slice(&entry[..16]);
+        let state = DiskState::from_u8(entry[16]).ok_or(CometError::Malformed("disk state"))?;
+        disks.push(DiskHealth { uuid, state });
+    }
+    Ok(Comet {
+        name: name.to_owned(),
+        boot_id: be_u64(body, 24),
+        sequence: be_u64(body, 32),
+        time_ms: be_u64(body, 40),
+        brpu_bps: be_u64(body, 48),
+        capacity_bps: be_u64(body, 56),
+        weight: be_u64(body, 64),
+        users: u32::from_be_bytes([body[72], body[73], body[74], body[75]]),
+        http_port: u16::from_be_bytes([body[76], body[77]]),
+        mirroring: flags & FLAG_MIRRORING != 0,
+        admitting: flags & FLAG_ADMITTING != 0,
+        addr,
+        disks,
+    })
+}
+
+/// What the receiver does with an authenticated comet, given what it last accepted from the
+/// same sender (`(boot_id, sequence)` stored in the sender's table record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Newer than anything seen from this sender: accept.
+    Fresh,
+    /// Not newer than the last accepted comet of the sender: drop, count as replayed.
+    Replayed,
+    /// Send time too far from the receiver's clock: drop, count as stale.
+    Stale,
+}
+
+/// Replay rule. A comet is fresh when `(boot_id, sequence)` is larger (lexicographically) than
+/// the last accepted pair of its sender. A restarted sender has a larger boot id (its start
+/// time), so its sequence may start again from 1. Two guards cover clocks:
+/// - the send time must be within `max_clock_skew_ms` of the receiver's wall clock (0 disables),
+///   which bounds how old a captured comet can be when replayed;
+/// - a sender out of service whose new boot id is *smaller* (its clock stepped back across a
+///   restart) is accepted as a restart when its send time passes the skew check, since an old
+///   comet cannot pass it.
+pub fn freshness(
+    comet: &Comet,
+    last: Option<(u64, u64)>,
+    sender_in_service: bool,
+    wall_now_ms: u64,
+    max_clock_skew_ms: u64,
+) -> Freshness {
+    if max_clock_skew_ms != 0 && comet.time_ms.abs_diff(wall_now_ms) > max_clock_skew_ms {
+        return Freshness::Stale;
+    }
+    match last {
+        None => Freshness::Fresh,
+        Some(last) if (comet.boot_id, comet.sequence) > last => Freshness::Fresh,
+        Some((last_boot, _))
+            if !sender_in_service && max_clock_skew_ms != 0 && comet.boot_id != last_boot =>
+        {
+            Freshness::Fresh
+        }
+        Some(_) => Freshness::Replayed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    pub(crate) fn sample() -> Comet {
+        Comet {
+            name: "n01.lax.hw.bar.net".into(),
+            boot_id: 1_700_000_000_000_000_000,
+            sequence: 42,
+            time_ms: 1_700_000_000_123,
+            addr: Some("178.62.11.17".parse().unwrap()),
+            http_port: 8080,
+            brpu_bps: 12_000_000,
+            capacity_bps: 9_000_000_000,
+            weight: 8 << 40,
+            users: 750,
+            mirroring: true,
+            admitting: true,
+            disks: vec![
+                DiskHealth {
+                    uuid: [7; 16],
+                    state: DiskState::Online,
+                },
+                DiskHealth {
+                    uuid: [9; 16],
+                    state: DiskState::Offline,
+                },
+            ],
+        }
+    }
+
+    fn key() -> CometKey {
+        CometKey::new(b"cluster secret for tests")
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut comet = sample();
+        let bytes = comet.encode(&key()).unwrap();
+        assert_eq!(Comet::decode(&bytes, &key()).unwrap(), comet);
+        comet.addr = Some("2a03:e0c0:d0::14:f001".parse().unwrap());
+        comet.disks.clear();
+        comet.mirroring = false;
+        let bytes = comet.encode(&key()).unwrap();
+        assert_eq!(Comet::decode(&bytes, &key()).unwrap(), comet);
+        comet.addr = None;
+        comet.disks = vec![
+            DiskHealth {
+                uuid: [1; 16],
+                state: DiskState::Degraded
+            };
+            MAX_DISKS
+        ];
+        comet.name = "a".repeat(63) + "." + &"b".repeat(63) + "." + &"c".repeat(63);
+        let bytes = comet.encode(&key()).unwrap();
+        assert_eq!(Comet::decode(&bytes, &key()).unwrap(), comet);
+    }
+
+    #[test]
+    fn wrong_secret_is_forged() {
+        let bytes = sample().encode(&key()).unwrap();
+        let other = CometKey::new(b"another cluster's secret");
+        assert_eq!(Comet::decode(&bytes, &other), Err(CometError::Forged));
+    }
+
+    #[test]
+    fn any_flipped_bit_is_rejected() {
+        let bytes = sample().encode(&key()).unwrap();
+        for at in 0..bytes.len() {
+            let mut altered = bytes.clone();
+            altered[at] ^= 0x10;
+            assert!(Comet::decode(&altered, &key()).is_err(), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn truncated_is_rejected() {
+        let bytes = sample().encode(&key()).unwrap();
+        for len in 0..bytes.len() {
+            assert!(Comet::decode(&bytes[..len], &key()).is_err(), "len {len}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Comet::decode(&longer, &key()).is_err());
+    }
+
+    #[test]
+    fn unencodable_comets_are_errors() {
+        let mut comet = sample();
+        comet.name = "x".repeat(254);
+        assert!(comet.encode(&key()).is_err());
+        comet.name.clear();
+        assert!(comet.encode(&key()).is_err());
+        let mut comet = sample();
+        comet.disks = vec![comet.disks[0]; MAX_DISKS + 1];
+        assert!(comet.encode(&key()).is_err());
+    }
+
+    #[test]
+    fn signed_garbage_is_malformed_not_panicking() {
+        // Valid tags over random bodies reach the field parser.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let good = sample().encode(&key()).unwrap();
+        for _ in 0..20_000 {
+            let mut body = good[..good.len() - TAG_BYTES].to_vec();
+            for _ in 0..rng.gen_range(1..4) {
+                let at = rng.gen_range(5..body.len());
+                body[at] = rng.gen();
+            }
+            let tag = key().tag(&body);
+            body.extend_from_slice(&tag);
+            if let Ok(comet) = Comet::decode(&body, &key()) {
+                assert_eq!(comet.encode(&key()).unwrap(), body, "encoding is canonical");
+            }
+        }
+    }
+
+    #[test]
+    fn random_and_mutated_bytes_never_panic() {
+        let count: usize = std::env::var("ARROW_COMET_FUZZ_ITERATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let good = sample().encode(&key()).unwrap();
+        let mut accepted = 0;
+        for round in 0..count {
+            let bytes: Vec<u8> = if round % 2 == 0 {
+                let len = rng.gen_range(0..COMET_MAX_BYTES + 64);
+                (0..len).map(|_| rng.gen()).collect()
+            } else {
+                let mut bytes = good.clone();
+                match rng.gen_range(0..3) {
+                    0 => bytes.truncate(rng.gen_range(0..good.len())),
+                    1 => {
+                        let at = rng.gen_range(0..bytes.len());
+                        bytes[at] = rng.gen();
+                    }
+                    _ => bytes.extend((0..rng.gen_range(1..40)).map(|_| rng.gen::<u8>())),
+                }
+                bytes
+            };
+            if let Ok(comet) = Comet::decode(&bytes, &key()) {
+                accepted += 1;
+                let again = comet.encode(&key()).unwrap();
+                assert_eq!(Comet::decode(&again, &key()).unwrap(), comet);
+            }
+        }
+        // A mutation may leave bytes unchanged (same random byte); nothing else may pass.
+        assert!(accepted < count / 100, "accepted {accepted}");
+    }
+
+    #[test]
+    fn replay_rule() {
+        let mut comet = sample();
+        let now = comet.time_ms;
+        let last = Some((comet.boot_id, comet.sequence));
+        assert_eq!(
+            freshness(&comet, None, false, now, 60_000),
+            Freshness::Fresh
+        );
+        assert_eq!(
+            freshness(&comet, last, true, now, 60_000),
+            Freshness::Replayed
+        );
+        comet.sequence += 1;
+        assert_eq!(freshness(&comet, last, true, now, 60_000), Freshness::Fresh);
+        // Restart: larger boot id, sequence from 1.
+        comet.boot_id += 1;
+        comet.sequence = 1;
+        assert_eq!(freshness(&comet, last, true, now, 60_000), Freshness::Fresh);
+        // An old boot replayed while the sender is up.
+        comet.boot_id -= 2;
+        assert_eq!(
+            freshness(&comet, last, true, now, 60_000),
+            Freshness::Replayed
+        );
+        // Clock stepped back across a restart: accepted once the sender is out of service.
+        assert_eq!(
+            freshness(&comet, last, false, now, 60_000),
+            Freshness::Fresh
+        );
+        // A captured comet replayed much later fails the skew check.
+        assert_eq!(
+            freshness(&comet, last, false, now + 120_000, 60_000),
+            Freshness::Stale
+        );
+        assert_eq!(
+            freshness(&comet, last, false, now + 120_000, 0),
+            Freshness::Replayed
+        );
+    }
+}

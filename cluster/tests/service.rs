@@ -1,0 +1,222 @@
+//! Comet admission (forged, replayed, truncated, stale dropped and counted) and two live
+//! cluster services exchanging comets over unicast on 127.0.0.1.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_cluster::{
+    Admission, ClusterConfig, ClusterCounters, Comet, CometKey, Liveness, LocalStats, Receiver,
+    Table,
+};
+
+const SECRET: &str = "test secret, 16+ bytes long";
+
+fn comet(name: &str, boot_id: u64, sequence: u64, time_ms: u64) -> Comet {
+    Comet {
+        name: name.into(),
+        boot_id,
+        sequence,
+        time_ms,
+        addr: None,
+        http_port: 8080,
+        brpu_bps: 1,
+        capacity_bps: 1,
+        weight: 1,
+        users: 0,
+        mirroring: false,
+        admitting: true,
+        disks: vec![],
+    }
+}
+
+#[test]
+fn receiver_drops_and_counts_bad_comets() {
+    let dir = tempfile::tempdir().unwrap();
+    let table =
+        Arc::new(Table::create_with(&dir.path().join("t"), 8, Liveness::default()).unwrap());
+    let counters = Arc::new(ClusterCounters::default());
+    let key = CometKey::new(SECRET.as_bytes());
+    let rx = Receiver::new(
+        key.clone(),
+        Arc::clone(&table),
+        "self.example".into(),
+        1,
+        60_000,
+        Arc::clone(&counters),
+    );
+    let wall = 1_700_000_000_000;
+    let src: SocketAddr = "10.1.2.3:7777".parse().unwrap();
+    let good = comet("peer.example", 5, 1, wall).encode(&key).unwrap();
+    assert_eq!(rx.admit(&good, Some(src), 100, wall), Admission::Accepted);
+    let peer = table.get_at("peer.example", 100).unwrap();
+    assert_eq!(
+        peer.addr,
+        Some(src.ip()),
+        "source address fills a missing one"
+    );
+    // The same datagram again: replay.
+    assert_eq!(rx.admit(&good, Some(src), 110, wall), Admission::Replayed);
+    // Wrong secret: forged.
+    let forged = comet("peer.example", 5, 2, wall)
+        .encode(&CometKey::new(b"some other cluster secret"))
+        .unwrap();
+    assert_eq!(rx.admit(&forged, Some(src), 120, wall), Admission::Forged);
+    // Truncated: malformed.
+    let next = comet("peer.example", 5, 2, wall).encode(&key).unwrap();
+    assert_eq!(
+        rx.admit(&next[..next.len() - 1], Some(src), 130, wall),
+        Admission::Malformed
+    );
+    assert_eq!(
+        rx.admit(b"hello", Some(src), 130, wall),
+        Admission::Malformed
+    );
+    // Too old for the clock-skew window: stale.
+    let old = comet("peer.example", 5, 3, wall - 120_000)
+        .encode(&key)
+        .unwrap();
+    assert_eq!(rx.admit(&old, Some(src), 140, wall), Admission::Stale);
+    // Our own comet (multicast loop): ignored, not an error.
+    let own = comet("self.example", 1, 1, wall).encode(&key).unwrap();
+    assert_eq!(rx.admit(&own, Some(src), 150, wall), Admission::OwnEcho);
+    // The next genuine comet passes, and the sender's restart (larger boot id) too.
+    assert_eq!(rx.admit(&next, Some(src), 160, wall), Admission::Accepted);
+    let restarted = comet("peer.example", 6, 1, wall).encode(&key).unwrap();
+    assert_eq!(
+        rx.admit(&restarted, Some(src), 170, wall),
+        Admission::Accepted
+    );
+    assert_eq!(
+        rx.admit(&next, Some(src), 180, wall),
+        Admission::Replayed,
+        "old boot"
+    );
+    let c = counters.snapshot();
+    assert_eq!(c.accepted, 3);
+    assert_eq!(c.dropped_replayed, 2);
+    assert_eq!(c.dropped_forged, 1);
+    assert_eq!(c.dropped_malformed, 2);
+    assert_eq!(c.dropped_stale, 1);
+    assert_eq!(c.own_echo, 1);
+    assert_eq!(c.dropped(), 6);
+}
+
+/// Two free UDP ports on 127.0.0.1 (bound then released).
+fn free_ports() -> (SocketAddr, SocketAddr) {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap(), b.local_addr().unwrap())
+}
+
+fn config(dir: &std::path::Path, listen: SocketAddr, peer: SocketAddr) -> ClusterConfig {
+    let mut cfg = ClusterConfig::with_secret(SECRET);
+    cfg.table_path = dir.join("table-{node}");
+    cfg.listen = Some(listen);
+    cfg.peers = vec![peer, listen]; // ourselves too, as a shared peer list would
+    cfg.comet_interval_ms = 50;
+    cfg.missing_intervals = 3;
+    cfg.line_rate_bps = Some(10_000_000_000);
+    cfg.brpu_guarantee_bps = 8_000_000;
+    cfg
+}
+
+fn wait_for(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    done()
+}
+
+#[test]
+fn two_services_see_each_other_and_expire_a_stopped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr_a, addr_b) = free_ports();
+    let stats_a = Arc::new(LocalStats::new(2));
+    stats_a.set_weight_bytes(4 << 40);
+    stats_a.shard(1).set_users(7);
+    let stats_b = Arc::new(LocalStats::new(1));
+    stats_b.set_weight_bytes(2 << 40);
+    let a = arrow_cluster::start(
+        config(dir.path(), addr_a, addr_b),
+        "a.test.example".into(),
+        8081,
+        stats_a,
+    )
+    .unwrap();
+    let b = arrow_cluster::start(
+        config(dir.path(), addr_b, addr_a),
+        "b.test.example".into(),
+        8082,
+        stats_b,
+    )
+    .unwrap();
+    let sees = |h: &arrow_cluster::ClusterHandle, name: &str| {
+        h.table()
+            .snapshot()
+            .iter()
+            .any(|n| n.name == name && n.in_service)
+    };
+    assert!(wait_for(Duration::from_secs(5), || sees(
+        &a,
+        "b.test.example"
+    ) && sees(
+        &b,
+        "b.test.example"
+    ) && sees(
+        &b,
+        "a.test.example"
+    ) && sees(
+        &a,
+        "a.test.example"
+    )));
+    let view = b
+        .table()
+        .snapshot()
+        .into_iter()
+        .find(|n| n.name == "a.test.example")
+        .unwrap();
+    assert_eq!(view.http_port, 8081);
+    assert_eq!(view.addr, Some(addr_a.ip()));
+    assert_eq!(view.users, 7);
+    assert_eq!(view.weight, 4 << 40);
+    assert_eq!(
+        view.capacity_bps, 9_000_000_000,
+        "10 Gbit/s line rate × 0.9"
+    );
+    assert!(view.admitting);
+    // `arrow status` from another mapping of b's table.
+    let reader = Table::open_readonly(&dir.path().join("table-b.test.example")).unwrap();
+    let text = arrow_cluster::format_status(&reader.snapshot(), arrow_cluster::monotonic_ms());
+    assert!(
+        text.contains("a.test.example") && text.contains("2 of 2 nodes"),
+        "{text}"
+    );
+    assert!(
+        a.counters().own_echo > 0,
+        "own comets via the peer list are recognised"
+    );
+    assert!(b.admit(0));
+    assert_eq!(b.brpu().capacity_bps, 9_000_000_000);
+
+    // Stop a: b puts it out of service within N + 1 intervals (200 ms), plus scheduling slack.
+    a.shutdown();
+    let stopped = Instant::now();
+    assert!(wait_for(Duration::from_secs(5), || !sees(
+        &b,
+        "a.test.example"
+    )));
+    assert!(
+        stopped.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let c = b.counters();
+    assert!(c.accepted > 0);
+    assert_eq!(c.dropped(), 0, "{c:?}");
+    b.shutdown();
+}

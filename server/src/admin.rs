@@ -1,0 +1,234 @@
+//! The admin listener (served by shard 0): health, Prometheus metrics, purge, disk state and the
+//! cluster table. One request per connection. Changing calls need `Authorization: Bearer <token>`.
+//!
+//!   GET  /health                 200 "ok", 503 while draining
+//!   GET  /metrics                Prometheus text
+//!   GET  /status                 the cluster table as a person reads it
+//!   GET  /disks                  one line per disk
+//!   POST /purge?key=K | ?prefix=P  remove one cache key / every key under a prefix
+//!   POST /disks/<uuid>/offline|online
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use monoio::io::AsyncReadRent;
+use monoio::net::TcpStream;
+
+use crate::http;
+use crate::serve::{SocketSink, Sink};
+use crate::shard::{ShardCtx, ShardMsg, ShardStats};
+
+const ADMIN_HEAD_BYTES_MAX: usize = 8192;
+
+pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+    let mut buf: Vec<u8> = Vec::with_capacity(ADMIN_HEAD_BYTES_MAX);
+    let deadline = Duration::from_secs(5);
+    let req = loop {
+        if buf.len() >= ADMIN_HEAD_BYTES_MAX {
+            return;
+        }
+        let r = monoio::time::timeout(deadline, stream.read(vec![0u8; 2048])).await;
+        match r {
+            Ok((Ok(n), b)) if n > 0 => buf.extend_from_slice(&b[..n]),
+            _ => return,
+        }
+        match http::parse_request(&buf, 32) {
+            Ok(Some(r)) => break r,
+            Ok(None) => continue,
+            Err(e) => {
+                let resp = http::simple_response(e.status, &ctx.node.name, &e.reason, false);
+                send(&mut stream, resp).await;
+                return;
+            }
+        }
+    };
+    let (status, body, content_type) = answer(&ctx, &req).await;
+    let mut h = http::HeadWriter::new(status);
+    h.header("Server", &ctx.node.name)
+        .header("Content-Type", content_type)
+        .header("Content-Length", body.len())
+        .header("Connection", "close");
+    let mut out = h.finish();
+    if req.method != "HEAD" {
+        out.extend_from_slice(body.as_bytes());
+    }
+    send(&mut stream, out).await;
+}
+
+async fn send(stream: &mut TcpStream, data: Vec<u8>) {
+    let mut sink = SocketSink {
+        stream,
+        timeout: Duration::from_secs(5),
+    };
+    let _ = sink.send(data, Bytes::new()).await;
+}
+
+fn authorized(ctx: &ShardCtx, req: &http::Request) -> bool {
+    let Some(token) = ctx.node.cfg.node.admin_token.as_deref() else {
+        return false;
+    };
+    let Some(given) = req
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Constant-time comparison.
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'static str) {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let target = req.path_and_query();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    match (req.method.as_str(), path) {
+        ("GET" | "HEAD", "/health") => {
+            if ctx.node.shutting_down() {
+                (503, "draining\n".into(), TEXT)
+            } else {
+                (200, format!("ok {}\n", ctx.node.name), TEXT)
+            }
+        }
+        ("GET" | "HEAD", "/metrics") => {
+            let stats = gather(ctx).await;
+            let disks: Vec<_> = stats.iter().flat_map(|s| s.disks.iter()).collect();
+            let disks: Vec<crate::metrics::DiskLine> = disks
+                .into_iter()
+                .map(|d| crate::metrics::DiskLine {
+                    id: d.id.clone(),
+                    path: d.path.clone(),
+                    ..*d
+                })
+                .collect();
+            let ram: Vec<_> = stats
+                .iter()
+                .filter_map(|s| s.ram.as_ref())
+                .map(|r| crate::metrics::RamLine { ..*r })
+                .collect();
+            let extra = ctx
+                .node
+                .cluster
+                .as_ref()
+                .map(|c| c.metrics_text())
+                .unwrap_or_default();
+            (
+                200,
+                crate::metrics::render(&ctx.node.metrics, &disks, &ram, &extra),
+                "text/plain; version=0.0.4",
+            )
+        }
+        ("GET" | "HEAD", "/status") => match &ctx.node.cluster {
+            Some(c) => (200, c.status_text(), TEXT),
+            None => (200, format!("{} (no cluster configured)\n", ctx.node.name), TEXT),
+        },
+        ("GET" | "HEAD", "/disks") => {
+            let mut out = String::new();
+            for s in gather(ctx).await {
+                for d in s.disks {
+                    out.push_str(&format!(
+                        "{} shard={} {} path={} size_bytes={} used_bytes={} objects={} errors={}\n",
+                        d.id,
+                        d.shard,
+                        if d.online { "online" } else { "offline" },
+                        d.path,
+                        d.size_bytes,
+                        d.used_bytes,
+                        d.objects,
+                        d.errors
+                    ));
+                }
+            }
+            (200, out, TEXT)
+        }
+        ("POST" | "PURGE", _) | ("DELETE", _) if !authorized(ctx, req) => {
+            (401, "missing or wrong admin token (Authorization: Bearer <token>)\n".into(), TEXT)
+        }
+        ("POST" | "PURGE", "/purge") => {
+            let key = param("key");
+            let prefix = param("prefix");
+            if key.is_none() && prefix.is_none() {
+                return (400, "purge needs ?key=<cache key> or ?prefix=<prefix>\n".into(), TEXT);
+            }
+            if prefix.as_deref() == Some("") {
+                return (400, "an empty prefix would purge everything; refused\n".into(), TEXT);
+            }
+            let mut total = 0;
+            for tx in &ctx.node.senders {
+                let (rtx, rrx) = async_channel::bounded(1);
+                if tx
+                    .send(ShardMsg::Purge {
+                        key: key.clone(),
+                        prefix: prefix.clone(),
+                        reply: rtx,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return (503, "a shard is not answering\n".into(), TEXT);
+                }
+                match rrx.recv().await {
+                    Ok(Ok(n)) => total += n,
+                    Ok(Err(e)) => return (500, format!("purge failed: {e}\n"), TEXT),
+                    Err(_) => return (503, "a shard is not answering\n".into(), TEXT),
+                }
+            }
+            (200, format!("purged {total}\n"), TEXT)
+        }
+        ("POST", p) if p.starts_with("/disks/") => {
+            let rest = &p["/disks/".len()..];
+            let Some((id, action)) = rest.split_once('/') else {
+                return (404, "use /disks/<uuid>/offline or /disks/<uuid>/online\n".into(), TEXT);
+            };
+            let online = match action {
+                "online" => true,
+                "offline" => false,
+                _ => return (404, "use /disks/<uuid>/offline or /disks/<uuid>/online\n".into(), TEXT),
+            };
+            let Some(entry) = ctx
+                .node
+                .disks
+                .get()
+                .and_then(|ds| ds.iter().find(|d| d.id.to_string() == id))
+            else {
+                return (404, format!("no disk {id}\n"), TEXT);
+            };
+            let (rtx, rrx) = async_channel::bounded(1);
+            let _ = ctx.node.senders[entry.shard]
+                .send(ShardMsg::SetDisk {
+                    disk: entry.id,
+                    online,
+                    reply: rtx,
+                })
+                .await;
+            match rrx.recv().await {
+                Ok(Ok(())) => (200, format!("disk {id} {action}\n"), TEXT),
+                Ok(Err(e)) => (409, format!("{e}\n"), TEXT),
+                Err(_) => (503, "shard not answering\n".into(), TEXT),
+            }
+        }
+        _ => (404, format!("no admin endpoint {} {path}\n", req.method), TEXT),
+    }
+}
+
+async fn gather(ctx: &ShardCtx) -> Vec<ShardStats> {
+    let mut out = Vec::new();
+    for tx in &ctx.node.senders {
+        let (rtx, rrx) = async_channel::bounded(1);
+        if tx.send(ShardMsg::Stats { reply: rtx }).await.is_ok() {
+            if let Ok(s) = rrx.recv().await {
+                out.push(s);
+            }
+        }
+    }
+    out
+}

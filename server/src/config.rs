@@ -1,0 +1,556 @@
+//! The node's one TOML config: a raw serde stage (`RawConfig`, unknown keys rejected) and a
+//! validated stage (`Config`) with compiled regexes, resolved origins and checked bounds.
+//! Every error names the key and, where the TOML parser knows it, the line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Deserialize;
+
+/// The validated config the node runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub limits: Limits,
+    pub storage: StorageConfig,
+    pub disks: Vec<DiskConfig>,
+    pub hosts: Vec<HostRule>,
+    pub cluster: Option<arrow_cluster::ClusterConfig>,
+    pub dns: Option<arrow_dns::DnsConfig>,
+    pub overflow: Option<OverflowConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's canonical name; default: reverse lookup of `cluster.advertise_addr`, or the
+    /// host name when there is no cluster section.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// CPU cores to pin one shard each to. Default: `[0]`.
+    #[serde(default = "default_cores")]
+    pub cores: Vec<usize>,
+    /// HTTP listeners; every shard binds each with SO_REUSEPORT.
+    pub listen: Vec<SocketAddr>,
+    /// Admin listener (metrics, health, purge, disk state); served by shard 0. Default: none.
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token for purge and disk admin calls. Required when `admin_listen` is set.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Add the debug headers (action, hash input, cluster key, cache key, pull URL). Default false.
+    #[serde(default)]
+    pub debug_headers: bool,
+    /// Access log file (Combined Log Format); "-" for stdout. Default: none.
+    #[serde(default)]
+    pub access_log: Option<String>,
+}
+
+fn default_cores() -> Vec<usize> {
+    vec![0]
+}
+
+/// Bounds on everything a client or origin can make the node hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Bytes of request line + headers before 431. Default 16384.
+    pub header_bytes_max: usize,
+    /// Headers per request before 431. Default 64.
+    pub headers_count_max: usize,
+    /// Time to receive a whole request head. Default 10000 ms.
+    pub header_timeout_ms: u64,
+    /// Idle keep-alive time between requests. Default 30000 ms.
+    pub idle_timeout_ms: u64,
+    /// Time without progress while reading a request body or writing a response. Default 30000 ms.
+    pub body_timeout_ms: u64,
+    /// Open client connections per node (split evenly over shards). Default 20000.
+    pub connections_max: usize,
+    /// Request body bytes passed to the origin for uncached methods. Default 8 MiB.
+    pub request_body_bytes_max: usize,
+    /// Largest object stored; bigger ones are streamed uncached. Default 256 MiB.
+    pub object_bytes_max: u64,
+    /// Bytes of bodies held in memory by fills in flight per shard; beyond it, misses are
+    /// passed through uncached. Default 512 MiB.
+    pub fill_buffer_bytes_max: u64,
+    /// Concurrent origin fetches per shard. Default 256.
+    pub fills_in_flight_max: usize,
+    /// Origin connect timeout. Default 2000 ms.
+    pub origin_connect_timeout_ms: u64,
+    /// Origin time to response head. Default 10000 ms.
+    pub origin_response_timeout_ms: u64,
+    /// Extra origins tried after the first fails (bounded retries). Default 2.
+    pub origin_retries_max: usize,
+    /// Idle keep-alive connections kept per origin per shard. Default 32.
+    pub origin_idle_connections_max: usize,
+    /// Bounded depth of each cross-shard request channel. Default 1024.
+    pub cross_shard_queue_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_bytes_max: 16 * 1024,
+            headers_count_max: 64,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            body_timeout_ms: 30_000,
+            connections_max: 20_000,
+            request_body_bytes_max: 8 << 20,
+            object_bytes_max: 256 << 20,
+            fill_buffer_bytes_max: 512 << 20,
+            fills_in_flight_max: 256,
+            origin_connect_timeout_ms: 2_000,
+            origin_response_timeout_ms: 10_000,
+            origin_retries_max: 2,
+            origin_idle_connections_max: 32,
+            cross_shard_queue_max: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// RAM tier bytes per shard. Default 64 MiB.
+    pub ram_tier_bytes: u64,
+    /// Chunk size of large objects on disk. Default 1 MiB.
+    pub chunk_bytes: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            ram_tier_bytes: 64 << 20,
+            chunk_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    /// Slab file (created at `size_bytes`) or raw block device.
+    pub path: PathBuf,
+    /// Bytes of the slab; a disk never exceeds it.
+    pub size_bytes: u64,
+    /// Index of the shard (position in `node.cores`) that owns this disk. Default 0.
+    #[serde(default)]
+    pub shard: usize,
+    /// "lru-sp" (default) or "byte-mode".
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    /// I/O or checksum errors before the disk is taken offline. Default 16.
+    #[serde(default = "default_error_threshold")]
+    pub error_threshold: u32,
+}
+
+fn default_policy() -> String {
+    "lru-sp".into()
+}
+fn default_error_threshold() -> u32 {
+    16
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHostRule {
+    /// Host patterns: exact (`cdn.foo.com`), suffix (`*.foo.com`) or `*` for any host.
+    pub hosts: Vec<String>,
+    /// Leading technical labels dropped from the host to form the domain. Default 1.
+    #[serde(default = "default_labels")]
+    pub technical_labels: usize,
+    /// Regex over the path selecting the hash input (capture group 1 if present, else the
+    /// whole match). Default `^/[^/]+/[^/]+` (the first two path segments).
+    #[serde(default = "default_hash_input")]
+    pub hash_input: String,
+    /// Origin base URLs (`http://host:port`), tried in order of measured response time.
+    pub origins: Vec<String>,
+    /// Host header sent to the origin. Default: the viewer's Host.
+    #[serde(default)]
+    pub origin_host: Option<String>,
+    /// Freshness given to responses that carry no explicit freshness. Default: none (such
+    /// responses are not cached).
+    #[serde(default)]
+    pub default_ttl_s: Option<u64>,
+}
+
+fn default_labels() -> usize {
+    1
+}
+fn default_hash_input() -> String {
+    "^/[^/]+/[^/]+".into()
+}
+
+/// A validated host rule.
+#[derive(Debug, Clone)]
+pub struct HostRule {
+    pub hosts: Vec<String>,
+    pub technical_labels: usize,
+    pub hash_input: Regex,
+    pub origins: Vec<Origin>,
+    pub origin_host: Option<String>,
+    pub default_ttl_s: Option<u64>,
+}
+
+/// One origin: where to connect and how to name it.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub url: String,
+    pub host_port: String,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverflowConfig {
+    /// Host name of the third-party CDN that takes overflow viewers (HTTP 302, same path).
+    pub cdn_host: String,
+    /// Scheme of the redirect. Default "https".
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+}
+
+fn default_scheme() -> String {
+    "https".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: NodeConfig,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    storage: StorageConfig,
+    #[serde(default, rename = "disk")]
+    disks: Vec<DiskConfig>,
+    #[serde(rename = "host")]
+    hosts: Vec<RawHostRule>,
+    #[serde(default)]
+    cluster: Option<arrow_cluster::ClusterConfig>,
+    #[serde(default)]
+    dns: Option<arrow_dns::DnsConfig>,
+    #[serde(default)]
+    overflow: Option<OverflowConfig>,
+}
+
+/// A config error that names the key, and the line where the parser knows it.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            message: describe_toml_error(text, &e),
+        })?;
+        raw.validate().map_err(|(key, message)| ConfigError {
+            file: file.to_string(),
+            message: match find_key_line(text, &key) {
+                Some(line) => format!("line {line}: key `{key}`: {message}"),
+                None => format!("key `{key}`: {message}"),
+            },
+        })
+    }
+}
+
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+/// The first line whose key is the last dotted part of `key` (good enough to point a person at
+/// the right place; the message names the full key anyway).
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let leaf = key.rsplit('.').next()?;
+    let leaf = leaf.split('[').next()?;
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with(leaf) && l[leaf.len()..].trim_start().starts_with('=')
+        })
+        .map(|i| i + 1)
+}
+
+type KeyError = (String, String);
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, KeyError> {
+        let node = self.node;
+        if node.cores.is_empty() {
+            return Err(("node.cores".into(), "needs at least one core".into()));
+        }
+        let available = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        for &c in &node.cores {
+            if c >= available.max(1024) {
+                return Err(("node.cores".into(), format!("core {c} does not exist")));
+            }
+        }
+        if node.listen.is_empty() {
+            return Err(("node.listen".into(), "needs at least one address".into()));
+        }
+        if node.admin_listen.is_some() && node.admin_token.as_deref().unwrap_or("").len() < 8 {
+            return Err((
+                "node.admin_token".into(),
+                "required (at least 8 characters) when admin_listen is set".into(),
+            ));
+        }
+        let l = &self.limits;
+        if l.header_bytes_max < 256 || l.header_bytes_max > 1 << 20 {
+            return Err((
+                "limits.header_bytes_max".into(),
+                "must be within 256..=1048576".into(),
+            ));
+        }
+        for (key, v) in [
+            ("limits.headers_count_max", l.headers_count_max as u64),
+            ("limits.header_timeout_ms", l.header_timeout_ms),
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.body_timeout_ms", l.body_timeout_ms),
+            ("limits.connections_max", l.connections_max as u64),
+            ("limits.fills_in_flight_max", l.fills_in_flight_max as u64),
+            ("limits.origin_connect_timeout_ms", l.origin_connect_timeout_ms),
+            (
+                "limits.origin_response_timeout_ms",
+                l.origin_response_timeout_ms,
+            ),
+            ("limits.cross_shard_queue_max", l.cross_shard_queue_max as u64),
+        ] {
+            if v == 0 {
+                return Err((key.into(), "must be greater than 0".into()));
+            }
+        }
+        if self.storage.chunk_bytes < 4096 || self.storage.chunk_bytes % 4096 != 0 {
+            return Err((
+                "storage.chunk_bytes".into(),
+                "must be a multiple of 4096".into(),
+            ));
+        }
+        let mut seen_paths = std::collections::HashSet::new();
+        for (i, d) in self.disks.iter().enumerate() {
+            if d.shard >= node.cores.len() {
+                return Err((
+                    format!("disk[{i}].shard"),
+                    format!(
+                        "shard {} does not exist (node.cores has {} entries)",
+                        d.shard,
+                        node.cores.len()
+                    ),
+                ));
+            }
+            if d.size_bytes < 16 << 20 {
+                return Err((
+                    format!("disk[{i}].size_bytes"),
+                    "must be at least 16 MiB".into(),
+                ));
+            }
+            if d.policy.parse::<arrow_storage::policy::PolicyKind>().is_err() {
+                return Err((
+                    format!("disk[{i}].policy"),
+                    format!("unknown policy {:?} (lru-sp or byte-mode)", d.policy),
+                ));
+            }
+            if !seen_paths.insert(d.path.clone()) {
+                return Err((
+                    format!("disk[{i}].path"),
+                    format!("{} is configured twice", d.path.display()),
+                ));
+            }
+        }
+        if self.hosts.is_empty() {
+            return Err(("host".into(), "at least one [[host]] rule is needed".into()));
+        }
+        let mut hosts = Vec::new();
+        for (i, h) in self.hosts.into_iter().enumerate() {
+            hosts.push(h.validate(i)?);
+        }
+        if let Some(c) = &self.cluster {
+            c.validate().map_err(|m| ("cluster".to_string(), m))?;
+        }
+        if let Some(o) = &self.overflow {
+            if o.cdn_host.is_empty() || o.cdn_host.contains('/') {
+                return Err(("overflow.cdn_host".into(), "must be a host name".into()));
+            }
+            if o.scheme != "http" && o.scheme != "https" {
+                return Err(("overflow.scheme".into(), "must be http or https".into()));
+            }
+        }
+        Ok(Config {
+            node,
+            limits: self.limits,
+            storage: self.storage,
+            disks: self.disks,
+            hosts,
+            cluster: self.cluster,
+            dns: self.dns,
+            overflow: self.overflow,
+        })
+    }
+}
+
+impl RawHostRule {
+    fn validate(self, i: usize) -> Result<HostRule, KeyError> {
+        if self.hosts.is_empty() {
+            return Err((format!("host[{i}].hosts"), "needs at least one pattern".into()));
+        }
+        for h in &self.hosts {
+            let body = h.strip_prefix("*.").unwrap_or(h);
+            if body.is_empty() || (body != "*" && body.contains('*')) {
+                return Err((
+                    format!("host[{i}].hosts"),
+                    format!("bad pattern {h:?} (use `name`, `*.suffix` or `*`)"),
+                ));
+            }
+        }
+        let hash_input = Regex::new(&self.hash_input).map_err(|e| {
+            (
+                format!("host[{i}].hash_input"),
+                format!("bad regex: {e}"),
+            )
+        })?;
+        if self.origins.is_empty() {
+            return Err((format!("host[{i}].origins"), "needs at least one origin".into()));
+        }
+        let mut origins = Vec::new();
+        for o in &self.origins {
+            origins.push(
+                parse_origin(o).map_err(|m| (format!("host[{i}].origins"), m))?,
+            );
+        }
+        Ok(HostRule {
+            hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            technical_labels: self.technical_labels,
+            hash_input,
+            origins,
+            origin_host: self.origin_host,
+            default_ttl_s: self.default_ttl_s,
+        })
+    }
+}
+
+/// Parse and resolve an origin base URL (`http://host:port`; https origins are not supported
+/// yet and say so).
+pub fn parse_origin(s: &str) -> Result<Origin, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("bad origin URL {s:?}: {e}"))?;
+    if url.scheme() != "http" {
+        return Err(format!(
+            "origin {s:?}: only http:// origins are supported (TLS to origin is not built yet)"
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("origin {s:?} has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host_port = if port == 80 {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    };
+    use std::net::ToSocketAddrs;
+    let addr = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("origin {s:?}: cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("origin {s:?}: {host} has no address"))?;
+    Ok(Origin {
+        url: s.trim_end_matches('/').to_string(),
+        host_port,
+        addr,
+    })
+}
+
+impl HostRule {
+    /// Does this rule serve `host` (lower case, no port)?
+    pub fn matches(&self, host: &str) -> bool {
+        self.hosts.iter().any(|p| {
+            if p == "*" {
+                true
+            } else if let Some(suffix) = p.strip_prefix("*.") {
+                host.len() > suffix.len()
+                    && host.ends_with(suffix)
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            } else {
+                p == host
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[node]
+listen = ["127.0.0.1:8080"]
+
+[[host]]
+hosts = ["*.claw.ac"]
+technical_labels = 2
+origins = ["http://127.0.0.1:9000"]
+"#;
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let c = Config::parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!(c.node.cores, vec![0]);
+        assert_eq!(c.limits.header_bytes_max, 16384);
+        assert!(c.hosts[0].matches("c.dx.claw.ac"));
+        assert!(!c.hosts[0].matches("claw.ac"));
+        assert!(!c.hosts[0].matches("xclaw.ac"));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_line() {
+        let text = MINIMAL.replace("technical_labels = 2", "technical_labels = 2\nttl = 5");
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown field `ttl`"), "{e}");
+        assert!(e.contains("line 9"), "{e}");
+    }
+
+    #[test]
+    fn bad_regex_names_key_and_line() {
+        let text = MINIMAL.replace("technical_labels = 2", "hash_input = \"(\"");
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("host[0].hash_input"), "{e}");
+        assert!(e.contains("line 8"), "{e}");
+    }
+
+    #[test]
+    fn disk_on_missing_shard_is_rejected() {
+        let text = format!(
+            "{MINIMAL}\n[[disk]]\npath = \"/tmp/x.slab\"\nsize_bytes = 67108864\nshard = 3\n"
+        );
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("disk[0].shard"), "{e}");
+    }
+
+    #[test]
+    fn https_origin_is_refused_clearly() {
+        let text = MINIMAL.replace("http://127.0.0.1:9000", "https://127.0.0.1:9000");
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("only http://"), "{e}");
+    }
+}

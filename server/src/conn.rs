@@ -1,0 +1,345 @@
+//! One viewer connection: read a request head (bounded bytes and time), route it, answer,
+//! repeat while keep-alive (pipelined requests are answered in order from the same buffer).
+//!
+//! head → host rule → keys → cluster route (self / peer / overflow) → key-to-disk hashing →
+//! owning shard: local `ShardCache::serve`, or a bounded cross-shard channel whose replies
+//! are written here.
+
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use monoio::io::AsyncReadRent;
+use monoio::net::TcpStream;
+
+use crate::http::{self, BodyKind, Request};
+use crate::keys;
+use crate::metrics::CacheResult;
+use crate::route::Route;
+use crate::serve::{CacheRequest, Outcome, SocketSink};
+use crate::shard::{Reply, ShardCtx, ShardMsg};
+
+const READ_BYTES: usize = 16 * 1024;
+
+enum ReadHead {
+    Request(Request),
+    Closed,
+    Refused(u16, String),
+}
+
+pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let limits = ctx.node.cfg.limits.clone();
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    let body_timeout = Duration::from_millis(limits.body_timeout_ms);
+    let mut served = 0u64;
+    loop {
+        if ctx.node.shutting_down() && buf.is_empty() {
+            break;
+        }
+        let head = read_head(&ctx, &mut stream, &mut buf).await;
+        let req = match head {
+            ReadHead::Request(r) => r,
+            ReadHead::Closed => break,
+            ReadHead::Refused(status, reason) => {
+                ctx.metrics.bad_requests.inc();
+                let resp = http::simple_response(status, &ctx.node.name, &reason, false);
+                let mut sink = SocketSink {
+                    stream: &mut stream,
+                    timeout: body_timeout,
+                };
+                use crate::serve::Sink;
+                let _ = sink.send(resp, Bytes::new()).await;
+                ctx.metrics.request(status, CacheResult::Local, 0);
+                ctx.access_log(peer, "-", "-", status, 0, CacheResult::Local);
+                break;
+            }
+        };
+        let started = Instant::now();
+        // Request bodies: read (bounded) for methods passed to the origin.
+        let body = match req.body {
+            BodyKind::None => Vec::new(),
+            BodyKind::Chunked => {
+                let resp = http::simple_response(
+                    411,
+                    &ctx.node.name,
+                    "chunked request bodies are not accepted; send Content-Length",
+                    false,
+                );
+                let _ = write_all(&mut stream, resp, body_timeout).await;
+                ctx.metrics.request(411, CacheResult::Local, 0);
+                break;
+            }
+            BodyKind::Length(n) => {
+                if n > limits.request_body_bytes_max as u64 {
+                    let resp = http::simple_response(
+                        413,
+                        &ctx.node.name,
+                        &format!(
+                            "request body of {n} bytes exceeds {} bytes",
+                            limits.request_body_bytes_max
+                        ),
+                        false,
+                    );
+                    let _ = write_all(&mut stream, resp, body_timeout).await;
+                    ctx.metrics.request(413, CacheResult::Local, 0);
+                    break;
+                }
+                match read_body(&mut stream, &mut buf, req.head_len, n as usize, body_timeout).await
+                {
+                    Ok(b) => b,
+                    Err(_) => break,
+                }
+            }
+        };
+        if !matches!(req.body, BodyKind::Length(_)) {
+            buf.drain(..req.head_len);
+        }
+        let keep_alive = req.keep_alive && !ctx.node.shutting_down();
+        let out = respond(&ctx, &req, served == 0, body, keep_alive, &mut stream).await;
+        served += 1;
+        ctx.metrics.request(out.status, out.result, out.body_bytes);
+        ctx.access_log(
+            peer,
+            &req.method,
+            &req.target,
+            out.status,
+            out.body_bytes,
+            out.result,
+        );
+        tracing::trace!(elapsed_us = started.elapsed().as_micros() as u64, "request done");
+        if !keep_alive || out.aborted {
+            break;
+        }
+    }
+}
+
+/// Read until a full head is in `buf`; enforce byte and time bounds.
+async fn read_head(ctx: &ShardCtx, stream: &mut TcpStream, buf: &mut Vec<u8>) -> ReadHead {
+    let limits = &ctx.node.cfg.limits;
+    let deadline = Instant::now() + Duration::from_millis(limits.header_timeout_ms);
+    let mut first = buf.is_empty();
+    loop {
+        if !buf.is_empty() {
+            match http::parse_request(buf, limits.headers_count_max) {
+                Ok(Some(r)) => {
+                    if r.head_len > limits.header_bytes_max {
+                        return ReadHead::Refused(
+                            431,
+                            format!("request head exceeds {} bytes", limits.header_bytes_max),
+                        );
+                    }
+                    return ReadHead::Request(r);
+                }
+                Ok(None) => {
+                    if buf.len() > limits.header_bytes_max {
+                        return ReadHead::Refused(
+                            431,
+                            format!("request head exceeds {} bytes", limits.header_bytes_max),
+                        );
+                    }
+                }
+                Err(refusal) => return ReadHead::Refused(refusal.status, refusal.reason),
+            }
+        }
+        // Wait for bytes: the idle timeout before a request starts, the header timeout after.
+        let wait = if first {
+            Duration::from_millis(limits.idle_timeout_ms)
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        let readable = ctx.idle_wait(stream, wait, first).await;
+        if !readable {
+            if first {
+                return ReadHead::Closed;
+            }
+            return ReadHead::Refused(408, "request head not received in time".into());
+        }
+        first = false;
+        let spare = std::mem::take(buf);
+        let (res, b) = read_more(stream, spare).await;
+        *buf = b;
+        match res {
+            Ok(0) | Err(_) => return ReadHead::Closed,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    let len = buf.len();
+    if buf.capacity() - len < 1024 {
+        buf.reserve(READ_BYTES);
+    }
+    let slice = monoio::buf::IoBufMut::slice_mut(buf, len..);
+    let (res, slice) = stream.read(slice).await;
+    (res, slice.into_inner())
+}
+
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_len: usize,
+    n: usize,
+    t: Duration,
+) -> io::Result<Vec<u8>> {
+    while buf.len() < head_len + n {
+        let spare = std::mem::take(buf);
+        let (res, b) = match monoio::time::timeout(t, read_more(stream, spare)).await {
+            Ok(x) => x,
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        };
+        *buf = b;
+        if res? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    let body = buf[head_len..head_len + n].to_vec();
+    buf.drain(..head_len + n);
+    Ok(body)
+}
+
+async fn write_all(stream: &mut TcpStream, data: Vec<u8>, t: Duration) -> io::Result<()> {
+    let mut sink = SocketSink { stream, timeout: t };
+    use crate::serve::Sink;
+    sink.send(data, Bytes::new()).await
+}
+
+fn local_response(
+    ctx: &ShardCtx,
+    status: u16,
+    reason: &str,
+    keep_alive: bool,
+) -> (Vec<u8>, Outcome) {
+    (
+        http::simple_response(status, &ctx.node.name, reason, keep_alive),
+        Outcome {
+            status,
+            result: CacheResult::Local,
+            body_bytes: 0,
+            aborted: false,
+        },
+    )
+}
+
+async fn respond(
+    ctx: &Rc<ShardCtx>,
+    req: &Request,
+    first_on_connection: bool,
+    body: Vec<u8>,
+    keep_alive: bool,
+    stream: &mut TcpStream,
+) -> Outcome {
+    let timeout = Duration::from_millis(ctx.node.cfg.limits.body_timeout_ms);
+    let mut sink = SocketSink { stream, timeout };
+    use crate::serve::Sink;
+    let Some(host) = req.host().and_then(keys::normalize_host) else {
+        let (r, o) = local_response(ctx, 400, "missing or invalid Host", keep_alive);
+        let aborted = sink.send(r, Bytes::new()).await.is_err();
+        return Outcome { aborted, ..o };
+    };
+    let Some(rule_idx) = ctx.node.cfg.hosts.iter().position(|r| r.matches(&host)) else {
+        let (r, o) = local_response(
+            ctx,
+            404,
+            &format!("no host rule serves {host}"),
+            keep_alive,
+        );
+        let aborted = sink.send(r, Bytes::new()).await.is_err();
+        return Outcome { aborted, ..o };
+    };
+    let rule = &ctx.node.cfg.hosts[rule_idx];
+    let path = req.path_and_query();
+    let k = keys::derive(rule, &host, path);
+    let cacheable = matches!(req.method.as_str(), "GET" | "HEAD")
+        && req.header("authorization").is_none()
+        && body.is_empty();
+
+    let route = ctx.route(&k, req, cacheable, first_on_connection);
+    let mut extra = String::new();
+    if ctx.debug(req) {
+        route.debug_headers(&k, &ctx.node.name, &host, path, &mut extra);
+    }
+    match route {
+        Route::Overflow { location } => {
+            ctx.metrics.overflow.inc();
+            let mut h = http::HeadWriter::new(302);
+            h.header("Location", &location)
+                .header("Server", &*ctx.node.name)
+                .header("Cache-Control", "no-store")
+                .header("Content-Length", 0)
+                .header("Connection", if keep_alive { "keep-alive" } else { "close" })
+                .raw(extra.as_bytes());
+            let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
+            return Outcome {
+                status: 302,
+                result: CacheResult::Local,
+                body_bytes: 0,
+                aborted,
+            };
+        }
+        Route::Peer { ref node, addr, .. } => {
+            ctx.metrics.peer_pulls.inc();
+            return crate::route::pull_from_peer(ctx, req, &host, node, addr, keep_alive, &extra, &mut sink)
+                .await;
+        }
+        Route::Local { .. } => {}
+    }
+
+    if !cacheable {
+        return crate::route::pass_to_origin(ctx, rule_idx, req, &host, body, keep_alive, &extra, &mut sink)
+            .await;
+    }
+    let (disk, shard) = match ctx.node.owner(&k.cache_key) {
+        Some((d, s)) => (Some(d), s),
+        None => (None, ctx.shard),
+    };
+    let creq = CacheRequest {
+        head_only: req.method == "HEAD",
+        host,
+        path_and_query: path.to_string(),
+        cache_key: k.cache_key,
+        rule: rule_idx,
+        disk,
+        range: req.header("range").map(str::to_string),
+        if_none_match: req.header("if-none-match").map(str::to_string),
+        if_modified_since: req.header("if-modified-since").map(str::to_string),
+        keep_alive,
+        extra_headers: extra,
+    };
+    if shard == ctx.shard {
+        return ctx.cache.serve(&creq, &mut sink).await;
+    }
+    // Cross-shard: the owning shard serves into a bounded channel; we relay to the socket.
+    ctx.metrics.cross_shard.inc();
+    let (tx, rx) = async_channel::bounded::<Reply>(8);
+    if ctx.node.senders[shard]
+        .send(ShardMsg::Serve { req: creq.clone(), reply: tx })
+        .await
+        .is_err()
+    {
+        return ctx.cache.error(&creq, 503, "owning shard unavailable", &mut sink).await;
+    }
+    let mut aborted = false;
+    while let Ok(reply) = rx.recv().await {
+        match reply {
+            Reply::Data(head, body) => {
+                if !aborted && sink.send(head, body).await.is_err() {
+                    aborted = true;
+                    rx.close(); // the owning shard sees the closed channel and stops
+                }
+            }
+            Reply::Done(mut o) => {
+                o.aborted |= aborted;
+                return o;
+            }
+        }
+    }
+    Outcome {
+        status: 502,
+        result: CacheResult::Local,
+        body_bytes: 0,
+        aborted: true,
+    }
+}

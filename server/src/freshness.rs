@@ -1,0 +1,484 @@
+//! RFC 9111 shared-cache semantics: is a response storable, how long is it fresh, how old is
+//! it now, may it be served stale — and the stored metadata record (`Meta`) that carries what
+//! a later hit needs, encoded into the opaque blob the storage engine keeps beside the body.
+//!
+//! Choices (documented for operators):
+//! - Stored: GET responses with status 200, 203, 204, 300, 301, 308, 404, 410 that carry
+//!   explicit freshness (s-maxage, max-age, Expires) or match a host rule with a default TTL;
+//!   no heuristic freshness otherwise.
+//! - Never stored: `no-store`, `private`, any `Vary` (one variant per key is all we keep, so a
+//!   varying response is passed through rather than served to the wrong viewer), `Set-Cookie`.
+//! - `no-cache` (and `must-revalidate`/`proxy-revalidate` once stale) is stored and revalidated
+//!   on every use.
+//! - Viewer request Cache-Control is not honoured (a CDN edge protects the origin).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Parsed Cache-Control of a response.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CacheControl {
+    pub max_age_s: Option<u64>,
+    pub s_maxage_s: Option<u64>,
+    pub no_store: bool,
+    pub no_cache: bool,
+    pub private: bool,
+    pub must_revalidate: bool,
+    pub stale_while_revalidate_s: Option<u64>,
+    pub stale_if_error_s: Option<u64>,
+}
+
+impl CacheControl {
+    /// Parse one or more Cache-Control header values (comma-separated directives).
+    pub fn parse<'a>(values: impl Iterator<Item = &'a str>) -> CacheControl {
+        let mut cc = CacheControl::default();
+        for value in values {
+            for directive in value.split(',') {
+                let directive = directive.trim();
+                let (name, arg) = match directive.split_once('=') {
+                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                    None => (directive, None),
+                };
+                let secs = arg.and_then(|a| a.parse::<u64>().ok());
+                match name.to_ascii_lowercase().as_str() {
+                    "max-age" => cc.max_age_s = secs.or(Some(0)),
+                    "s-maxage" => cc.s_maxage_s = secs.or(Some(0)),
+                    "no-store" => cc.no_store = true,
+                    "no-cache" => cc.no_cache = true,
+                    "private" => cc.private = true,
+                    "must-revalidate" | "proxy-revalidate" => cc.must_revalidate = true,
+                    "stale-while-revalidate" => cc.stale_while_revalidate_s = secs,
+                    "stale-if-error" => cc.stale_if_error_s = secs,
+                    _ => {}
+                }
+            }
+        }
+        cc
+    }
+}
+
+pub const STORABLE_STATUSES: [u16; 8] = [200, 203, 204, 300, 301, 308, 404, 410];
+
+/// What the cache needs from an origin response head to decide and to serve it later.
+#[derive(Debug, Clone)]
+pub struct OriginHead<'a> {
+    pub status: u16,
+    pub headers: &'a [(String, String)],
+}
+
+impl OriginHead<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn all<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'b str> + 'b {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Headers never replayed from a stored response (hop-by-hop or recomputed per response).
+pub fn is_unreplayed_header(name: &str) -> bool {
+    const SKIP: [&str; 14] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-length",
+        "age",
+        "date",
+        "server",
+        "x-cache",
+        "proxy-authenticate",
+        "set-cookie",
+    ];
+    SKIP.iter().any(|s| name.eq_ignore_ascii_case(s))
+}
+
+/// The stored metadata of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub status: u16,
+    /// Unix seconds when the response was received (response_time of RFC 9111 §4.2.3).
+    pub stored_at_s: u64,
+    /// corrected_initial_age (seconds) at `stored_at_s`.
+    pub initial_age_s: u64,
+    /// Freshness lifetime (seconds).
+    pub lifetime_s: u64,
+    pub stale_while_revalidate_s: u64,
+    pub stale_if_error_s: u64,
+    /// Revalidate on every use (no-cache).
+    pub always_revalidate: bool,
+    pub must_revalidate: bool,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// Replayed headers, pre-rendered as `Name: value\r\n` lines.
+    pub header_block: Bytes,
+}
+
+const META_VERSION: u8 = 1;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Storable {
+    Yes(Meta),
+    No(&'static str),
+}
+
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Decide whether `head` (the answer to a GET sent at `request_time_s`) is storable, and if so
+/// build its metadata. `default_ttl_s` is the host rule's default.
+pub fn evaluate(
+    head: &OriginHead,
+    request_time_s: u64,
+    response_time_s: u64,
+    default_ttl_s: Option<u64>,
+) -> Storable {
+    if !STORABLE_STATUSES.contains(&head.status) {
+        return Storable::No("status not cacheable");
+    }
+    let cc = CacheControl::parse(head.all("cache-control"));
+    if cc.no_store {
+        return Storable::No("no-store");
+    }
+    if cc.private {
+        return Storable::No("private");
+    }
+    if head.header("vary").is_some() {
+        return Storable::No("vary");
+    }
+    if head.header("set-cookie").is_some() {
+        return Storable::No("set-cookie");
+    }
+    let date_s = head
+        .header("date")
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    let expires_lifetime = head.header("expires").map(|e| {
+        match httpdate::parse_http_date(e)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        {
+            Some(exp) => exp
+                .as_secs()
+                .saturating_sub(date_s.unwrap_or(response_time_s)),
+            None => 0, // an invalid Expires means already expired (RFC 9111 §5.3)
+        }
+    });
+    let lifetime_s = match cc.s_maxage_s.or(cc.max_age_s).or(expires_lifetime) {
+        Some(l) => l,
+        None if cc.no_cache => 0,
+        None => match default_ttl_s {
+            Some(t) => t,
+            None => return Storable::No("no explicit freshness and no default TTL"),
+        },
+    };
+    // RFC 9111 §4.2.3
+    let age_value = head
+        .header("age")
+        .and_then(|a| a.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let apparent_age = date_s.map_or(0, |d| response_time_s.saturating_sub(d));
+    let response_delay = response_time_s.saturating_sub(request_time_s);
+    let corrected_age_value = age_value + response_delay;
+    let initial_age_s = apparent_age.max(corrected_age_value);
+
+    let mut block = BytesMut::with_capacity(256);
+    for (n, v) in head.headers {
+        if is_unreplayed_header(n) {
+            continue;
+        }
+        block.put_slice(n.as_bytes());
+        block.put_slice(b": ");
+        block.put_slice(v.as_bytes());
+        block.put_slice(b"\r\n");
+    }
+    Storable::Yes(Meta {
+        status: head.status,
+        stored_at_s: response_time_s,
+        initial_age_s,
+        lifetime_s,
+        stale_while_revalidate_s: cc.stale_while_revalidate_s.unwrap_or(0),
+        stale_if_error_s: cc.stale_if_error_s.unwrap_or(0),
+        always_revalidate: cc.no_cache,
+        must_revalidate: cc.must_revalidate,
+        etag: head.header("etag").map(str::to_string),
+        last_modified: head.header("last-modified").map(str::to_string),
+        header_block: block.freeze(),
+    })
+}
+
+/// How a stored response may be used now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usability {
+    Fresh,
+    /// Stale but within stale-while-revalidate: serve and revalidate in the background.
+    StaleWhileRevalidate,
+    /// Must be revalidated before use (stale-if-error may still allow it on origin failure).
+    MustRevalidate,
+}
+
+impl Meta {
+    pub fn current_age_s(&self, now_s: u64) -> u64 {
+        self.initial_age_s + now_s.saturating_sub(self.stored_at_s)
+    }
+
+    pub fn usability(&self, now_s: u64) -> Usability {
+        let age = self.current_age_s(now_s);
+        if self.always_revalidate {
+            return Usability::MustRevalidate;
+        }
+        if age < self.lifetime_s {
+            return Usability::Fresh;
+        }
+        if !self.must_revalidate && age < self.lifetime_s + self.stale_while_revalidate_s {
+            return Usability::StaleWhileRevalidate;
+        }
+        Usability::MustRevalidate
+    }
+
+    /// May this response be served stale because the origin failed?
+    pub fn stale_if_error_ok(&self, now_s: u64) -> bool {
+        !self.must_revalidate
+            && self.current_age_s(now_s) < self.lifetime_s + self.stale_if_error_s
+    }
+
+    /// Refresh after a 304 (RFC 9111 §4.3.4): new freshness from the 304's headers, new
+    /// validators if given, the stored header block otherwise kept.
+    pub fn refreshed(
+        &self,
+        head: &OriginHead,
+        request_time_s: u64,
+        response_time_s: u64,
+        default_ttl_s: Option<u64>,
+    ) -> Meta {
+        let probe = OriginHead {
+            status: self.status,
+            headers: head.headers,
+        };
+        let mut m = self.clone();
+        if let Storable::Yes(fresh) = evaluate(&probe, request_time_s, response_time_s, default_ttl_s)
+        {
+            m.stored_at_s = fresh.stored_at_s;
+            m.initial_age_s = fresh.initial_age_s;
+            m.lifetime_s = fresh.lifetime_s;
+            m.stale_while_revalidate_s = fresh.stale_while_revalidate_s;
+            m.stale_if_error_s = fresh.stale_if_error_s;
+            m.always_revalidate = fresh.always_revalidate;
+            m.must_revalidate = fresh.must_revalidate;
+            if fresh.etag.is_some() {
+                m.etag = fresh.etag;
+            }
+            if fresh.last_modified.is_some() {
+                m.last_modified = fresh.last_modified;
+            }
+        } else {
+            // The 304 carried nothing that makes it storable: keep the old lifetime from now.
+            m.stored_at_s = response_time_s;
+            m.initial_age_s = 0;
+        }
+        m
+    }
+
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(64 + self.header_block.len());
+        b.put_u8(META_VERSION);
+        b.put_u16(self.status);
+        b.put_u64(self.stored_at_s);
+        b.put_u64(self.initial_age_s);
+        b.put_u64(self.lifetime_s);
+        b.put_u64(self.stale_while_revalidate_s);
+        b.put_u64(self.stale_if_error_s);
+        b.put_u8(self.always_revalidate as u8 | (self.must_revalidate as u8) << 1);
+        for s in [&self.etag, &self.last_modified] {
+            match s {
+                Some(s) => {
+                    b.put_u16(s.len() as u16 + 1);
+                    b.put_slice(s.as_bytes());
+                }
+                None => b.put_u16(0),
+            }
+        }
+        b.put_u32(self.header_block.len() as u32);
+        b.put_slice(&self.header_block);
+        b.freeze()
+    }
+
+    /// Decode a stored blob; `None` when it is not ours (the object is then treated as a miss).
+    pub fn decode(blob: &Bytes) -> Option<Meta> {
+        let mut r = Reader { b: blob, at: 0 };
+        if r.u8()? != META_VERSION {
+            return None;
+        }
+        let status = r.u16()?;
+        let stored_at_s = r.u64()?;
+        let initial_age_s = r.u64()?;
+        let lifetime_s = r.u64()?;
+        let stale_while_revalidate_s = r.u64()?;
+        let stale_if_error_s = r.u64()?;
+        let flags = r.u8()?;
+        let etag = r.opt_str()?;
+        let last_modified = r.opt_str()?;
+        let n = r.u32()? as usize;
+        let header_block = r.slice(n)?;
+        Some(Meta {
+            status,
+            stored_at_s,
+            initial_age_s,
+            lifetime_s,
+            stale_while_revalidate_s,
+            stale_if_error_s,
+            always_revalidate: flags & 1 != 0,
+            must_revalidate: flags & 2 != 0,
+            etag,
+            last_modified,
+            header_block,
+        })
+    }
+}
+
+struct Reader<'a> {
+    b: &'a Bytes,
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.b.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn opt_str(&mut self) -> Option<Option<String>> {
+        let n = self.u16()? as usize;
+        if n == 0 {
+            return Some(None);
+        }
+        let s = self.take(n - 1)?;
+        Some(Some(String::from_utf8(s.to_vec()).ok()?))
+    }
+    fn slice(&mut self, n: usize) -> Option<Bytes> {
+        let start = self.at;
+        self.take(n)?;
+        Some(self.b.slice(start..start + n))
+    }
+}
+
+/// Does a viewer's conditional request match the stored validators (RFC 9110 §13.1)?
+/// `If-None-Match` wins over `If-Modified-Since`.
+pub fn not_modified(meta: &Meta, if_none_match: Option<&str>, if_modified_since: Option<&str>) -> bool {
+    if let Some(inm) = if_none_match {
+        let Some(etag) = meta.etag.as_deref() else {
+            return false;
+        };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+        return inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag));
+    }
+    if let (Some(ims), Some(lm)) = (if_modified_since, meta.last_modified.as_deref()) {
+        if let (Ok(ims), Ok(lm)) = (httpdate::parse_http_date(ims), httpdate::parse_http_date(lm)) {
+            return lm <= ims;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(status: u16, h: &[(&str, &str)]) -> Vec<(String, String)> {
+        let _ = status;
+        h.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn s_maxage_beats_max_age_and_expires() {
+        let h = head(200, &[("Cache-Control", "max-age=10, s-maxage=60"), ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")]);
+        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 100, 100, None) else { panic!() };
+        assert_eq!(m.lifetime_s, 60);
+        assert_eq!(m.usability(159), Usability::Fresh);
+        assert_eq!(m.usability(160), Usability::MustRevalidate);
+    }
+
+    #[test]
+    fn private_no_store_vary_are_not_stored() {
+        for cc in [("Cache-Control", "private, max-age=5"), ("Cache-Control", "no-store"), ("Vary", "Accept")] {
+            let h = head(200, &[cc, ("Cache-Control", "max-age=5")]);
+            assert!(matches!(evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None), Storable::No(_)));
+        }
+    }
+
+    #[test]
+    fn default_ttl_only_where_configured() {
+        let h = head(200, &[]);
+        assert!(matches!(evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None), Storable::No(_)));
+        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, Some(30)) else { panic!() };
+        assert_eq!(m.lifetime_s, 30);
+    }
+
+    #[test]
+    fn age_counts_upstream_age_and_residence() {
+        let h = head(200, &[("Cache-Control", "max-age=100"), ("Age", "40")]);
+        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 1000, 1001, None) else { panic!() };
+        assert_eq!(m.current_age_s(1001), 41);
+        assert_eq!(m.current_age_s(1011), 51);
+        assert_eq!(m.usability(1060), Usability::MustRevalidate);
+    }
+
+    #[test]
+    fn stale_windows() {
+        let h = head(200, &[("Cache-Control", "max-age=10, stale-while-revalidate=20, stale-if-error=100")]);
+        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None) else { panic!() };
+        assert_eq!(m.usability(15), Usability::StaleWhileRevalidate);
+        assert_eq!(m.usability(31), Usability::MustRevalidate);
+        assert!(m.stale_if_error_ok(100));
+        assert!(!m.stale_if_error_ok(111));
+    }
+
+    #[test]
+    fn meta_round_trip_and_garbage() {
+        let h = head(200, &[("Cache-Control", "no-cache"), ("ETag", "\"v1\""), ("Content-Type", "video/mp4"), ("Connection", "close")]);
+        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None) else { panic!() };
+        assert!(m.always_revalidate);
+        assert_eq!(&m.header_block[..], b"Cache-Control: no-cache\r\nETag: \"v1\"\r\nContent-Type: video/mp4\r\n");
+        let blob = m.encode();
+        assert_eq!(Meta::decode(&blob).unwrap(), m);
+        for cut in 0..blob.len() {
+            assert!(Meta::decode(&blob.slice(..cut)).is_none());
+        }
+    }
+
+    #[test]
+    fn conditional_matching() {
+        let h = head(200, &[("ETag", "W/\"abc\""), ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"), ("Cache-Control", "max-age=1")]);
+        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None) else { panic!() };
+        assert!(not_modified(&m, Some("\"abc\""), None));
+        assert!(!not_modified(&m, Some("\"x\""), Some("Sun, 06 Nov 1994 08:49:37 GMT")));
+        assert!(not_modified(&m, None, Some("Sun, 06 Nov 1994 08:49:37 GMT")));
+        assert!(!not_modified(&m, None, Some("Sat, 05 Nov 1994 08:49:37 GMT")));
+    }
+}

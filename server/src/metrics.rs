@@ -1,0 +1,210 @@
+//! Per-shard counters (each written by its own shard only, read by the admin endpoint) and the
+//! Prometheus text rendering of the whole node.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    Fetching,
+    Stale,
+    /// Not cacheable: passed to the origin.
+    Pass,
+    /// Pulled from the designated peer.
+    Peer,
+    /// Answered by the node itself (errors, redirects, admin).
+    Local,
+}
+
+impl CacheResult {
+    pub const ALL: [CacheResult; 7] = [
+        CacheResult::Hit,
+        CacheResult::Miss,
+        CacheResult::Fetching,
+        CacheResult::Stale,
+        CacheResult::Pass,
+        CacheResult::Peer,
+        CacheResult::Local,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss => "MISS",
+            CacheResult::Fetching => "FETCHING",
+            CacheResult::Stale => "STALE",
+            CacheResult::Pass => "PASS",
+            CacheResult::Peer => "PEER",
+            CacheResult::Local => "LOCAL",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Origin latency buckets (seconds), Prometheus histogram style.
+pub const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in LATENCY_BUCKETS_S.iter().enumerate() {
+            if s <= *b {
+                self.buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+}
+
+/// Status classes counted: 2xx..5xx.
+const STATUS_CLASSES: usize = 4;
+
+#[derive(Default)]
+pub struct ShardMetrics {
+    requests: [[Counter; CacheResult::ALL.len()]; STATUS_CLASSES],
+    pub body_bytes: Counter,
+    pub connections_open: Counter,
+    pub connections_total: Counter,
+    pub connections_refused: Counter,
+    pub bad_requests: Counter,
+    pub fills_started: Counter,
+    pub origin_errors: Counter,
+    pub origin_bytes: Counter,
+    pub origin_latency: Histogram,
+    pub storage_read_errors: Counter,
+    pub cross_shard: Counter,
+    pub overflow: Counter,
+    pub peer_pulls: Counter,
+}
+
+impl ShardMetrics {
+    pub fn request(&self, status: u16, result: CacheResult, body_bytes: u64) {
+        let class = (status / 100).clamp(2, 5) as usize - 2;
+        let r = CacheResult::ALL.iter().position(|c| *c == result).unwrap_or(0);
+        self.requests[class][r].inc();
+        self.body_bytes.add(body_bytes);
+    }
+}
+
+/// Per-disk figures as the admin endpoint renders them.
+pub struct DiskLine {
+    pub id: String,
+    pub path: String,
+    pub shard: usize,
+    pub online: bool,
+    pub size_bytes: u64,
+    pub used_bytes: u64,
+    pub objects: u64,
+    pub evictions: u64,
+    pub errors: u64,
+    pub index_bytes_per_object: f64,
+}
+
+pub struct RamLine {
+    pub shard: usize,
+    pub bytes: u64,
+    pub capacity: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+pub fn render(
+    shards: &[std::sync::Arc<ShardMetrics>],
+    disks: &[DiskLine],
+    ram: &[RamLine],
+    extra: &str,
+) -> String {
+    let mut o = String::with_capacity(8192);
+    o.push_str("# HELP arrow_requests_total Requests by status class and cache result.\n# TYPE arrow_requests_total counter\n");
+    for (ci, class) in ["2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+        for (ri, r) in CacheResult::ALL.iter().enumerate() {
+            let v: u64 = shards.iter().map(|s| s.requests[ci][ri].get()).sum();
+            let _ = writeln!(
+                o,
+                "arrow_requests_total{{status=\"{class}\",cache=\"{}\"}} {v}",
+                r.as_str()
+            );
+        }
+    }
+    let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
+    let counters: [(&str, &str, u64); 12] = [
+        ("arrow_body_bytes_total", "Body bytes sent to viewers.", sum(&|s| s.body_bytes.get())),
+        ("arrow_connections_total", "Client connections accepted.", sum(&|s| s.connections_total.get())),
+        ("arrow_connections_refused_total", "Connections refused at the connection bound.", sum(&|s| s.connections_refused.get())),
+        ("arrow_bad_requests_total", "Requests refused as malformed or too large.", sum(&|s| s.bad_requests.get())),
+        ("arrow_fills_total", "Origin fetches started for cacheable keys.", sum(&|s| s.fills_started.get())),
+        ("arrow_origin_errors_total", "Origin fetches that failed.", sum(&|s| s.origin_errors.get())),
+        ("arrow_origin_bytes_total", "Body bytes received from origins.", sum(&|s| s.origin_bytes.get())),
+        ("arrow_storage_read_errors_total", "Stored objects that could not be read.", sum(&|s| s.storage_read_errors.get())),
+        ("arrow_cross_shard_requests_total", "Requests served by another shard.", sum(&|s| s.cross_shard.get())),
+        ("arrow_overflow_total", "Viewers sent to the overflow CDN.", sum(&|s| s.overflow.get())),
+        ("arrow_peer_pulls_total", "Requests pulled from the designated peer.", sum(&|s| s.peer_pulls.get())),
+        ("arrow_connections_open", "Open client connections.", sum(&|s| s.connections_open.get())),
+    ];
+    for (name, help, v) in counters {
+        let kind = if name.ends_with("_open") { "gauge" } else { "counter" };
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    }
+    o.push_str("# HELP arrow_origin_latency_seconds Time to origin response head.\n# TYPE arrow_origin_latency_seconds histogram\n");
+    for (i, b) in LATENCY_BUCKETS_S.iter().enumerate() {
+        let v: u64 = shards
+            .iter()
+            .map(|s| s.origin_latency.buckets[i].load(Relaxed))
+            .sum();
+        let _ = writeln!(o, "arrow_origin_latency_seconds_bucket{{le=\"{b}\"}} {v}");
+    }
+    let count: u64 = shards.iter().map(|s| s.origin_latency.count.load(Relaxed)).sum();
+    let sum_us: u64 = shards.iter().map(|s| s.origin_latency.sum_us.load(Relaxed)).sum();
+    let _ = writeln!(o, "arrow_origin_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(o, "arrow_origin_latency_seconds_sum {}", sum_us as f64 / 1e6);
+    let _ = writeln!(o, "arrow_origin_latency_seconds_count {count}");
+    o.push_str("# HELP arrow_disk_online Disk state (1 online, 0 offline).\n# TYPE arrow_disk_online gauge\n");
+    for d in disks {
+        let l = format!("disk=\"{}\",path=\"{}\",shard=\"{}\"", d.id, d.path.replace('"', "'"), d.shard);
+        let _ = writeln!(o, "arrow_disk_online{{{l}}} {}", d.online as u8);
+        let _ = writeln!(o, "arrow_disk_size_bytes{{{l}}} {}", d.size_bytes);
+        let _ = writeln!(o, "arrow_disk_used_bytes{{{l}}} {}", d.used_bytes);
+        let _ = writeln!(o, "arrow_disk_objects{{{l}}} {}", d.objects);
+        let _ = writeln!(o, "arrow_disk_evictions_total{{{l}}} {}", d.evictions);
+        let _ = writeln!(o, "arrow_disk_errors_total{{{l}}} {}", d.errors);
+        let _ = writeln!(o, "arrow_disk_index_bytes_per_object{{{l}}} {:.1}", d.index_bytes_per_object);
+    }
+    o.push_str("# HELP arrow_ram_tier_bytes RAM tier bytes held per shard.\n# TYPE arrow_ram_tier_bytes gauge\n");
+    for r in ram {
+        let _ = writeln!(o, "arrow_ram_tier_bytes{{shard=\"{}\"}} {}", r.shard, r.bytes);
+        let _ = writeln!(o, "arrow_ram_tier_capacity_bytes{{shard=\"{}\"}} {}", r.shard, r.capacity);
+        let _ = writeln!(o, "arrow_ram_tier_hits_total{{shard=\"{}\"}} {}", r.shard, r.hits);
+        let _ = writeln!(o, "arrow_ram_tier_misses_total{{shard=\"{}\"}} {}", r.shard, r.misses);
+    }
+    o.push_str(extra);
+    o
+}

@@ -1,0 +1,194 @@
+//! Node start-up and shutdown: rlimits, listeners (one SO_REUSEPORT socket per shard), cluster
+//! service, shard threads, the DNS responder; then wait for SIGTERM/SIGINT and drain.
+//!
+//! start → raise rlimits → block signals → bind listeners in shard order (+ steering program)
+//! → cluster service (comets, table) → shard threads open their disks → node-wide disk table
+//! → shards accept → [DNS core] → sigwait → stop accepting, finish in-flight, flush → exit.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::shard::{self, DiskEntry, Node, ShardMsg, ShardStart};
+
+/// Raise RLIMIT_NOFILE to its hard limit and RLIMIT_MEMLOCK as far as allowed (io_uring on
+/// kernels before 5.12 charges its rings to memlock).
+pub fn raise_rlimits() {
+    for (res, name) in [
+        (libc::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
+        (libc::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"),
+    ] {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid rlimit the call fills in.
+        if unsafe { libc::getrlimit(res, &mut lim) } != 0 {
+            continue;
+        }
+        let want = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: raising the soft limit up to the hard limit is always permitted.
+        if unsafe { libc::setrlimit(res, &want) } != 0 {
+            tracing::warn!(limit = name, "could not raise the soft limit to the hard limit");
+        }
+    }
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local, zero-initialised set; pthread_sigmask affects
+    // only this thread and the threads it spawns afterwards, which inherit the mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` holds the signals blocked in every thread; sigwait stores the one taken.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+/// The node's name: config, then reverse lookup via the cluster section, then the host name.
+pub fn node_name(cfg: &Config) -> Result<String, String> {
+    if let Some(n) = &cfg.node.name {
+        return Ok(n.clone());
+    }
+    if let Some(c) = &cfg.cluster {
+        return c.node_identity().map_err(|e| e.to_string());
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into `buf`.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return Err("node.name is not set and the host name is unknown".into());
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// What a started node exposes to its caller (tests and `demo` print the addresses).
+pub struct Started {
+    pub listen: Vec<std::net::SocketAddr>,
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+/// Run the node until SIGTERM/SIGINT. `on_start` is called once the node accepts.
+pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
+    raise_rlimits();
+    let sigset = block_signals();
+    let cfg = Arc::new(cfg);
+    let name = node_name(&cfg)?;
+    let shards = cfg.node.cores.len();
+
+    let mut per_shard: Vec<Vec<std::net::TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut listen = Vec::new();
+    for addr in &cfg.node.listen {
+        let socks = shard::bind_reuseport(*addr, &cfg.node.cores)
+            .map_err(|e| format!("node.listen {addr}: {e}"))?;
+        listen.push(socks[0].local_addr().map_err(|e| e.to_string())?);
+        for (i, s) in socks.into_iter().enumerate() {
+            per_shard[i].push(s);
+        }
+    }
+    let admin = match cfg.node.admin_listen {
+        Some(a) => Some(
+            std::net::TcpListener::bind(a).map_err(|e| format!("node.admin_listen {a}: {e}"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+
+    let cluster = match &cfg.cluster {
+        Some(c) => {
+            let local = Arc::new(arrow_cluster::LocalStats::new(shards));
+            let handle =
+                arrow_cluster::start(c.clone(), name.clone(), listen[0].port(), local.clone())
+                    .map_err(|e| format!("cluster: {e}"))?;
+            Some(crate::route::ClusterLink {
+                handle,
+                local,
+                guarantee_bps: c.brpu_guarantee_bps,
+                overflow: cfg.overflow.clone(),
+            })
+        }
+        None => None,
+    };
+
+    let mut senders = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..shards {
+        let (tx, rx) = async_channel::bounded::<ShardMsg>(cfg.limits.cross_shard_queue_max);
+        senders.push(tx);
+        inboxes.push(rx);
+    }
+    let node = Arc::new(Node::new(cfg.clone(), name.clone(), senders, cluster));
+
+    let mut threads = Vec::new();
+    let mut readies = Vec::new();
+    let mut gos = Vec::new();
+    let mut admin = admin;
+    for (i, (listeners, inbox)) in per_shard.into_iter().zip(inboxes).enumerate() {
+        let (rtx, rrx) = std::sync::mpsc::channel();
+        let (gtx, grx) = std::sync::mpsc::channel();
+        let start = ShardStart {
+            shard: i,
+            core: cfg.node.cores[i],
+            node: node.clone(),
+            listeners,
+            admin: if i == 0 { admin.take() } else { None },
+            inbox,
+            ready: rtx,
+            go: grx,
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("arrow-shard-{i}"))
+                .spawn(move || shard::run(start))
+                .map_err(|e| format!("cannot start shard {i}: {e}"))?,
+        );
+        readies.push(rrx);
+        gos.push(gtx);
+    }
+    let mut table: Vec<DiskEntry> = Vec::new();
+    for (i, r) in readies.iter().enumerate() {
+        match r.recv() {
+            Ok(Ok(entries)) => table.extend(entries),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(format!("shard {i} stopped during start-up")),
+        }
+    }
+    let _ = node.disks.set(table);
+    for g in gos {
+        let _ = g.send(());
+    }
+
+    let dns = match &cfg.dns {
+        Some(d) => Some(crate::dns_link::start(d.clone(), &node).map_err(|e| format!("dns: {e}"))?),
+        None => None,
+    };
+
+    tracing::info!(node = %name, shards, listen = ?listen, admin = ?admin_addr, "arrow node accepting");
+    on_start(&Started {
+        listen: listen.clone(),
+        admin: admin_addr,
+    });
+    let sig = wait_signal(&sigset);
+    tracing::info!(signal = sig, "shutting down: no new connections, finishing in-flight work");
+    node.begin_shutdown();
+    for t in threads {
+        let _ = t.join();
+    }
+    if let Some(d) = dns {
+        d.shutdown();
+    }
+    tracing::info!("arrow node stopped");
+    Ok(())
+}

@@ -1,0 +1,896 @@
+//! The cache on the shard that owns the key's disk: lookup → fresh hit / stale / revalidate /
+//! miss, with one origin fetch per key in flight (coalescing) and read-while-write (every
+//! waiting viewer and the disk writer get the body as it arrives).
+//!
+//! serve(req) → store.lookup(disk, cache key)
+//!   hit & fresh            → stream from RAM tier / slab (X-Cache: HIT)
+//!   hit & stale-while-rev. → stream stale (X-Cache: STALE), revalidate in the background
+//!   hit & must revalidate  → conditional fill: 304 → refresh meta, HIT; error → stale-if-error
+//!   miss                   → join the key's fill (FETCHING) or start it (MISS)
+//! fill task: origin fetch → head → (storable? store.writer) → pieces to waiters + writer
+//!            → finish (the object becomes visible only now).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use arrow_storage::{DiskId, ObjectInfo, Store};
+use bytes::{Bytes, BytesMut};
+
+use crate::config::{Config, HostRule};
+use crate::freshness::{self, Meta, OriginHead, Storable, Usability};
+use crate::http::{parse_range, HeadWriter, RangeSpec};
+use crate::metrics::{CacheResult, ShardMetrics};
+use crate::origin::{OriginClient, OriginRequest, OriginResponse};
+
+/// Bytes per storage read while streaming a stored body.
+const READ_WINDOW_BYTES: u64 = 1 << 20;
+/// Bodies at most this big are sent in the same write as their head.
+const COALESCE_BODY_BYTES: usize = 16 * 1024;
+
+/// Where a response goes: the viewer's socket, or a channel back to the viewer's shard.
+/// Used only on one shard's thread, so its futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
+pub trait Sink {
+    /// Send `head` (may be empty) then `body` (may be empty).
+    async fn send(&mut self, head: Vec<u8>, body: Bytes) -> io::Result<()>;
+}
+
+/// A cacheable request, owned so that it can cross to the owning shard.
+#[derive(Debug, Clone)]
+pub struct CacheRequest {
+    pub head_only: bool,
+    pub host: String,
+    pub path_and_query: String,
+    pub cache_key: String,
+    pub rule: usize,
+    pub disk: Option<DiskId>,
+    pub range: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub keep_alive: bool,
+    /// Pre-rendered extra response header lines (debug headers).
+    pub extra_headers: String,
+}
+
+/// What happened, for the access log and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub status: u16,
+    pub result: CacheResult,
+    pub body_bytes: u64,
+    /// The response was cut short: the connection must close.
+    pub aborted: bool,
+}
+
+/// Per-shard cache state.
+pub struct ShardCache {
+    pub store: Option<Rc<Store>>,
+    pub origin: Rc<OriginClient>,
+    pub cfg: Arc<Config>,
+    pub metrics: Arc<ShardMetrics>,
+    pub node_name: Rc<str>,
+    fills: RefCell<HashMap<String, Rc<Fill>>>,
+    fill_bytes: Rc<Cell<u64>>,
+}
+
+enum FillState {
+    Pending,
+    /// The origin answered; `stored` tells whether the object is being written.
+    Head(Rc<FillHead>),
+    /// The origin confirmed the stored copy (304): refreshed metadata.
+    NotModified(Meta),
+    /// The origin could not be reached or failed; viewers decide (stale-if-error or 502).
+    Failed(String),
+}
+
+struct FillHead {
+    status: u16,
+    header_block: Bytes,
+    len: Option<u64>,
+    /// Shared with every waiting viewer (a storable response). When false, each viewer
+    /// fetches for itself.
+    shared: bool,
+}
+
+struct Fill {
+    state: RefCell<FillState>,
+    chunks: RefCell<Vec<Bytes>>,
+    received: Cell<u64>,
+    /// The whole body has arrived (the disk commit may still be running).
+    complete: Cell<bool>,
+    /// The fill task has ended.
+    done: Cell<bool>,
+    error: Cell<bool>,
+    event: event_listener::Event,
+    budget: Rc<Cell<u64>>,
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        self.budget
+            .set(self.budget.get().saturating_sub(self.received.get()));
+    }
+}
+
+impl Fill {
+    fn notify(&self) {
+        self.event.notify(usize::MAX);
+    }
+
+    async fn wait_until(&self, mut ready: impl FnMut(&Fill) -> bool) {
+        loop {
+            if ready(self) {
+                return;
+            }
+            let l = self.event.listen();
+            if ready(self) {
+                return;
+            }
+            l.await;
+        }
+    }
+}
+
+fn is_pending(f: &Fill) -> bool {
+    matches!(*f.state.borrow(), FillState::Pending)
+}
+
+impl ShardCache {
+    pub fn new(
+        store: Option<Rc<Store>>,
+        origin: Rc<OriginClient>,
+        cfg: Arc<Config>,
+        metrics: Arc<ShardMetrics>,
+        node_name: Rc<str>,
+    ) -> Rc<ShardCache> {
+        Rc::new(ShardCache {
+            store,
+            origin,
+            cfg,
+            metrics,
+            node_name,
+            fills: RefCell::new(HashMap::new()),
+            fill_bytes: Rc::new(Cell::new(0)),
+        })
+    }
+
+    pub fn fills_in_flight(&self) -> usize {
+        self.fills.borrow().len()
+    }
+
+    fn rule(&self, req: &CacheRequest) -> &HostRule {
+        &self.cfg.hosts[req.rule]
+    }
+
+    /// Serve one cacheable request into `sink`.
+    pub async fn serve(self: &Rc<Self>, req: &CacheRequest, sink: &mut impl Sink) -> Outcome {
+        let now = freshness::now_s();
+        if let (Some(store), Some(disk)) = (&self.store, req.disk) {
+            if let Some(info) = store.lookup(disk, req.cache_key.as_bytes()) {
+                if let Some(meta) = Meta::decode(&info.meta) {
+                    match meta.usability(now) {
+                        Usability::Fresh => {
+                            if let Some(o) = self
+                                .serve_stored(req, &info, &meta, CacheResult::Hit, sink)
+                                .await
+                            {
+                                return o;
+                            }
+                        }
+                        Usability::StaleWhileRevalidate => {
+                            self.background_revalidate(req, &meta);
+                            if let Some(o) = self
+                                .serve_stored(req, &info, &meta, CacheResult::Stale, sink)
+                                .await
+                            {
+                                return o;
+                            }
+                        }
+                        Usability::MustRevalidate => {
+                            let fill = self.join_or_start(req, Some(&meta));
+                            fill.wait_until(|f| !is_pending(f)).await;
+                            let state = match &*fill.state.borrow() {
+                                FillState::NotModified(m) => Some(Ok(m.clone())),
+                                FillState::Failed(e) => Some(Err(e.clone())),
+                                _ => None,
+                            };
+                            match state {
+                                Some(Ok(m)) => {
+                                    if let Some(o) = self
+                                        .serve_stored(req, &info, &m, CacheResult::Hit, sink)
+                                        .await
+                                    {
+                                        return o;
+                                    }
+                                }
+                                Some(Err(e)) => {
+                                    if meta.stale_if_error_ok(now) {
+                                        if let Some(o) = self
+                                            .serve_stored(req, &info, &meta, CacheResult::Stale, sink)
+                                            .await
+                                        {
+                                            return o;
+                                        }
+                                    }
+                                    return self.error(req, 502, &e, sink).await;
+                                }
+                                None => return self.stream_fill(req, &fill, CacheResult::Miss, sink).await,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let existing = self.fills.borrow().get(&req.cache_key).cloned();
+        match existing {
+            Some(fill) => {
+                // A body that has fully arrived is served from memory with no origin wait.
+                let result = if fill.complete.get() {
+                    CacheResult::Hit
+                } else {
+                    CacheResult::Fetching
+                };
+                self.stream_fill(req, &fill, result, sink).await
+            }
+            None => {
+                if self.fill_bytes.get() >= self.cfg.limits.fill_buffer_bytes_max
+                    || self.fills.borrow().len() >= self.cfg.limits.fills_in_flight_max
+                {
+                    return self.pass_through(req, sink).await;
+                }
+                let fill = self.join_or_start(req, None);
+                self.stream_fill(req, &fill, CacheResult::Miss, sink).await
+            }
+        }
+    }
+
+    /// The fill in flight for the key, or a new one started in its own task (it goes on when
+    /// the viewer that started it leaves).
+    fn join_or_start(self: &Rc<Self>, req: &CacheRequest, stale: Option<&Meta>) -> Rc<Fill> {
+        if let Some(f) = self.fills.borrow().get(&req.cache_key) {
+            return f.clone();
+        }
+        let fill = Rc::new(Fill {
+            state: RefCell::new(FillState::Pending),
+            chunks: RefCell::new(Vec::new()),
+            received: Cell::new(0),
+            complete: Cell::new(false),
+            done: Cell::new(false),
+            error: Cell::new(false),
+            event: event_listener::Event::new(),
+            budget: self.fill_bytes.clone(),
+        });
+        self.fills
+            .borrow_mut()
+            .insert(req.cache_key.clone(), fill.clone());
+        self.metrics.fills_started.inc();
+        let this = self.clone();
+        let req = req.clone();
+        let stale = stale.cloned();
+        let f = fill.clone();
+        monoio::spawn(async move {
+            this.run_fill(&req, &f, stale.as_ref()).await;
+            f.done.set(true);
+            f.notify();
+            this.fills.borrow_mut().remove(&req.cache_key);
+        });
+        fill
+    }
+
+    fn background_revalidate(self: &Rc<Self>, req: &CacheRequest, meta: &Meta) {
+        if !self.fills.borrow().contains_key(&req.cache_key) {
+            let _ = self.join_or_start(req, Some(meta));
+        }
+    }
+
+    async fn run_fill(self: &Rc<Self>, req: &CacheRequest, fill: &Fill, stale: Option<&Meta>) {
+        let rule = self.rule(req);
+        let mut extra = String::from("Via: 1.1 arrow\r\n");
+        if let Some(m) = stale {
+            if let Some(e) = &m.etag {
+                extra.push_str(&format!("If-None-Match: {e}\r\n"));
+            }
+            if let Some(lm) = &m.last_modified {
+                extra.push_str(&format!("If-Modified-Since: {lm}\r\n"));
+            }
+        }
+        let host = rule.origin_host.as_deref().unwrap_or(&req.host);
+        let request_time = freshness::now_s();
+        let started = std::time::Instant::now();
+        let resp = self
+            .origin
+            .fetch(
+                rule,
+                &OriginRequest {
+                    method: "GET",
+                    path_and_query: &req.path_and_query,
+                    host,
+                    extra_headers: &extra,
+                    body: &[],
+                },
+            )
+            .await;
+        self.metrics.origin_latency.observe(started.elapsed());
+        let mut resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.origin_errors.inc();
+                *fill.state.borrow_mut() = FillState::Failed(e.to_string());
+                fill.notify();
+                return;
+            }
+        };
+        let response_time = freshness::now_s();
+        let head = OriginHead {
+            status: resp.status,
+            headers: &resp.headers,
+        };
+        if let (Some(m), 304) = (stale, resp.status) {
+            let refreshed = m.refreshed(&head, request_time, response_time, rule.default_ttl_s);
+            if let (Some(store), Some(disk)) = (&self.store, req.disk) {
+                if let Err(e) = store
+                    .update_meta(disk, req.cache_key.as_bytes(), refreshed.encode())
+                    .await
+                {
+                    tracing::warn!(key = %req.cache_key, error = %e, "metadata refresh failed");
+                }
+            }
+            *fill.state.borrow_mut() = FillState::NotModified(refreshed);
+            fill.notify();
+            return;
+        }
+        if stale.is_some() && resp.status >= 500 {
+            *fill.state.borrow_mut() = FillState::Failed(format!("origin status {}", resp.status));
+            fill.notify();
+            return;
+        }
+        let storable = match freshness::evaluate(&head, request_time, response_time, rule.default_ttl_s)
+        {
+            Storable::Yes(m) => Some(m),
+            Storable::No(why) => {
+                tracing::debug!(key = %req.cache_key, why, "not storable");
+                None
+            }
+        };
+        let too_big = resp
+            .body
+            .len
+            .is_some_and(|l| l > self.cfg.limits.object_bytes_max);
+        let shared = storable.is_some() && !too_big;
+        let header_block = render_origin_headers(&resp);
+        *fill.state.borrow_mut() = FillState::Head(Rc::new(FillHead {
+            status: resp.status,
+            header_block,
+            len: resp.body.len,
+            shared,
+        }));
+        fill.notify();
+        if !shared {
+            return;
+        }
+        let meta = storable.expect("shared implies storable");
+        let mut writer = match (&self.store, req.disk) {
+            (Some(store), Some(disk)) => {
+                match store.writer(disk, req.cache_key.as_bytes(), meta.encode(), resp.body.len) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::debug!(key = %req.cache_key, error = %e, "not admitted to disk");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        loop {
+            match resp.body.next().await {
+                Ok(Some(piece)) => {
+                    let n = piece.len() as u64;
+                    fill.chunks.borrow_mut().push(piece.clone());
+                    fill.received.set(fill.received.get() + n);
+                    self.fill_bytes.set(self.fill_bytes.get() + n);
+                    self.metrics.origin_bytes.add(n);
+                    fill.notify();
+                    if fill.received.get() > self.cfg.limits.object_bytes_max {
+                        writer = None;
+                    }
+                    if let Some(w) = writer.as_mut() {
+                        if let Err(e) = w.write(&piece).await {
+                            tracing::warn!(key = %req.cache_key, error = %e, "disk write failed; object not stored");
+                            writer = None;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    fill.complete.set(true);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(key = %req.cache_key, error = %e, "origin body failed");
+                    self.metrics.origin_errors.inc();
+                    fill.error.set(true);
+                    return; // writer dropped unfinished: the torn object is never visible
+                }
+            }
+        }
+        if let Some(w) = writer {
+            if let Err(e) = w.finish().await {
+                tracing::warn!(key = %req.cache_key, error = %e, "object commit failed");
+            }
+        }
+    }
+
+    /// Stream a fill's response to one viewer.
+    async fn stream_fill(
+        self: &Rc<Self>,
+        req: &CacheRequest,
+        fill: &Rc<Fill>,
+        result: CacheResult,
+        sink: &mut impl Sink,
+    ) -> Outcome {
+        fill.wait_until(|f| !is_pending(f)).await;
+        let head = match &*fill.state.borrow() {
+            FillState::Head(h) => Ok(h.clone()),
+            FillState::Failed(e) => Err(e.clone()),
+            FillState::NotModified(_) => Err(String::new()),
+            FillState::Pending => unreachable!("waited for a head"),
+        };
+        let head = match head {
+            Ok(h) => h,
+            Err(e) if e.is_empty() => {
+                // A revalidation confirmed the stored copy: serve it from the store.
+                return Box::pin(self.serve(req, sink)).await;
+            }
+            Err(e) => return self.error(req, 502, &e, sink).await,
+        };
+        if !head.shared {
+            return self.pass_through(req, sink).await;
+        }
+        // The total length decides ranges; without it, wait for the end before a range.
+        let range_value = req.range.as_deref().filter(|_| head.status == 200);
+        let len = match (head.len, range_value) {
+            (Some(l), _) => Some(l),
+            (None, Some(_)) => {
+                fill.wait_until(|f| f.done.get() || f.error.get()).await;
+                if fill.error.get() {
+                    return self.error(req, 502, "origin body failed", sink).await;
+                }
+                Some(fill.received.get())
+            }
+            (None, None) => None,
+        };
+        let (status, first, last) = match (len, parse_range(range_value, len.unwrap_or(0))) {
+            (Some(_), RangeSpec::Bytes { first, last }) => (206, first, Some(last)),
+            (Some(l), RangeSpec::Unsatisfiable) => {
+                return self.unsatisfiable(req, l, result, sink).await;
+            }
+            (Some(l), RangeSpec::Whole) => (head.status, 0, l.checked_sub(1)),
+            (None, _) => (head.status, 0, None),
+        };
+        let chunked = len.is_none();
+        let mut h = HeadWriter::new(status);
+        h.raw(&head.header_block);
+        self.common_headers(&mut h, req, result, 0);
+        if status == 206 {
+            h.header(
+                "Content-Range",
+                format!("bytes {first}-{}/{}", last.unwrap_or(0), len.unwrap_or(0)),
+            );
+        }
+        let body_len = match last {
+            Some(l) => l + 1 - first,
+            None if len == Some(0) => 0,
+            None => 0,
+        };
+        if chunked {
+            h.header("Transfer-Encoding", "chunked");
+        } else {
+            h.header("Content-Length", body_len);
+        }
+        let head_bytes = h.finish();
+        let mut out = Outcome {
+            status,
+            result,
+            body_bytes: 0,
+            aborted: false,
+        };
+        if req.head_only || (!chunked && body_len == 0) {
+            out.aborted = sink.send(head_bytes, Bytes::new()).await.is_err();
+            return out;
+        }
+        let mut pending_head = Some(head_bytes);
+        let end = last.map(|l| l + 1);
+        let mut pos = 0u64; // offset of chunk `idx` in the body
+        let mut idx = 0usize;
+        loop {
+            let next = {
+                let chunks = fill.chunks.borrow();
+                chunks.get(idx).cloned()
+            };
+            match next {
+                Some(c) => {
+                    idx += 1;
+                    let c_start = pos;
+                    pos += c.len() as u64;
+                    let lo = first.max(c_start);
+                    let hi = end.map_or(pos, |e| e.min(pos));
+                    if lo < hi {
+                        let piece = c.slice((lo - c_start) as usize..(hi - c_start) as usize);
+                        let n = piece.len() as u64;
+                        let piece = if chunked { chunk_frame(piece) } else { piece };
+                        let head = pending_head.take().unwrap_or_default();
+                        if sink.send(head, piece).await.is_err() {
+                            out.aborted = true;
+                            return out;
+                        }
+                        out.body_bytes += n;
+                    }
+                    if end.is_some_and(|e| pos >= e) {
+                        break;
+                    }
+                }
+                None => {
+                    if fill.error.get() {
+                        out.aborted = true;
+                        return out;
+                    }
+                    if fill.done.get() {
+                        break;
+                    }
+                    fill.wait_until(|f| {
+                        f.chunks.borrow().len() > idx || f.done.get() || f.error.get()
+                    })
+                    .await;
+                }
+            }
+        }
+        if chunked {
+            let head = pending_head.take().unwrap_or_default();
+            out.aborted = sink
+                .send(head, Bytes::from_static(b"0\r\n\r\n"))
+                .await
+                .is_err();
+        } else if let Some(head) = pending_head {
+            out.aborted = sink.send(head, Bytes::new()).await.is_err();
+        }
+        out
+    }
+
+    /// Serve a stored object. `None` when its body cannot be read (gone, corrupt): the caller
+    /// falls back to a fill, so the viewer never sees the failure.
+    async fn serve_stored(
+        &self,
+        req: &CacheRequest,
+        info: &ObjectInfo,
+        meta: &Meta,
+        result: CacheResult,
+        sink: &mut impl Sink,
+    ) -> Option<Outcome> {
+        let store = self.store.as_ref()?;
+        let now = freshness::now_s();
+        let age = meta.current_age_s(now);
+        if meta.status == 200
+            && freshness::not_modified(
+                meta,
+                req.if_none_match.as_deref(),
+                req.if_modified_since.as_deref(),
+            )
+        {
+            let mut h = HeadWriter::new(304);
+            for (name, value) in [("ETag", &meta.etag), ("Last-Modified", &meta.last_modified)] {
+                if let Some(v) = value {
+                    h.header(name, v);
+                }
+            }
+            self.common_headers(&mut h, req, result, age);
+            let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
+            return Some(Outcome {
+                status: 304,
+                result,
+                body_bytes: 0,
+                aborted,
+            });
+        }
+        let len = info.body_len;
+        let range_value = req.range.as_deref().filter(|_| meta.status == 200);
+        let (status, first, end) = match parse_range(range_value, len) {
+            RangeSpec::Whole => (meta.status, 0, len),
+            RangeSpec::Bytes { first, last } => (206, first, last + 1),
+            RangeSpec::Unsatisfiable => {
+                return Some(self.unsatisfiable(req, len, result, sink).await);
+            }
+        };
+        // Read the first window before the head, so a bad object falls back to a fill.
+        let first_window = if req.head_only || first >= end {
+            Bytes::new()
+        } else {
+            let n = (end - first).min(READ_WINDOW_BYTES);
+            match store.read(info, first, n).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(key = %req.cache_key, error = %e, "stored object unreadable; refetching");
+                    self.metrics.storage_read_errors.inc();
+                    return None;
+                }
+            }
+        };
+        let mut h = HeadWriter::new(status);
+        h.raw(&meta.header_block);
+        self.common_headers(&mut h, req, result, age);
+        if status == 206 {
+            h.header("Content-Range", format!("bytes {first}-{}/{len}", end - 1));
+        }
+        h.header("Content-Length", end - first);
+        let mut out = Outcome {
+            status,
+            result,
+            body_bytes: 0,
+            aborted: false,
+        };
+        let sent = first_window.len() as u64;
+        if sink.send(h.finish(), first_window).await.is_err() {
+            out.aborted = true;
+            return Some(out);
+        }
+        out.body_bytes = sent;
+        if req.head_only {
+            out.body_bytes = 0;
+            return Some(out);
+        }
+        let mut pos = first + sent;
+        while pos < end {
+            let n = (end - pos).min(READ_WINDOW_BYTES);
+            match store.read(info, pos, n).await {
+                Ok(b) => {
+                    pos += b.len() as u64;
+                    out.body_bytes += b.len() as u64;
+                    if b.is_empty() || sink.send(Vec::new(), b).await.is_err() {
+                        out.aborted = true;
+                        return Some(out);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(key = %req.cache_key, error = %e, "stored object read failed mid-body");
+                    self.metrics.storage_read_errors.inc();
+                    out.aborted = true;
+                    return Some(out);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    async fn unsatisfiable(
+        &self,
+        req: &CacheRequest,
+        len: u64,
+        result: CacheResult,
+        sink: &mut impl Sink,
+    ) -> Outcome {
+        let mut h = HeadWriter::new(416);
+        self.common_headers(&mut h, req, result, 0);
+        h.header("Content-Range", format!("bytes */{len}"))
+            .header("Content-Length", 0);
+        let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
+        Outcome {
+            status: 416,
+            result,
+            body_bytes: 0,
+            aborted,
+        }
+    }
+
+    fn common_headers(&self, h: &mut HeadWriter, req: &CacheRequest, result: CacheResult, age: u64) {
+        h.header("Age", age)
+            .header("X-Cache", result.as_str())
+            .header("Server", &*self.node_name)
+            .header("Accept-Ranges", "bytes")
+            .header(
+                "Connection",
+                if req.keep_alive { "keep-alive" } else { "close" },
+            )
+            .raw(req.extra_headers.as_bytes());
+    }
+
+    pub async fn error(
+        &self,
+        req: &CacheRequest,
+        status: u16,
+        reason: &str,
+        sink: &mut impl Sink,
+    ) -> Outcome {
+        let body = format!("{reason}\n");
+        let mut h = HeadWriter::new(status);
+        h.header("Server", &*self.node_name)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .header("Content-Length", body.len())
+            .header(
+                "Connection",
+                if req.keep_alive { "keep-alive" } else { "close" },
+            )
+            .raw(req.extra_headers.as_bytes());
+        let body = if req.head_only {
+            Bytes::new()
+        } else {
+            Bytes::from(body)
+        };
+        let aborted = sink.send(h.finish(), body).await.is_err();
+        Outcome {
+            status,
+            result: CacheResult::Pass,
+            body_bytes: 0,
+            aborted,
+        }
+    }
+
+    /// Fetch for this viewer alone and stream the answer (not storable, too big, or over the
+    /// fill budget).
+    pub async fn pass_through(&self, req: &CacheRequest, sink: &mut impl Sink) -> Outcome {
+        let rule = self.rule(req);
+        let host = rule.origin_host.as_deref().unwrap_or(&req.host);
+        let mut extra = String::from("Via: 1.1 arrow\r\n");
+        if let Some(r) = &req.range {
+            extra.push_str(&format!("Range: {r}\r\n"));
+        }
+        let resp = self
+            .origin
+            .fetch(
+                rule,
+                &OriginRequest {
+                    method: if req.head_only { "HEAD" } else { "GET" },
+                    path_and_query: &req.path_and_query,
+                    host,
+                    extra_headers: &extra,
+                    body: &[],
+                },
+            )
+            .await;
+        match resp {
+            Ok(resp) => {
+                stream_origin_response(
+                    resp,
+                    &self.node_name,
+                    req.keep_alive,
+                    req.head_only,
+                    &req.extra_headers,
+                    None,
+                    sink,
+                )
+                .await
+            }
+            Err(e) => {
+                self.metrics.origin_errors.inc();
+                self.error(req, 502, &e.to_string(), sink).await
+            }
+        }
+    }
+}
+
+/// The origin's headers minus hop-by-hop and recomputed ones, rendered as lines.
+pub fn render_origin_headers(resp: &OriginResponse) -> Bytes {
+    let mut b = BytesMut::with_capacity(256);
+    for (n, v) in &resp.headers {
+        if freshness::is_unreplayed_header(n) && !n.eq_ignore_ascii_case("set-cookie") {
+            continue;
+        }
+        b.extend_from_slice(n.as_bytes());
+        b.extend_from_slice(b": ");
+        b.extend_from_slice(v.as_bytes());
+        b.extend_from_slice(b"\r\n");
+    }
+    b.freeze()
+}
+
+fn chunk_frame(piece: Bytes) -> Bytes {
+    let mut b = BytesMut::with_capacity(piece.len() + 16);
+    b.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+    b.extend_from_slice(&piece);
+    b.extend_from_slice(b"\r\n");
+    b.freeze()
+}
+
+/// Relay an origin response to a viewer uncached (X-Cache: MISS, not stored).
+pub async fn stream_origin_response(
+    mut resp: OriginResponse,
+    node_name: &str,
+    keep_alive: bool,
+    head_only: bool,
+    extra_headers: &str,
+    x_cache: Option<&str>,
+    sink: &mut impl Sink,
+) -> Outcome {
+    let mut h = HeadWriter::new(resp.status);
+    h.raw(&render_origin_headers(&resp));
+    h.header("X-Cache", x_cache.unwrap_or(CacheResult::Pass.as_str()))
+        .header("Server", node_name)
+        .header("Connection", if keep_alive { "keep-alive" } else { "close" })
+        .raw(extra_headers.as_bytes());
+    let no_body = head_only || resp.status == 204 || resp.status == 304;
+    let chunked = resp.body.len.is_none() && !no_body;
+    if let Some(l) = resp.body.len {
+        h.header("Content-Length", l);
+    } else if chunked {
+        h.header("Transfer-Encoding", "chunked");
+    }
+    let mut out = Outcome {
+        status: resp.status,
+        result: CacheResult::Pass,
+        body_bytes: 0,
+        aborted: false,
+    };
+    let mut head = Some(h.finish());
+    if !no_body {
+        loop {
+            match resp.body.next().await {
+                Ok(Some(p)) => {
+                    out.body_bytes += p.len() as u64;
+                    let p = if chunked { chunk_frame(p) } else { p };
+                    if sink.send(head.take().unwrap_or_default(), p).await.is_err() {
+                        out.aborted = true;
+                        return out;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    out.aborted = true;
+                    if let Some(h) = head.take() {
+                        let _ = sink.send(h, Bytes::new()).await;
+                    }
+                    return out;
+                }
+            }
+        }
+        if chunked {
+            out.aborted = sink
+                .send(head.take().unwrap_or_default(), Bytes::from_static(b"0\r\n\r\n"))
+                .await
+                .is_err();
+            return out;
+        }
+    }
+    if let Some(h) = head {
+        out.aborted = sink.send(h, Bytes::new()).await.is_err();
+    }
+    out
+}
+
+/// The local sink: write to the viewer's socket, small bodies in the same write as the head.
+pub struct SocketSink<'a> {
+    pub stream: &'a mut monoio::net::TcpStream,
+    pub timeout: std::time::Duration,
+}
+
+impl Sink for SocketSink<'_> {
+    async fn send(&mut self, mut head: Vec<u8>, body: Bytes) -> io::Result<()> {
+        use monoio::io::AsyncWriteRentExt;
+        let t = self.timeout;
+        if !head.is_empty() && body.len() <= COALESCE_BODY_BYTES {
+            head.extend_from_slice(&body);
+            return write_timed(self.stream, head, t).await;
+        }
+        if !head.is_empty() {
+            write_timed(self.stream, head, t).await?;
+        }
+        if !body.is_empty() {
+            match monoio::time::timeout(t, self.stream.write_all(body)).await {
+                Ok((r, _)) => r.map(|_| ()),
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            }?;
+        }
+        Ok(())
+    }
+}
+
+async fn write_timed(
+    stream: &mut monoio::net::TcpStream,
+    buf: Vec<u8>,
+    t: std::time::Duration,
+) -> io::Result<()> {
+    use monoio::io::AsyncWriteRentExt;
+    match monoio::time::timeout(t, stream.write_all(buf)).await {
+        Ok((r, _)) => r.map(|_| ()),
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}

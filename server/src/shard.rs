@@ -1,0 +1,651 @@
+//! Shards: one pinned monoio io_uring executor per configured core, with its own listeners,
+//! disks (`Store`), origin pool and fills. The node-wide state (`Node`) is read-only on the
+//! data path except for atomics; shards talk only through the bounded channels of `ShardMsg`.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arrow_storage::{DiskId, Store};
+use bytes::Bytes;
+use monoio::net::{TcpListener, TcpStream};
+
+use crate::config::Config;
+use crate::http::Request;
+use crate::metrics::{CacheResult, ShardMetrics};
+use crate::origin::OriginClient;
+use crate::serve::{CacheRequest, Outcome, ShardCache, Sink};
+
+/// A disk as the whole node sees it: which shard owns it and whether it takes keys.
+pub struct DiskEntry {
+    pub id: DiskId,
+    pub weight: u64,
+    pub shard: usize,
+    pub path: String,
+    pub online: AtomicBool,
+}
+
+/// Messages between shards (the only cross-shard traffic on the data path).
+pub enum ShardMsg {
+    /// Serve a cacheable request whose disk this shard owns; replies stream back.
+    Serve {
+        req: CacheRequest,
+        reply: async_channel::Sender<Reply>,
+    },
+    /// Remove a key (from every disk of the shard) or every key under a prefix.
+    Purge {
+        key: Option<String>,
+        prefix: Option<String>,
+        reply: async_channel::Sender<Result<usize, String>>,
+    },
+    /// Storage statistics, rendered as text lines by the shard.
+    Stats {
+        reply: async_channel::Sender<ShardStats>,
+    },
+    SetDisk {
+        disk: DiskId,
+        online: bool,
+        reply: async_channel::Sender<Result<(), String>>,
+    },
+}
+
+pub enum Reply {
+    Data(Vec<u8>, Bytes),
+    Done(Outcome),
+}
+
+#[derive(Default)]
+pub struct ShardStats {
+    pub disks: Vec<crate::metrics::DiskLine>,
+    pub ram: Option<crate::metrics::RamLine>,
+}
+
+/// Node-wide state shared by every shard.
+pub struct Node {
+    pub cfg: Arc<Config>,
+    pub name: String,
+    pub disks: OnceLock<Vec<DiskEntry>>,
+    pub senders: Vec<async_channel::Sender<ShardMsg>>,
+    pub metrics: Vec<Arc<ShardMetrics>>,
+    pub cluster: Option<crate::route::ClusterLink>,
+    shutdown: AtomicBool,
+    pub shards_running: AtomicUsize,
+}
+
+impl Node {
+    pub fn new(
+        cfg: Arc<Config>,
+        name: String,
+        senders: Vec<async_channel::Sender<ShardMsg>>,
+        cluster: Option<crate::route::ClusterLink>,
+    ) -> Node {
+        let metrics = (0..cfg.node.cores.len())
+            .map(|_| Arc::new(ShardMetrics::default()))
+            .collect();
+        Node {
+            cfg,
+            name,
+            disks: OnceLock::new(),
+            senders,
+            metrics,
+            cluster,
+            shutdown: AtomicBool::new(false),
+            shards_running: AtomicUsize::new(0),
+        }
+    }
+
+    /// Active viewers on the node (open viewer connections).
+    pub fn users(&self) -> u32 {
+        self.metrics
+            .iter()
+            .map(|m| m.connections_open.get())
+            .sum::<u64>() as u32
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    /// Key-to-disk hashing over the node's online disks: (disk, owning shard).
+    pub fn owner(&self, cache_key: &str) -> Option<(DiskId, usize)> {
+        let disks = self.disks.get()?;
+        let id = arrow_storage::rendezvous_pick(
+            cache_key.as_bytes(),
+            disks
+                .iter()
+                .filter(|d| d.online.load(Ordering::Relaxed))
+                .map(|d| (d.id, d.weight)),
+        )?;
+        disks.iter().find(|d| d.id == id).map(|d| (id, d.shard))
+    }
+}
+
+/// A shard's own state, used only on its thread.
+pub struct ShardCtx {
+    pub shard: usize,
+    pub node: Arc<Node>,
+    pub cache: Rc<ShardCache>,
+    pub metrics: Arc<ShardMetrics>,
+    idle: RefCell<HashSet<RawFd>>,
+    access_log: Option<RefCell<std::io::BufWriter<Box<dyn std::io::Write>>>>,
+    connections: std::cell::Cell<usize>,
+    pub route_cache: RefCell<crate::route::RouteCache>,
+}
+
+impl ShardCtx {
+    /// Wait until `stream` is readable, at most `wait`. While waiting between requests the
+    /// connection is registered as idle, so a shutdown can close it at once.
+    pub async fn idle_wait(&self, stream: &TcpStream, wait: Duration, idle: bool) -> bool {
+        let fd = stream.as_raw_fd();
+        if idle {
+            if self.node.shutting_down() {
+                return false;
+            }
+            self.idle.borrow_mut().insert(fd);
+        }
+        let r = monoio::time::timeout(wait, stream.readable(false)).await;
+        if idle {
+            self.idle.borrow_mut().remove(&fd);
+        }
+        matches!(r, Ok(Ok(())))
+    }
+
+    pub fn debug(&self, req: &Request) -> bool {
+        self.node.cfg.node.debug_headers
+            || req
+                .header("x-arrow-debug")
+                .is_some_and(|_| self.node.cfg.node.debug_headers)
+    }
+
+    pub fn access_log(
+        &self,
+        peer: SocketAddr,
+        method: &str,
+        target: &str,
+        status: u16,
+        bytes: u64,
+        result: CacheResult,
+    ) {
+        if let Some(log) = &self.access_log {
+            let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+            // Combined Log Format, with the cache result appended.
+            let _ = writeln!(
+                log.borrow_mut(),
+                "{} - - [{}] \"{} {} HTTP/1.1\" {} {} \"-\" \"-\" {}",
+                peer.ip(),
+                now,
+                method,
+                target.replace('"', "%22"),
+                status,
+                bytes,
+                result.as_str()
+            );
+        }
+    }
+
+    fn flush_log(&self) {
+        if let Some(log) = &self.access_log {
+            let _ = log.borrow_mut().flush();
+        }
+    }
+}
+
+/// A sink that relays a response to another shard through a bounded channel.
+struct ChannelSink(async_channel::Sender<Reply>);
+
+impl Sink for ChannelSink {
+    async fn send(&mut self, head: Vec<u8>, body: Bytes) -> std::io::Result<()> {
+        self.0
+            .send(Reply::Data(head, body))
+            .await
+            .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+}
+
+/// Everything a shard thread needs to start.
+pub struct ShardStart {
+    pub shard: usize,
+    pub core: usize,
+    pub node: Arc<Node>,
+    pub listeners: Vec<std::net::TcpListener>,
+    pub admin: Option<std::net::TcpListener>,
+    pub inbox: async_channel::Receiver<ShardMsg>,
+    /// Reports this shard's disks (or the error) to the starter, then waits for the table.
+    pub ready: std::sync::mpsc::Sender<Result<Vec<DiskEntry>, String>>,
+    pub go: std::sync::mpsc::Receiver<()>,
+}
+
+/// Run one shard to completion (until shutdown has drained it).
+pub fn run(start: ShardStart) {
+    let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: start.core });
+    if !pinned {
+        tracing::warn!(shard = start.shard, core = start.core, "could not pin shard to its core");
+    }
+    let mut rt = match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(1024)
+        .enable_timer()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = start.ready.send(Err(format!(
+                "shard {}: cannot create an io_uring runtime: {e} (is io_uring allowed? check RLIMIT_MEMLOCK and kernel.io_uring_disabled)",
+                start.shard
+            )));
+            return;
+        }
+    };
+    rt.block_on(shard_main(start));
+}
+
+async fn shard_main(start: ShardStart) {
+    let node = start.node.clone();
+    let cfg = node.cfg.clone();
+    let shard = start.shard;
+    // Open this shard's disks.
+    let specs: Vec<arrow_storage::DiskSpec> = cfg
+        .disks
+        .iter()
+        .filter(|d| d.shard == shard)
+        .map(|d| arrow_storage::DiskSpec {
+            path: d.path.clone(),
+            size_bytes: d.size_bytes,
+            policy: d.policy.parse().expect("validated policy"),
+            error_threshold: d.error_threshold,
+        })
+        .collect();
+    let store = if specs.is_empty() {
+        None
+    } else {
+        match Store::open(arrow_storage::StoreConfig {
+            disks: specs,
+            ram_tier_bytes: cfg.storage.ram_tier_bytes,
+            chunk_bytes: cfg.storage.chunk_bytes,
+        })
+        .await
+        {
+            Ok((store, refused)) => {
+                for r in refused {
+                    tracing::error!(shard, path = %r.path.display(), reason = %r.reason, "disk refused; the node keeps its other disks");
+                }
+                Some(Rc::new(store))
+            }
+            Err(e) => {
+                let _ = start.ready.send(Err(format!("shard {shard}: storage: {e}")));
+                return;
+            }
+        }
+    };
+    let paths: Vec<_> = cfg.disks.iter().filter(|d| d.shard == shard).collect();
+    let entries = store.as_ref().map_or_else(Vec::new, |s| {
+        s.stats()
+            .disks
+            .iter()
+            .map(|d| DiskEntry {
+                id: d.id,
+                weight: d.size_bytes,
+                shard,
+                path: d.path.display().to_string(),
+                online: AtomicBool::new(d.online),
+            })
+            .collect()
+    });
+    let _ = paths;
+    if start.ready.send(Ok(entries)).is_err() || start.go.recv().is_err() {
+        return;
+    }
+
+    let metrics = node.metrics[shard].clone();
+    let cache = ShardCache::new(
+        store.clone(),
+        OriginClient::new(cfg.limits.clone()),
+        cfg.clone(),
+        metrics.clone(),
+        Rc::from(node.name.as_str()),
+    );
+    let access_log = cfg.node.access_log.as_ref().and_then(|p| {
+        let w: Box<dyn std::io::Write> = if p == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            match std::fs::OpenOptions::new().create(true).append(true).open(p) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    tracing::error!(path = %p, error = %e, "cannot open access log");
+                    return None;
+                }
+            }
+        };
+        Some(RefCell::new(std::io::BufWriter::with_capacity(64 * 1024, w)))
+    });
+    let ctx = Rc::new(ShardCtx {
+        shard,
+        node: node.clone(),
+        cache,
+        metrics,
+        idle: RefCell::new(HashSet::new()),
+        access_log,
+        connections: std::cell::Cell::new(0),
+        route_cache: RefCell::new(crate::route::RouteCache::default()),
+    });
+
+    // Inbox: cross-shard requests and admin calls.
+    let inbox = start.inbox.clone();
+    let c = ctx.clone();
+    monoio::spawn(async move {
+        while let Ok(msg) = inbox.recv().await {
+            let c = c.clone();
+            monoio::spawn(async move { handle_msg(&c, msg).await });
+        }
+    });
+
+    let mut listener_fds = Vec::new();
+    for l in start.listeners {
+        let _ = l.set_nonblocking(true);
+        match TcpListener::from_std(l) {
+            Ok(listener) => {
+                listener_fds.push(listener.as_raw_fd());
+                let c = ctx.clone();
+                monoio::spawn(accept_loop(c, listener, false));
+            }
+            Err(e) => tracing::error!(shard, error = %e, "listener"),
+        }
+    }
+    if let Some(l) = start.admin {
+        let _ = l.set_nonblocking(true);
+        if let Ok(listener) = TcpListener::from_std(l) {
+            listener_fds.push(listener.as_raw_fd());
+            monoio::spawn(accept_loop(ctx.clone(), listener, true));
+        }
+    }
+
+    // Housekeeping: disk state sync, log flush; on shutdown close listeners and idle
+    // connections, wait for in-flight work, flush the store.
+    let mut fed = FedCounters::default();
+    loop {
+        monoio::time::sleep(Duration::from_millis(100)).await;
+        feed_cluster_stats(&ctx, store.as_deref(), &mut fed);
+        if let (Some(store), Some(disks)) = (&store, node.disks.get()) {
+            for d in store.stats().disks {
+                if let Some(e) = disks.iter().find(|e| e.id == d.id) {
+                    e.online.store(d.online, Ordering::Relaxed);
+                }
+            }
+        }
+        ctx.flush_log();
+        if node.shutting_down() {
+            break;
+        }
+    }
+    for fd in &listener_fds {
+        // SAFETY: the fd is a listening socket this shard owns and keeps open until the
+        // runtime ends; shutdown(2) only wakes its pending accept with an error.
+        unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+    }
+    let drain_until = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < drain_until {
+        for fd in ctx.idle.borrow().iter() {
+            // SAFETY: fds in `idle` belong to live connections of this shard (removed before
+            // the connection task drops its stream); shutdown(2) makes their read see EOF.
+            unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
+        }
+        if ctx.connections.get() == 0 && ctx.cache_idle() {
+            break;
+        }
+        monoio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some(store) = &store {
+        if let Err(e) = store.flush().await {
+            tracing::error!(shard, error = %e, "store flush at shutdown failed");
+        }
+    }
+    ctx.flush_log();
+    tracing::info!(shard, "shard stopped");
+}
+
+/// What this shard last reported to the cluster's counters (they take deltas).
+#[derive(Default)]
+struct FedCounters {
+    cpu_ns: u64,
+    body_bytes: u64,
+    ram_hits: u64,
+    ram_misses: u64,
+}
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec; CLOCK_THREAD_CPUTIME_ID is always available on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Feed the brpu inputs: executor busy time (this thread's CPU time), egress bytes, users,
+/// RAM-tier hit/miss share; shard 0 also reports the node's disks and weight.
+fn feed_cluster_stats(ctx: &ShardCtx, store: Option<&Store>, fed: &mut FedCounters) {
+    let Some(link) = ctx.node.cluster.as_ref() else {
+        return;
+    };
+    let slot = link.local.shard(ctx.shard);
+    let cpu = thread_cpu_ns();
+    slot.add_busy_ns(cpu.saturating_sub(fed.cpu_ns));
+    fed.cpu_ns = cpu;
+    let body = ctx.metrics.body_bytes.get();
+    slot.add_bytes_sent(body - fed.body_bytes.min(body));
+    fed.body_bytes = body;
+    slot.set_users(ctx.connections.get() as u32);
+    if let Some(store) = store {
+        let s = store.stats();
+        // Bytes are not split by tier in the stats: count objects as a proxy for the share.
+        slot.add_ram_hit_bytes(s.ram_tier.hits.saturating_sub(fed.ram_hits));
+        slot.add_ram_miss_bytes(s.ram_tier.misses.saturating_sub(fed.ram_misses));
+        fed.ram_hits = s.ram_tier.hits;
+        fed.ram_misses = s.ram_tier.misses;
+    }
+    if ctx.shard == 0 {
+        if let Some(disks) = ctx.node.disks.get() {
+            let mut weight = 0;
+            for (i, d) in disks.iter().enumerate() {
+                let online = d.online.load(Ordering::Relaxed);
+                if online {
+                    weight += d.weight;
+                }
+                let state = if online {
+                    arrow_cluster::DiskState::Online
+                } else {
+                    arrow_cluster::DiskState::Offline
+                };
+                link.local.set_disk(i, d.id.0.to_be_bytes(), state);
+            }
+            link.local.set_weight_bytes(weight);
+        }
+    }
+}
+
+impl ShardCtx {
+    fn cache_idle(&self) -> bool {
+        self.cache.fills_in_flight() == 0
+    }
+}
+
+async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
+    let per_shard_max = ctx
+        .node
+        .cfg
+        .limits
+        .connections_max
+        .div_ceil(ctx.node.cfg.node.cores.len());
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                if ctx.node.shutting_down() {
+                    return;
+                }
+                tracing::warn!(error = %e, "accept");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if ctx.node.shutting_down() {
+            return;
+        }
+        ctx.metrics.connections_total.inc();
+        if ctx.connections.get() >= per_shard_max {
+            ctx.metrics.connections_refused.inc();
+            monoio::spawn(async move {
+                let mut stream = stream;
+                let resp = crate::http::simple_response(503, "arrow", "too many connections", false);
+                let mut sink = crate::serve::SocketSink {
+                    stream: &mut stream,
+                    timeout: Duration::from_secs(1),
+                };
+                let _ = sink.send(resp, Bytes::new()).await;
+            });
+            continue;
+        }
+        ctx.connections.set(ctx.connections.get() + 1);
+        ctx.metrics.connections_open.inc();
+        let c = ctx.clone();
+        monoio::spawn(async move {
+            if admin {
+                crate::admin::handle(c.clone(), stream).await;
+            } else {
+                crate::conn::handle(c.clone(), stream, peer).await;
+            }
+            c.connections.set(c.connections.get() - 1);
+            c.metrics.connections_open.dec();
+        });
+    }
+}
+
+async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Serve { req, reply } => {
+            let mut sink = ChannelSink(reply.clone());
+            let out = ctx.cache.serve(&req, &mut sink).await;
+            let _ = reply.send(Reply::Done(out)).await;
+        }
+        ShardMsg::Purge { key, prefix, reply } => {
+            let r = purge_local(ctx, key.as_deref(), prefix.as_deref()).await;
+            let _ = reply.send(r).await;
+        }
+        ShardMsg::Stats { reply } => {
+            let _ = reply.send(shard_stats(ctx)).await;
+        }
+        ShardMsg::SetDisk {
+            disk,
+            online,
+            reply,
+        } => {
+            let r = match &ctx.cache.store {
+                Some(s) if s.stats().disks.iter().any(|d| d.id == disk) => s
+                    .set_online(disk, online)
+                    .await
+                    .map_err(|e| e.to_string()),
+                _ => Err(format!("disk {disk} is not on shard {}", ctx.shard)),
+            };
+            if r.is_ok() {
+                if let Some(e) = ctx.node.disks.get().and_then(|d| d.iter().find(|e| e.id == disk)) {
+                    e.online.store(online, Ordering::Relaxed);
+                }
+            }
+            let _ = reply.send(r).await;
+        }
+    }
+}
+
+async fn purge_local(ctx: &ShardCtx, key: Option<&str>, prefix: Option<&str>) -> Result<usize, String> {
+    let Some(store) = &ctx.cache.store else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    if let Some(k) = key {
+        for d in store.stats().disks {
+            if store.remove(d.id, k.as_bytes()).await.map_err(|e| e.to_string())? {
+                n += 1;
+            }
+        }
+    }
+    if let Some(p) = prefix {
+        n += store
+            .purge_prefix(p.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(n)
+}
+
+fn shard_stats(ctx: &ShardCtx) -> ShardStats {
+    let Some(store) = &ctx.cache.store else {
+        return ShardStats::default();
+    };
+    let s = store.stats();
+    ShardStats {
+        disks: s
+            .disks
+            .iter()
+            .map(|d| crate::metrics::DiskLine {
+                id: d.id.to_string(),
+                path: d.path.display().to_string(),
+                shard: ctx.shard,
+                online: d.online,
+                size_bytes: d.size_bytes,
+                used_bytes: d.used_bytes,
+                objects: d.objects,
+                evictions: d.evictions,
+                errors: d.errors,
+                index_bytes_per_object: d.index_bytes_per_object,
+            })
+            .collect(),
+        ram: Some(crate::metrics::RamLine {
+            shard: ctx.shard,
+            bytes: s.ram_tier.bytes,
+            capacity: s.ram_tier.capacity_bytes,
+            hits: s.ram_tier.hits,
+            misses: s.ram_tier.misses,
+        }),
+    }
+}
+
+/// Bind one SO_REUSEPORT socket per shard for `addr`, in shard order, and attach the
+/// CPU-affine steering program so the kernel hands a connection to the shard of the core that
+/// received it.
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    cores: &[usize],
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut out: Vec<Socket> = Vec::with_capacity(cores.len());
+    let mut bind_addr = addr;
+    for _ in cores {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.set_nodelay(true)?;
+        s.bind(&bind_addr.into())?;
+        s.listen(4096)?;
+        if let Some(a) = s.local_addr()?.as_socket() {
+            // After a bind to port 0, the other shards join the port the first one got.
+            bind_addr = a;
+        }
+        out.push(s);
+    }
+    if cores.len() > 1 {
+        if let Err(e) = crate::steer::attach_cpu_steering(&out[0], cores) {
+            tracing::warn!(error = %e, "CPU-affine reuseport steering not attached; the kernel will hash connections over shards");
+        }
+    }
+    Ok(out.into_iter().map(Into::into).collect())
+}

@@ -1,0 +1,198 @@
+//! Ranged read of one object: check the slot generation, read the record (key hash, chunk crcs,
+//! or the inline body), read only the chunks the range needs, verify each crc32c, and check the
+//! generation again after the I/O so an object evicted or replaced meanwhile is `Gone`, never
+//! another object's bytes.
+
+use crate::disk::Disk;
+use crate::error::StorageError;
+use crate::index::{Location, STATE_LIVE};
+use crate::layout::{blocks_for, Extent, Record, BLOCK_BYTES};
+use crate::slab::AlignedBuf;
+use crate::ObjectInfo;
+use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+
+fn still_current(disk: &Disk, obj: &ObjectInfo) -> bool {
+    let st = disk.st.borrow();
+    st.index
+        .get(obj.slot)
+        .is_some_and(|s| s.state() == STATE_LIVE && s.gen() == obj.gen)
+}
+
+/// A failed I/O or check: Gone if the object changed meanwhile, else a disk fault.
+async fn failed(disk: &Disk, obj: &ObjectInfo, err: StorageError) -> StorageError {
+    if still_current(disk, obj) {
+        disk.fault(err).await
+    } else {
+        StorageError::Gone
+    }
+}
+
+fn corrupt(disk: &Disk, what: &'static str, block: u32) -> StorageError {
+    StorageError::Corrupt {
+        what,
+        path: disk.path.clone(),
+        offset_bytes: u64::from(block) * BLOCK_BYTES,
+    }
+}
+
+/// Read body bytes `[offset, offset + len)` of `obj` from `disk`.
+pub(crate) async fn read_range(
+    disk: &Disk,
+    obj: &ObjectInfo,
+    offset: u64,
+    len: u64,
+) -> Result<Bytes, StorageError> {
+    if !disk.online() {
+        return Err(disk.offline_error());
+    }
+    if !still_current(disk, obj) {
+        return Err(StorageError::Gone);
+    }
+    let loc: Location = disk.st.borrow().index.location(obj.slot);
+    let rec_buf = AlignedBuf::new(loc.record.blocks as usize * BLOCK_BYTES as usize);
+    let (res, rec_buf) = disk.file.read_blocks(rec_buf, u64::from(loc.record.start)).await;
+    if let Err(e) = res {
+        return Err(failed(disk, obj, e).await);
+    }
+    let Some((rec, body_at)) = Record::decode(rec_buf.as_slice()) else {
+        return Err(failed(disk, obj, corrupt(disk, "record", loc.record.start)).await);
+    };
+    if rec.gen != obj.gen || rec.body_len != obj.body_len || rec.key_hash128 != obj.key_hash128 {
+        // Same slot and generation but another key: a 64-bit hash collision at lookup, or the
+        // slot changed. Either way not this object.
+        return Err(if still_current(disk, obj) && rec.key_hash128 == obj.key_hash128 {
+            disk.fault(corrupt(disk, "record", loc.record.start)).await
+        } else {
+            StorageError::Gone
+        });
+    }
+    disk.st.borrow_mut().reads += 1;
+    if len == 0 {
+        return Ok(Bytes::new());
+    }
+    let out = if rec.chunk_crcs.is_empty() {
+        let start = body_at + offset as usize;
+        Bytes::from_owner(rec_buf).slice(start..start + len as usize)
+    } else {
+        read_chunks(disk, obj, &rec, offset, len).await?
+    };
+    if !still_current(disk, obj) {
+        return Err(StorageError::Gone);
+    }
+    Ok(out)
+}
+
+async fn read_chunks(
+    disk: &Disk,
+    obj: &ObjectInfo,
+    rec: &Record,
+    offset: u64,
+    len: u64,
+) -> Result<Bytes, StorageError> {
+    let cb = u64::from(rec.chunk_bytes);
+    let first = offset / cb;
+    let last = (offset + len - 1) / cb;
+    if rec.chunk_crcs.len() as u64 != rec.body_len.div_ceil(cb) {
+        return Err(failed(disk, obj, corrupt(disk, "record", rec.extents[0].start)).await);
+    }
+    let mut parts: Vec<Bytes> = Vec::with_capacity((last - first + 1) as usize);
+    for c in first..=last {
+        let chunk_start = c * cb;
+        let chunk_len = cb.min(rec.body_len - chunk_start) as usize;
+        let blocks = blocks_for(chunk_len as u64);
+        let mut buf = AlignedBuf::new(blocks as usize * BLOCK_BYTES as usize);
+        let mut filled = 0u64;
+        for piece in map_blocks(&rec.extents, chunk_start / BLOCK_BYTES, blocks) {
+            let Some(piece) = piece else {
+                return Err(failed(disk, obj, corrupt(disk, "record extents", 0)).await);
+            };
+            let from = (filled * BLOCK_BYTES) as usize;
+            let to = from + piece.blocks as usize * BLOCK_BYTES as usize;
+            let (res, slice) = disk.file.read_blocks(buf.slice_mut(from..to), u64::from(piece.start)).await;
+            buf = slice.into_inner();
+            if let Err(e) = res {
+                return Err(failed(disk, obj, e).await);
+            }
+            filled += u64::from(piece.blocks);
+        }
+        if crc32c::crc32c(&buf.as_slice()[..chunk_len]) != rec.chunk_crcs[c as usize] {
+            let block = rec.extents[0].start;
+            return Err(failed(disk, obj, corrupt(disk, "chunk", block)).await);
+        }
+        let lo = offset.max(chunk_start) - chunk_start;
+        let hi = (offset + len).min(chunk_start + chunk_len as u64) - chunk_start;
+        parts.push(Bytes::from_owner(buf).slice(lo as usize..hi as usize));
+    }
+    if parts.len() == 1 {
+        return Ok(parts.pop().expect("one part"));
+    }
+    let mut out = BytesMut::with_capacity(len as usize);
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    Ok(out.freeze())
+}
+
+/// Disk pieces of logical data blocks `[first, first + count)`; a None item means the extents do
+/// not cover the range (a corrupt record).
+fn map_blocks(extents: &[Extent], first: u64, count: u64) -> Vec<Option<Extent>> {
+    let mut out = Vec::new();
+    let mut logical = 0u64;
+    let mut want_from = first;
+    let want_to = first + count;
+    for e in extents {
+        let e_from = logical;
+        let e_to = logical + u64::from(e.blocks);
+        logical = e_to;
+        if e_to <= want_from || want_from >= want_to {
+            continue;
+        }
+        let lo = want_from.max(e_from);
+        let hi = want_to.min(e_to);
+        out.push(Some(Extent { start: e.start + (lo - e_from) as u32, blocks: (hi - lo) as u32 }));
+        want_from = hi;
+    }
+    if want_from < want_to {
+        out.push(None);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_blocks_splits_over_extents() {
+        let ext = [Extent { start: 100, blocks: 3 }, Extent { start: 200, blocks: 5 }];
+        let got = map_blocks(&ext, 2, 3);
+        assert_eq!(got, vec![Some(Extent { start: 102, blocks: 1 }), Some(Extent { start: 200, blocks: 2 })]);
+        assert_eq!(map_blocks(&ext, 7, 2).last(), Some(&None));
+    }
+}
+
+/// The cache key of LIVE slot `id` at generation `gen`, read from its record (for purge).
+/// Ok(None) if the object changed meanwhile or its record is unreadable (counted as a fault).
+pub(crate) async fn record_key(disk: &Disk, id: u32, gen: u32) -> Result<Option<Vec<u8>>, StorageError> {
+    let loc = {
+        let st = disk.st.borrow();
+        match st.index.get(id) {
+            Some(s) if s.state() == STATE_LIVE && s.gen() == gen => st.index.location(id),
+            _ => return Ok(None),
+        }
+    };
+    let buf = AlignedBuf::new(loc.record.blocks as usize * BLOCK_BYTES as usize);
+    let (res, buf) = disk.file.read_blocks(buf, u64::from(loc.record.start)).await;
+    if let Err(e) = res {
+        disk.fault(e).await;
+        return Ok(None);
+    }
+    match Record::decode(buf.as_slice()) {
+        Some((rec, _)) if rec.gen == gen => Ok(Some(rec.key)),
+        _ => {
+            disk.fault(corrupt(disk, "record", loc.record.start)).await;
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Open a disk: format it if new, check its superblock (a bad one refuses only this disk), then
+//! rebuild the index from the directory — one sequential pass over `dir_entries * 512` bytes, plus
+//! one record read per fragmented object. Entries that fail their crc, overlap another object,
+//! leave the data area or repeat a key are zeroed on disk before the disk takes writes.
+
+use crate::alloc::FreeMap;
+use crate::disk::{unix_secs, Disk};
+use crate::index::{Index, Location};
+use crate::layout::{
+    DirEntry, Extent, Geometry, Record, Superblock, BLOCK_BYTES, DIR_ENTRIES_PER_BLOCK,
+    DIR_ENTRY_BYTES, ENTRY_FLAG_FRAG,
+};
+use crate::policy::new_evictor;
+use crate::slab::{AlignedBuf, SlabFile};
+use crate::DiskSpec;
+use std::collections::HashMap;
+
+/// Directory blocks read per I/O during recovery.
+const SCAN_BLOCKS_PER_READ: u64 = 256;
+
+/// Open (or create and format) the disk of `spec`. Err is the refusal reason, naming the path.
+pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk, String> {
+    let path = &spec.path;
+    let (file, created) = SlabFile::open(path, spec.size_bytes).map_err(|e| e.to_string())?;
+    let buf = AlignedBuf::new(BLOCK_BYTES as usize);
+    let (res, buf) = file.read_blocks(buf, 0).await;
+    res.map_err(|e| e.to_string())?;
+    if created || buf.as_slice().iter().all(|&b| b == 0) {
+        format(&file, spec, chunk_bytes, created).await.map_err(|e| e.to_string())?;
+    }
+    let buf = AlignedBuf::new(BLOCK_BYTES as usize);
+    let (res, buf) = file.read_blocks(buf, 0).await;
+    res.map_err(|e| e.to_string())?;
+    let sb = Superblock::decode(buf.as_slice(), path)?;
+    if sb.geometry.size_bytes != spec.size_bytes {
+        return Err(format!(
+            "{}: configured size {} bytes differs from the disk's {} bytes",
+            path.display(),
+            spec.size_bytes,
+            sb.geometry.size_bytes
+        ));
+    }
+    let geo = sb.geometry;
+
+    // 1. Scan the directory.
+    let mut entries: Vec<(u32, DirEntry)> = Vec::new();
+    let mut bad: Vec<u32> = Vec::new();
+    let mut block = 0u64;
+    while block < geo.dir_blocks() {
+        let n = SCAN_BLOCKS_PER_READ.min(geo.dir_blocks() - block);
+        let buf = AlignedBuf::new((n * BLOCK_BYTES) as usize);
+        let (res, buf) = file.read_blocks(buf, geo.dir_start_block + block).await;
+        res.map_err(|e| format!("{}: directory unreadable: {e}", path.display()))?;
+        for (i, raw) in buf.as_slice().chunks_exact(DIR_ENTRY_BYTES).enumerate() {
+            let id = (block * u64::from(DIR_ENTRIES_PER_BLOCK)) as u32 + i as u32;
+            match DirEntry::decode(raw) {
+                Ok(None) => {}
+                Ok(Some(e)) => entries.push((id, e)),
+                Err(()) => bad.push(id),
+            }
+        }
+        block += n;
+    }
+
+    // 2. Locations (fragmented objects: from their record), duplicates dropped.
+    let mut seen: HashMap<u64, u32> = HashMap::with_capacity(entries.len());
+    let mut located: Vec<(u32, DirEntry, Location, bool)> = Vec::with_capacity(entries.len());
+    for (id, e) in entries {
+        if e.rec_blocks == 0 || seen.insert(e.key_hash, id).is_some() {
+            bad.push(id);
+            continue;
+        }
+        let rec = Extent { start: e.first_block, blocks: u32::from(e.rec_blocks) };
+        if e.flags & ENTRY_FLAG_FRAG != 0 {
+            match read_extents(&file, &geo, rec).await {
+                Some(data) => located.push((id, e, Location { data, record: rec }, false)),
+                None => bad.push(id),
+            }
+        } else {
+            let data = if e.data_blocks > 0 {
+                vec![Extent { start: e.first_block, blocks: e.data_blocks }]
+            } else {
+                Vec::new()
+            };
+            let record = Extent { start: e.first_block.wrapping_add(e.data_blocks), blocks: u32::from(e.rec_blocks) };
+            located.push((id, e, Location { data, record }, true));
+        }
+    }
+
+    // 3. Free map from the used extents; overlapping or out-of-range objects are dropped.
+    let mut used: Vec<(Extent, usize)> = Vec::with_capacity(located.len());
+    for (i, (_, _, loc, _)) in located.iter().enumerate() {
+        for e in loc.data.iter().chain([&loc.record]) {
+            used.push((*e, i));
+        }
+    }
+    let (free, dropped) = FreeMap::from_used(geo.data_start_block as u32, geo.total_blocks as u32, &mut used);
+    drop(used);
+    let mut keep = vec![true; located.len()];
+    for i in dropped {
+        keep[i] = false;
+    }
+
+    // 4. Index and policy.
+    let mut index = Index::new(geo.dir_entries);
+    let data_bytes = geo.data_blocks() * BLOCK_BYTES;
+    let mut policy = new_evictor(spec.policy, geo.dir_entries, data_bytes);
+    let now = u32::try_from(unix_secs().saturating_sub(sb.epoch_unix_secs)).unwrap_or(u32::MAX);
+    let mut live_bytes = 0u64;
+    for (i, (id, e, loc, contiguous)) in located.into_iter().enumerate() {
+        if !keep[i] {
+            bad.push(id);
+            continue;
+        }
+        index.claim_for_recovery(id, e.gen);
+        index.set_object(id, e.key_hash, e.body_len, &loc, contiguous, &e.meta);
+        index.publish(id);
+        policy.insert(id, e.body_len.max(1), now);
+        live_bytes += e.body_len;
+    }
+    index.finish_recovery();
+    let disk = Disk::new(&sb, path.clone(), file, spec.error_threshold, index, free, policy, live_bytes);
+    if !bad.is_empty() {
+        bad.sort_unstable();
+        tracing::warn!(path = %path.display(), entries = bad.len(), "zeroing bad directory entries");
+        if let Err(e) = disk.commit_entries(&bad).await {
+            tracing::warn!(path = %path.display(), error = %e, "could not zero bad entries");
+        }
+    }
+    Ok(disk)
+}
+
+async fn read_extents(file: &SlabFile, geo: &Geometry, rec: Extent) -> Option<Vec<Extent>> {
+    if u64::from(rec.start) < geo.data_start_block
+        || u64::from(rec.start) + u64::from(rec.blocks) > geo.total_blocks
+    {
+        return None;
+    }
+    let buf = AlignedBuf::new(rec.blocks as usize * BLOCK_BYTES as usize);
+    let (res, buf) = file.read_blocks(buf, u64::from(rec.start)).await;
+    res.ok()?;
+    let (record, _) = Record::decode(buf.as_slice())?;
+    Some(record.extents)
+}
+
+async fn format(file: &SlabFile, spec: &DiskSpec, chunk_bytes: u32, created: bool) -> Result<(), crate::StorageError> {
+    let geometry = Geometry::new(spec.size_bytes, chunk_bytes)?;
+    if !created {
+        // A device or reused file: zero the directory (a fresh fallocated file reads as zeroes).
+        let mut block = 0u64;
+        while block < geometry.dir_blocks() {
+            let n = SCAN_BLOCKS_PER_READ.min(geometry.dir_blocks() - block);
+            let buf = AlignedBuf::new((n * BLOCK_BYTES) as usize);
+            let (res, _) = file.write_blocks(buf, geometry.dir_start_block + block).await;
+            res?;
+            block += n;
+        }
+    }
+    let sb = Superblock {
+        uuid: uuid::Uuid::new_v4().as_u128(),
+        geometry,
+        offline: false,
+        epoch_unix_secs: unix_secs(),
+    };
+    let mut buf = AlignedBuf::new(BLOCK_BYTES as usize);
+    sb.encode(buf.as_mut_slice());
+    let (res, _) = file.write_blocks(buf, 0).await;
+    res?;
+    file.sync().await
+}

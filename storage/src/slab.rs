@@ -1,0 +1,246 @@
+//! The I/O seam: one O_DIRECT slab file or block device, 4 KiB-aligned buffers, io_uring reads and
+//! writes through monoio's `File`. Every other module reaches the disk only through [`SlabFile`].
+
+use crate::error::StorageError;
+use crate::layout::BLOCK_BYTES;
+use monoio::buf::{IoBuf, IoBufMut};
+use std::alloc::{self, Layout};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+/// A zeroed, 4 KiB-aligned heap buffer whose length is a multiple of 4 KiB (O_DIRECT needs both).
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: AlignedBuf uniquely owns its allocation (like Vec<u8>), so moving it across threads is
+// sound; it has no interior mutability.
+unsafe impl Send for AlignedBuf {}
+// SAFETY: shared references only give `&[u8]` access.
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    /// A zeroed buffer of `len` bytes rounded up to whole blocks (at least one block).
+    pub fn new(len: usize) -> AlignedBuf {
+        let len = len.max(1).div_ceil(BLOCK_BYTES as usize) * BLOCK_BYTES as usize;
+        let layout = Self::layout(len);
+        // SAFETY: layout has a non-zero size (len >= 4096) and a power-of-two alignment.
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else { alloc::handle_alloc_error(layout) };
+        AlignedBuf { ptr, len }
+    }
+
+    fn layout(len: usize) -> Layout {
+        Layout::from_size_align(len, BLOCK_BYTES as usize).expect("aligned layout")
+    }
+
+    /// Length in bytes (a multiple of 4 KiB).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: buffers hold at least one block.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: ptr is valid for len initialised (zeroed) bytes for the buffer's lifetime.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes, mutable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and &mut self gives unique access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: ptr came from alloc_zeroed with this exact layout and is freed once.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.len)) }
+    }
+}
+
+impl AsRef<[u8]> for AlignedBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+// SAFETY: read_ptr/bytes_init describe the owned allocation, which stays at a fixed address while
+// the buffer is moved into and held by an io_uring operation.
+unsafe impl IoBuf for AlignedBuf {
+    fn read_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+}
+
+// SAFETY: write_ptr/bytes_total describe the owned allocation; every byte is always initialised
+// (zeroed at allocation), so set_init has nothing to record.
+unsafe impl IoBufMut for AlignedBuf {
+    fn write_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+    fn bytes_total(&mut self) -> usize {
+        self.len
+    }
+    unsafe fn set_init(&mut self, _pos: usize) {}
+}
+
+/// An open disk: O_DIRECT file or block device.
+pub struct SlabFile {
+    file: monoio::fs::File,
+    path: PathBuf,
+}
+
+/// True if `dir` accepts O_DIRECT opens (tmpfs does not).
+pub fn supports_o_direct(dir: &Path) -> bool {
+    let probe = dir.join(format!(".arrow-odirect-probe-{}", std::process::id()));
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe)
+        .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+impl SlabFile {
+    /// Open `path` with O_DIRECT; a missing regular file is created and preallocated to
+    /// `size_bytes` (fallocate). Returns the file and whether it was created.
+    pub fn open(path: &Path, size_bytes: u64) -> Result<(SlabFile, bool), StorageError> {
+        let io_err = |op: &'static str, source: std::io::Error| StorageError::Io {
+            op,
+            path: path.to_path_buf(),
+            offset_bytes: 0,
+            source,
+        };
+        let existed = path.exists();
+        let std_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(!existed)
+            .truncate(false)
+            .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| io_err("open", e))?;
+        let meta = std_file.metadata().map_err(|e| io_err("stat", e))?;
+        if !meta.file_type().is_block_device() {
+            if !existed || meta.len() < size_bytes {
+                let len = libc::off_t::try_from(size_bytes)
+                    .map_err(|_| StorageError::Config(format!("size {size_bytes} too large")))?;
+                // SAFETY: fallocate on a file descriptor we own, with valid arguments; it does not
+                // touch our memory.
+                let rc = unsafe { libc::fallocate(std_file.as_raw_fd(), 0, 0, len) };
+                if rc != 0 {
+                    return Err(io_err("fallocate", std::io::Error::last_os_error()));
+                }
+            }
+        } else {
+            let dev_bytes = block_device_bytes(&std_file).map_err(|e| io_err("ioctl", e))?;
+            if dev_bytes < size_bytes {
+                return Err(StorageError::Config(format!(
+                    "{}: device has {dev_bytes} bytes, configured {size_bytes}",
+                    path.display()
+                )));
+            }
+        }
+        let file = monoio::fs::File::from_std(std_file).map_err(|e| io_err("register", e))?;
+        Ok((SlabFile { file, path: path.to_path_buf() }, !existed))
+    }
+
+    /// The path the disk was opened by.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read `buf.len()` bytes at `block`; a short read is an error.
+    pub async fn read_blocks<T: IoBufMut>(
+        &self,
+        mut buf: T,
+        block: u64,
+    ) -> (Result<(), StorageError>, T) {
+        let offset_bytes = block * BLOCK_BYTES;
+        let want_bytes = buf.bytes_total();
+        let (res, buf) = self.file.read_at(buf, offset_bytes).await;
+        let res = match res {
+            Ok(n) if n == want_bytes => Ok(()),
+            Ok(n) => Err(StorageError::Short {
+                op: "read",
+                path: self.path.clone(),
+                offset_bytes,
+                got_bytes: n,
+                want_bytes,
+            }),
+            Err(source) => Err(StorageError::Io {
+                op: "read",
+                path: self.path.clone(),
+                offset_bytes,
+                source,
+            }),
+        };
+        (res, buf)
+    }
+
+    /// Write all of `buf` at `block`.
+    pub async fn write_blocks<T: IoBuf>(
+        &self,
+        buf: T,
+        block: u64,
+    ) -> (Result<(), StorageError>, T) {
+        let offset_bytes = block * BLOCK_BYTES;
+        let want_bytes = buf.bytes_init();
+        let (res, buf) = self.file.write_at(buf, offset_bytes).await;
+        let res = match res {
+            Ok(n) if n == want_bytes => Ok(()),
+            Ok(n) => Err(StorageError::Short {
+                op: "write",
+                path: self.path.clone(),
+                offset_bytes,
+                got_bytes: n,
+                want_bytes,
+            }),
+            Err(source) => Err(StorageError::Io {
+                op: "write",
+                path: self.path.clone(),
+                offset_bytes,
+                source,
+            }),
+        };
+        (res, buf)
+    }
+
+    /// fdatasync: make completed writes durable.
+    pub async fn sync(&self) -> Result<(), StorageError> {
+        self.file.sync_data().await.map_err(|source| StorageError::Io {
+            op: "sync",
+            path: self.path.clone(),
+            offset_bytes: 0,
+            source,
+        })
+    }
+}
+
+fn block_device_bytes(file: &std::fs::File) -> std::io::Result<u64> {
+    let mut bytes: u64 = 0;
+    // BLKGETSIZE64 = _IOR(0x12, 114, size_t)
+    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+    // SAFETY: the ioctl writes one u64 into `bytes`, which outlives the call.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as _, &mut bytes as *mut u64) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,337 @@
+//! The Store: one shard's disks, its RAM tier, and the public API the server codes against.
+
+use crate::disk::Disk;
+use crate::error::StorageError;
+use crate::hashing::{key_hash128, rendezvous_pick};
+use crate::index::STATE_LIVE;
+use crate::layout::{BLOCK_BYTES, KEY_BYTES_MAX, META_BYTES_MAX};
+use crate::ram_tier::RamTier;
+use crate::recover::open_disk;
+use crate::writer::ObjectWriter;
+use crate::{reader, DiskId, DiskRefusal, ObjectInfo, StoreConfig};
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+/// Counters and gauges of one disk.
+#[derive(Clone, Debug)]
+pub struct DiskStats {
+    /// Disk UUID.
+    pub id: DiskId,
+    /// Path it was opened by.
+    pub path: PathBuf,
+    /// Online (false: offline by errors or by the admin).
+    pub online: bool,
+    /// Configured size.
+    pub size_bytes: u64,
+    /// Bytes not free: superblock, directory, and allocated data blocks.
+    pub used_bytes: u64,
+    /// Sum of the bodies of visible objects.
+    pub live_bytes: u64,
+    /// Visible objects.
+    pub objects: u64,
+    /// Objects evicted by the policy.
+    pub evictions: u64,
+    /// Disk faults counted (I/O errors, short reads, checksum mismatches).
+    pub errors: u64,
+    /// Object reads served from the disk.
+    pub reads: u64,
+    /// Objects written.
+    pub writes: u64,
+    /// RAM bytes per object of the index (slot arena + hash table + fragment lists; keys are not
+    /// in RAM; metadata blobs are counted in `meta_bytes`; the policy in `policy_bytes_per_object`).
+    pub index_bytes_per_object: f64,
+    /// RAM bytes of the metadata arena.
+    pub meta_bytes: u64,
+    /// RAM bytes per object of the eviction policy.
+    pub policy_bytes_per_object: u64,
+    /// Blocks held back after an aborted write or a failed directory write (freed at restart).
+    pub quarantined_bytes: u64,
+}
+
+/// Gauges of the RAM tier.
+#[derive(Clone, Debug)]
+pub struct RamTierStats {
+    /// Bytes held.
+    pub bytes: u64,
+    /// Capacity.
+    pub capacity_bytes: u64,
+    /// Reads served from RAM.
+    pub hits: u64,
+    /// Reads that went to disk.
+    pub misses: u64,
+}
+
+/// Everything `Store::stats` reports.
+#[derive(Clone, Debug)]
+pub struct StoreStats {
+    /// Per disk.
+    pub disks: Vec<DiskStats>,
+    /// The RAM tier.
+    pub ram_tier: RamTierStats,
+}
+
+/// One shard's storage: its disks and RAM tier. Used from one thread; methods take `&self`
+/// so it can be shared as `Rc<Store>` by many tasks.
+pub struct Store {
+    disks: Vec<Rc<Disk>>,
+    ram: RefCell<RamTier>,
+}
+
+impl Store {
+    /// Open (creating missing slab files) every disk of `cfg`. A disk that cannot be used is
+    /// returned as a refusal naming its path; the others open.
+    pub async fn open(cfg: StoreConfig) -> Result<(Store, Vec<DiskRefusal>), StorageError> {
+        let mut disks: Vec<Rc<Disk>> = Vec::new();
+        let mut refused = Vec::new();
+        for spec in &cfg.disks {
+            match open_disk(spec, cfg.chunk_bytes).await {
+                Ok(d) => {
+                    if disks.iter().any(|o| o.id == d.id) {
+                        refused.push(DiskRefusal {
+                            path: spec.path.clone(),
+                            reason: format!("{}: disk {} is configured twice", spec.path.display(), d.id),
+                        });
+                        continue;
+                    }
+                    disks.push(Rc::new(d));
+                }
+                Err(reason) => {
+                    tracing::error!(path = %spec.path.display(), %reason, "disk refused");
+                    refused.push(DiskRefusal { path: spec.path.clone(), reason });
+                }
+            }
+        }
+        Ok((Store { disks, ram: RefCell::new(RamTier::new(cfg.ram_tier_bytes)) }, refused))
+    }
+
+    fn disk(&self, id: DiskId) -> Result<&Rc<Disk>, StorageError> {
+        self.disks.iter().find(|d| d.id == id).ok_or(StorageError::UnknownDisk(id))
+    }
+
+    /// (id, weight = size_bytes, online) of every open disk.
+    pub fn disks(&self) -> Vec<(DiskId, u64, bool)> {
+        self.disks.iter().map(|d| (d.id, d.geo.size_bytes, d.online())).collect()
+    }
+
+    /// Weighted rendezvous pick over this store's online disks.
+    pub fn pick_disk(&self, key: &[u8]) -> Option<DiskId> {
+        rendezvous_pick(key, self.disks.iter().filter(|d| d.online()).map(|d| (d.id, d.geo.size_bytes)))
+    }
+
+    /// The visible object of `key` on `disk` (counts as an access for the eviction policy).
+    pub fn lookup(&self, disk: DiskId, key: &[u8]) -> Option<ObjectInfo> {
+        let d = self.disk(disk).ok()?;
+        let h = key_hash128(key);
+        let now = d.now_ticks();
+        let mut st = d.st.borrow_mut();
+        if !st.online {
+            return None;
+        }
+        let id = st.index.find(h as u64)?;
+        st.policy.touch(id, now);
+        let s = *st.index.slot(id);
+        Some(ObjectInfo {
+            disk,
+            meta: Bytes::copy_from_slice(st.index.meta(id)),
+            body_len: s.body_len(),
+            slot: id,
+            gen: s.gen(),
+            key_hash128: h,
+        })
+    }
+
+    /// Body bytes `[offset, offset + len)` of `obj`: RAM tier first, else only the chunks needed,
+    /// each crc-checked. `Err(Gone)` if the object was evicted or replaced since lookup.
+    pub async fn read(&self, obj: &ObjectInfo, offset: u64, len: u64) -> Result<Bytes, StorageError> {
+        let in_body = matches!(offset.checked_add(len), Some(end) if end <= obj.body_len);
+        if !in_body {
+            return Err(StorageError::Range { offset_bytes: offset, len_bytes: len, body_len_bytes: obj.body_len });
+        }
+        let d = self.disk(obj.disk)?;
+        if !d.online() {
+            return Err(d.offline_error());
+        }
+        let current = {
+            let st = d.st.borrow();
+            st.index.get(obj.slot).is_some_and(|s| s.state() == STATE_LIVE && s.gen() == obj.gen)
+        };
+        if !current {
+            return Err(StorageError::Gone);
+        }
+        let ram_ok = obj.body_len <= self.ram.borrow().object_bytes_max()
+            && obj.body_len <= u64::from(d.geo.chunk_bytes);
+        if !ram_ok {
+            return reader::read_range(d, obj, offset, len).await;
+        }
+        if let Some(body) = self.ram.borrow_mut().get(obj.disk.0, obj.slot, obj.gen) {
+            return Ok(body.slice(offset as usize..(offset + len) as usize));
+        }
+        let body = reader::read_range(d, obj, 0, obj.body_len).await?;
+        self.ram.borrow_mut().insert(obj.disk.0, obj.slot, obj.gen, body.clone());
+        Ok(body.slice(offset as usize..(offset + len) as usize))
+    }
+
+    /// Start writing `key` to `disk`. Err if the disk is offline or unknown, the key, metadata or
+    /// hinted body is too large, or the eviction policy does not admit the object.
+    pub fn writer(
+        &self,
+        disk: DiskId,
+        key: &[u8],
+        meta: Bytes,
+        body_len_hint: Option<u64>,
+    ) -> Result<ObjectWriter, StorageError> {
+        let d = self.disk(disk)?;
+        if !d.online() {
+            return Err(d.offline_error());
+        }
+        check_len("key", key.len(), KEY_BYTES_MAX)?;
+        check_len("metadata", meta.len(), META_BYTES_MAX)?;
+        // An object may take at most a quarter of the data area.
+        let body_len_max = d.geo.data_blocks() * BLOCK_BYTES / 4;
+        if let Some(hint) = body_len_hint {
+            if hint > body_len_max {
+                return Err(StorageError::TooLarge { what: "body", got_bytes: hint, max_bytes: body_len_max });
+            }
+        }
+        let h = key_hash128(key);
+        let now = d.now_ticks();
+        if !d.st.borrow_mut().policy.admit(h as u64, body_len_hint.unwrap_or(0), now) {
+            return Err(StorageError::NotAdmitted);
+        }
+        Ok(ObjectWriter::new(Rc::clone(d), key, h, meta, body_len_max))
+    }
+
+    /// Replace the metadata of `key` on `disk` (revalidation). Ok(false) if not present.
+    pub async fn update_meta(&self, disk: DiskId, key: &[u8], meta: Bytes) -> Result<bool, StorageError> {
+        check_len("metadata", meta.len(), META_BYTES_MAX)?;
+        let d = self.disk(disk)?;
+        if !d.online() {
+            return Err(d.offline_error());
+        }
+        let h = key_hash128(key);
+        let id = {
+            let mut st = d.st.borrow_mut();
+            let Some(id) = st.index.find(h as u64) else { return Ok(false) };
+            st.index.set_meta(id, &meta);
+            id
+        };
+        d.commit_entries(&[id]).await?;
+        Ok(true)
+    }
+
+    /// Remove `key` from `disk` durably. Ok(false) if not present.
+    pub async fn remove(&self, disk: DiskId, key: &[u8]) -> Result<bool, StorageError> {
+        let d = self.disk(disk)?;
+        let h = key_hash128(key);
+        let Some(id) = d.st.borrow().index.find(h as u64) else { return Ok(false) };
+        self.ram.borrow_mut().remove(disk.0, id);
+        d.drop_slots(&[id], false).await?;
+        Ok(true)
+    }
+
+    /// Remove every object whose key starts with `prefix`, on every online disk (reads each
+    /// object's record to learn its key). Returns how many were removed.
+    pub async fn purge_prefix(&self, prefix: &[u8]) -> Result<usize, StorageError> {
+        let mut removed = 0usize;
+        for d in &self.disks {
+            if !d.online() {
+                continue;
+            }
+            let ids: Vec<(u32, u32)> = {
+                let st = d.st.borrow();
+                st.index.live_ids().into_iter().map(|id| (id, st.index.slot(id).gen())).collect()
+            };
+            for (id, gen) in ids {
+                let Some(key) = reader::record_key(d, id, gen).await? else { continue };
+                if !key.starts_with(prefix) {
+                    continue;
+                }
+                let still = d.st.borrow().index.get(id).is_some_and(|s| s.state() == STATE_LIVE && s.gen() == gen);
+                if still {
+                    self.ram.borrow_mut().remove(d.id.0, id);
+                    d.drop_slots(&[id], false).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Take a disk offline or bring it back (written to its superblock). Bringing it back resets
+    /// its error count.
+    pub async fn set_online(&self, disk: DiskId, online: bool) -> Result<(), StorageError> {
+        let d = self.disk(disk)?;
+        d.write_superblock(!online).await?;
+        {
+            let mut st = d.st.borrow_mut();
+            st.online = online;
+            if online {
+                st.errors = 0;
+            }
+        }
+        if !online {
+            self.ram.borrow_mut().remove_disk(disk.0);
+        }
+        Ok(())
+    }
+
+    /// Make everything written durable (graceful shutdown). Commits are already synchronous; this
+    /// syncs each online disk once more.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        for d in &self.disks {
+            if d.online() {
+                d.durable().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-disk and RAM-tier figures.
+    pub fn stats(&self) -> StoreStats {
+        let disks = self
+            .disks
+            .iter()
+            .map(|d| {
+                let st = d.st.borrow();
+                let objects = st.index.live() as u64;
+                let free_bytes = st.free.free_blocks() * BLOCK_BYTES;
+                DiskStats {
+                    id: d.id,
+                    path: d.path.clone(),
+                    online: st.online,
+                    size_bytes: d.geo.size_bytes,
+                    used_bytes: d.geo.total_blocks * BLOCK_BYTES - free_bytes,
+                    live_bytes: st.live_bytes,
+                    objects,
+                    evictions: st.evictions,
+                    errors: st.errors,
+                    reads: st.reads,
+                    writes: st.writes,
+                    index_bytes_per_object: st.index.fixed_bytes() as f64 / objects.max(1) as f64,
+                    meta_bytes: st.index.meta_bytes() as u64,
+                    policy_bytes_per_object: st.policy.bytes_per_object() as u64,
+                    quarantined_bytes: st.quarantined_blocks * BLOCK_BYTES,
+                }
+            })
+            .collect();
+        let ram = self.ram.borrow();
+        StoreStats {
+            disks,
+            ram_tier: RamTierStats {
+                bytes: ram.bytes(),
+                capacity_bytes: ram.capacity_bytes(),
+                hits: ram.hits,
+                misses: ram.misses,
+            },
+        }
+    }
+}
+
+fn check_len(what: &'static str, got: usize, max: usize) -> Result<(), StorageError> {
+    if got > max {
+        return Err(StorageError::TooLarge { what, got_bytes: got as u64, max_bytes: max as u64 });
+    }
+    Ok(())
+}
