@@ -1,1 +1,554 @@
-//! Integration test harness: starts real arrow processes and origins.
+//! Integration test harness: real `arrow` processes on loopback, a real origin over TCP, and a
+//! small blocking HTTP client. Every process a test starts is stopped by its PID when the
+//! handle drops.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+/// The `arrow` binary, built once per test run (same profile as the tests).
+pub fn arrow_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let exe = std::env::current_exe().expect("test exe");
+    // target/<profile>/deps/<test> → target/<profile>/arrow
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "arrow-server", "--bin", "arrow"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("cargo build arrow");
+        assert!(st.success(), "building the arrow binary failed");
+    });
+    profile_dir.join("arrow")
+}
+
+/// A directory for slab files: O_DIRECT needs a real file system (not tmpfs).
+pub fn scratch_dir(tag: &str) -> tempfile::TempDir {
+    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-scratch");
+    std::fs::create_dir_all(&base).expect("scratch base");
+    tempfile::Builder::new()
+        .prefix(&format!("{tag}-"))
+        .tempdir_in(base)
+        .expect("scratch dir")
+}
+
+/// A free loopback port (bound then released; the node binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Origin
+
+/// What the test origin answers.
+#[derive(Clone, Debug)]
+pub struct OriginReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Delay before the head, and between body pieces (to observe read-while-write).
+    pub delay: Duration,
+    pub piece_delay: Duration,
+}
+
+impl OriginReply {
+    pub fn ok(body: Vec<u8>, cache_control: &str) -> OriginReply {
+        OriginReply {
+            status: 200,
+            headers: vec![("Cache-Control".into(), cache_control.into())],
+            body,
+            delay: Duration::ZERO,
+            piece_delay: Duration::ZERO,
+        }
+    }
+    pub fn header(mut self, n: &str, v: &str) -> OriginReply {
+        self.headers.push((n.into(), v.into()));
+        self
+    }
+}
+
+/// A request as the origin saw it.
+#[derive(Clone, Debug)]
+pub struct SeenRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Handler = dyn Fn(&SeenRequest) -> OriginReply + Send + Sync;
+
+/// A real HTTP/1.1 origin on loopback: thread per connection, keep-alive, counts requests.
+pub struct Origin {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    pub seen: Arc<Mutex<Vec<SeenRequest>>>,
+    pub count: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Origin {
+    pub fn start(handler: impl Fn(&SeenRequest) -> OriginReply + Send + Sync + 'static) -> Origin {
+        Origin::start_on("127.0.0.1:0".parse().unwrap(), handler)
+    }
+
+    pub fn start_on(
+        addr: SocketAddr,
+        handler: impl Fn(&SeenRequest) -> OriginReply + Send + Sync + 'static,
+    ) -> Origin {
+        let listener = TcpListener::bind(addr).expect("origin bind");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicU64::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (s2, seen2, count2) = (stop.clone(), seen.clone(), count.clone());
+        let thread = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((c, _)) => {
+                        let (h, seen, count, stop) =
+                            (handler.clone(), seen2.clone(), count2.clone(), s2.clone());
+                        std::thread::spawn(move || {
+                            let _ = origin_conn(c, &*h, &seen, &count, &stop);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Origin {
+            addr,
+            stop,
+            seen,
+            count,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub fn requests_for(&self, path: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    }
+
+    /// Stop accepting and close the listener: connects are refused from now on.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn origin_conn(
+    mut c: TcpStream,
+    h: &Handler,
+    seen: &Mutex<Vec<SeenRequest>>,
+    count: &AtomicU64,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    c.set_nonblocking(false)?;
+    c.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut buf = Vec::new();
+    loop {
+        let (req, head_len) = loop {
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Request::new(&mut hs);
+            if let Ok(httparse::Status::Complete(n)) = r.parse(&buf) {
+                let req = SeenRequest {
+                    method: r.method.unwrap().to_string(),
+                    path: r.path.unwrap().to_string(),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into()))
+                        .collect(),
+                };
+                break (req, n);
+            }
+            let mut chunk = [0u8; 4096];
+            match c.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        buf.drain(..head_len);
+        let cl: usize = req
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < cl {
+            let mut chunk = [0u8; 4096];
+            let n = c.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        buf.drain(..cl);
+        count.fetch_add(1, Ordering::SeqCst);
+        seen.lock().unwrap().push(req.clone());
+        let reply = h(&req);
+        std::thread::sleep(reply.delay);
+        let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
+        for (n, v) in &reply.headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        let no_body = req.method == "HEAD" || reply.status == 304 || reply.status == 204;
+        if reply.status != 304 && reply.status != 204 {
+            head.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+        }
+        head.push_str("\r\n");
+        c.write_all(head.as_bytes())?;
+        if !no_body {
+            if reply.piece_delay.is_zero() {
+                c.write_all(&reply.body)?;
+            } else {
+                for piece in reply.body.chunks(reply.body.len().div_ceil(4).max(1)) {
+                    c.write_all(piece)?;
+                    c.flush()?;
+                    std::thread::sleep(reply.piece_delay);
+                }
+            }
+        }
+    }
+}
+
+/// A deterministic body for a key.
+pub fn body_for(key: &str, len: usize) -> Vec<u8> {
+    let mut x = key
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Node
+
+/// A running `arrow run` process with its config and slab files.
+pub struct Node {
+    pub child: Option<Child>,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    pub dir: PathBuf,
+    pub log_path: PathBuf,
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// Config text for a one-shard test node with one 64 MiB disk in `dir`.
+pub fn node_config(dir: &Path, http: SocketAddr, admin: SocketAddr, origins: &[String], extra: &str) -> String {
+    let origins: Vec<String> = origins.iter().map(|o| format!("\"{o}\"")).collect();
+    format!(
+        r#"[node]
+name = "n01.test"
+cores = [0]
+listen = ["{http}"]
+admin_listen = "{admin}"
+admin_token = "{ADMIN_TOKEN}"
+debug_headers = true
+access_log = "{dir}/access.log"
+
+[limits]
+header_bytes_max = 8192
+header_timeout_ms = 2000
+idle_timeout_ms = 5000
+origin_connect_timeout_ms = 500
+origin_response_timeout_ms = 3000
+
+[storage]
+ram_tier_bytes = 8388608
+
+[[disk]]
+path = "{dir}/d0.slab"
+size_bytes = 67108864
+
+[[host]]
+hosts = ["*.example.test", "example.test"]
+technical_labels = 1
+origins = [{origins}]
+{extra}
+"#,
+        dir = dir.display(),
+        origins = origins.join(", ")
+    )
+}
+
+impl Node {
+    /// Start `arrow run` on `config` (text) in `dir`, and wait until it answers /health.
+    pub fn start(dir: &Path, config: &str, http: SocketAddr, admin: SocketAddr) -> Node {
+        let config_path = dir.join("arrow.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut n = Node {
+            child: None,
+            http,
+            admin,
+            config_path,
+            dir: dir.to_path_buf(),
+            log_path: dir.join("arrow.log"),
+        };
+        n.spawn();
+        n
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let child = Command::new(arrow_bin())
+            .args(["run", "--config"])
+            .arg(&self.config_path)
+            .env("ARROW_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn arrow");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = get(self.admin, "/health", "admin", &[]) {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("arrow exited during start-up ({st}); log:\n{}", self.log());
+                }
+            }
+            assert!(Instant::now() < deadline, "arrow did not start; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait (graceful); returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY: signalling a child process this harness started, by its PID.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(|s| s.as_str())
+    }
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache").unwrap_or("")
+    }
+}
+
+/// Send raw bytes and read one response (HEAD-aware when `head` is true).
+pub fn exchange(addr: SocketAddr, raw: &[u8], head: bool) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.write_all(raw)?;
+    read_response(&mut s, head, &mut Vec::new())
+}
+
+/// Read one response from `s`, keeping any bytes after it in `buf`.
+pub fn read_response(s: &mut TcpStream, head: bool, buf: &mut Vec<u8>) -> std::io::Result<Response> {
+    let (status, headers, head_len) = loop {
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut hs);
+        if let Ok(httparse::Status::Complete(n)) = r.parse(buf) {
+            let headers: HashMap<String, String> = r
+                .headers
+                .iter()
+                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into()))
+                .collect();
+            break (r.code.unwrap(), headers, n);
+        }
+        let mut chunk = [0u8; 65536];
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    buf.drain(..head_len);
+    let mut body = Vec::new();
+    if !head && status != 304 && status != 204 {
+        if let Some(cl) = headers.get("content-length") {
+            let cl: usize = cl.parse().unwrap();
+            while buf.len() < cl {
+                let mut chunk = [0u8; 65536];
+                let n = s.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            body = buf.drain(..cl).collect();
+        } else if headers
+            .get("transfer-encoding")
+            .is_some_and(|t| t.contains("chunked"))
+        {
+            loop {
+                let (n, size) = loop {
+                    match httparse::parse_chunk_size(buf) {
+                        Ok(httparse::Status::Complete(x)) => break x,
+                        _ => {
+                            let mut chunk = [0u8; 65536];
+                            let n = s.read(&mut chunk)?;
+                            if n == 0 {
+                                return Err(std::io::ErrorKind::UnexpectedEof.into());
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                    }
+                };
+                let need = n + size as usize + 2;
+                while buf.len() < need {
+                    let mut chunk = [0u8; 65536];
+                    let k = s.read(&mut chunk)?;
+                    if k == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    buf.extend_from_slice(&chunk[..k]);
+                }
+                body.extend_from_slice(&buf[n..n + size as usize]);
+                buf.drain(..need);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            s.read_to_end(buf)?;
+            body = std::mem::take(buf);
+        }
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// GET `path` with Host `host` and extra headers.
+pub fn get(addr: SocketAddr, path: &str, host: &str, extra: &[(&str, &str)]) -> std::io::Result<Response> {
+    request(addr, "GET", path, host, extra)
+}
+
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (n, v) in extra {
+        raw.push_str(&format!("{n}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    exchange(addr, raw.as_bytes(), method == "HEAD")
+}
+
+/// Poll `f` until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}

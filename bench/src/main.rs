@@ -5,6 +5,11 @@
 //!     trace → in-memory index + storage eviction policy → key,hit decisions + OHR/BHR
 //! arrow-bench dns-serve --listen ADDR [--nodes N] [--core C]
 //!     Arrow's DNS responder over a fixed directory (for bench/dns_bench.sh)
+//! arrow-bench storage-read --file F --size-bytes N --pattern rand4k|seq1m --iodepth D --seconds S
+//!     fill F through the storage engine → D concurrent lookup+read → ops/s, MB/s (vs fio:
+//!     bench/storage_vs_fio.sh)
+//! arrow-bench restart --objects N --file F
+//!     fill a slab with N objects → time reopening it → restart seconds, index bytes/object
 //! ```
 
 use std::process::ExitCode;
@@ -13,6 +18,8 @@ use clap::{Parser, Subcommand};
 
 mod dns_serve;
 mod replay;
+mod restart_bench;
+mod storage_bench;
 
 #[derive(Debug, Parser)]
 #[command(name = "arrow-bench", about = "Arrow benchmarks and trace tools")]
@@ -27,6 +34,10 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Serve zone dx.bench.test with Arrow's DNS responder over a fixed directory.
     DnsServe(dns_serve::DnsServeArgs),
+    /// Read through the storage engine (compare with fio: bench/storage_vs_fio.sh).
+    StorageRead(storage_bench::StorageReadArgs),
+    /// Fill a slab with N objects, then time reopening it.
+    Restart(restart_bench::RestartArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +45,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Replay(args) => replay::run(args).map_err(|e| e.to_string()),
         Command::DnsServe(args) => dns_serve::run(args),
+        Command::StorageRead(args) => storage_bench::run(args),
+        Command::Restart(args) => restart_bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

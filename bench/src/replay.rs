@@ -190,6 +190,7 @@ pub fn replay(trace: &Trace, config: &ReplayConfig) -> Result<ReplayOutcome, Rep
             freq_max: v[3] as u8,
             sketch_main_min: v[4] as u8,
             sketch_age_factor: v[5] as u32,
+            sketch_keep_min: v[6] as u8,
         };
         evictor = Box::new(arrow_storage::policy::byte_mode::ByteMode::with_params(
             capacity_objects,

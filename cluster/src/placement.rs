@@ -110,7 +110,11 @@ fn best<'a>(
             continue;
         }
         let candidate = (score_pre(key_hash, &node.name, node.weight), node);
-        if top.map_or(true, |t| ranks_before(candidate, t)) {
+        let better = match top {
+            None => true,
+            Some(t) => ranks_before(candidate, t),
+        };
+        if better {
             top = Some(candidate);
         }
     }

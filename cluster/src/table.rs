@@ -184,7 +184,12 @@ impl Table {
         max_nodes: u32,
         liveness: Liveness,
     ) -> Result<Table, ClusterError> {
-        assert!(max_nodes >= 1 && max_nodes <= crate::config::MAX_NODES_LIMIT);
+        if !(1..=crate::config::MAX_NODES_LIMIT).contains(&max_nodes) {
+            return Err(ClusterError::Config(format!(
+                "max_nodes = {max_nodes} must be within 1..={}",
+                crate::config::MAX_NODES_LIMIT
+            )));
+        }
         let io = |op, source| ClusterError::TableIo {
             op,
             path: path.to_owned(),

@@ -19,7 +19,7 @@ fn comet(name: &str, n: u64) -> Comet {
         weight: n,
         users: n as u32,
         mirroring: n % 2 == 1,
-        admitting: n % 2 == 0,
+        admitting: n & 1 == 0,
         disks: vec![
             DiskHealth {
                 uuid: [1; 16],

@@ -35,6 +35,9 @@ use crate::Directory;
 pub const TCP_MESSAGE_MAX_BYTES: usize = u16::MAX as usize;
 /// Receive buffer of a UDP socket: any datagram fits, so none is silently cut.
 const UDP_RECV_BYTES: usize = u16::MAX as usize;
+/// Receives kept in flight per UDP socket: while one task waits for its send to complete, the
+/// others' receives are already queued in the ring, so one io_uring_enter serves many queries.
+const UDP_RECEIVERS_PER_SOCKET: usize = 8;
 /// Tries to find a port free for both UDP and TCP when the configured port is 0.
 const EPHEMERAL_BIND_ATTEMPTS: usize = 16;
 /// Pause after a failed accept (EMFILE, ENOBUFS) so the loop does not spin.
@@ -245,15 +248,19 @@ async fn serve(
     }
     let canceller = Canceller::new();
     let stopping = Rc::new(Cell::new(false));
-    let mut tasks = Vec::with_capacity(udp_sockets.len() + listeners.len());
+    let mut tasks =
+        Vec::with_capacity(udp_sockets.len() * UDP_RECEIVERS_PER_SOCKET + listeners.len());
     for socket in udp_sockets {
-        tasks.push(monoio::spawn(udp_loop(
-            socket,
-            zones.clone(),
-            dir.clone(),
-            canceller.handle(),
-            stopping.clone(),
-        )));
+        let socket = Rc::new(socket);
+        for _ in 0..UDP_RECEIVERS_PER_SOCKET {
+            tasks.push(monoio::spawn(udp_loop(
+                socket.clone(),
+                zones.clone(),
+                dir.clone(),
+                canceller.handle(),
+                stopping.clone(),
+            )));
+        }
     }
     let open = Rc::new(Cell::new(0usize));
     for listener in listeners {
@@ -277,7 +284,7 @@ async fn serve(
 }
 
 async fn udp_loop(
-    socket: UdpSocket,
+    socket: Rc<UdpSocket>,
     zones: Rc<Zones>,
     dir: Arc<dyn Directory>,
     cancel: CancelHandle,

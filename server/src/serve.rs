@@ -90,9 +90,13 @@ struct FillHead {
     status: u16,
     header_block: Bytes,
     len: Option<u64>,
-    /// Shared with every waiting viewer (a storable response). When false, each viewer
-    /// fetches for itself.
+    /// Shared with every waiting viewer (a storable response). When false, only the viewer
+    /// that started the fill reads it; each other viewer fetches for itself.
     shared: bool,
+    /// The body is kept in the fill (false: too big; even the leader fetches for itself).
+    buffered: bool,
+    /// The stored metadata, when storable (validators for conditional viewers).
+    validators: Option<Meta>,
 }
 
 struct Fill {
@@ -190,7 +194,7 @@ impl ShardCache {
                             }
                         }
                         Usability::MustRevalidate => {
-                            let fill = self.join_or_start(req, Some(&meta));
+                            let (fill, leader) = self.join_or_start(req, Some(&meta));
                             fill.wait_until(|f| !is_pending(f)).await;
                             let state = match &*fill.state.borrow() {
                                 FillState::NotModified(m) => Some(Ok(m.clone())),
@@ -217,7 +221,11 @@ impl ShardCache {
                                     }
                                     return self.error(req, 502, &e, sink).await;
                                 }
-                                None => return self.stream_fill(req, &fill, CacheResult::Miss, sink).await,
+                                None => {
+                                    return self
+                                        .stream_fill(req, &fill, CacheResult::Miss, leader, sink)
+                                        .await
+                                }
                             }
                         }
                     }
@@ -233,7 +241,7 @@ impl ShardCache {
                 } else {
                     CacheResult::Fetching
                 };
-                self.stream_fill(req, &fill, result, sink).await
+                self.stream_fill(req, &fill, result, false, sink).await
             }
             None => {
                 if self.fill_bytes.get() >= self.cfg.limits.fill_buffer_bytes_max
@@ -241,17 +249,19 @@ impl ShardCache {
                 {
                     return self.pass_through(req, sink).await;
                 }
-                let fill = self.join_or_start(req, None);
-                self.stream_fill(req, &fill, CacheResult::Miss, sink).await
+                let (fill, leader) = self.join_or_start(req, None);
+                self.stream_fill(req, &fill, CacheResult::Miss, leader, sink)
+                    .await
             }
         }
     }
 
     /// The fill in flight for the key, or a new one started in its own task (it goes on when
     /// the viewer that started it leaves).
-    fn join_or_start(self: &Rc<Self>, req: &CacheRequest, stale: Option<&Meta>) -> Rc<Fill> {
+    /// Returns the fill and whether this viewer started it (its leader).
+    fn join_or_start(self: &Rc<Self>, req: &CacheRequest, stale: Option<&Meta>) -> (Rc<Fill>, bool) {
         if let Some(f) = self.fills.borrow().get(&req.cache_key) {
-            return f.clone();
+            return (f.clone(), false);
         }
         let fill = Rc::new(Fill {
             state: RefCell::new(FillState::Pending),
@@ -277,7 +287,7 @@ impl ShardCache {
             f.notify();
             this.fills.borrow_mut().remove(&req.cache_key);
         });
-        fill
+        (fill, true)
     }
 
     fn background_revalidate(self: &Rc<Self>, req: &CacheRequest, meta: &Meta) {
@@ -366,14 +376,15 @@ impl ShardCache {
             header_block,
             len: resp.body.len,
             shared,
+            buffered: !too_big,
+            validators: storable.clone(),
         }));
         fill.notify();
-        if !shared {
+        if too_big {
             return;
         }
-        let meta = storable.expect("shared implies storable");
-        let mut writer = match (&self.store, req.disk) {
-            (Some(store), Some(disk)) => {
+        let mut writer = match (&self.store, req.disk, &storable) {
+            (Some(store), Some(disk), Some(meta)) => {
                 match store.writer(disk, req.cache_key.as_bytes(), meta.encode(), resp.body.len) {
                     Ok(w) => Some(w),
                     Err(e) => {
@@ -394,7 +405,11 @@ impl ShardCache {
                     self.metrics.origin_bytes.add(n);
                     fill.notify();
                     if fill.received.get() > self.cfg.limits.object_bytes_max {
-                        writer = None;
+                        // A body without a length outgrew the bound: stop holding it. Viewers
+                        // reading this fill see the response cut short (connection closed).
+                        tracing::warn!(key = %req.cache_key, "body exceeds object_bytes_max; fill abandoned");
+                        fill.error.set(true);
+                        return;
                     }
                     if let Some(w) = writer.as_mut() {
                         if let Err(e) = w.write(&piece).await {
@@ -428,6 +443,7 @@ impl ShardCache {
         req: &CacheRequest,
         fill: &Rc<Fill>,
         result: CacheResult,
+        leader: bool,
         sink: &mut impl Sink,
     ) -> Outcome {
         fill.wait_until(|f| !is_pending(f)).await;
@@ -445,8 +461,36 @@ impl ShardCache {
             }
             Err(e) => return self.error(req, 502, &e, sink).await,
         };
-        if !head.shared {
+        // A response that may not be shared goes only to the viewer that asked for it; the
+        // others that joined meanwhile fetch for themselves.
+        if !head.shared && !(leader && head.buffered) {
             return self.pass_through(req, sink).await;
+        }
+        if req.if_none_match.is_some() || req.if_modified_since.is_some() {
+            if let Some(v) = &head.validators {
+                if head.status == 200
+                    && freshness::not_modified(
+                        v,
+                        req.if_none_match.as_deref(),
+                        req.if_modified_since.as_deref(),
+                    )
+                {
+                    let mut h = HeadWriter::new(304);
+                    for (name, value) in [("ETag", &v.etag), ("Last-Modified", &v.last_modified)] {
+                        if let Some(x) = value {
+                            h.header(name, x);
+                        }
+                    }
+                    self.common_headers(&mut h, req, result, 0);
+                    let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
+                    return Outcome {
+                        status: 304,
+                        result,
+                        body_bytes: 0,
+                        aborted,
+                    };
+                }
+            }
         }
         // The total length decides ranges; without it, wait for the end before a range.
         let range_value = req.range.as_deref().filter(|_| head.status == 200);

@@ -265,7 +265,8 @@ impl Index {
     /// The directory entry slot `id` should have on disk (None: a zero entry).
     pub fn entry(&self, id: u32) -> Option<DirEntry> {
         let s = self.slots.get(id as usize)?;
-        if s.state() != STATE_COMMITTING && s.state() != STATE_LIVE {
+        // A COMMITTING slot without an object yet (its record is still being written) has no entry.
+        if (s.state() != STATE_COMMITTING && s.state() != STATE_LIVE) || s.meta_off == NO_META {
             return None;
         }
         Some(DirEntry {

@@ -200,9 +200,10 @@ impl ObjectWriter {
         };
         let loc = Location { data: extents, record: rec_ext };
         self.disk.st.borrow_mut().index.set_object(id, key_hash, self.body_len, &loc, contiguous, &self.meta);
+        // From here any directory write of this block may carry the entry.
+        self.entry_written = true;
         // The old object of this key (if any) leaves the directory before the new one enters.
         self.drop_same_key(key_hash).await?;
-        self.entry_written = true;
         self.disk.commit_entries(&[id]).await?;
         self.drop_same_key(key_hash).await?;
         let now = self.disk.now_ticks();

@@ -61,6 +61,9 @@ pub struct ByteModeParams {
     pub sketch_main_min: u8,
     /// The sketch halves its counters every `sketch_age_factor × width` requests.
     pub sketch_age_factor: u32,
+    /// A MAIN tail with no recent hit but a long-term count of at least this gets another
+    /// round (at most `SKETCH_SPARES_MAX` per victim); 0 = off.
+    pub sketch_keep_min: u8,
 }
 
 impl ByteModeParams {
@@ -72,6 +75,7 @@ impl ByteModeParams {
         freq_max: 3,
         sketch_main_min: 0,
         sketch_age_factor: 0,
+        sketch_keep_min: 0,
     };
     /// The byte mode's defaults.
     pub const DEFAULT: ByteModeParams = ByteModeParams::S3FIFO;
@@ -192,6 +196,8 @@ struct Sketch {
 }
 
 const SKETCH_ROWS: usize = 4;
+/// MAIN tails spared by their long-term count per victim search.
+const SKETCH_SPARES_MAX: u32 = 16;
 /// Most counters per row (4 rows × 4 Mi × 1 byte = 16 MiB).
 const SKETCH_WIDTH_MAX: usize = 1 << 22;
 
@@ -215,6 +221,10 @@ impl Sketch {
             *slot = row * (self.width_mask as usize + 1) + (h & self.width_mask) as usize;
         }
         out
+    }
+
+    fn estimate(&self, fingerprint: u32) -> u8 {
+        self.slots(fingerprint).iter().map(|&i| self.counters[i]).min().unwrap_or(0)
     }
 
     /// Counts one request for `fingerprint`; returns its estimated count afterwards.
@@ -277,7 +287,7 @@ impl ByteMode {
             small: EMPTY_QUEUE,
             main: EMPTY_QUEUE,
             ghost: Ghost::new(ghost_bytes, capacity_objects as usize),
-            sketch: (params.sketch_main_min > 0).then(|| Sketch::new(capacity_objects, params.sketch_age_factor)),
+            sketch: (params.sketch_main_min > 0 || params.sketch_keep_min > 0).then(|| Sketch::new(capacity_objects, params.sketch_age_factor)),
             pending: VecDeque::with_capacity(PENDING_MAX),
             small_capacity_bytes,
             main_capacity_bytes: capacity_bytes - small_capacity_bytes,
@@ -357,6 +367,7 @@ impl ByteMode {
 
     /// MAIN's 2-bit CLOCK: the first tail with freq 0, reinserting the others.
     fn main_victim(&mut self) -> Option<u32> {
+        let mut spares = 0;
         loop {
             let id = self.main.tail;
             if id == NIL {
@@ -364,7 +375,20 @@ impl ByteMode {
             }
             let freq = self.nodes[id as usize].freq;
             if freq == 0 {
-                return Some(id);
+                let fingerprint = self.nodes[id as usize].fingerprint;
+                let keep = match &self.sketch {
+                    Some(sketch) if self.params.sketch_keep_min > 0 && fingerprint != 0 && spares < SKETCH_SPARES_MAX => {
+                        sketch.estimate(fingerprint) >= self.params.sketch_keep_min
+                    }
+                    _ => false,
+                };
+                if !keep {
+                    return Some(id);
+                }
+                spares += 1;
+                self.unlink(id);
+                self.push_head(id, QUEUE_MAIN);
+                continue;
             }
             self.unlink(id);
             self.nodes[id as usize].freq = freq.min(self.params.freq_max) - 1;

@@ -1,0 +1,356 @@
+//! The caching HTTP node through real processes: an `arrow run` per test, a real origin.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_tests::*;
+
+const HOST: &str = "cdn.example.test";
+
+struct Setup {
+    origin: Origin,
+    node: Node,
+    _dir: tempfile::TempDir,
+}
+
+fn addrs() -> (SocketAddr, SocketAddr) {
+    (
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+    )
+}
+
+/// A node in front of an origin that serves `body_for(path)` with max-age=300 (overridable).
+fn setup(
+    tag: &str,
+    extra: &str,
+    handler: impl Fn(&SeenRequest) -> OriginReply + Send + Sync + 'static,
+) -> Setup {
+    let dir = scratch_dir(tag);
+    let origin = Origin::start(handler);
+    let (http, admin) = addrs();
+    let cfg = node_config(dir.path(), http, admin, &[origin.url()], extra);
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    Setup {
+        origin,
+        node,
+        _dir: dir,
+    }
+}
+
+fn media(req: &SeenRequest) -> OriginReply {
+    let len = if req.path.contains("big") { 3 << 20 } else { 10_000 };
+    OriginReply::ok(body_for(&req.path, len), "max-age=300")
+        .header("ETag", &format!("\"{}\"", req.path.len()))
+        .header("Content-Type", "video/mp2t")
+}
+
+#[test]
+fn miss_then_hit() {
+    let s = setup("miss-hit", "", media);
+    let a = get(s.node.http, "/v/t1/seg-1.ts?x=1", HOST, &[]).unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(a.x_cache(), "MISS");
+    assert_eq!(a.body, body_for("/v/t1/seg-1.ts?x=1", 10_000));
+    assert_eq!(a.header("server"), Some("n01.test"));
+    assert_eq!(a.header("x-arrow-cache-key"), Some("example.test/v/t1/seg-1.ts"));
+    let b = get(s.node.http, "/v/t1/seg-1.ts?x=2", HOST, &[]).unwrap();
+    assert_eq!(b.status, 200);
+    assert_eq!(b.x_cache(), "HIT");
+    assert_eq!(b.body, a.body);
+    assert!(b.header("age").is_some());
+    assert_eq!(s.origin.requests(), 1);
+    // HEAD is served from cache too, without a body.
+    let h = request(s.node.http, "HEAD", "/v/t1/seg-1.ts", HOST, &[]).unwrap();
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("content-length"), Some("10000"));
+    assert_eq!(s.origin.requests(), 1);
+}
+
+#[test]
+fn large_object_streams_and_hits() {
+    let s = setup("large", "", media);
+    let a = get(s.node.http, "/v/t1/big.mp4", HOST, &[]).unwrap();
+    assert_eq!(a.body, body_for("/v/t1/big.mp4", 3 << 20));
+    assert!(wait_until(Duration::from_secs(5), || {
+        get(s.node.http, "/v/t1/big.mp4", HOST, &[]).unwrap().x_cache() == "HIT"
+    }));
+    let b = get(s.node.http, "/v/t1/big.mp4", HOST, &[]).unwrap();
+    assert_eq!(b.body, a.body);
+    assert_eq!(s.origin.requests(), 1);
+}
+
+#[test]
+fn hundred_concurrent_cold_requests_reach_origin_once() {
+    let s = setup("coalesce", "", |req| {
+        let mut r = OriginReply::ok(body_for(&req.path, 200_000), "max-age=300");
+        r.delay = Duration::from_millis(300);
+        r.piece_delay = Duration::from_millis(50);
+        r
+    });
+    let http = s.node.http;
+    let threads: Vec<_> = (0..100)
+        .map(|_| std::thread::spawn(move || get(http, "/v/cold/seg.ts", HOST, &[]).unwrap()))
+        .collect();
+    let mut results = std::collections::HashMap::new();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, body_for("/v/cold/seg.ts", 200_000));
+        *results.entry(r.x_cache().to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(s.origin.requests_for("/v/cold/seg.ts"), 1, "{results:?}");
+    assert_eq!(results.get("MISS"), Some(&1), "{results:?}");
+}
+
+#[test]
+fn ranges_on_miss_and_hit() {
+    let s = setup("range", "", |req| {
+        let mut r = OriginReply::ok(body_for(&req.path, 100_000), "max-age=300");
+        r.piece_delay = Duration::from_millis(30);
+        r
+    });
+    let full = body_for("/v/r/seg.ts", 100_000);
+    // On a miss: served as soon as the bytes are there.
+    let a = get(s.node.http, "/v/r/seg.ts", HOST, &[("Range", "bytes=10-19")]).unwrap();
+    assert_eq!(a.status, 206);
+    assert_eq!(a.header("content-range"), Some("bytes 10-19/100000"));
+    assert_eq!(a.body, &full[10..20]);
+    assert!(wait_until(Duration::from_secs(5), || {
+        get(s.node.http, "/v/r/seg.ts", HOST, &[]).unwrap().x_cache() == "HIT"
+    }));
+    // On a hit: suffix range, open range, unsatisfiable.
+    let b = get(s.node.http, "/v/r/seg.ts", HOST, &[("Range", "bytes=-5")]).unwrap();
+    assert_eq!(b.status, 206);
+    assert_eq!(b.x_cache(), "HIT");
+    assert_eq!(b.body, &full[99_995..]);
+    let c = get(s.node.http, "/v/r/seg.ts", HOST, &[("Range", "bytes=99990-")]).unwrap();
+    assert_eq!(c.body, &full[99_990..]);
+    let d = get(s.node.http, "/v/r/seg.ts", HOST, &[("Range", "bytes=100000-")]).unwrap();
+    assert_eq!(d.status, 416);
+    assert_eq!(d.header("content-range"), Some("bytes */100000"));
+    // Unsatisfiable on a miss, too.
+    let e = get(s.node.http, "/v/r/other.ts", HOST, &[("Range", "bytes=200000-")]).unwrap();
+    assert_eq!(e.status, 416);
+    assert_eq!(s.origin.requests(), 2);
+}
+
+#[test]
+fn conditional_requests_and_revalidation() {
+    let version = Arc::new(AtomicU64::new(1));
+    let v = version.clone();
+    let s = setup("revalidate", "", move |req| {
+        let etag = format!("\"v{}\"", v.load(Ordering::SeqCst));
+        if req.header("if-none-match") == Some(etag.as_str()) {
+            return OriginReply {
+                status: 304,
+                headers: vec![("ETag".into(), etag), ("Cache-Control".into(), "max-age=1".into())],
+                body: vec![],
+                delay: Duration::ZERO,
+                piece_delay: Duration::ZERO,
+            };
+        }
+        OriginReply::ok(body_for(&etag, 5000), "max-age=1").header("ETag", &etag)
+    });
+    let a = get(s.node.http, "/m/t/manifest.m3u8", HOST, &[]).unwrap();
+    assert_eq!(a.status, 200);
+    // A conditional viewer gets 304 from cache.
+    let b = get(s.node.http, "/m/t/manifest.m3u8", HOST, &[("If-None-Match", "\"v1\"")]).unwrap();
+    assert_eq!(b.status, 304);
+    assert_eq!(b.header("etag"), Some("\"v1\""));
+    assert_eq!(s.origin.requests(), 1);
+    // After expiry: a conditional request upstream; the origin's 304 refreshes the copy.
+    std::thread::sleep(Duration::from_millis(2100));
+    let c = get(s.node.http, "/m/t/manifest.m3u8", HOST, &[]).unwrap();
+    assert_eq!(c.status, 200);
+    assert_eq!(c.body, a.body);
+    assert_eq!(c.x_cache(), "HIT");
+    assert_eq!(s.origin.requests(), 2);
+    let seen = s.origin.seen.lock().unwrap().clone();
+    assert_eq!(seen[1].header("if-none-match"), Some("\"v1\""));
+    // A new version after expiry replaces it.
+    version.store(2, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(2100));
+    let d = get(s.node.http, "/m/t/manifest.m3u8", HOST, &[]).unwrap();
+    assert_eq!(d.body, body_for("\"v2\"", 5000));
+}
+
+#[test]
+fn stale_if_error_with_origin_down() {
+    let mut s = setup("stale", "", |req| {
+        OriginReply::ok(body_for(&req.path, 3000), "max-age=1, stale-if-error=600")
+    });
+    let a = get(s.node.http, "/v/s/seg.ts", HOST, &[]).unwrap();
+    assert_eq!(a.status, 200);
+    s.origin.stop();
+    std::thread::sleep(Duration::from_millis(2100));
+    let b = get(s.node.http, "/v/s/seg.ts", HOST, &[]).unwrap();
+    assert_eq!(b.status, 200);
+    assert_eq!(b.x_cache(), "STALE");
+    assert_eq!(b.body, a.body);
+    // Without a stored copy, a down origin is a 502.
+    let c = get(s.node.http, "/v/s/missing.ts", HOST, &[]).unwrap();
+    assert_eq!(c.status, 502);
+}
+
+#[test]
+fn origin_failover() {
+    let dir = scratch_dir("failover");
+    // The first origin refuses connections (bound then dropped); the second answers.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let origin = Origin::start(media);
+    let (http, admin) = addrs();
+    let cfg = node_config(dir.path(), http, admin, &[dead, origin.url()], "");
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    for i in 0..5 {
+        let r = get(node.http, &format!("/v/f/seg-{i}.ts"), HOST, &[]).unwrap();
+        assert_eq!(r.status, 200, "{}", node.log());
+    }
+    assert_eq!(origin.requests(), 5);
+}
+
+#[test]
+fn purge_needs_the_token() {
+    let s = setup("purge", "", media);
+    get(s.node.http, "/v/p/a.ts", HOST, &[]).unwrap();
+    get(s.node.http, "/v/p/b.ts", HOST, &[]).unwrap();
+    get(s.node.http, "/v/q/c.ts", HOST, &[]).unwrap();
+    let key = "example.test/v/p/a.ts";
+    let no = request(s.node.admin, "POST", &format!("/purge?key={key}"), "admin", &[]).unwrap();
+    assert_eq!(no.status, 401);
+    let bad = request(s.node.admin, "POST", &format!("/purge?key={key}"), "admin", &[("Authorization", "Bearer nope")]).unwrap();
+    assert_eq!(bad.status, 401);
+    assert_eq!(get(s.node.http, "/v/p/a.ts", HOST, &[]).unwrap().x_cache(), "HIT");
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let ok = request(s.node.admin, "POST", &format!("/purge?key={key}"), "admin", &[("Authorization", &auth)]).unwrap();
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(get(s.node.http, "/v/p/a.ts", HOST, &[]).unwrap().x_cache(), "MISS");
+    let pre = request(s.node.admin, "POST", "/purge?prefix=example.test/v/p/", "admin", &[("Authorization", &auth)]).unwrap();
+    assert_eq!(pre.status, 200);
+    assert_eq!(get(s.node.http, "/v/p/b.ts", HOST, &[]).unwrap().x_cache(), "MISS");
+    assert_eq!(get(s.node.http, "/v/q/c.ts", HOST, &[]).unwrap().x_cache(), "HIT");
+    let m = get(s.node.admin, "/metrics", "admin", &[]).unwrap();
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(text.contains("arrow_requests_total{status=\"2xx\",cache=\"HIT\"}"), "{text}");
+    assert!(text.contains("arrow_disk_online{"), "{text}");
+}
+
+#[test]
+fn malformed_input_gets_4xx_and_node_keeps_serving() {
+    let s = setup("malformed", "", media);
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (b"GARBAGE\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\n\r\n".to_vec(), 400),
+        (b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(), 400),
+        (b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(), 400),
+        (format!("GET /x HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000)).into_bytes(), 431),
+        (b"GET /x HTTP/1.1\r\nHost: unknown.invalid\r\n\r\n".to_vec(), 404),
+    ];
+    for (raw, want) in cases {
+        let r = exchange(s.node.http, &raw, false).unwrap();
+        assert_eq!(r.status, want, "{:?}", String::from_utf8_lossy(&raw[..raw.len().min(80)]));
+        assert!(!r.body.is_empty(), "a reason is given");
+    }
+    assert_eq!(get(s.node.http, "/v/ok/seg.ts", HOST, &[]).unwrap().status, 200);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let s = setup("pipeline", "", media);
+    let mut c = TcpStream::connect(s.node.http).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let raw = format!(
+        "GET /v/p/1.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\nGET /v/p/2.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\nGET /v/p/1.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+    );
+    c.write_all(raw.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let a = read_response(&mut c, false, &mut buf).unwrap();
+    let b = read_response(&mut c, false, &mut buf).unwrap();
+    let d = read_response(&mut c, false, &mut buf).unwrap();
+    assert_eq!(a.body, body_for("/v/p/1.ts", 10_000));
+    assert_eq!(b.body, body_for("/v/p/2.ts", 10_000));
+    assert_eq!(d.body, a.body);
+}
+
+#[test]
+fn slowloris_does_not_block_others() {
+    let s = setup("slowloris", "", media);
+    // Ten clients that send a partial head and stall.
+    let mut slow: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut c = TcpStream::connect(s.node.http).unwrap();
+            c.write_all(b"GET /v/x/seg.ts HTTP/1.1\r\nHost: cdn.exam").unwrap();
+            c
+        })
+        .collect();
+    let t = Instant::now();
+    let r = get(s.node.http, "/v/fast/seg.ts", HOST, &[]).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "served while slow clients stall");
+    // The header timeout (2 s in the test config) answers 408 and closes them.
+    let mut c = slow.pop().unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&out));
+}
+
+#[test]
+fn restart_keeps_the_cache_and_kill9_restarts_clean() {
+    let mut s = setup("restart", "", media);
+    for i in 0..20 {
+        assert_eq!(get(s.node.http, &format!("/v/k/{i}.ts"), HOST, &[]).unwrap().status, 200);
+    }
+    let st = s.node.stop().unwrap();
+    assert!(st.success(), "graceful exit: {st}; log:\n{}", s.node.log());
+    s.node.spawn();
+    for i in 0..20 {
+        let r = get(s.node.http, &format!("/v/k/{i}.ts"), HOST, &[]).unwrap();
+        assert_eq!(r.x_cache(), "HIT", "object {i} after restart");
+        assert_eq!(r.body, body_for(&format!("/v/k/{i}.ts"), 10_000));
+    }
+    assert_eq!(s.origin.requests(), 20);
+    // kill -9 while requests run, then restart: every stored object is intact.
+    let http = s.node.http;
+    let load = std::thread::spawn(move || {
+        for i in 20..200 {
+            let _ = get(http, &format!("/v/k/{i}.ts"), HOST, &[]);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    s.node.kill9();
+    let _ = load.join();
+    s.node.spawn();
+    for i in 0..200 {
+        let r = get(s.node.http, &format!("/v/k/{i}.ts"), HOST, &[]).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, body_for(&format!("/v/k/{i}.ts"), 10_000), "object {i}");
+    }
+    for i in 0..20 {
+        assert_eq!(get(s.node.http, &format!("/v/k/{i}.ts"), HOST, &[]).unwrap().x_cache(), "HIT");
+    }
+}
+
+#[test]
+fn uncacheable_responses_pass_through() {
+    let s = setup("pass", "", |req| {
+        if req.path.contains("private") {
+            OriginReply::ok(b"secret".to_vec(), "private, max-age=60")
+        } else {
+            OriginReply::ok(format!("{} {}", req.method, req.path).into_bytes(), "max-age=60")
+        }
+    });
+    for _ in 0..2 {
+        let r = get(s.node.http, "/v/private/x", HOST, &[]).unwrap();
+        assert_eq!(r.body, b"secret");
+    }
+    assert_eq!(s.origin.requests_for("/v/private/x"), 2);
+    let mut c = TcpStream::connect(s.node.http).unwrap();
+    c.write_all(format!("POST /api/x HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc").as_bytes()).unwrap();
+    let r = read_response(&mut c, false, &mut Vec::new()).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"POST /api/x");
+}
