@@ -10,12 +10,15 @@
 //!     bench/storage_vs_fio.sh)
 //! arrow-bench restart --objects N --file F
 //!     fill a slab with N objects → time reopening it → restart seconds, index bytes/object
+//! arrow-bench cluster-sim [--nodes 100 --titles 20000 --requests 200000 --zipf-s 0.9]
+//!     discrete simulation of cluster placement: forwarding vs mirror count, key movement, load
 //! ```
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cluster_sim;
 mod dns_serve;
 mod replay;
 mod restart_bench;
@@ -38,6 +41,8 @@ enum Command {
     StorageRead(storage_bench::StorageReadArgs),
     /// Fill a slab with N objects, then time reopening it.
     Restart(restart_bench::RestartArgs),
+    /// Simulate cluster placement: forwarding vs mirror count, key movement, bounded load.
+    ClusterSim(cluster_sim::ClusterSimArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Command::DnsServe(args) => dns_serve::run(args),
         Command::StorageRead(args) => storage_bench::run(args),
         Command::Restart(args) => restart_bench::run(args),
+        Command::ClusterSim(args) => cluster_sim::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,15 +23,25 @@ use arrow_storage::policy::{new_evictor, PolicyKind};
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("reading trace {path}: {source}")]
-    ReadTrace { path: PathBuf, source: std::io::Error },
+    ReadTrace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("trace {path} line {line}: {reason}")]
-    BadRow { path: PathBuf, line: usize, reason: String },
+    BadRow {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
     #[error("trace {path} has no requests")]
     EmptyTrace { path: PathBuf },
     #[error("trace {path} has {count} distinct keys, more than the u32 slot ids allow")]
     TooManyKeys { path: PathBuf, count: usize },
     #[error("writing decisions {path}: {source}")]
-    WriteDecisions { path: PathBuf, source: std::io::Error },
+    WriteDecisions {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("--warmup-frac {0} is not in [0, 1)")]
     BadWarmup(f64),
 }
@@ -60,7 +70,13 @@ pub struct Trace {
 
 impl Trace {
     /// Appends one request.
-    pub fn push(&mut self, index: &mut HashMap<String, u32>, timestamp_ms: u64, key: &str, size_bytes: u64) {
+    pub fn push(
+        &mut self,
+        index: &mut HashMap<String, u32>,
+        timestamp_ms: u64,
+        key: &str,
+        size_bytes: u64,
+    ) {
         let next = self.keys.len() as u32;
         let id = *index.entry(key.to_owned()).or_insert_with(|| {
             self.keys.push(key.to_owned());
@@ -105,7 +121,8 @@ pub fn read_trace(path: &Path) -> Result<Trace, ReplayError> {
         if line.is_empty() {
             continue;
         }
-        let (Some((ts, rest)), true) = (line.split_once(','), line.matches(',').count() >= 2) else {
+        let (Some((ts, rest)), true) = (line.split_once(','), line.matches(',').count() >= 2)
+        else {
             return Err(bad(format!("expected timestamp,key,size, got {line:?}")));
         };
         let Some((key, size)) = rest.rsplit_once(',') else {
@@ -124,7 +141,9 @@ pub fn read_trace(path: &Path) -> Result<Trace, ReplayError> {
         trace.push(&mut index, timestamp_ms, key, size_bytes);
     }
     if trace.is_empty() {
-        return Err(ReplayError::EmptyTrace { path: path.to_owned() });
+        return Err(ReplayError::EmptyTrace {
+            path: path.to_owned(),
+        });
     }
     if trace.keys.len() >= u32::MAX as usize {
         return Err(ReplayError::TooManyKeys {
@@ -180,24 +199,6 @@ pub fn replay(trace: &Trace, config: &ReplayConfig) -> Result<ReplayOutcome, Rep
     }
     let capacity_objects = trace.keys.len() as u32;
     let mut evictor = new_evictor(config.policy, capacity_objects, config.capacity_bytes);
-    // TUNING-HACK
-    if let (PolicyKind::ByteMode, Ok(text)) = (config.policy, std::env::var("BM_PARAMS")) {
-        let v: Vec<u64> = text.split(',').map(|x| x.parse().unwrap()).collect();
-        let params = arrow_storage::policy::byte_mode::ByteModeParams {
-            small_percent: v[0],
-            ghost_percent: v[1],
-            move_to_main_hits: v[2] as u8,
-            freq_max: v[3] as u8,
-            sketch_main_min: v[4] as u8,
-            sketch_age_factor: v[5] as u32,
-            sketch_keep_min: v[6] as u8,
-        };
-        evictor = Box::new(arrow_storage::policy::byte_mode::ByteMode::with_params(
-            capacity_objects,
-            config.capacity_bytes,
-            params,
-        ));
-    }
     let hashes: Vec<u64> = trace.keys.iter().map(|k| key_hash(k)).collect();
     let mut slot_of_key = vec![NO_SLOT; trace.keys.len()];
     // slot → (key id, size)
@@ -223,7 +224,9 @@ pub fn replay(trace: &Trace, config: &ReplayConfig) -> Result<ReplayOutcome, Rep
             continue;
         }
         hits.push(false);
-        if size_bytes > config.capacity_bytes || !evictor.admit(hashes[key as usize], size_bytes, now_ticks) {
+        if size_bytes > config.capacity_bytes
+            || !evictor.admit(hashes[key as usize], size_bytes, now_ticks)
+        {
             continue;
         }
         while used_bytes + size_bytes > config.capacity_bytes {
@@ -390,7 +393,10 @@ mod tests {
         let mut used = 0u64;
         let mut hits = Vec::new();
         let group_of = |s: u64, p: u32| ((s as f64) / f64::from(p)).log2().floor() as i32;
-        let mut add = |groups: &mut Vec<(i32, Vec<u32>)>, g: i32, k: u32| match groups.iter_mut().find(|x| x.0 == g) {
+        let mut add = |groups: &mut Vec<(i32, Vec<u32>)>, g: i32, k: u32| match groups
+            .iter_mut()
+            .find(|x| x.0 == g)
+        {
             Some(x) => x.1.push(k),
             None => groups.push((g, vec![k])),
         };
@@ -451,7 +457,11 @@ mod tests {
         for capacity_bytes in [5_000_000, 50_000_000, 200_000_000, 1_000_000_000] {
             let outcome = replay(&trace, &config(PolicyKind::LruSp, capacity_bytes)).unwrap();
             assert_eq!(outcome.hits.len(), trace.len());
-            assert_eq!(outcome.hits, lrusp_py(&trace, capacity_bytes), "capacity {capacity_bytes}");
+            assert_eq!(
+                outcome.hits,
+                lrusp_py(&trace, capacity_bytes),
+                "capacity {capacity_bytes}"
+            );
         }
     }
 
@@ -468,7 +478,10 @@ mod tests {
             let mut seen = vec![false; trace.keys.len()];
             for (i, &hit) in outcome.hits.iter().enumerate() {
                 let key = trace.key_ids[i] as usize;
-                assert!(!hit || seen[key], "{policy}: hit on the first request of a key");
+                assert!(
+                    !hit || seen[key],
+                    "{policy}: hit on the first request of a key"
+                );
                 seen[key] = true;
             }
         }
@@ -484,21 +497,34 @@ mod tests {
         let counted_hits = outcome.hits[1_000..].iter().filter(|&&h| h).count();
         assert!((outcome.object_hit_ratio - counted_hits as f64 / 1_000.0).abs() < 1e-12);
         cfg.warmup_frac = 1.0;
-        assert!(matches!(replay(&trace, &cfg), Err(ReplayError::BadWarmup(_))));
+        assert!(matches!(
+            replay(&trace, &cfg),
+            Err(ReplayError::BadWarmup(_))
+        ));
     }
 
     #[test]
     fn trace_csv_round_trips_to_decisions_csv() {
         let dir = tempfile::tempdir().unwrap();
         let trace_path = dir.path().join("t.csv");
-        std::fs::write(&trace_path, "timestamp,key,size\n0,/a,10\n5,/b,20\n9,/a,10\n").unwrap();
+        std::fs::write(
+            &trace_path,
+            "timestamp,key,size\n0,/a,10\n5,/b,20\n9,/a,10\n",
+        )
+        .unwrap();
         let trace = read_trace(&trace_path).unwrap();
         assert_eq!(trace.keys, vec!["/a".to_owned(), "/b".to_owned()]);
         let outcome = replay(&trace, &config(PolicyKind::LruSp, 25)).unwrap();
         let out = dir.path().join("d.csv");
         write_decisions(&out, &trace, &outcome.hits).unwrap();
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), "key,hit\n/a,0\n/b,0\n/a,0\n");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "key,hit\n/a,0\n/b,0\n/a,0\n"
+        );
         std::fs::write(&trace_path, "timestamp,key,size\n0,/a,10\n1,/b\n").unwrap();
-        assert!(matches!(read_trace(&trace_path), Err(ReplayError::BadRow { line: 3, .. })));
+        assert!(matches!(
+            read_trace(&trace_path),
+            Err(ReplayError::BadRow { line: 3, .. })
+        ));
     }
 }

@@ -24,6 +24,10 @@ pub struct RestartArgs {
     /// Body bytes per object (bodies up to ~4,000 bytes take one 4 KiB block).
     #[arg(long, default_value_t = 2_000)]
     pub body_bytes: usize,
+    /// Reuse FILE as it is (e.g. pre-zeroed with dd so ext4 has no unwritten extents to convert
+    /// on every first write); its first block must be zero or an Arrow superblock of this size.
+    #[arg(long)]
+    pub keep_file: bool,
     /// Concurrent writers during the fill.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
@@ -46,9 +50,16 @@ pub fn run(args: &RestartArgs) -> Result<(), String> {
 async fn run_async(args: &RestartArgs) -> Result<(), String> {
     // One directory entry per 32 KiB of disk: size the slab for the object count (+5 %).
     let size_bytes = (args.objects as u64 * 32 * 1024 * 105 / 100).max(16 << 20);
-    let _ = std::fs::remove_file(&args.file);
+    if !args.keep_file {
+        let _ = std::fs::remove_file(&args.file);
+    }
     let cfg = StoreConfig {
-        disks: vec![DiskSpec { path: args.file.clone(), size_bytes, policy: PolicyKind::LruSp, error_threshold: 1000 }],
+        disks: vec![DiskSpec {
+            path: args.file.clone(),
+            size_bytes,
+            policy: PolicyKind::LruSp,
+            error_threshold: 1000,
+        }],
         ram_tier_bytes: 0,
         chunk_bytes: 1 << 20,
     };
@@ -58,7 +69,8 @@ async fn run_async(args: &RestartArgs) -> Result<(), String> {
     }
     let store = Rc::new(store);
     let t0 = Instant::now();
-    crate::storage_bench::fill(&store, args.objects, args.body_bytes, args.concurrency, key).await?;
+    crate::storage_bench::fill(&store, args.objects, args.body_bytes, args.concurrency, key)
+        .await?;
     let fill_secs = t0.elapsed().as_secs_f64();
     store.flush().await.map_err(|e| e.to_string())?;
     drop(store);
@@ -72,7 +84,10 @@ async fn run_async(args: &RestartArgs) -> Result<(), String> {
     let stats = store.stats();
     let d = &stats.disks[0];
     let disk = d.id;
-    let missing = (0..args.objects).step_by(997).filter(|&i| store.lookup(disk, &key(i)).is_none()).count();
+    let missing = (0..args.objects)
+        .step_by(997)
+        .filter(|&i| store.lookup(disk, &key(i)).is_none())
+        .count();
     println!(
         "objects={} slab_bytes={} fill_seconds={fill_secs:.1} restart_seconds={restart_secs:.3} objects_found={} sampled_missing={missing} index_bytes_per_object={:.1} meta_arena_bytes_per_object={:.1} policy_bytes_per_object={}",
         args.objects,
@@ -83,7 +98,10 @@ async fn run_async(args: &RestartArgs) -> Result<(), String> {
         d.policy_bytes_per_object,
     );
     if d.objects as usize != args.objects || missing > 0 {
-        return Err(format!("restart found {} of {} objects", d.objects, args.objects));
+        return Err(format!(
+            "restart found {} of {} objects",
+            d.objects, args.objects
+        ));
     }
     Ok(())
 }

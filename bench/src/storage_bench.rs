@@ -67,14 +67,21 @@ fn runtime() -> Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringD
 /// Objects of `body` bytes that fit a disk of `size_bytes` (90 % of the smaller of the data area
 /// and the directory, so the fill never evicts).
 fn target_objects(size_bytes: u64, body: usize) -> Result<usize, String> {
-    let geo = arrow_storage::layout::Geometry::new(size_bytes, 1 << 20).map_err(|e| e.to_string())?;
+    let geo =
+        arrow_storage::layout::Geometry::new(size_bytes, 1 << 20).map_err(|e| e.to_string())?;
     let per_object_blocks = (body as u64 + 200).div_ceil(4096);
     let by_space = geo.data_blocks() / per_object_blocks;
     Ok((by_space.min(u64::from(geo.dir_entries)) * 9 / 10) as usize)
 }
 
 /// Fill `store`'s only disk with `count` objects of `body` bytes, `concurrency` writers at a time.
-pub async fn fill(store: &Rc<Store>, count: usize, body: usize, concurrency: usize, name: impl Fn(usize) -> Vec<u8> + Clone + 'static) -> Result<(), String> {
+pub async fn fill(
+    store: &Rc<Store>,
+    count: usize,
+    body: usize,
+    concurrency: usize,
+    name: impl Fn(usize) -> Vec<u8> + Clone + 'static,
+) -> Result<(), String> {
     let disk = store.disks().first().map(|d| d.0).ok_or("no disk opened")?;
     let mut tasks = Vec::new();
     for t in 0..concurrency {
@@ -85,7 +92,9 @@ pub async fn fill(store: &Rc<Store>, count: usize, body: usize, concurrency: usi
             let mut i = t;
             while i < count {
                 let key = name(i);
-                let mut w = store.writer(disk, &key, b"meta".to_vec().into(), Some(body as u64)).map_err(|e| e.to_string())?;
+                let mut w = store
+                    .writer(disk, &key, b"meta".to_vec().into(), Some(body as u64))
+                    .map_err(|e| e.to_string())?;
                 w.write(&data).await.map_err(|e| e.to_string())?;
                 w.finish().await.map_err(|e| e.to_string())?;
                 i += concurrency;
@@ -106,7 +115,12 @@ pub fn run(args: &StorageReadArgs) -> Result<(), String> {
 
 async fn run_async(args: &StorageReadArgs) -> Result<(), String> {
     let cfg = StoreConfig {
-        disks: vec![DiskSpec { path: args.file.clone(), size_bytes: args.size_bytes, policy: PolicyKind::LruSp, error_threshold: 1000 }],
+        disks: vec![DiskSpec {
+            path: args.file.clone(),
+            size_bytes: args.size_bytes,
+            policy: PolicyKind::LruSp,
+            error_threshold: 1000,
+        }],
         ram_tier_bytes: 0,
         chunk_bytes: 1 << 20,
     };
@@ -122,7 +136,10 @@ async fn run_async(args: &StorageReadArgs) -> Result<(), String> {
     if (0..count).any(|i| store.lookup(disk, &key(pattern, i)).is_none()) {
         let t0 = Instant::now();
         fill(&store, count, body, 32, move |i| key(pattern, i)).await?;
-        eprintln!("filled {count} objects of {body} bytes in {:.1}s", t0.elapsed().as_secs_f64());
+        eprintln!(
+            "filled {count} objects of {body} bytes in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
@@ -148,8 +165,13 @@ async fn run_async(args: &StorageReadArgs) -> Result<(), String> {
                         seq
                     }
                 };
-                let info = store.lookup(disk, &key(pattern, i)).ok_or_else(|| format!("object {i} missing"))?;
-                let got = store.read(&info, 0, info.body_len).await.map_err(|e| e.to_string())?;
+                let info = store
+                    .lookup(disk, &key(pattern, i))
+                    .ok_or_else(|| format!("object {i} missing"))?;
+                let got = store
+                    .read(&info, 0, info.body_len)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 ops += 1;
                 bytes += got.len() as u64;
             }

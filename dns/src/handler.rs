@@ -19,7 +19,7 @@ use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use crate::zone::{addr_record, node_key, NameClass, Zone, Zones};
+use crate::zone::{addr_record, node_key, LowerName, NameClass, Zone, Zones};
 use crate::{Answer, Directory};
 
 /// Bytes of the fixed DNS header.
@@ -136,7 +136,10 @@ fn read_edns(decoder: &mut BinDecoder<'_>, count: u16) -> Option<Option<Edns>> {
         if record.record_type() != RecordType::OPT {
             continue;
         }
-        let well_formed = matches!(record.data(), None | Some(RData::OPT(_)) | Some(RData::NULL(_)));
+        let well_formed = matches!(
+            record.data(),
+            None | Some(RData::OPT(_)) | Some(RData::NULL(_))
+        );
         if edns.is_some() || !record.name().is_root() || !well_formed {
             return None;
         }
@@ -146,10 +149,17 @@ fn read_edns(decoder: &mut BinDecoder<'_>, count: u16) -> Option<Option<Edns>> {
 }
 
 /// Fills `response` for a well-formed query and returns its RCODE.
-fn answer(zones: &Zones, dir: &dyn Directory, query: &Query, response: &mut Message) -> ResponseCode {
+fn answer(
+    zones: &Zones,
+    dir: &dyn Directory,
+    query: &Query,
+    response: &mut Message,
+) -> ResponseCode {
     match query.query_class() {
         DNSClass::IN => {}
-        DNSClass::CH | DNSClass::HS | DNSClass::NONE | DNSClass::ANY => return ResponseCode::Refused,
+        DNSClass::CH | DNSClass::HS | DNSClass::NONE | DNSClass::ANY => {
+            return ResponseCode::Refused
+        }
         DNSClass::OPT(_) | DNSClass::Unknown(_) => return ResponseCode::FormErr,
     }
     let qtype = query.query_type();
@@ -160,7 +170,9 @@ fn answer(zones: &Zones, dir: &dyn Directory, query: &Query, response: &mut Mess
         RecordType::Unknown(code) if (128..=250).contains(&code) => return ResponseCode::FormErr,
         _ => {}
     }
-    let lower = query.name().to_lowercase();
+    let Some(lower) = LowerName::new(query.name()) else {
+        return ResponseCode::FormErr;
+    };
     let Some(zone) = zones.find(&lower) else {
         return ResponseCode::Refused;
     };

@@ -18,10 +18,8 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use monoio::io::{
-    AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRentExt, Canceller,
-};
 use monoio::buf::IoBufMut;
+use monoio::io::{AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRentExt, Canceller};
 use monoio::net::udp::UdpSocket;
 use monoio::net::{TcpListener, TcpStream};
 

@@ -19,6 +19,70 @@ use crate::error::DnsError;
 
 /// Length of the md5 hex label of a content-aware name.
 pub const CONTENT_LABEL_BYTES: usize = 32;
+/// Wire length of a domain name at most (RFC 1035 §2.3.4), root byte included.
+const NAME_WIRE_BYTES_MAX: usize = 255;
+/// Labels in a domain name at most.
+const NAME_LABELS_MAX: usize = 127;
+
+/// A name lowercased into its wire form (length-prefixed labels, no root byte), on the stack:
+/// the key zones and hosts are looked up by, with no allocation per query.
+pub(crate) struct LowerName {
+    bytes: [u8; NAME_WIRE_BYTES_MAX],
+    len_bytes: usize,
+    /// Offset of each label's length byte in `bytes`.
+    starts: [u8; NAME_LABELS_MAX],
+    labels: usize,
+}
+
+impl LowerName {
+    /// `None` for a name longer than the wire format allows (never for a decoded name).
+    pub(crate) fn new(name: &Name) -> Option<LowerName> {
+        let mut lower = LowerName {
+            bytes: [0; NAME_WIRE_BYTES_MAX],
+            len_bytes: 0,
+            starts: [0; NAME_LABELS_MAX],
+            labels: 0,
+        };
+        for label in name.iter() {
+            let end = lower.len_bytes + 1 + label.len();
+            if end >= NAME_WIRE_BYTES_MAX || lower.labels >= NAME_LABELS_MAX || label.len() > 63 {
+                return None;
+            }
+            lower.starts[lower.labels] = u8::try_from(lower.len_bytes).ok()?;
+            lower.bytes[lower.len_bytes] = label.len() as u8;
+            for (dst, src) in lower.bytes[lower.len_bytes + 1..end].iter_mut().zip(label) {
+                *dst = src.to_ascii_lowercase();
+            }
+            lower.len_bytes = end;
+            lower.labels += 1;
+        }
+        Some(lower)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len_bytes]
+    }
+
+    /// The last `labels` labels, if the name has that many.
+    fn suffix(&self, labels: usize) -> Option<&[u8]> {
+        let first = self.labels.checked_sub(labels)?;
+        if first == self.labels {
+            return Some(&[]);
+        }
+        Some(&self.bytes[usize::from(self.starts[first])..self.len_bytes])
+    }
+
+    fn first_label(&self) -> &[u8] {
+        if self.labels == 0 {
+            return &[];
+        }
+        &self.bytes[1..1 + usize::from(self.bytes[0])]
+    }
+}
+
+fn key_of(name: &Name) -> Option<Box<[u8]>> {
+    LowerName::new(name).map(|l| l.as_bytes().into())
+}
 
 /// All zones the responder is authoritative for, validated and ready to answer.
 #[derive(Debug, Clone)]
@@ -44,14 +108,16 @@ pub(crate) struct NodeEntry {
 #[derive(Debug, Clone)]
 pub(crate) struct Zone {
     pub(crate) apex: Name,
+    apex_key: Box<[u8]>,
     apex_labels: usize,
     pub(crate) domain: String,
     pub(crate) soa: Record,
     pub(crate) soa_negative: Record,
     pub(crate) ns: Vec<Record>,
     pub(crate) ns_glue: Vec<Record>,
-    hosts: HashMap<Name, HostAddrs>,
-    empty_non_terminals: HashSet<Name>,
+    /// Keyed by [`LowerName`] bytes.
+    hosts: HashMap<Box<[u8]>, HostAddrs>,
+    empty_non_terminals: HashSet<Box<[u8]>>,
     /// Keyed by the lowercase node name without trailing dot.
     pub(crate) nodes: HashMap<String, NodeEntry>,
     pub(crate) content_ttl_s: u32,
@@ -71,6 +137,16 @@ pub(crate) enum NameClass<'z> {
     Headroom,
     EmptyNonTerminal,
     NxDomain,
+}
+
+impl std::fmt::Debug for LowerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "LowerName({:?})",
+            String::from_utf8_lossy(self.as_bytes())
+        )
+    }
 }
 
 impl PartialEq for HostAddrs {
@@ -123,13 +199,15 @@ impl Zones {
             }
             zones.push(zone);
         }
-        zones.sort_by(|a, b| b.apex_labels.cmp(&a.apex_labels));
+        zones.sort_by_key(|z| std::cmp::Reverse(z.apex_labels));
         Ok(Zones { zones })
     }
 
-    /// The most specific zone containing `lower` (a lowercase name), if any.
-    pub(crate) fn find(&self, lower: &Name) -> Option<&Zone> {
-        self.zones.iter().find(|z| z.apex.zone_of_case(lower))
+    /// The most specific zone containing `name`, if any.
+    pub(crate) fn find(&self, name: &LowerName) -> Option<&Zone> {
+        self.zones
+            .iter()
+            .find(|z| name.suffix(z.apex_labels) == Some(&z.apex_key[..]))
     }
 
     /// How many zones are configured.
@@ -211,7 +289,11 @@ impl Zone {
         let mut ns_glue = Vec::new();
         for ns_name in &ns_names {
             if let Some(host) = glue.get(ns_name) {
-                ns_glue.extend(host.addrs.iter().map(|(a, ttl)| addr_record(ns_name, *a, *ttl)));
+                ns_glue.extend(
+                    host.addrs
+                        .iter()
+                        .map(|(a, ttl)| addr_record(ns_name, *a, *ttl)),
+                );
             }
         }
 
@@ -238,22 +320,32 @@ impl Zone {
             );
         }
         let apex_labels = apex.iter().count();
+        let too_long = |name: &Name| DnsError::Config {
+            zone: zone.to_string(),
+            reason: format!("{name} is too long"),
+        };
+        let apex_key = key_of(&apex).ok_or_else(|| too_long(&apex))?;
         let mut empty_non_terminals = HashSet::new();
         for host in hosts.keys() {
             let labels = host.iter().count();
             for keep in (apex_labels + 1)..labels {
                 let ancestor = host.trim_to(keep);
                 if !hosts.contains_key(&ancestor) {
-                    empty_non_terminals.insert(ancestor);
+                    empty_non_terminals.insert(key_of(&ancestor).ok_or_else(|| too_long(host))?);
                 }
             }
         }
+        let hosts = hosts
+            .into_iter()
+            .map(|(name, addrs)| Ok((key_of(&name).ok_or_else(|| too_long(&name))?, addrs)))
+            .collect::<Result<HashMap<_, _>, DnsError>>()?;
         let overflow = match &cfg.overflow_cname {
             Some(o) => Some(parse_name(zone, "overflow_cname", o)?),
             None => None,
         };
         Ok(Zone {
             apex,
+            apex_key,
             apex_labels,
             domain,
             soa,
@@ -271,31 +363,27 @@ impl Zone {
         })
     }
 
-    /// Classifies `lower`, a lowercase name inside this zone.
-    pub(crate) fn classify(&self, lower: &Name) -> NameClass<'_> {
-        debug_assert!(self.apex.zone_of_case(lower));
-        if let Some(host) = self.hosts.get(lower) {
+    /// Classifies `name`, a name inside this zone.
+    pub(crate) fn classify(&self, name: &LowerName) -> NameClass<'_> {
+        debug_assert_eq!(name.suffix(self.apex_labels), Some(&self.apex_key[..]));
+        if let Some(host) = self.hosts.get(name.as_bytes()) {
             return NameClass::Host(host);
         }
-        let labels = lower.iter().count();
-        if labels == self.apex_labels {
+        if name.labels == self.apex_labels {
             return NameClass::Apex;
         }
-        if self.empty_non_terminals.contains(lower) {
+        if self.empty_non_terminals.contains(name.as_bytes()) {
             return NameClass::EmptyNonTerminal;
         }
-        if labels > self.apex_labels + 1 {
+        if name.labels > self.apex_labels + 1 {
             return NameClass::NxDomain;
         }
-        match lower.iter().next() {
-            Some(label)
-                if label.len() == CONTENT_LABEL_BYTES
-                    && label.iter().all(|b| b.is_ascii_hexdigit()) =>
-            {
-                // The label is ASCII hex, hence valid UTF-8; `lower` is already lowercase.
-                NameClass::Content(String::from_utf8_lossy(label).into_owned())
-            }
-            _ => NameClass::Headroom,
+        let label = name.first_label();
+        if label.len() == CONTENT_LABEL_BYTES && label.iter().all(u8::is_ascii_hexdigit) {
+            // ASCII hex, already lowercase.
+            NameClass::Content(String::from_utf8_lossy(label).into_owned())
+        } else {
+            NameClass::Headroom
         }
     }
 }
@@ -315,15 +403,17 @@ mod tests {
     use crate::config::demo_zone;
     use std::str::FromStr;
 
-    fn lower(s: &str) -> Name {
-        Name::from_str(s).expect("name").to_lowercase()
+    fn lower(s: &str) -> LowerName {
+        LowerName::new(&Name::from_str(s).expect("name")).expect("fits")
     }
 
     #[test]
     fn names_are_classified() {
         let mut cfg = demo_zone();
-        cfg.nodes
-            .insert("n1.pop.dx.demo.test".into(), vec!["192.0.2.9".parse().unwrap()]);
+        cfg.nodes.insert(
+            "n1.pop.dx.demo.test".into(),
+            vec!["192.0.2.9".parse().unwrap()],
+        );
         let zones = Zones::new(&[cfg]).expect("valid");
         let zone = zones.find(&lower("dx.demo.test.")).expect("zone");
         assert_eq!(zone.classify(&lower("dx.demo.test.")), NameClass::Apex);
@@ -360,7 +450,7 @@ mod tests {
         parent.name = "demo.test".into();
         let zones = Zones::new(&[parent, demo_zone()]).expect("valid");
         let zone = zones.find(&lower("x.dx.demo.test.")).expect("zone");
-        assert_eq!(zone.apex, lower("dx.demo.test."));
+        assert_eq!(zone.apex, Name::from_str("dx.demo.test.").unwrap());
     }
 
     #[test]

@@ -47,7 +47,10 @@ fn claw_zone() -> ZoneConfig {
     zone.domain = "claw.ac".into();
     zone.ns = vec!["ns1.dx.claw.ac".into(), "ns2.dx.claw.ac".into()];
     zone.glue = BTreeMap::from([
-        ("ns1.dx.claw.ac".to_string(), vec![IpAddr::from([192, 0, 2, 1])]),
+        (
+            "ns1.dx.claw.ac".to_string(),
+            vec![IpAddr::from([192, 0, 2, 1])],
+        ),
         (
             "ns2.dx.claw.ac".to_string(),
             vec!["2001:db8::2".parse().unwrap()],
@@ -127,12 +130,18 @@ fn tcp_exchange(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
 
 fn tcp(addr: SocketAddr, bytes: &[u8]) -> Message {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
     Message::from_vec(&tcp_exchange(&mut stream, bytes)).unwrap()
 }
 
 fn cname(msg: &Message) -> (String, u32) {
-    match msg.answers().first().and_then(|r| r.data().map(|d| (d, r.ttl()))) {
+    match msg
+        .answers()
+        .first()
+        .and_then(|r| r.data().map(|d| (d, r.ttl())))
+    {
         Some((RData::CNAME(c), ttl)) => (c.0.to_ascii(), ttl),
         other => panic!("expected a CNAME, got {other:?} in {msg}"),
     }
@@ -177,7 +186,10 @@ fn apex_soa_ns_glue_negative_answers_and_refused() {
     let ns = udp(addr, &query("dx.claw.ac.", RecordType::NS, None));
     assert_eq!(ns.answers().len(), 2);
     let glue: Vec<RecordType> = ns.additionals().iter().map(|r| r.record_type()).collect();
-    assert!(glue.contains(&RecordType::A) && glue.contains(&RecordType::AAAA), "{glue:?}");
+    assert!(
+        glue.contains(&RecordType::A) && glue.contains(&RecordType::AAAA),
+        "{glue:?}"
+    );
 
     let nx = udp(addr, &query("x.y.dx.claw.ac.", RecordType::A, None));
     assert_eq!(nx.response_code(), ResponseCode::NXDomain);
@@ -261,7 +273,9 @@ fn malformed_packets_get_formerr_or_nothing_and_service_continues() {
     }
     // Over TCP too, on one connection, then a good query on the same connection.
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
     for packet in &bad[3..5] {
         let out = tcp_exchange(&mut stream, packet);
         assert_eq!(out[3] & 0x0f, 1);
@@ -291,21 +305,37 @@ fn tcp_connections_are_bounded_and_idle_ones_closed() {
     let (server, _dir) = start(2, 400);
     let addr = server.local_addrs()[0];
     let mut first = TcpStream::connect(addr).unwrap();
-    first.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
     let mut second = TcpStream::connect(addr).unwrap();
-    second.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
     // Both are served (and therefore counted) before the third arrives.
     let good = query("c.dx.claw.ac.", RecordType::A, None);
     tcp_exchange(&mut first, &good);
     tcp_exchange(&mut second, &good);
     let mut third = TcpStream::connect(addr).unwrap();
-    assert!(closed_within(&mut third, Duration::from_secs(2)), "over the limit");
+    assert!(
+        closed_within(&mut third, Duration::from_secs(2)),
+        "over the limit"
+    );
     let started = Instant::now();
     let mut byte = [0u8; 1];
-    first.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    assert_eq!(first.read(&mut byte).unwrap_or(0), 0, "idle connection closed");
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(
+        first.read(&mut byte).unwrap_or(0),
+        0,
+        "idle connection closed"
+    );
     let idle = started.elapsed();
-    assert!(idle >= Duration::from_millis(200) && idle < Duration::from_secs(4), "{idle:?}");
+    assert!(
+        idle >= Duration::from_millis(200) && idle < Duration::from_secs(4),
+        "{idle:?}"
+    );
     // With the idle ones gone, new connections are served again.
     drop(second);
     std::thread::sleep(Duration::from_millis(600));
@@ -370,9 +400,16 @@ fn dig_sees_the_seed_example() {
     }
     let first = dig(addr, &["+short", "c.dx.claw.ac"]).unwrap();
     let second = dig(addr, &["+short", "c.dx.claw.ac"]).unwrap();
-    assert_ne!(first.lines().next(), second.lines().next(), "{first} / {second}");
+    assert_ne!(
+        first.lines().next(),
+        second.lines().next(),
+        "{first} / {second}"
+    );
     let nx = dig(addr, &["a.b.dx.claw.ac"]).unwrap();
-    assert!(nx.contains("status: NXDOMAIN") && nx.contains("SOA"), "{nx}");
+    assert!(
+        nx.contains("status: NXDOMAIN") && nx.contains("SOA"),
+        "{nx}"
+    );
     let refused = dig(addr, &["example.com"]).unwrap();
     assert!(refused.contains("status: REFUSED"), "{refused}");
     // dig falls back to TCP on TC=1 and shows the whole NS RRset.

@@ -527,7 +527,7 @@ origins = ["http://127.0.0.1:9000"]
         let text = MINIMAL.replace("technical_labels = 2", "technical_labels = 2\nttl = 5");
         let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
         assert!(e.contains("unknown field `ttl`"), "{e}");
-        assert!(e.contains("line 9"), "{e}");
+        assert!(e.contains("line 8"), "{e}");
     }
 
     #[test]
@@ -535,7 +535,7 @@ origins = ["http://127.0.0.1:9000"]
         let text = MINIMAL.replace("technical_labels = 2", "hash_input = \"(\"");
         let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
         assert!(e.contains("host[0].hash_input"), "{e}");
-        assert!(e.contains("line 8"), "{e}");
+        assert!(e.contains("line 7"), "{e}");
     }
 
     #[test]

@@ -155,6 +155,9 @@ impl Index {
             .rev()
             .filter(|&id| self.slots[id as usize].state() == STATE_FREE)
             .collect();
+        self.slots.shrink_to_fit();
+        self.meta.shrink_to_fit();
+        self.rehash();
     }
 
     /// Fill a COMMITTING slot.
@@ -383,7 +386,8 @@ impl Index {
     }
 
     fn rehash(&mut self) {
-        let want = ((self.live + 1) * 2).next_power_of_two().max(16);
+        // Load factor at most 0.8 right after a rehash (grows again at 0.8).
+        let want = ((self.live + 1) * 5 / 4 + 1).next_power_of_two().max(16);
         let mut table = vec![EMPTY; want];
         let mask = want - 1;
         for &id in self.table.iter().filter(|&&x| x != EMPTY && x != TOMB) {

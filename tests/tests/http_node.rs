@@ -354,3 +354,46 @@ fn uncacheable_responses_pass_through() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"POST /api/x");
 }
+
+#[test]
+fn two_shards_serve_keys_of_each_others_disks() {
+    let dir = scratch_dir("shards");
+    let origin = Origin::start(media);
+    let (http, admin) = addrs();
+    let base = node_config(dir.path(), http, admin, &[origin.url()], "");
+    let cfg = base.replace("cores = [0]", "cores = [0, 1]").replace(
+        "[[host]]",
+        &format!(
+            "[[disk]]\npath = \"{}/d1.slab\"\nsize_bytes = 67108864\nshard = 1\n\n[[host]]",
+            dir.path().display()
+        ),
+    );
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    for round in 0..2 {
+        for i in 0..40 {
+            let path = format!("/v/s{i}/seg.ts");
+            let r = get(node.http, &path, HOST, &[]).unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, body_for(&path, 10_000));
+            if round == 1 {
+                assert_eq!(r.x_cache(), "HIT", "{path}");
+            }
+        }
+    }
+    assert_eq!(origin.requests(), 40);
+    let m = String::from_utf8(get(node.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+    let cross: u64 = m
+        .lines()
+        .find(|l| l.starts_with("arrow_cross_shard_requests_total "))
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let objects: Vec<u64> = m
+        .lines()
+        .filter(|l| l.starts_with("arrow_disk_objects{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(objects.len(), 2, "{m}");
+    assert!(objects.iter().all(|&n| n > 5), "keys spread over both disks: {objects:?}");
+    assert!(cross > 0, "some requests crossed shards");
+}

@@ -52,15 +52,16 @@ fn claw_zone() -> ZoneConfig {
         .insert("ns1.dx.claw.ac".into(), vec![IpAddr::from([192, 0, 2, 1])]);
     cfg.glue.insert(
         "cx-glue.claw.ac".into(),
-        vec![
-            IpAddr::from([192, 0, 2, 2]),
-            "2001:db8::2".parse().unwrap(),
-        ],
+        vec![IpAddr::from([192, 0, 2, 2]), "2001:db8::2".parse().unwrap()],
     );
-    cfg.nodes
-        .insert("n01.lax.hw.hyvd.net".into(), vec![IpAddr::from([3, 3, 3, 1])]);
-    cfg.nodes
-        .insert("n02.lax.hw.hyvd.net".into(), vec![IpAddr::from([3, 3, 3, 2])]);
+    cfg.nodes.insert(
+        "n01.lax.hw.hyvd.net".into(),
+        vec![IpAddr::from([3, 3, 3, 1])],
+    );
+    cfg.nodes.insert(
+        "n02.lax.hw.hyvd.net".into(),
+        vec![IpAddr::from([3, 3, 3, 2])],
+    );
     cfg.overflow_cname = Some("claw.cdn.example.net".into());
     cfg
 }
@@ -101,7 +102,11 @@ fn cname_target(msg: &Message) -> (String, u32) {
 fn content_name_is_cname_to_designated_node_with_its_address() {
     let zones = zones();
     let dir = FakeDirectory::new();
-    let q = query("aa22fad1ed4a441d54fa664f53d5b0ee.dx.claw.ac.", RecordType::A, None);
+    let q = query(
+        "aa22fad1ed4a441d54fa664f53d5b0ee.dx.claw.ac.",
+        RecordType::A,
+        None,
+    );
     for _ in 0..3 {
         let msg = ask(&zones, &dir, &q, Transport::UDP);
         assert_eq!(msg.response_code(), ResponseCode::NoError);
@@ -112,7 +117,10 @@ fn content_name_is_cname_to_designated_node_with_its_address() {
         let a = &msg.answers()[1];
         assert_eq!(a.name().to_string(), "n02.lax.hw.hyvd.net.");
         assert_eq!(a.ttl(), 3600);
-        assert_eq!(a.data(), Some(&RData::A(std::net::Ipv4Addr::new(3, 3, 3, 2).into())));
+        assert_eq!(
+            a.data(),
+            Some(&RData::A(std::net::Ipv4Addr::new(3, 3, 3, 2).into()))
+        );
     }
     assert_eq!(
         dir.keys.lock().unwrap().as_slice(),
@@ -137,7 +145,11 @@ fn overflow_is_cname_to_cdn_and_no_overflow_host_is_servfail() {
     let zones = zones();
     let mut dir = FakeDirectory::new();
     dir.designated = Some(Answer::Overflow);
-    let q = query("aa22fad1ed4a441d54fa664f53d5b0ee.dx.claw.ac.", RecordType::A, None);
+    let q = query(
+        "aa22fad1ed4a441d54fa664f53d5b0ee.dx.claw.ac.",
+        RecordType::A,
+        None,
+    );
     let msg = ask(&zones, &dir, &q, Transport::UDP);
     assert_eq!(cname_target(&msg), ("claw.cdn.example.net.".into(), 5));
     assert_eq!(msg.answers().len(), 1);
@@ -153,38 +165,80 @@ fn overflow_is_cname_to_cdn_and_no_overflow_host_is_servfail() {
 fn apex_soa_and_ns_with_glue() {
     let zones = zones();
     let dir = FakeDirectory::new();
-    let msg = ask(&zones, &dir, &query("dx.claw.ac.", RecordType::SOA, None), Transport::UDP);
+    let msg = ask(
+        &zones,
+        &dir,
+        &query("dx.claw.ac.", RecordType::SOA, None),
+        Transport::UDP,
+    );
     assert_eq!(msg.answers().len(), 1);
     assert_eq!(msg.answers()[0].record_type(), RecordType::SOA);
-    let msg = ask(&zones, &dir, &query("dx.claw.ac.", RecordType::NS, None), Transport::UDP);
+    let msg = ask(
+        &zones,
+        &dir,
+        &query("dx.claw.ac.", RecordType::NS, None),
+        Transport::UDP,
+    );
     assert_eq!(msg.answers().len(), 2);
     let glue: Vec<String> = msg
         .additionals()
         .iter()
         .map(|r| format!("{} {}", r.name(), r.data().unwrap()))
         .collect();
-    assert!(glue.contains(&"ns1.dx.claw.ac. 192.0.2.1".to_string()), "{glue:?}");
-    assert!(glue.contains(&"cx-glue.claw.ac. 192.0.2.2".to_string()), "{glue:?}");
-    assert!(glue.contains(&"cx-glue.claw.ac. 2001:db8::2".to_string()), "{glue:?}");
+    assert!(
+        glue.contains(&"ns1.dx.claw.ac. 192.0.2.1".to_string()),
+        "{glue:?}"
+    );
+    assert!(
+        glue.contains(&"cx-glue.claw.ac. 192.0.2.2".to_string()),
+        "{glue:?}"
+    );
+    assert!(
+        glue.contains(&"cx-glue.claw.ac. 2001:db8::2".to_string()),
+        "{glue:?}"
+    );
     // In-zone glue names answer A.
-    let msg = ask(&zones, &dir, &query("ns1.dx.claw.ac.", RecordType::A, None), Transport::UDP);
-    assert_eq!(msg.answers()[0].data(), Some(&RData::A(std::net::Ipv4Addr::new(192, 0, 2, 1).into())));
+    let msg = ask(
+        &zones,
+        &dir,
+        &query("ns1.dx.claw.ac.", RecordType::A, None),
+        Transport::UDP,
+    );
+    assert_eq!(
+        msg.answers()[0].data(),
+        Some(&RData::A(std::net::Ipv4Addr::new(192, 0, 2, 1).into()))
+    );
 }
 
 #[test]
 fn nxdomain_and_nodata_carry_soa() {
     let zones = zones();
     let dir = FakeDirectory::new();
-    let msg = ask(&zones, &dir, &query("a.b.dx.claw.ac.", RecordType::A, None), Transport::UDP);
+    let msg = ask(
+        &zones,
+        &dir,
+        &query("a.b.dx.claw.ac.", RecordType::A, None),
+        Transport::UDP,
+    );
     assert_eq!(msg.response_code(), ResponseCode::NXDomain);
     assert!(msg.answers().is_empty());
     assert_eq!(msg.name_servers()[0].record_type(), RecordType::SOA);
     assert_eq!(msg.name_servers()[0].ttl(), 60);
-    let msg = ask(&zones, &dir, &query("dx.claw.ac.", RecordType::MX, None), Transport::UDP);
+    let msg = ask(
+        &zones,
+        &dir,
+        &query("dx.claw.ac.", RecordType::MX, None),
+        Transport::UDP,
+    );
     assert_eq!(msg.response_code(), ResponseCode::NoError);
     assert!(msg.answers().is_empty());
     assert_eq!(msg.name_servers()[0].record_type(), RecordType::SOA);
-    let msg = ask(&zones, &dir, &query("ns1.dx.claw.ac.", RecordType::AAAA, None), Transport::UDP);
+    let msg = ask(
+        &zones,
+        &dir,
+        &query("ns1.dx.claw.ac.", RecordType::AAAA, None),
+        Transport::UDP,
+    );
     assert!(msg.answers().is_empty());
     assert_eq!(msg.name_servers()[0].record_type(), RecordType::SOA);
 }
@@ -194,7 +248,12 @@ fn outside_zones_is_refused_and_not_authoritative() {
     let zones = zones();
     let dir = FakeDirectory::new();
     for name in ["claw.ac.", "example.com.", ".", "xdx.claw.ac."] {
-        let msg = ask(&zones, &dir, &query(name, RecordType::A, None), Transport::UDP);
+        let msg = ask(
+            &zones,
+            &dir,
+            &query(name, RecordType::A, None),
+            Transport::UDP,
+        );
         assert_eq!(msg.response_code(), ResponseCode::Refused, "{name}");
         assert!(!msg.authoritative());
         assert_eq!(msg.queries().len(), 1);
@@ -206,7 +265,13 @@ fn mixed_case_is_matched_and_echoed() {
     let zones = zones();
     let dir = FakeDirectory::new();
     let name = "AA22FAD1ed4a441d54fa664f53d5b0ee.Dx.ClAw.AC.";
-    let out = handle(&zones, &dir, &query(name, RecordType::A, None), Transport::UDP).unwrap();
+    let out = handle(
+        &zones,
+        &dir,
+        &query(name, RecordType::A, None),
+        Transport::UDP,
+    )
+    .unwrap();
     let msg = Message::from_vec(&out).unwrap();
     assert_eq!(msg.queries()[0].name().to_ascii(), name);
     assert_eq!(msg.answers()[0].name().to_ascii(), name);
@@ -222,10 +287,20 @@ fn mixed_case_is_matched_and_echoed() {
 fn any_answers_one_rrset() {
     let zones = zones();
     let dir = FakeDirectory::new();
-    let msg = ask(&zones, &dir, &query("c.dx.claw.ac.", RecordType::ANY, None), Transport::UDP);
+    let msg = ask(
+        &zones,
+        &dir,
+        &query("c.dx.claw.ac.", RecordType::ANY, None),
+        Transport::UDP,
+    );
     assert_eq!(msg.answers().len(), 1);
     assert_eq!(msg.answers()[0].record_type(), RecordType::CNAME);
-    let msg = ask(&zones, &dir, &query("dx.claw.ac.", RecordType::ANY, None), Transport::UDP);
+    let msg = ask(
+        &zones,
+        &dir,
+        &query("dx.claw.ac.", RecordType::ANY, None),
+        Transport::UDP,
+    );
     assert_eq!(msg.answers().len(), 1);
     assert_eq!(msg.answers()[0].record_type(), RecordType::SOA);
 }
@@ -242,24 +317,52 @@ fn big_zone() -> Zones {
 fn udp_size_is_512_without_edns_and_requested_with_edns() {
     let zones = big_zone();
     let dir = FakeDirectory::new();
-    let plain = ask(&zones, &dir, &query("dx.claw.ac.", RecordType::NS, None), Transport::UDP);
+    let plain = ask(
+        &zones,
+        &dir,
+        &query("dx.claw.ac.", RecordType::NS, None),
+        Transport::UDP,
+    );
     assert!(plain.truncated());
     assert!(plain.answers().is_empty());
-    let small = ask(&zones, &dir, &query("dx.claw.ac.", RecordType::NS, Some(1232)), Transport::UDP);
+    let small = ask(
+        &zones,
+        &dir,
+        &query("dx.claw.ac.", RecordType::NS, Some(1232)),
+        Transport::UDP,
+    );
     assert!(small.truncated());
-    assert_eq!(small.extensions().as_ref().map(|e| e.max_payload()), Some(EDNS_ADVERTISED_BYTES));
-    let out = handle(&zones, &dir, &query("dx.claw.ac.", RecordType::NS, Some(4096)), Transport::UDP)
-        .unwrap();
+    assert_eq!(
+        small.extensions().as_ref().map(|e| e.max_payload()),
+        Some(EDNS_ADVERTISED_BYTES)
+    );
+    let out = handle(
+        &zones,
+        &dir,
+        &query("dx.claw.ac.", RecordType::NS, Some(4096)),
+        Transport::UDP,
+    )
+    .unwrap();
     assert!(out.len() > 1232 && out.len() <= 4096, "{}", out.len());
     let full = Message::from_vec(&out).unwrap();
     assert!(!full.truncated());
     assert_eq!(full.answers().len(), 40);
     assert!(full.extensions().as_ref().is_some());
     // A requestor asking for less than 512 still gets 512; TCP gets everything.
-    let tiny = handle(&zones, &dir, &query("dx.claw.ac.", RecordType::NS, Some(100)), Transport::UDP)
-        .unwrap();
+    let tiny = handle(
+        &zones,
+        &dir,
+        &query("dx.claw.ac.", RecordType::NS, Some(100)),
+        Transport::UDP,
+    )
+    .unwrap();
     assert!(tiny.len() <= 512);
-    let tcp = ask(&zones, &dir, &query("dx.claw.ac.", RecordType::NS, None), Transport::Tcp);
+    let tcp = ask(
+        &zones,
+        &dir,
+        &query("dx.claw.ac.", RecordType::NS, None),
+        Transport::Tcp,
+    );
     assert_eq!(tcp.answers().len(), 40);
     assert!(!tcp.truncated());
 }
@@ -271,12 +374,19 @@ fn additional_section_is_dropped_before_truncating() {
     for i in 0..8 {
         cfg.glue.insert(
             format!("ns{i}.dx.claw.ac"),
-            (0..4).map(|j| IpAddr::from([192, 0, 2, 8 * i + j])).collect(),
+            (0..4)
+                .map(|j| IpAddr::from([192, 0, 2, 8 * i + j]))
+                .collect(),
         );
     }
     let zones = Zones::new(&[cfg]).unwrap();
     let dir = FakeDirectory::new();
-    let msg = ask(&zones, &dir, &query("dx.claw.ac.", RecordType::NS, None), Transport::UDP);
+    let msg = ask(
+        &zones,
+        &dir,
+        &query("dx.claw.ac.", RecordType::NS, None),
+        Transport::UDP,
+    );
     assert!(!msg.truncated());
     assert_eq!(msg.answers().len(), 8);
     assert!(msg.additionals().len() < 32);
@@ -287,11 +397,16 @@ fn edns_version_1_is_badvers() {
     let zones = zones();
     let dir = FakeDirectory::new();
     let mut msg = Message::from_vec(&query("c.dx.claw.ac.", RecordType::A, Some(1232))).unwrap();
-    msg.extensions_mut().get_or_insert_with(Edns::new).set_version(1);
+    msg.extensions_mut()
+        .get_or_insert_with(Edns::new)
+        .set_version(1);
     let out = handle(&zones, &dir, &msg.to_vec().unwrap(), Transport::UDP).unwrap();
     let resp = Message::from_vec(&out).unwrap();
     // BADVERS and BADSIG share code 16; hickory decodes it as BADSIG.
-    assert_eq!(u16::from(resp.response_code()), u16::from(ResponseCode::BADVERS));
+    assert_eq!(
+        u16::from(resp.response_code()),
+        u16::from(ResponseCode::BADVERS)
+    );
     assert_eq!(resp.extensions().as_ref().map(|e| e.version()), Some(0));
 }
 
@@ -345,23 +460,38 @@ fn malformed_queries_are_formerr() {
     // Two questions announced.
     let mut two = good.clone();
     two[5] = 2;
-    assert_eq!(rcode_of(&handle(&zones, &dir, &two, Transport::UDP).unwrap()), formerr);
+    assert_eq!(
+        rcode_of(&handle(&zones, &dir, &two, Transport::UDP).unwrap()),
+        formerr
+    );
     // Huge counts.
     let mut huge = good.clone();
     huge[6..12].copy_from_slice(&[0xff; 6]);
-    assert_eq!(rcode_of(&handle(&zones, &dir, &huge, Transport::UDP).unwrap()), formerr);
+    assert_eq!(
+        rcode_of(&handle(&zones, &dir, &huge, Transport::UDP).unwrap()),
+        formerr
+    );
     // No question.
     let mut none = good.clone();
     none[5] = 0;
-    assert_eq!(rcode_of(&handle(&zones, &dir, &none, Transport::UDP).unwrap()), formerr);
+    assert_eq!(
+        rcode_of(&handle(&zones, &dir, &none, Transport::UDP).unwrap()),
+        formerr
+    );
     // A compression pointer to itself.
     let mut looped = good[..HEADER_BYTES].to_vec();
     looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
-    assert_eq!(rcode_of(&handle(&zones, &dir, &looped, Transport::UDP).unwrap()), formerr);
+    assert_eq!(
+        rcode_of(&handle(&zones, &dir, &looped, Transport::UDP).unwrap()),
+        formerr
+    );
     // A label longer than the packet.
     let mut bad_label = good[..HEADER_BYTES].to_vec();
     bad_label.extend_from_slice(&[60, b'a', b'b', 0, 0, 1, 0, 1]);
-    assert_eq!(rcode_of(&handle(&zones, &dir, &bad_label, Transport::UDP).unwrap()), formerr);
+    assert_eq!(
+        rcode_of(&handle(&zones, &dir, &bad_label, Transport::UDP).unwrap()),
+        formerr
+    );
     // Unassigned class; CH is refused.
     let mut msg = Message::from_vec(&good).unwrap();
     msg.queries_mut()[0].set_query_class(DNSClass::Unknown(0x4242));
@@ -376,10 +506,16 @@ fn malformed_queries_are_formerr() {
     );
     // QTYPE OPT.
     let opt = query("c.dx.claw.ac.", RecordType::OPT, None);
-    assert_eq!(rcode_of(&handle(&zones, &dir, &opt, Transport::UDP).unwrap()), formerr);
+    assert_eq!(
+        rcode_of(&handle(&zones, &dir, &opt, Transport::UDP).unwrap()),
+        formerr
+    );
     // AXFR is refused.
     let axfr = query("dx.claw.ac.", RecordType::AXFR, None);
-    assert_eq!(rcode_of(&handle(&zones, &dir, &axfr, Transport::Tcp).unwrap()), 5);
+    assert_eq!(
+        rcode_of(&handle(&zones, &dir, &axfr, Transport::Tcp).unwrap()),
+        5
+    );
 }
 
 /// Valid queries of every shape, for mutation.
@@ -392,7 +528,13 @@ fn seeds() -> Vec<Vec<u8>> {
         "a.b.dx.claw.ac.",
         "example.com.",
     ];
-    let types = [RecordType::A, RecordType::AAAA, RecordType::NS, RecordType::SOA, RecordType::ANY];
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::NS,
+        RecordType::SOA,
+        RecordType::ANY,
+    ];
     let mut out = Vec::new();
     for name in names {
         for qtype in types {
@@ -439,7 +581,11 @@ fn throw_packets(count: usize, seed: u64) {
             }
             p
         };
-        let transport = if i % 3 == 0 { Transport::Tcp } else { Transport::UDP };
+        let transport = if i % 3 == 0 {
+            Transport::Tcp
+        } else {
+            Transport::UDP
+        };
         if let Some(out) = handle(&zones, &dir, &packet, transport) {
             answered += 1;
             assert!(out.len() >= HEADER_BYTES);

@@ -171,11 +171,17 @@ impl LruSp {
 
 /// Grows `arena` so that `id` is a valid index, at most to `capacity` entries.
 pub(crate) fn grow_arena<T: Copy>(arena: &mut Vec<T>, id: u32, capacity: u32, fill: T) {
-    assert!(id < capacity, "policy: id {id} beyond capacity_objects {capacity}");
+    assert!(
+        id < capacity,
+        "policy: id {id} beyond capacity_objects {capacity}"
+    );
     let need = id as usize + 1;
     if need > arena.len() {
         if need > arena.capacity() {
-            let target = (arena.capacity() * 2).max(need).max(64).min(capacity as usize);
+            let target = (arena.capacity() * 2)
+                .max(need)
+                .max(64)
+                .min(capacity as usize);
             arena.reserve_exact(target - arena.len());
         }
         arena.resize(need, fill);
@@ -185,7 +191,10 @@ pub(crate) fn grow_arena<T: Copy>(arena: &mut Vec<T>, id: u32, capacity: u32, fi
 impl Evictor for LruSp {
     fn insert(&mut self, id: u32, size_bytes: u64, now_ticks: u32) {
         grow_arena(&mut self.nodes, id, self.capacity_objects, FREE_NODE);
-        assert!(self.nodes[id as usize].hits == 0, "lru-sp: id {id} inserted twice");
+        assert!(
+            self.nodes[id as usize].hits == 0,
+            "lru-sp: id {id} inserted twice"
+        );
         let size = PackedSize::new(size_bytes);
         self.nodes[id as usize] = Node {
             prev: NIL,
@@ -255,7 +264,11 @@ mod tests {
 
     /// Replays `(key, size)` requests with request-index time, like `lrusp.simulate`; keys are
     /// used directly as ids.
-    fn simulate(evictor: &mut dyn Evictor, requests: &[(u32, u64)], capacity_bytes: u64) -> Vec<bool> {
+    fn simulate(
+        evictor: &mut dyn Evictor,
+        requests: &[(u32, u64)],
+        capacity_bytes: u64,
+    ) -> Vec<bool> {
         let mut cached: HashMap<u32, u64> = HashMap::new();
         let mut used_bytes = 0;
         let mut hits = Vec::new();
@@ -312,7 +325,7 @@ mod tests {
         // Two groups created in order g3 (id 0), then g6 (id 1).
         policy.insert(0, 8, 0); // g3
         policy.insert(1, 64, 0); // g6
-        // now = 8: costs 8·8 = 64 and 8·64 = 512 → id 1.
+                                 // now = 8: costs 8·8 = 64 and 8·64 = 512 → id 1.
         assert_eq!(policy.victim(8), Some(1));
         // Equal costs: id 0 (g3) t=8 s=8 → 64; id 2 (g4, created after g3) t=4 s=16 → 64.
         policy.remove(1);
@@ -400,7 +413,8 @@ mod tests {
             self.objects.remove(&id);
         }
         fn victim(&mut self, now_ticks: u32) -> Option<u32> {
-            let mut groups: Vec<(u64, i32)> = self.group_created.iter().map(|(&g, &c)| (c, g)).collect();
+            let mut groups: Vec<(u64, i32)> =
+                self.group_created.iter().map(|(&g, &c)| (c, g)).collect();
             groups.sort();
             let mut best: Option<(f64, u32)> = None;
             for (_, g) in groups {
@@ -413,7 +427,7 @@ mod tests {
                     .unwrap();
                 let (s, p, last, _) = self.objects[&tail];
                 let cost = f64::from(now_ticks - last) * s as f64 / f64::from(p);
-                if best.map_or(true, |(c, _)| cost > c) {
+                if best.is_none_or(|(c, _)| cost > c) {
                     best = Some((cost, tail));
                 }
             }

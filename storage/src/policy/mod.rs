@@ -88,10 +88,16 @@ pub trait Evictor: Send {
 
 /// Builds the policy `kind` for a disk holding at most `capacity_objects` objects (the id
 /// bound) and `capacity_bytes` payload bytes.
-pub fn new_evictor(kind: PolicyKind, capacity_objects: u32, capacity_bytes: u64) -> Box<dyn Evictor> {
+pub fn new_evictor(
+    kind: PolicyKind,
+    capacity_objects: u32,
+    capacity_bytes: u64,
+) -> Box<dyn Evictor> {
     match kind {
         PolicyKind::LruSp => Box::new(lru_sp::LruSp::new(capacity_objects)),
-        PolicyKind::ByteMode => Box::new(byte_mode::ByteMode::new(capacity_objects, capacity_bytes)),
+        PolicyKind::ByteMode => {
+            Box::new(byte_mode::ByteMode::new(capacity_objects, capacity_bytes))
+        }
     }
 }
 
@@ -142,7 +148,10 @@ mod tests {
         }
         assert_eq!(PackedSize::new(1 << 31).bytes(), 1 << 31);
         assert_eq!(PackedSize::new((1 << 31) + 1).bytes(), (1 << 31) + 4096);
-        assert_eq!(PackedSize::new(u64::MAX).bytes(), u64::from(PACKED_UNIT_FLAG - 1) << 12);
+        assert_eq!(
+            PackedSize::new(u64::MAX).bytes(),
+            u64::from(PACKED_UNIT_FLAG - 1) << 12
+        );
     }
 
     #[test]

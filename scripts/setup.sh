@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine (idempotent) and raises rlimits for
+# the calling shell's children. Sourced by scripts/test.sh and .ci/run.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+need=()
+command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq || true) >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "setup: missing ${need[*]} (run as root to install them)" >&2
+  fi
+fi
