@@ -69,10 +69,12 @@ EOF
 ratios() {
     "$PY" "$POLICY_DIR/compare.py" "$TRACE" "$1" --cache-size "$2" --warmup "$WARMUP" \
         --algos "${3:-}" --no-offline --json "$OUT/r.json" >/dev/null
-    "$PY" -c 'import json, sys
-r = {x["policy"]: x for x in json.load(open(sys.argv[1]))["results"]}
-out = [r["SERVER (decisions file)"]] + ([r[sys.argv[2]]] if sys.argv[2] else [])
-print(" ".join(f"{x[\"ohr\"]:.4f} {x[\"bhr\"]:.4f}" for x in out))' "$OUT/r.json" "${3:-}"
+    "$PY" -c '
+import json, sys
+rows = {r["policy"]: r for r in json.load(open(sys.argv[1]))["results"]}
+picked = [rows["SERVER (decisions file)"]] + ([rows[sys.argv[2]]] if sys.argv[2] else [])
+print(" ".join("%.4f %.4f" % (r["ohr"], r["bhr"]) for r in picked))
+' "$OUT/r.json" "${3:-}"
 }
 
 fail=0
@@ -88,6 +90,10 @@ for pct in $SIZES; do
     read -r ls_o ls_b <<<"$(ratios "$OUT/lru-sp.csv" "$cap")"
     read -r ref_o ref_b <<<"$(ratios "$OUT/ref.csv" "$cap")"
     read -r bm_o bm_b s3_o s3_b <<<"$(ratios "$OUT/byte-mode.csv" "$cap" S3FIFO)"
+    if [ -z "$ls_b" ] || [ -z "$ref_b" ] || [ -z "$s3_b" ]; then
+        echo "policy_compare.sh: compare.py gave no ratios for cache $pct%" >&2
+        exit 1
+    fi
     differ="$(paste -d, "$OUT/lru-sp.csv" "$OUT/ref.csv" | awk -F, 'NR > 1 && $2 != $4' | wc -l)"
     verdict="ok"
     if ! awk -v a="$ls_o" -v b="$ref_o" -v c="$ls_b" -v d="$ref_b" \

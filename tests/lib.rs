@@ -552,3 +552,134 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Network namespaces (cluster tests)
+
+/// A test network: a hub namespace with a bridge (and the origin at .254) plus one namespace
+/// per node, joined by veth pairs, multicast enabled, a hosts file per namespace. Removed on
+/// drop.
+pub struct TestNet {
+    pub tag: String,
+    pub hub: String,
+    pub nodes: Vec<String>,
+    pub names: Vec<String>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl TestNet {
+    /// Address of node `i` (0-based).
+    pub fn addr(&self, i: usize) -> std::net::IpAddr {
+        format!("10.77.0.{}", i + 1).parse().unwrap()
+    }
+
+    pub fn hub_addr(&self) -> std::net::IpAddr {
+        "10.77.0.254".parse().unwrap()
+    }
+
+    /// Create the network, or `Err(reason)` where namespaces cannot be created here.
+    pub fn create(n: usize) -> Result<TestNet, String> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tag = format!(
+            "a{}{}",
+            std::process::id() % 10000,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let hub = format!("{tag}h");
+        let mut net = TestNet {
+            tag: tag.clone(),
+            hub: hub.clone(),
+            nodes: Vec::new(),
+            names: (0..n).map(|i| format!("n{:02}.test.arrow", i + 1)).collect(),
+        };
+        ip(&["netns", "add", &hub])?;
+        ip(&["-n", &hub, "link", "set", "lo", "up"])?;
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        ip(&["-n", &hub, "addr", "add", "10.77.0.254/24", "dev", "br0"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for (i, name) in net.names.iter().enumerate() {
+            hosts.push_str(&format!("10.77.0.{} {name}\n", i + 1));
+        }
+        for i in 0..n {
+            let ns = format!("{tag}n{i}");
+            ip(&["netns", "add", &ns])?;
+            net.nodes.push(ns.clone());
+            let (inner, outer) = (format!("{tag}i{i}"), format!("{tag}o{i}"));
+            ip(&["link", "add", &inner, "type", "veth", "peer", "name", &outer])?;
+            ip(&["link", "set", &inner, "netns", &ns])?;
+            ip(&["link", "set", &outer, "netns", &hub])?;
+            ip(&["-n", &hub, "link", "set", &outer, "master", "br0"])?;
+            ip(&["-n", &hub, "link", "set", &outer, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", &ns, "addr", "add", &format!("10.77.0.{}/24", i + 1), "dev", &inner])?;
+            ip(&["-n", &ns, "link", "set", &inner, "up", "multicast", "on"])?;
+            ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", &inner])?;
+            let etc = PathBuf::from(format!("/etc/netns/{ns}"));
+            std::fs::create_dir_all(&etc).map_err(|e| format!("{}: {e}", etc.display()))?;
+            std::fs::write(etc.join("hosts"), &hosts).map_err(|e| e.to_string())?;
+        }
+        ip(&["-n", &hub, "route", "add", "224.0.0.0/4", "dev", "br0"])?;
+        std::fs::create_dir_all(format!("/etc/netns/{hub}")).map_err(|e| e.to_string())?;
+        std::fs::write(format!("/etc/netns/{hub}/hosts"), &hosts).map_err(|e| e.to_string())?;
+        Ok(net)
+    }
+
+    /// Run `f` on a thread that has entered namespace `ns`.
+    pub fn within<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("netns file");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on this thread only, with a namespace fd that stays open for the call.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    }
+
+    /// Start `arrow run` for node `i` inside its namespace.
+    pub fn spawn_node(&self, i: usize, config_path: &Path, log_path: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .unwrap();
+        Command::new("ip")
+            .args(["netns", "exec", &self.nodes[i]])
+            .arg(arrow_bin())
+            .args(["run", "--config"])
+            .arg(config_path)
+            .env("ARROW_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn arrow in netns")
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for ns in self.nodes.iter().chain(std::iter::once(&self.hub)) {
+            let _ = ip(&["netns", "del", ns]);
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{ns}"));
+        }
+    }
+}

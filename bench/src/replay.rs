@@ -255,11 +255,14 @@ pub fn replay(trace: &Trace, config: &ReplayConfig) -> Result<ReplayOutcome, Rep
 
     let counted_from = (config.warmup_frac * trace.len() as f64) as usize;
     let (mut hit_requests, mut hit_bytes, mut total_bytes) = (0u64, 0u128, 0u128);
-    for i in counted_from..trace.len() {
-        total_bytes += u128::from(trace.sizes_bytes[i]);
-        if hits[i] {
+    for (&size_bytes, &hit) in trace.sizes_bytes[counted_from..]
+        .iter()
+        .zip(&hits[counted_from..])
+    {
+        total_bytes += u128::from(size_bytes);
+        if hit {
             hit_requests += 1;
-            hit_bytes += u128::from(trace.sizes_bytes[i]);
+            hit_bytes += u128::from(size_bytes);
         }
     }
     let counted = (trace.len() - counted_from).max(1);
@@ -393,7 +396,7 @@ mod tests {
         let mut used = 0u64;
         let mut hits = Vec::new();
         let group_of = |s: u64, p: u32| ((s as f64) / f64::from(p)).log2().floor() as i32;
-        let mut add = |groups: &mut Vec<(i32, Vec<u32>)>, g: i32, k: u32| match groups
+        let add = |groups: &mut Vec<(i32, Vec<u32>)>, g: i32, k: u32| match groups
             .iter_mut()
             .find(|x| x.0 == g)
         {
@@ -426,7 +429,7 @@ mod tests {
                 for (g, keys) in &groups {
                     let (vs, vp, vl, _) = meta[&keys[0]];
                     let cost = f64::from(now - vl) * vs as f64 / f64::from(vp);
-                    if best.map_or(true, |b| cost > b.0) {
+                    if !matches!(best, Some(b) if cost <= b.0) {
                         best = Some((cost, keys[0], *g));
                     }
                 }

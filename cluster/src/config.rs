@@ -184,7 +184,7 @@ impl ClusterConfig {
             }
         }
         if let Some(iface) = &self.interface {
-            if iface.is_empty() || iface.len() > 15 && iface.parse::<IpAddr>().is_err() {
+            if iface.is_empty() || (iface.len() > 15 && iface.parse::<IpAddr>().is_err()) {
                 return Err(format!(
                     "cluster.interface {iface:?} is neither an interface name nor an address"
                 ));

@@ -14,7 +14,8 @@
 //!                         │        (drops counted by cause)
 //!                         ▼ upsert (the single writer)
 //!              Table (table.rs): /dev/shm file, header + one seqlock record per node
-//!                         │ lock-free snapshot(): in_service computed from age
+//!                         │ lock-free snapshot(): in_service computed from age;
+//!                         │ SnapshotCache: re-read only when the generation changes
 //!                         ▼
 //!   shards (HTTP), DNS responder, `arrow status` (another process, read-only mapping)
 //!              placement.rs: designated(nodes, cluster key, guarantee) — weighted rendezvous
@@ -56,7 +57,7 @@ pub use receiver::{Admission, ClusterCounters, CounterSnapshot, Receiver};
 pub use service::{start, wall_ms, ClusterHandle, ClusterService};
 pub use stats::{LocalStats, ShardStats};
 pub use status::{format_status, human_bps, human_bytes};
-pub use table::{monotonic_ms, Liveness, NodeView, Table, RECORD_WORDS};
+pub use table::{monotonic_ms, Liveness, NodeView, SnapshotCache, Table, RECORD_WORDS};
 
 /// Placement over one table snapshot with a fixed guarantee: what HTTP and DNS both use.
 pub struct Router<'a> {

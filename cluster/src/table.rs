@@ -4,7 +4,8 @@
 //!
 //! Layout (every field a little-endian `u64` word, accessed only through atomics):
 //! - header, 8 words: magic, layout (version | record words | max nodes), comet interval ms,
-//!   missing intervals, records in use (high-water mark), writer pid, 2 reserved;
+//!   missing intervals, records in use (high-water mark), writer pid, generation (+1 per
+//!   upsert), 1 reserved;
 //! - `max_nodes` records of [`RECORD_WORDS`] words. Word 0 of a record is its seqlock sequence:
 //!   odd while the writer changes the record. A reader copies the record between two reads of
 //!   the sequence and retries when they differ or are odd, so it never sees a torn record.
@@ -51,6 +52,7 @@ const H_INTERVAL: usize = 2;
 const H_MISSING: usize = 3;
 const H_USED: usize = 4;
 const H_PID: usize = 5;
+const H_GENERATION: usize = 6;
 
 const F_USED: u64 = 1;
 const F_MIRRORING: u64 = 2;
@@ -347,14 +349,21 @@ impl Table {
             .store(u64::from(std::process::id()), Ordering::Relaxed);
         let used = (self.word(H_USED).load(Ordering::Relaxed) as usize).min(self.max_nodes);
         self.word(H_USED).store(used as u64, Ordering::Relaxed);
-        // Records a dead writer left half-written are cleared; the others are indexed by name.
+        // Records a dead writer left half-written, and records from a previous boot of the host
+        // (CLOCK_MONOTONIC restarted below their last_seen, e.g. a table outside /dev/shm) are
+        // cleared; the others are indexed by name.
+        let now_ms = monotonic_ms();
         for slot in 0..used {
             let seq = self.rec(slot, 0).load(Ordering::Relaxed);
-            if seq % 2 == 1 {
+            let from_the_future = self.rec(slot, 4).load(Ordering::Relaxed) > now_ms;
+            if seq % 2 == 1 || from_the_future {
+                // Same protocol as upsert: odd while clearing, so readers retry.
+                self.rec(slot, 0).store(seq | 1, Ordering::Relaxed);
+                fence(Ordering::Release);
                 for i in 1..RECORD_WORDS {
                     self.rec(slot, i).store(0, Ordering::Relaxed);
                 }
-                self.rec(slot, 0).store(seq + 1, Ordering::Release);
+                self.rec(slot, 0).store((seq | 1) + 1, Ordering::Release);
                 continue;
             }
             let words = self.copy_words(slot);
@@ -390,6 +399,11 @@ impl Table {
             }
         }
         None
+    }
+
+    /// Upserts so far: a reader whose copy has the same generation holds the same records.
+    pub fn generation(&self) -> u64 {
+        self.header(H_GENERATION)
     }
 
     /// Every node on record, with `in_service` computed at CLOCK_MONOTONIC now.
@@ -443,6 +457,7 @@ impl Table {
             self.rec(slot, i).store(*w, Ordering::Relaxed);
         }
         seq.store(before + 2, Ordering::Release);
+        self.word(H_GENERATION).fetch_add(1, Ordering::Release);
         Ok(slot)
     }
 
@@ -585,5 +600,50 @@ fn view_of(w: &[u64; RECORD_WORDS], now_ms: u64, max_age_ms: u64) -> NodeView {
         admitting: w[1] & F_ADMITTING != 0,
         comets: w[13],
         in_service: age_ms <= max_age_ms,
+    }
+}
+
+/// A shard's (or the DNS responder's) cached snapshot: re-read only when the table's generation
+/// changed or `refresh_ms` passed (liveness depends on time too), so a request costs no copy of
+/// the table. Owned by one thread: no lock.
+pub struct SnapshotCache {
+    table: std::sync::Arc<Table>,
+    refresh_ms: u64,
+    generation: u64,
+    taken_ms: u64,
+    nodes: Vec<NodeView>,
+}
+
+impl SnapshotCache {
+    /// `refresh_ms`: the most a cached in-service state may lag (e.g. a quarter of the comet
+    /// interval keeps expiry within `missing_intervals + 1` intervals).
+    pub fn new(table: std::sync::Arc<Table>, refresh_ms: u64) -> Self {
+        let taken_ms = monotonic_ms();
+        let generation = table.generation();
+        let nodes = table.snapshot_at(taken_ms);
+        SnapshotCache {
+            table,
+            refresh_ms,
+            generation,
+            taken_ms,
+            nodes,
+        }
+    }
+
+    /// The nodes as of at most `refresh_ms` before `now_ms` (or newer).
+    pub fn nodes_at(&mut self, now_ms: u64) -> &[NodeView] {
+        let generation = self.table.generation();
+        if generation != self.generation || now_ms.saturating_sub(self.taken_ms) >= self.refresh_ms
+        {
+            self.nodes = self.table.snapshot_at(now_ms);
+            self.generation = generation;
+            self.taken_ms = now_ms;
+        }
+        &self.nodes
+    }
+
+    /// [`Self::nodes_at`] with CLOCK_MONOTONIC now.
+    pub fn nodes(&mut self) -> &[NodeView] {
+        self.nodes_at(monotonic_ms())
     }
 }

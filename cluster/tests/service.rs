@@ -220,3 +220,42 @@ fn two_services_see_each_other_and_expire_a_stopped_one() {
     assert_eq!(c.dropped(), 0, "{c:?}");
     b.shutdown();
 }
+
+/// Multicast needs a network namespace with a multicast-capable interface; run it there:
+/// `ARROW_TEST_MULTICAST=239.255.77.77:7777 [ARROW_TEST_MULTICAST_IFACE=eth0] cargo test -p
+/// arrow-cluster --test service multicast` (or `[ff15::77]:7777` with an interface name).
+#[test]
+fn two_services_over_multicast_when_enabled() {
+    let Some(group) = std::env::var("ARROW_TEST_MULTICAST").ok() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str| {
+        let mut cfg = ClusterConfig::with_secret(SECRET);
+        cfg.table_path = dir.path().join("table-{node}");
+        cfg.group = Some(group.parse().expect("ARROW_TEST_MULTICAST is group:port"));
+        cfg.interface = std::env::var("ARROW_TEST_MULTICAST_IFACE").ok();
+        cfg.comet_interval_ms = 50;
+        let stats = Arc::new(LocalStats::new(1));
+        stats.set_weight_bytes(1 << 40);
+        arrow_cluster::start(cfg, name.into(), 80, stats).unwrap()
+    };
+    let a = start("a.mcast.example");
+    let b = start("b.mcast.example");
+    let sees = |h: &arrow_cluster::ClusterHandle, name: &str| {
+        h.table()
+            .snapshot()
+            .iter()
+            .any(|n| n.name == name && n.in_service)
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), || sees(&a, "b.mcast.example")
+            && sees(&b, "a.mcast.example")),
+        "a: {:?}\nb: {:?}",
+        a.counters(),
+        b.counters()
+    );
+    assert!(a.counters().own_echo > 0, "multicast loop is on");
+    a.shutdown();
+    b.shutdown();
+}

@@ -176,3 +176,35 @@ fn garbage_file_is_not_a_table() {
     assert!(Table::open_readonly(&path).is_err());
     assert!(Table::open_readonly(&dir.path().join("missing")).is_err());
 }
+
+#[test]
+fn snapshot_cache_rereads_on_new_generation_or_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = Arc::new(Table::create_with(&dir.path().join("t"), 4, LIVENESS).unwrap());
+    let g0 = table.generation();
+    table.upsert(&comet("a.example", 1), 1_000).unwrap();
+    assert_eq!(table.generation(), g0 + 1);
+    let mut cache = arrow_cluster::SnapshotCache::new(Arc::clone(&table), 25);
+    assert_eq!(cache.nodes_at(1_000).len(), 1);
+    table.upsert(&comet("b.example", 1), 1_010).unwrap();
+    assert_eq!(cache.nodes_at(1_010).len(), 2, "new generation: re-read");
+    // No comet, but time passes: a's liveness is recomputed within refresh_ms.
+    assert!(cache.nodes_at(1_300)[0].in_service);
+    assert!(cache
+        .nodes_at(1_310)
+        .iter()
+        .any(|n| n.name == "b.example" && n.in_service));
+    let a_up = |c: &mut arrow_cluster::SnapshotCache, now| {
+        c.nodes_at(now)
+            .iter()
+            .any(|n| n.name == "a.example" && n.in_service)
+    };
+    assert!(
+        a_up(&mut cache, 1_320),
+        "within refresh_ms of the last read: cached"
+    );
+    assert!(
+        !a_up(&mut cache, 1_335),
+        "a is out of service at age 335 > 300"
+    );
+}

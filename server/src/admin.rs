@@ -5,6 +5,7 @@
 //!   GET  /metrics                Prometheus text
 //!   GET  /status                 the cluster table as a person reads it
 //!   GET  /disks                  one line per disk
+//!   GET  /designate?key=K | ?prefix=P&n=N   designated node per cluster key, one per line
 //!   POST /purge?key=K | ?prefix=P  remove one cache key / every key under a prefix
 //!   POST /disks/<uuid>/offline|online
 
@@ -131,6 +132,33 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
             Some(c) => (200, c.status_text(), TEXT),
             None => (200, format!("{} (no cluster configured)\n", ctx.node.name), TEXT),
         },
+        ("GET" | "HEAD", "/designate") => {
+            // The designated node of `n` cluster keys `<prefix><i>` (or of `key`), one per line:
+            // lets an operator (and the cluster tests) check that every node agrees.
+            let Some(c) = &ctx.node.cluster else {
+                return (404, "no cluster configured\n".into(), TEXT);
+            };
+            let nodes = c.handle.table().snapshot();
+            let keys: Vec<String> = match (param("key"), param("prefix")) {
+                (Some(k), _) => vec![k],
+                (None, Some(p)) => {
+                    let n: usize = param("n").and_then(|n| n.parse().ok()).unwrap_or(1000);
+                    if n > 100_000 {
+                        return (400, "n is at most 100000\n".into(), TEXT);
+                    }
+                    (0..n).map(|i| format!("{p}{i}")).collect()
+                }
+                _ => return (400, "designate needs ?key=K or ?prefix=P&n=N\n".into(), TEXT),
+            };
+            let mut out = String::with_capacity(keys.len() * 24);
+            for k in keys {
+                let name = arrow_cluster::designated(&nodes, &k, c.guarantee_bps)
+                    .map_or("-", |n| n.name.as_str());
+                out.push_str(name);
+                out.push('\n');
+            }
+            (200, out, TEXT)
+        }
         ("GET" | "HEAD", "/disks") => {
             let mut out = String::new();
             for s in gather(ctx).await {

@@ -263,7 +263,6 @@ async fn respond(
     }
     match route {
         Route::Overflow { location } => {
-            ctx.metrics.overflow.inc();
             let mut h = http::HeadWriter::new(302);
             h.header("Location", &location)
                 .header("Server", &*ctx.node.name)

@@ -165,6 +165,11 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
             Err(_) => return Err(format!("shard {i} stopped during start-up")),
         }
     }
+    if let Some(link) = &node.cluster {
+        // The hashing weight is known now: report it before the first viewer arrives.
+        let weight: u64 = table.iter().filter(|d| d.online.load(std::sync::atomic::Ordering::Relaxed)).map(|d| d.weight).sum();
+        link.local.set_weight_bytes(weight);
+    }
     let _ = node.disks.set(table);
     for g in gos {
         let _ = g.send(());

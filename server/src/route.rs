@@ -89,7 +89,18 @@ impl ClusterLink {
         let _ = writeln!(o, "# TYPE arrow_brpu_guarantee_bps gauge\narrow_brpu_guarantee_bps {}", b.guarantee_bps);
         let _ = writeln!(o, "# TYPE arrow_users gauge\narrow_users {}", b.users);
         let _ = writeln!(o, "# TYPE arrow_mirroring gauge\narrow_mirroring {}", self.handle.mirroring() as u8);
-        let _ = writeln!(o, "# TYPE arrow_comets gauge\n# comet counters: {c:?}");
+        let _ = writeln!(o, "# HELP arrow_comets_sent_total Comets sent.\n# TYPE arrow_comets_sent_total counter\narrow_comets_sent_total {}", c.sent);
+        let _ = writeln!(o, "# TYPE arrow_comets_accepted_total counter\narrow_comets_accepted_total {}", c.accepted);
+        let _ = writeln!(o, "# HELP arrow_comets_dropped_total Comets dropped, by reason.\n# TYPE arrow_comets_dropped_total counter");
+        for (reason, v) in [
+            ("malformed", c.dropped_malformed),
+            ("forged", c.dropped_forged),
+            ("replayed", c.dropped_replayed),
+            ("stale", c.dropped_stale),
+            ("table_full", c.dropped_table_full),
+        ] {
+            let _ = writeln!(o, "arrow_comets_dropped_total{{reason=\"{reason}\"}} {v}");
+        }
         let now = arrow_cluster::monotonic_ms();
         let _ = writeln!(o, "# TYPE arrow_comet_age_ms gauge");
         for n in self.handle.table().snapshot() {
@@ -131,7 +142,7 @@ impl ShardCtx {
             })
         };
         // Admission of a new viewer on this node (never for intra-cluster pulls).
-        if first_on_connection && !pulled && !link.handle.admit(self.node.users()) {
+        if first_on_connection && !pulled && !link.handle.admit(self.node.users().saturating_sub(1)) {
             if let Some(r) = overflow(self) {
                 return r;
             }

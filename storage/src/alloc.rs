@@ -16,7 +16,11 @@ pub struct FreeMap {
 impl FreeMap {
     /// An empty map (nothing free).
     pub fn new() -> FreeMap {
-        FreeMap { by_start: BTreeMap::new(), by_len: BTreeSet::new(), free_blocks: 0 }
+        FreeMap {
+            by_start: BTreeMap::new(),
+            by_len: BTreeSet::new(),
+            free_blocks: 0,
+        }
     }
 
     /// Build from the used extents of `[start, end)`; returns Err(i) if used extent i overlaps an
@@ -93,7 +97,10 @@ impl FreeMap {
         if len > want {
             self.insert(start + want, len - want);
         }
-        Some(Extent { start, blocks: want })
+        Some(Extent {
+            start,
+            blocks: want,
+        })
     }
 
     /// Return an extent, merging it with free neighbours.
@@ -151,9 +158,27 @@ mod tests {
     #[test]
     fn overlapping_used_extents_are_reported() {
         let mut used = vec![
-            (Extent { start: 10, blocks: 5 }, 0),
-            (Extent { start: 12, blocks: 5 }, 1),
-            (Extent { start: 30, blocks: 5 }, 2),
+            (
+                Extent {
+                    start: 10,
+                    blocks: 5,
+                },
+                0,
+            ),
+            (
+                Extent {
+                    start: 12,
+                    blocks: 5,
+                },
+                1,
+            ),
+            (
+                Extent {
+                    start: 30,
+                    blocks: 5,
+                },
+                2,
+            ),
         ];
         let (m, bad) = FreeMap::from_used(10, 40, &mut used);
         assert_eq!(bad, vec![1]);

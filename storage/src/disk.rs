@@ -30,7 +30,10 @@ impl Waiters {
     }
 
     /// Resolves once `cond()` holds (re-checked after every `wake_all`).
-    pub(crate) fn until<'a>(&'a self, cond: impl Fn() -> bool + 'a) -> impl Future<Output = ()> + 'a {
+    pub(crate) fn until<'a>(
+        &'a self,
+        cond: impl Fn() -> bool + 'a,
+    ) -> impl Future<Output = ()> + 'a {
         std::future::poll_fn(move |cx| {
             if cond() {
                 Poll::Ready(())
@@ -130,7 +133,9 @@ impl Disk {
     }
 
     pub(crate) fn offline_error(&self) -> StorageError {
-        StorageError::Offline { path: self.path.clone() }
+        StorageError::Offline {
+            path: self.path.clone(),
+        }
     }
 
     /// Count `err` against the disk if it is a disk fault; past the threshold the disk goes
@@ -228,7 +233,9 @@ impl Disk {
             if pages[..i].contains(&page) {
                 continue;
             }
-            self.waiters.until(|| !self.st.borrow().busy_pages.contains(&page)).await;
+            self.waiters
+                .until(|| !self.st.borrow().busy_pages.contains(&page))
+                .await;
             let mut buf = AlignedBuf::new(BLOCK_BYTES as usize);
             {
                 let mut st = self.st.borrow_mut();
@@ -261,7 +268,12 @@ impl Disk {
         st.policy.remove(id);
         st.index.unpublish(id);
         let loc = st.index.location(id);
-        st.pending_free_blocks += loc.data.iter().chain([&loc.record]).map(|e| u64::from(e.blocks)).sum::<u64>();
+        st.pending_free_blocks += loc
+            .data
+            .iter()
+            .chain([&loc.record])
+            .map(|e| u64::from(e.blocks))
+            .sum::<u64>();
         st.live_bytes -= st.index.slot(id).body_len();
     }
 
@@ -290,7 +302,12 @@ impl Disk {
             let mut st = self.st.borrow_mut();
             for &id in ids {
                 let loc = st.index.location(id);
-                let blocks = loc.data.iter().chain([&loc.record]).map(|e| u64::from(e.blocks)).sum::<u64>();
+                let blocks = loc
+                    .data
+                    .iter()
+                    .chain([&loc.record])
+                    .map(|e| u64::from(e.blocks))
+                    .sum::<u64>();
                 st.pending_free_blocks -= blocks;
                 if res.is_ok() {
                     st.index.release(id);
@@ -313,7 +330,9 @@ impl Disk {
         let mut st = self.st.borrow_mut();
         let mut victims = Vec::new();
         while victims.is_empty() || st.free.free_blocks() + st.pending_free_blocks < want_blocks {
-            let Some(v) = st.policy.victim(now) else { break };
+            let Some(v) = st.policy.victim(now) else {
+                break;
+            };
             if st.index.get(v).map(|s| s.state()) != Some(STATE_LIVE) {
                 // Not ours to evict (cannot happen while policy and index agree): stop tracking.
                 st.policy.remove(v);
@@ -348,13 +367,26 @@ impl Disk {
                     return Ok(e);
                 }
             }
-            let victims = self.pick_victims(u64::from(want));
+            // Contiguous: free free+pending+want blocks' worth, so a run of `want` is likely to
+            // appear in one round instead of one eviction (and one directory sync) per round.
+            let target = if contiguous {
+                let st = self.st.borrow();
+                st.free.free_blocks() + st.pending_free_blocks + u64::from(want)
+            } else {
+                u64::from(want)
+            };
+            let victims = self.pick_victims(target);
             if victims.is_empty() {
                 if self.st.borrow().pending_free_blocks > 0 {
-                    self.waiters.until(|| self.st.borrow().pending_free_blocks == 0).await;
+                    self.waiters
+                        .until(|| self.st.borrow().pending_free_blocks == 0)
+                        .await;
                     continue;
                 }
-                return Err(StorageError::NoSpace { path: self.path.clone(), want_blocks: u64::from(want) });
+                return Err(StorageError::NoSpace {
+                    path: self.path.clone(),
+                    want_blocks: u64::from(want),
+                });
             }
             self.free_hidden(&victims, true).await?;
         }
@@ -371,10 +403,15 @@ impl Disk {
                 false => self.free_hidden(&victims, true).await?,
                 true => {
                     if self.st.borrow().pending_free_blocks > 0 {
-                        self.waiters.until(|| self.st.borrow().pending_free_blocks == 0).await;
+                        self.waiters
+                            .until(|| self.st.borrow().pending_free_blocks == 0)
+                            .await;
                         continue;
                     }
-                    return Err(StorageError::NoSpace { path: self.path.clone(), want_blocks: 0 });
+                    return Err(StorageError::NoSpace {
+                        path: self.path.clone(),
+                        want_blocks: 0,
+                    });
                 }
             }
         }

@@ -22,7 +22,9 @@ pub enum StorageError {
         source: io::Error,
     },
     /// Fewer bytes came back than asked for (a truncated file or a failing device).
-    #[error("short {op} on disk {path:?} at offset {offset_bytes}: {got_bytes} of {want_bytes} bytes")]
+    #[error(
+        "short {op} on disk {path:?} at offset {offset_bytes}: {got_bytes} of {want_bytes} bytes"
+    )]
     Short {
         /// "read" or "write".
         op: &'static str,

@@ -211,17 +211,26 @@ impl Index {
         if s.is_frag() {
             Location {
                 data: self.frags[(s.data & !FRAG_BIT) as usize].to_vec(),
-                record: Extent { start: s.first_block, blocks: rec_blocks },
+                record: Extent {
+                    start: s.first_block,
+                    blocks: rec_blocks,
+                },
             }
         } else {
             let data_blocks = s.data;
             Location {
                 data: if data_blocks > 0 {
-                    vec![Extent { start: s.first_block, blocks: data_blocks }]
+                    vec![Extent {
+                        start: s.first_block,
+                        blocks: data_blocks,
+                    }]
                 } else {
                     Vec::new()
                 },
-                record: Extent { start: s.first_block + data_blocks, blocks: rec_blocks },
+                record: Extent {
+                    start: s.first_block + data_blocks,
+                    blocks: rec_blocks,
+                },
             }
         }
     }
@@ -231,7 +240,8 @@ impl Index {
             self.compact_meta();
         }
         let off = self.meta.len();
-        self.meta.extend_from_slice(&(meta.len() as u16).to_le_bytes());
+        self.meta
+            .extend_from_slice(&(meta.len() as u16).to_le_bytes());
         self.meta.extend_from_slice(meta);
         u32::try_from(off).expect("metadata arena below 4 GiB")
     }
@@ -318,7 +328,10 @@ impl Index {
             self.free_frags.push(f);
         }
         let gen = s.gen();
-        self.slots[id as usize] = Slot { gen_state: gen, ..Slot::default() };
+        self.slots[id as usize] = Slot {
+            gen_state: gen,
+            ..Slot::default()
+        };
         self.free_ids.push(id);
     }
 
@@ -410,6 +423,11 @@ impl Index {
             + self.frags.iter().map(|f| f.len() * 8 + 16).sum::<usize>()
     }
 
+    /// Objects whose data is split over several extents.
+    pub fn fragmented(&self) -> usize {
+        self.frags.len() - self.free_frags.len()
+    }
+
     /// RAM bytes of the metadata arena.
     pub fn meta_bytes(&self) -> usize {
         self.meta.capacity()
@@ -422,7 +440,13 @@ mod tests {
 
     fn put(ix: &mut Index, h: u64) -> u32 {
         let id = ix.alloc_slot().unwrap();
-        let loc = Location { data: vec![], record: Extent { start: 100, blocks: 1 } };
+        let loc = Location {
+            data: vec![],
+            record: Extent {
+                start: 100,
+                blocks: 1,
+            },
+        };
         ix.set_object(id, h, 10, &loc, true, b"m");
         ix.publish(id);
         id
@@ -431,7 +455,9 @@ mod tests {
     #[test]
     fn find_remove_and_reuse_bump_generation() {
         let mut ix = Index::new(1000);
-        let ids: Vec<u32> = (1..=500u64).map(|h| put(&mut ix, h * 0x9e37_79b9)).collect();
+        let ids: Vec<u32> = (1..=500u64)
+            .map(|h| put(&mut ix, h * 0x9e37_79b9))
+            .collect();
         for (i, &id) in ids.iter().enumerate() {
             assert_eq!(ix.find((i as u64 + 1) * 0x9e37_79b9), Some(id));
         }

@@ -64,7 +64,7 @@ pub const RECORD_FLAG_INLINE: u16 = 1;
 /// Superblock flag: the disk is offline.
 pub const SUPER_FLAG_OFFLINE: u32 = 1;
 
-const _: () = assert!(BLOCK_BYTES as usize % DIR_ENTRY_BYTES == 0);
+const _: () = assert!((BLOCK_BYTES as usize).is_multiple_of(DIR_ENTRY_BYTES));
 const _: () = assert!(META_BYTES_MAX <= u16::MAX as usize);
 
 /// Where things are on one disk.
@@ -92,7 +92,7 @@ impl Geometry {
                 "disk size {size_bytes} bytes below the minimum {DISK_BYTES_MIN}"
             )));
         }
-        if chunk_bytes == 0 || u64::from(chunk_bytes) % BLOCK_BYTES != 0 {
+        if chunk_bytes == 0 || !u64::from(chunk_bytes).is_multiple_of(BLOCK_BYTES) {
             return Err(StorageError::Config(format!(
                 "chunk_bytes {chunk_bytes} is not a positive multiple of {BLOCK_BYTES}"
             )));
@@ -194,7 +194,10 @@ impl Superblock {
             return Err(format!("{}: superblock truncated", path.display()));
         }
         if get_u64(block, 0) != SUPER_MAGIC {
-            return Err(format!("{}: no Arrow superblock (bad magic)", path.display()));
+            return Err(format!(
+                "{}: no Arrow superblock (bad magic)",
+                path.display()
+            ));
         }
         if crc32c::crc32c(&block[..SUPER_CRC_AT]) != get_u32(block, SUPER_CRC_AT) {
             return Err(format!("{}: superblock checksum mismatch", path.display()));
@@ -221,7 +224,10 @@ impl Superblock {
             chunk_bytes,
         };
         if get_u32(block, 40) != BLOCK_BYTES as u32 || stored != geometry {
-            return Err(format!("{}: superblock geometry inconsistent", path.display()));
+            return Err(format!(
+                "{}: superblock geometry inconsistent",
+                path.display()
+            ));
         }
         Ok(Superblock {
             uuid: u128::from_le_bytes(uuid),
@@ -362,7 +368,15 @@ impl Record {
         put_u32(out, 0, RECORD_MAGIC);
         put_u32(out, 8, len as u32);
         put_u16(out, 12, FORMAT_VERSION as u16);
-        put_u16(out, 14, if self.inline_body.is_some() { RECORD_FLAG_INLINE } else { 0 });
+        put_u16(
+            out,
+            14,
+            if self.inline_body.is_some() {
+                RECORD_FLAG_INLINE
+            } else {
+                0
+            },
+        );
         put_u32(out, 16, self.gen);
         out[20..36].copy_from_slice(&self.key_hash128.to_le_bytes());
         put_u64(out, 36, self.body_len);
@@ -412,7 +426,11 @@ impl Record {
         let n_chunks = get_u32(buf, 56) as usize;
         let body_len = get_u64(buf, 36);
         let inline = flags & RECORD_FLAG_INLINE != 0;
-        let inline_len = if inline { Some(usize::try_from(body_len).ok()?) } else { None };
+        let inline_len = if inline {
+            Some(usize::try_from(body_len).ok()?)
+        } else {
+            None
+        };
         let want = RECORD_HEADER_BYTES
             .checked_add(key_len)?
             .checked_add(n_ext.checked_mul(8)?)?
@@ -426,7 +444,10 @@ impl Record {
         at += key_len;
         let mut extents = Vec::with_capacity(n_ext);
         for _ in 0..n_ext {
-            extents.push(Extent { start: get_u32(buf, at), blocks: get_u32(buf, at + 4) });
+            extents.push(Extent {
+                start: get_u32(buf, at),
+                blocks: get_u32(buf, at + 4),
+            });
             at += 8;
         }
         let mut chunk_crcs = Vec::with_capacity(n_chunks);
@@ -463,12 +484,19 @@ mod tests {
     #[test]
     fn superblock_round_trips_and_rejects_flipped_bit() {
         let g = Geometry::new(64 << 20, 1 << 20).unwrap();
-        let sb = Superblock { uuid: 7, geometry: g, offline: true, epoch_unix_secs: 99 };
+        let sb = Superblock {
+            uuid: 7,
+            geometry: g,
+            offline: true,
+            epoch_unix_secs: 99,
+        };
         let mut block = vec![0u8; BLOCK_BYTES as usize];
         sb.encode(&mut block);
         assert_eq!(Superblock::decode(&block, Path::new("x")).unwrap(), sb);
         block[100] ^= 1;
-        assert!(Superblock::decode(&block, Path::new("x")).unwrap_err().contains("checksum"));
+        assert!(Superblock::decode(&block, Path::new("x"))
+            .unwrap_err()
+            .contains("checksum"));
     }
 
     #[test]
@@ -479,7 +507,10 @@ mod tests {
             body_len: 5,
             chunk_bytes: 4096,
             key: b"foo.com/a".to_vec(),
-            extents: vec![Extent { start: 10, blocks: 2 }],
+            extents: vec![Extent {
+                start: 10,
+                blocks: 2,
+            }],
             chunk_crcs: vec![1, 2],
             inline_body: Some(b"hello".to_vec()),
         };

@@ -86,14 +86,23 @@ impl RamTier {
         }
         self.remove(disk, slot);
         while self.bytes + len > self.capacity_bytes {
-            let Some((_, key)) = self.lru.pop_first() else { break };
+            let Some((_, key)) = self.lru.pop_first() else {
+                break;
+            };
             if let Some(e) = self.map.remove(&key) {
                 self.bytes -= e.body.len() as u64;
             }
         }
         self.next_stamp += 1;
         self.lru.insert(self.next_stamp, (disk, slot));
-        self.map.insert((disk, slot), Entry { gen, body, stamp: self.next_stamp });
+        self.map.insert(
+            (disk, slot),
+            Entry {
+                gen,
+                body,
+                stamp: self.next_stamp,
+            },
+        );
         self.bytes += len;
     }
 

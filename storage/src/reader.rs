@@ -51,7 +51,10 @@ pub(crate) async fn read_range(
     }
     let loc: Location = disk.st.borrow().index.location(obj.slot);
     let rec_buf = AlignedBuf::new(loc.record.blocks as usize * BLOCK_BYTES as usize);
-    let (res, rec_buf) = disk.file.read_blocks(rec_buf, u64::from(loc.record.start)).await;
+    let (res, rec_buf) = disk
+        .file
+        .read_blocks(rec_buf, u64::from(loc.record.start))
+        .await;
     if let Err(e) = res {
         return Err(failed(disk, obj, e).await);
     }
@@ -61,11 +64,13 @@ pub(crate) async fn read_range(
     if rec.gen != obj.gen || rec.body_len != obj.body_len || rec.key_hash128 != obj.key_hash128 {
         // Same slot and generation but another key: a 64-bit hash collision at lookup, or the
         // slot changed. Either way not this object.
-        return Err(if still_current(disk, obj) && rec.key_hash128 == obj.key_hash128 {
-            disk.fault(corrupt(disk, "record", loc.record.start)).await
-        } else {
-            StorageError::Gone
-        });
+        return Err(
+            if still_current(disk, obj) && rec.key_hash128 == obj.key_hash128 {
+                disk.fault(corrupt(disk, "record", loc.record.start)).await
+            } else {
+                StorageError::Gone
+            },
+        );
     }
     disk.st.borrow_mut().reads += 1;
     if len == 0 {
@@ -109,7 +114,10 @@ async fn read_chunks(
             };
             let from = (filled * BLOCK_BYTES) as usize;
             let to = from + piece.blocks as usize * BLOCK_BYTES as usize;
-            let (res, slice) = disk.file.read_blocks(buf.slice_mut(from..to), u64::from(piece.start)).await;
+            let (res, slice) = disk
+                .file
+                .read_blocks(buf.slice_mut(from..to), u64::from(piece.start))
+                .await;
             buf = slice.into_inner();
             if let Err(e) = res {
                 return Err(failed(disk, obj, e).await);
@@ -150,7 +158,10 @@ fn map_blocks(extents: &[Extent], first: u64, count: u64) -> Vec<Option<Extent>>
         }
         let lo = want_from.max(e_from);
         let hi = want_to.min(e_to);
-        out.push(Some(Extent { start: e.start + (lo - e_from) as u32, blocks: (hi - lo) as u32 }));
+        out.push(Some(Extent {
+            start: e.start + (lo - e_from) as u32,
+            blocks: (hi - lo) as u32,
+        }));
         want_from = hi;
     }
     if want_from < want_to {
@@ -159,22 +170,13 @@ fn map_blocks(extents: &[Extent], first: u64, count: u64) -> Vec<Option<Extent>>
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn map_blocks_splits_over_extents() {
-        let ext = [Extent { start: 100, blocks: 3 }, Extent { start: 200, blocks: 5 }];
-        let got = map_blocks(&ext, 2, 3);
-        assert_eq!(got, vec![Some(Extent { start: 102, blocks: 1 }), Some(Extent { start: 200, blocks: 2 })]);
-        assert_eq!(map_blocks(&ext, 7, 2).last(), Some(&None));
-    }
-}
-
 /// The cache key of LIVE slot `id` at generation `gen`, read from its record (for purge).
 /// Ok(None) if the object changed meanwhile or its record is unreadable (counted as a fault).
-pub(crate) async fn record_key(disk: &Disk, id: u32, gen: u32) -> Result<Option<Vec<u8>>, StorageError> {
+pub(crate) async fn record_key(
+    disk: &Disk,
+    id: u32,
+    gen: u32,
+) -> Result<Option<Vec<u8>>, StorageError> {
     let loc = {
         let st = disk.st.borrow();
         match st.index.get(id) {
@@ -183,7 +185,10 @@ pub(crate) async fn record_key(disk: &Disk, id: u32, gen: u32) -> Result<Option<
         }
     };
     let buf = AlignedBuf::new(loc.record.blocks as usize * BLOCK_BYTES as usize);
-    let (res, buf) = disk.file.read_blocks(buf, u64::from(loc.record.start)).await;
+    let (res, buf) = disk
+        .file
+        .read_blocks(buf, u64::from(loc.record.start))
+        .await;
     if let Err(e) = res {
         disk.fault(e).await;
         return Ok(None);
@@ -194,5 +199,39 @@ pub(crate) async fn record_key(disk: &Disk, id: u32, gen: u32) -> Result<Option<
             disk.fault(corrupt(disk, "record", loc.record.start)).await;
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_blocks_splits_over_extents() {
+        let ext = [
+            Extent {
+                start: 100,
+                blocks: 3,
+            },
+            Extent {
+                start: 200,
+                blocks: 5,
+            },
+        ];
+        let got = map_blocks(&ext, 2, 3);
+        assert_eq!(
+            got,
+            vec![
+                Some(Extent {
+                    start: 102,
+                    blocks: 1
+                }),
+                Some(Extent {
+                    start: 200,
+                    blocks: 2
+                })
+            ]
+        );
+        assert_eq!(map_blocks(&ext, 7, 2).last(), Some(&None));
     }
 }

@@ -26,7 +26,9 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
     let (res, buf) = file.read_blocks(buf, 0).await;
     res.map_err(|e| e.to_string())?;
     if created || buf.as_slice().iter().all(|&b| b == 0) {
-        format(&file, spec, chunk_bytes, created).await.map_err(|e| e.to_string())?;
+        format(&file, spec, chunk_bytes, created)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let buf = AlignedBuf::new(BLOCK_BYTES as usize);
     let (res, buf) = file.read_blocks(buf, 0).await;
@@ -70,7 +72,10 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
             bad.push(id);
             continue;
         }
-        let rec = Extent { start: e.first_block, blocks: u32::from(e.rec_blocks) };
+        let rec = Extent {
+            start: e.first_block,
+            blocks: u32::from(e.rec_blocks),
+        };
         if e.flags & ENTRY_FLAG_FRAG != 0 {
             match read_extents(&file, &geo, rec).await {
                 Some(data) => located.push((id, e, Location { data, record: rec }, false)),
@@ -78,11 +83,17 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
             }
         } else {
             let data = if e.data_blocks > 0 {
-                vec![Extent { start: e.first_block, blocks: e.data_blocks }]
+                vec![Extent {
+                    start: e.first_block,
+                    blocks: e.data_blocks,
+                }]
             } else {
                 Vec::new()
             };
-            let record = Extent { start: e.first_block.wrapping_add(e.data_blocks), blocks: u32::from(e.rec_blocks) };
+            let record = Extent {
+                start: e.first_block.wrapping_add(e.data_blocks),
+                blocks: u32::from(e.rec_blocks),
+            };
             located.push((id, e, Location { data, record }, true));
         }
     }
@@ -94,7 +105,11 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
             used.push((*e, i));
         }
     }
-    let (free, dropped) = FreeMap::from_used(geo.data_start_block as u32, geo.total_blocks as u32, &mut used);
+    let (free, dropped) = FreeMap::from_used(
+        geo.data_start_block as u32,
+        geo.total_blocks as u32,
+        &mut used,
+    );
     drop(used);
     let mut keep = vec![true; located.len()];
     for i in dropped {
@@ -119,7 +134,16 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
         live_bytes += e.body_len;
     }
     index.finish_recovery();
-    let disk = Disk::new(&sb, path.clone(), file, spec.error_threshold, index, free, policy, live_bytes);
+    let disk = Disk::new(
+        &sb,
+        path.clone(),
+        file,
+        spec.error_threshold,
+        index,
+        free,
+        policy,
+        live_bytes,
+    );
     if !bad.is_empty() {
         bad.sort_unstable();
         tracing::warn!(path = %path.display(), entries = bad.len(), "zeroing bad directory entries");
@@ -143,7 +167,12 @@ async fn read_extents(file: &SlabFile, geo: &Geometry, rec: Extent) -> Option<Ve
     Some(record.extents)
 }
 
-async fn format(file: &SlabFile, spec: &DiskSpec, chunk_bytes: u32, created: bool) -> Result<(), crate::StorageError> {
+async fn format(
+    file: &SlabFile,
+    spec: &DiskSpec,
+    chunk_bytes: u32,
+    created: bool,
+) -> Result<(), crate::StorageError> {
     let geometry = Geometry::new(spec.size_bytes, chunk_bytes)?;
     if !created {
         // A device or reused file: zero the directory (a fresh fallocated file reads as zeroes).
@@ -151,7 +180,9 @@ async fn format(file: &SlabFile, spec: &DiskSpec, chunk_bytes: u32, created: boo
         while block < geometry.dir_blocks() {
             let n = SCAN_BLOCKS_PER_READ.min(geometry.dir_blocks() - block);
             let buf = AlignedBuf::new((n * BLOCK_BYTES) as usize);
-            let (res, _) = file.write_blocks(buf, geometry.dir_start_block + block).await;
+            let (res, _) = file
+                .write_blocks(buf, geometry.dir_start_block + block)
+                .await;
             res?;
             block += n;
         }

@@ -29,7 +29,9 @@ impl AlignedBuf {
         let layout = Self::layout(len);
         // SAFETY: layout has a non-zero size (len >= 4096) and a power-of-two alignment.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else { alloc::handle_alloc_error(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
         AlignedBuf { ptr, len }
     }
 
@@ -158,7 +160,13 @@ impl SlabFile {
             }
         }
         let file = monoio::fs::File::from_std(std_file).map_err(|e| io_err("register", e))?;
-        Ok((SlabFile { file, path: path.to_path_buf() }, !existed))
+        Ok((
+            SlabFile {
+                file,
+                path: path.to_path_buf(),
+            },
+            !existed,
+        ))
     }
 
     /// The path the disk was opened by.
@@ -224,12 +232,15 @@ impl SlabFile {
 
     /// fdatasync: make completed writes durable.
     pub async fn sync(&self) -> Result<(), StorageError> {
-        self.file.sync_data().await.map_err(|source| StorageError::Io {
-            op: "sync",
-            path: self.path.clone(),
-            offset_bytes: 0,
-            source,
-        })
+        self.file
+            .sync_data()
+            .await
+            .map_err(|source| StorageError::Io {
+                op: "sync",
+                path: self.path.clone(),
+                offset_bytes: 0,
+                source,
+            })
     }
 }
 

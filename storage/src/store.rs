@@ -46,6 +46,8 @@ pub struct DiskStats {
     pub meta_bytes: u64,
     /// RAM bytes per object of the eviction policy.
     pub policy_bytes_per_object: u64,
+    /// Objects whose data is split over several extents (the rest are one extent each).
+    pub fragmented_objects: u64,
     /// Blocks held back after an aborted write or a failed directory write (freed at restart).
     pub quarantined_bytes: u64,
 }
@@ -91,7 +93,11 @@ impl Store {
                     if disks.iter().any(|o| o.id == d.id) {
                         refused.push(DiskRefusal {
                             path: spec.path.clone(),
-                            reason: format!("{}: disk {} is configured twice", spec.path.display(), d.id),
+                            reason: format!(
+                                "{}: disk {} is configured twice",
+                                spec.path.display(),
+                                d.id
+                            ),
                         });
                         continue;
                     }
@@ -99,25 +105,46 @@ impl Store {
                 }
                 Err(reason) => {
                     tracing::error!(path = %spec.path.display(), %reason, "disk refused");
-                    refused.push(DiskRefusal { path: spec.path.clone(), reason });
+                    refused.push(DiskRefusal {
+                        path: spec.path.clone(),
+                        reason,
+                    });
                 }
             }
         }
-        Ok((Store { disks, ram: RefCell::new(RamTier::new(cfg.ram_tier_bytes)) }, refused))
+        Ok((
+            Store {
+                disks,
+                ram: RefCell::new(RamTier::new(cfg.ram_tier_bytes)),
+            },
+            refused,
+        ))
     }
 
     fn disk(&self, id: DiskId) -> Result<&Rc<Disk>, StorageError> {
-        self.disks.iter().find(|d| d.id == id).ok_or(StorageError::UnknownDisk(id))
+        self.disks
+            .iter()
+            .find(|d| d.id == id)
+            .ok_or(StorageError::UnknownDisk(id))
     }
 
     /// (id, weight = size_bytes, online) of every open disk.
     pub fn disks(&self) -> Vec<(DiskId, u64, bool)> {
-        self.disks.iter().map(|d| (d.id, d.geo.size_bytes, d.online())).collect()
+        self.disks
+            .iter()
+            .map(|d| (d.id, d.geo.size_bytes, d.online()))
+            .collect()
     }
 
     /// Weighted rendezvous pick over this store's online disks.
     pub fn pick_disk(&self, key: &[u8]) -> Option<DiskId> {
-        rendezvous_pick(key, self.disks.iter().filter(|d| d.online()).map(|d| (d.id, d.geo.size_bytes)))
+        rendezvous_pick(
+            key,
+            self.disks
+                .iter()
+                .filter(|d| d.online())
+                .map(|d| (d.id, d.geo.size_bytes)),
+        )
     }
 
     /// The visible object of `key` on `disk` (counts as an access for the eviction policy).
@@ -144,10 +171,19 @@ impl Store {
 
     /// Body bytes `[offset, offset + len)` of `obj`: RAM tier first, else only the chunks needed,
     /// each crc-checked. `Err(Gone)` if the object was evicted or replaced since lookup.
-    pub async fn read(&self, obj: &ObjectInfo, offset: u64, len: u64) -> Result<Bytes, StorageError> {
+    pub async fn read(
+        &self,
+        obj: &ObjectInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, StorageError> {
         let in_body = matches!(offset.checked_add(len), Some(end) if end <= obj.body_len);
         if !in_body {
-            return Err(StorageError::Range { offset_bytes: offset, len_bytes: len, body_len_bytes: obj.body_len });
+            return Err(StorageError::Range {
+                offset_bytes: offset,
+                len_bytes: len,
+                body_len_bytes: obj.body_len,
+            });
         }
         let d = self.disk(obj.disk)?;
         if !d.online() {
@@ -155,12 +191,15 @@ impl Store {
         }
         let current = {
             let st = d.st.borrow();
-            st.index.get(obj.slot).is_some_and(|s| s.state() == STATE_LIVE && s.gen() == obj.gen)
+            st.index
+                .get(obj.slot)
+                .is_some_and(|s| s.state() == STATE_LIVE && s.gen() == obj.gen)
         };
         if !current {
             return Err(StorageError::Gone);
         }
-        let ram_ok = obj.body_len <= self.ram.borrow().object_bytes_max()
+        let ram_ok = obj.body_len > 0
+            && obj.body_len <= self.ram.borrow().object_bytes_max()
             && obj.body_len <= u64::from(d.geo.chunk_bytes);
         if !ram_ok {
             return reader::read_range(d, obj, offset, len).await;
@@ -169,7 +208,9 @@ impl Store {
             return Ok(body.slice(offset as usize..(offset + len) as usize));
         }
         let body = reader::read_range(d, obj, 0, obj.body_len).await?;
-        self.ram.borrow_mut().insert(obj.disk.0, obj.slot, obj.gen, body.clone());
+        self.ram
+            .borrow_mut()
+            .insert(obj.disk.0, obj.slot, obj.gen, body.clone());
         Ok(body.slice(offset as usize..(offset + len) as usize))
     }
 
@@ -192,19 +233,33 @@ impl Store {
         let body_len_max = d.geo.data_blocks() * BLOCK_BYTES / 4;
         if let Some(hint) = body_len_hint {
             if hint > body_len_max {
-                return Err(StorageError::TooLarge { what: "body", got_bytes: hint, max_bytes: body_len_max });
+                return Err(StorageError::TooLarge {
+                    what: "body",
+                    got_bytes: hint,
+                    max_bytes: body_len_max,
+                });
             }
         }
         let h = key_hash128(key);
         let now = d.now_ticks();
-        if !d.st.borrow_mut().policy.admit(h as u64, body_len_hint.unwrap_or(0), now) {
+        if !d
+            .st
+            .borrow_mut()
+            .policy
+            .admit(h as u64, body_len_hint.unwrap_or(0), now)
+        {
             return Err(StorageError::NotAdmitted);
         }
         Ok(ObjectWriter::new(Rc::clone(d), key, h, meta, body_len_max))
     }
 
     /// Replace the metadata of `key` on `disk` (revalidation). Ok(false) if not present.
-    pub async fn update_meta(&self, disk: DiskId, key: &[u8], meta: Bytes) -> Result<bool, StorageError> {
+    pub async fn update_meta(
+        &self,
+        disk: DiskId,
+        key: &[u8],
+        meta: Bytes,
+    ) -> Result<bool, StorageError> {
         check_len("metadata", meta.len(), META_BYTES_MAX)?;
         let d = self.disk(disk)?;
         if !d.online() {
@@ -213,7 +268,9 @@ impl Store {
         let h = key_hash128(key);
         let id = {
             let mut st = d.st.borrow_mut();
-            let Some(id) = st.index.find(h as u64) else { return Ok(false) };
+            let Some(id) = st.index.find(h as u64) else {
+                return Ok(false);
+            };
             st.index.set_meta(id, &meta);
             id
         };
@@ -225,7 +282,9 @@ impl Store {
     pub async fn remove(&self, disk: DiskId, key: &[u8]) -> Result<bool, StorageError> {
         let d = self.disk(disk)?;
         let h = key_hash128(key);
-        let Some(id) = d.st.borrow().index.find(h as u64) else { return Ok(false) };
+        let Some(id) = d.st.borrow().index.find(h as u64) else {
+            return Ok(false);
+        };
         self.ram.borrow_mut().remove(disk.0, id);
         d.drop_slots(&[id], false).await?;
         Ok(true)
@@ -241,14 +300,24 @@ impl Store {
             }
             let ids: Vec<(u32, u32)> = {
                 let st = d.st.borrow();
-                st.index.live_ids().into_iter().map(|id| (id, st.index.slot(id).gen())).collect()
+                st.index
+                    .live_ids()
+                    .into_iter()
+                    .map(|id| (id, st.index.slot(id).gen()))
+                    .collect()
             };
             for (id, gen) in ids {
-                let Some(key) = reader::record_key(d, id, gen).await? else { continue };
+                let Some(key) = reader::record_key(d, id, gen).await? else {
+                    continue;
+                };
                 if !key.starts_with(prefix) {
                     continue;
                 }
-                let still = d.st.borrow().index.get(id).is_some_and(|s| s.state() == STATE_LIVE && s.gen() == gen);
+                let still =
+                    d.st.borrow()
+                        .index
+                        .get(id)
+                        .is_some_and(|s| s.state() == STATE_LIVE && s.gen() == gen);
                 if still {
                     self.ram.borrow_mut().remove(d.id.0, id);
                     d.drop_slots(&[id], false).await?;
@@ -313,6 +382,7 @@ impl Store {
                     meta_bytes: st.index.meta_bytes() as u64,
                     policy_bytes_per_object: st.policy.bytes_per_object() as u64,
                     quarantined_bytes: st.quarantined_blocks * BLOCK_BYTES,
+                    fragmented_objects: st.index.fragmented() as u64,
                 }
             })
             .collect();
@@ -331,7 +401,11 @@ impl Store {
 
 fn check_len(what: &'static str, got: usize, max: usize) -> Result<(), StorageError> {
     if got > max {
-        return Err(StorageError::TooLarge { what, got_bytes: got as u64, max_bytes: max as u64 });
+        return Err(StorageError::TooLarge {
+            what,
+            got_bytes: got as u64,
+            max_bytes: max as u64,
+        });
     }
     Ok(())
 }

@@ -91,7 +91,10 @@ impl ObjectWriter {
                 self.flush_chunk().await?;
             }
             let n = rest.len().min(self.chunk_bytes as usize - self.buf_len);
-            let buf = self.buf.as_mut().expect("chunk buffer present between I/Os");
+            let buf = self
+                .buf
+                .as_mut()
+                .expect("chunk buffer present between I/Os");
             buf.as_mut_slice()[self.buf_len..self.buf_len + n].copy_from_slice(&rest[..n]);
             self.buf_len += n;
             self.body_len += n as u64;
@@ -111,7 +114,11 @@ impl ObjectWriter {
         let blocks = blocks_for(len as u64) as u32;
         let mut done_blocks = 0u32;
         while done_blocks < blocks {
-            let ext = match self.disk.alloc(blocks - done_blocks, self.data_end(), false).await {
+            let ext = match self
+                .disk
+                .alloc(blocks - done_blocks, self.data_end(), false)
+                .await
+            {
                 Ok(e) => e,
                 Err(e) => {
                     self.buf = Some(buf);
@@ -125,7 +132,11 @@ impl ObjectWriter {
             let from = done_blocks as usize * BLOCK_BYTES as usize;
             let to = from + ext.blocks as usize * BLOCK_BYTES as usize;
             self.io_in_flight = true;
-            let (res, slice) = self.disk.file.write_blocks(buf.slice(from..to), u64::from(ext.start)).await;
+            let (res, slice) = self
+                .disk
+                .file
+                .write_blocks(buf.slice(from..to), u64::from(ext.start))
+                .await;
             self.io_in_flight = false;
             buf = slice.into_inner();
             if let Err(e) = res {
@@ -154,8 +165,17 @@ impl ObjectWriter {
             self.flush_chunk().await?;
         }
         let inline_len = inline.then_some(self.body_len as usize);
-        let extents = if inline { Vec::new() } else { self.data.clone() };
-        let rec_len = Record::encoded_len(self.key.len(), extents.len(), self.chunk_crcs.len(), inline_len);
+        let extents = if inline {
+            Vec::new()
+        } else {
+            self.data.clone()
+        };
+        let rec_len = Record::encoded_len(
+            self.key.len(),
+            extents.len(),
+            self.chunk_crcs.len(),
+            inline_len,
+        );
         let rec_blocks = blocks_for(rec_len as u64);
         if rec_blocks > u64::from(u16::MAX) {
             return Err(StorageError::TooLarge {
@@ -176,15 +196,23 @@ impl ObjectWriter {
             extents: extents.clone(),
             chunk_crcs: self.chunk_crcs.clone(),
             inline_body: inline.then(|| {
-                self.buf.as_ref().expect("chunk buffer").as_slice()[..self.body_len as usize].to_vec()
+                self.buf.as_ref().expect("chunk buffer").as_slice()[..self.body_len as usize]
+                    .to_vec()
             }),
         };
         let mut rec_buf = AlignedBuf::new(rec_len);
         record.encode(rec_buf.as_mut_slice());
-        let rec_ext = self.disk.alloc(rec_blocks as u32, self.data_end(), true).await?;
+        let rec_ext = self
+            .disk
+            .alloc(rec_blocks as u32, self.data_end(), true)
+            .await?;
         self.record = Some(rec_ext);
         self.io_in_flight = true;
-        let (res, _) = self.disk.file.write_blocks(rec_buf, u64::from(rec_ext.start)).await;
+        let (res, _) = self
+            .disk
+            .file
+            .write_blocks(rec_buf, u64::from(rec_ext.start))
+            .await;
         self.io_in_flight = false;
         if let Err(e) = res {
             return Err(self.disk.fault(e).await);
@@ -198,8 +226,18 @@ impl ObjectWriter {
             [e] => e.start + e.blocks == rec_ext.start,
             _ => false,
         };
-        let loc = Location { data: extents, record: rec_ext };
-        self.disk.st.borrow_mut().index.set_object(id, key_hash, self.body_len, &loc, contiguous, &self.meta);
+        let loc = Location {
+            data: extents,
+            record: rec_ext,
+        };
+        self.disk.st.borrow_mut().index.set_object(
+            id,
+            key_hash,
+            self.body_len,
+            &loc,
+            contiguous,
+            &self.meta,
+        );
         // From here any directory write of this block may carry the entry.
         self.entry_written = true;
         // The old object of this key (if any) leaves the directory before the new one enters.
@@ -242,7 +280,12 @@ impl Drop for ObjectWriter {
             return;
         }
         let mut st = self.disk.st.borrow_mut();
-        let blocks: u64 = self.data.iter().chain(self.record.iter()).map(|e| u64::from(e.blocks)).sum();
+        let blocks: u64 = self
+            .data
+            .iter()
+            .chain(self.record.iter())
+            .map(|e| u64::from(e.blocks))
+            .sum();
         if self.entry_written || self.io_in_flight {
             // An entry or an in-flight write may still reference these blocks: keep them out of
             // the free map until the next restart rebuilds it from the directory.

@@ -28,7 +28,9 @@ fn cfg(dir: &Path) -> arrow_storage::StoreConfig {
 #[test]
 #[ignore = "child process of crash_kill_restart_verify"]
 fn crash_child() {
-    let Ok(dir) = std::env::var("ARROW_CRASH_DIR") else { return };
+    let Ok(dir) = std::env::var("ARROW_CRASH_DIR") else {
+        return;
+    };
     let run: u64 = std::env::var("ARROW_CRASH_RUN").unwrap().parse().unwrap();
     let dir = std::path::PathBuf::from(dir);
     common::run(async move {
@@ -36,7 +38,11 @@ fn crash_child() {
         assert!(refused.is_empty());
         let store = Rc::new(store);
         let log = Rc::new(std::cell::RefCell::new(
-            std::fs::OpenOptions::new().create(true).append(true).open(dir.join("done.log")).unwrap(),
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("done.log"))
+                .unwrap(),
         ));
         let mut tasks = Vec::new();
         for t in 0..4u64 {
@@ -47,7 +53,9 @@ fn crash_child() {
                     let key = format!("r{run}/t{t}/k{i}").into_bytes();
                     let body = common::generated_body(&key, BODY_BYTES_MAX);
                     let disk = store.pick_disk(&key).unwrap();
-                    let mut w = store.writer(disk, &key, Bytes::from(key.clone()), None).unwrap();
+                    let mut w = store
+                        .writer(disk, &key, Bytes::from(key.clone()), None)
+                        .unwrap();
                     for piece in body.chunks(50_000) {
                         w.write(piece).await.unwrap();
                     }
@@ -90,7 +98,10 @@ async fn verify(dir: &Path, reported: &[Vec<u8>]) -> usize {
 
 #[test]
 fn crash_kill_restart_verify() {
-    let kills: u64 = std::env::var("ARROW_CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let kills: u64 = std::env::var("ARROW_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     let dir = common::odirect_tempdir();
     let exe = std::env::current_exe().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -99,7 +110,13 @@ fn crash_kill_restart_verify() {
     for run in 0..kills {
         let _ = std::fs::remove_file(dir.path().join("done.log"));
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "crash_child", "--test-threads=1", "--nocapture"])
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child",
+                "--test-threads=1",
+                "--nocapture",
+            ])
             .env("ARROW_CRASH_DIR", dir.path())
             .env("ARROW_CRASH_RUN", run.to_string())
             .stdout(Stdio::null())
@@ -110,7 +127,11 @@ fn crash_kill_restart_verify() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let log = std::fs::read(dir.path().join("done.log")).unwrap_or_default();
-        let reported: Vec<Vec<u8>> = log.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+        let reported: Vec<Vec<u8>> = log
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
         total_reported += reported.len();
         total_found += common::run(verify(dir.path(), &reported));
     }
@@ -122,19 +143,29 @@ fn crash_kill_restart_verify() {
 fn stale_handle_after_eviction_is_gone() {
     let dir = common::odirect_tempdir();
     common::run(async {
-        let (store, _) = Store::open(common::config(dir.path(), 1, 2 << 20, 16 * 1024, 10)).await.unwrap();
+        let (store, _) = Store::open(common::config(dir.path(), 1, 2 << 20, 16 * 1024, 10))
+            .await
+            .unwrap();
         let disk = store.disks()[0].0;
         let mut first = None;
         for i in 0..200u32 {
             let key = format!("k{i}");
-            let mut w = store.writer(disk, key.as_bytes(), Bytes::new(), None).unwrap();
+            let mut w = store
+                .writer(disk, key.as_bytes(), Bytes::new(), None)
+                .unwrap();
             w.write(&vec![i as u8; 40_000]).await.unwrap();
             let info = w.finish().await.unwrap();
             first.get_or_insert(info);
         }
         let first = first.unwrap();
-        assert!(store.lookup(disk, b"k0").is_none(), "k0 should have been evicted");
-        assert!(matches!(store.read(&first, 0, 10).await, Err(StorageError::Gone)));
+        assert!(
+            store.lookup(disk, b"k0").is_none(),
+            "k0 should have been evicted"
+        );
+        assert!(matches!(
+            store.read(&first, 0, 10).await,
+            Err(StorageError::Gone)
+        ));
         let st = &store.stats().disks[0];
         assert_eq!(st.errors, 0);
         assert!(st.evictions > 0);

@@ -22,7 +22,9 @@ fn key(i: u32) -> Vec<u8> {
 
 async fn put(store: &Store, disk: DiskId, k: &[u8]) {
     let body = common::generated_body(k, 100_000);
-    let mut w = store.writer(disk, k, Bytes::from_static(b"m"), Some(body.len() as u64)).unwrap();
+    let mut w = store
+        .writer(disk, k, Bytes::from_static(b"m"), Some(body.len() as u64))
+        .unwrap();
     w.write(&body).await.unwrap();
     w.finish().await.unwrap();
 }
@@ -30,7 +32,8 @@ async fn put(store: &Store, disk: DiskId, k: &[u8]) {
 fn garble_data_area(path: &Path) {
     let geo = Geometry::new(DISK_BYTES, CHUNK_BYTES).unwrap();
     let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.seek(SeekFrom::Start(geo.data_start_block * BLOCK_BYTES)).unwrap();
+    f.seek(SeekFrom::Start(geo.data_start_block * BLOCK_BYTES))
+        .unwrap();
     let garbage = common::body_bytes(99, (geo.data_blocks() * BLOCK_BYTES) as usize);
     f.write_all(&garbage).unwrap();
     f.sync_all().unwrap();
@@ -48,7 +51,14 @@ async fn fail_one_disk(damage: impl Fn(&Path)) {
         placed.insert(i, disk);
     }
     let bad = placed[&0];
-    let bad_path = store.stats().disks.iter().find(|d| d.id == bad).unwrap().path.clone();
+    let bad_path = store
+        .stats()
+        .disks
+        .iter()
+        .find(|d| d.id == bad)
+        .unwrap()
+        .path
+        .clone();
     damage(&bad_path);
 
     // Read everything: the damaged disk's reads fail until it goes offline; the others never fail.
@@ -62,7 +72,10 @@ async fn fail_one_disk(damage: impl Fn(&Path)) {
             Ok(body) => assert_eq!(&body[..], &common::generated_body(&key(i), 100_000)[..]),
             Err(e) => {
                 assert_eq!(disk, bad, "healthy disk read failed: {e}");
-                assert!(e.is_disk_fault() || matches!(e, StorageError::Offline { .. }), "{e}");
+                assert!(
+                    e.is_disk_fault() || matches!(e, StorageError::Offline { .. }),
+                    "{e}"
+                );
             }
         }
     }
@@ -90,13 +103,20 @@ async fn fail_one_disk(damage: impl Fn(&Path)) {
             assert_eq!(now, placed[&i], "key {i} of a healthy disk moved");
         }
     }
-    assert!(matches!(store.writer(bad, b"x", Bytes::new(), None), Err(StorageError::Offline { .. })));
+    assert!(matches!(
+        store.writer(bad, b"x", Bytes::new(), None),
+        Err(StorageError::Offline { .. })
+    ));
     drop(store);
 
     // Offline survives reopen; set_online brings the disk back.
     let (store, refused) = Store::open(cfg).await.unwrap();
     assert!(refused.is_empty(), "{refused:?}");
-    let state: HashMap<DiskId, bool> = store.disks().into_iter().map(|(d, _, on)| (d, on)).collect();
+    let state: HashMap<DiskId, bool> = store
+        .disks()
+        .into_iter()
+        .map(|(d, _, on)| (d, on))
+        .collect();
     assert!(!state[&bad]);
     assert_eq!(state.values().filter(|&&on| on).count(), 2);
     store.set_online(bad, true).await.unwrap();
@@ -140,10 +160,20 @@ fn corrupt_superblock_and_unknown_version_are_refused_by_path() {
         let (store, refused) = Store::open(cfg.clone()).await.unwrap();
         assert_eq!(refused.len(), 2, "{refused:?}");
         assert_eq!(refused[0].path, cfg.disks[0].path);
-        assert!(refused[0].reason.contains(&cfg.disks[0].path.display().to_string()));
-        assert!(refused[0].reason.contains("checksum"), "{}", refused[0].reason);
+        assert!(refused[0]
+            .reason
+            .contains(&cfg.disks[0].path.display().to_string()));
+        assert!(
+            refused[0].reason.contains("checksum"),
+            "{}",
+            refused[0].reason
+        );
         assert_eq!(refused[1].path, cfg.disks[1].path);
-        assert!(refused[1].reason.contains("version 99"), "{}", refused[1].reason);
+        assert!(
+            refused[1].reason.contains("version 99"),
+            "{}",
+            refused[1].reason
+        );
         assert_eq!(store.disks().len(), 1);
         let disk = store.pick_disk(b"k").unwrap();
         put(&store, disk, b"k").await;

@@ -42,7 +42,11 @@ async fn check_key(store: &Store, model: &HashMap<u32, Option<Version>>, k: u32,
                 (off, rng.gen_range(0..=v.body.len() - off))
             };
             match store.read(&info, off as u64, len as u64).await {
-                Ok(got) => assert_eq!(&got[..], &v.body[off..off + len], "key {k} bytes {off}+{len}"),
+                Ok(got) => assert_eq!(
+                    &got[..],
+                    &v.body[off..off + len],
+                    "key {k} bytes {off}+{len}"
+                ),
                 Err(StorageError::Gone) => {}
                 Err(e) => panic!("key {k}: read failed: {e}"),
             }
@@ -71,9 +75,14 @@ fn run_model(seed: u64, steps: usize) {
                         1..=5 => rng.gen_range(1..20_000),
                         _ => rng.gen_range(20_000..400_000),
                     };
-                    let v = Version { body: body_for(k, *ver, len), meta: format!("m{k}.{ver}").into_bytes() };
+                    let v = Version {
+                        body: body_for(k, *ver, len),
+                        meta: format!("m{k}.{ver}").into_bytes(),
+                    };
                     let disk = store.pick_disk(&key(k)).unwrap();
-                    let mut w = store.writer(disk, &key(k), Bytes::from(v.meta.clone()), Some(len as u64)).unwrap();
+                    let mut w = store
+                        .writer(disk, &key(k), Bytes::from(v.meta.clone()), Some(len as u64))
+                        .unwrap();
                     for piece in v.body.chunks(rng.gen_range(1000..70_000)) {
                         w.write(piece).await.unwrap();
                     }
@@ -96,13 +105,21 @@ fn run_model(seed: u64, steps: usize) {
                     if let Some(old) = store.lookup(disk, &key(k)) {
                         let ver = versions.entry(k).or_insert(0);
                         *ver += 1;
-                        let v = Version { body: body_for(k, *ver, 5000), meta: b"new".to_vec() };
-                        let mut w = store.writer(disk, &key(k), Bytes::from(v.meta.clone()), None).unwrap();
+                        let v = Version {
+                            body: body_for(k, *ver, 5000),
+                            meta: b"new".to_vec(),
+                        };
+                        let mut w = store
+                            .writer(disk, &key(k), Bytes::from(v.meta.clone()), None)
+                            .unwrap();
                         w.write(&v.body).await.unwrap();
                         w.finish().await.unwrap();
                         model.insert(k, Some(v));
                         if old.body_len > 0 {
-                            assert!(matches!(store.read(&old, 0, old.body_len).await, Err(StorageError::Gone)));
+                            assert!(matches!(
+                                store.read(&old, 0, old.body_len).await,
+                                Err(StorageError::Gone)
+                            ));
                         }
                     }
                 }
@@ -116,7 +133,11 @@ fn run_model(seed: u64, steps: usize) {
                 55 => {
                     let disk = store.pick_disk(&key(k)).unwrap();
                     let meta = format!("refreshed{step}").into_bytes();
-                    if store.update_meta(disk, &key(k), Bytes::from(meta.clone())).await.unwrap() {
+                    if store
+                        .update_meta(disk, &key(k), Bytes::from(meta.clone()))
+                        .await
+                        .unwrap()
+                    {
                         if let Some(Some(v)) = model.get_mut(&k) {
                             v.meta = meta;
                         }
@@ -141,7 +162,10 @@ fn run_model(seed: u64, steps: usize) {
 
 #[test]
 fn model_random_sequences_match() {
-    let seeds: u64 = std::env::var("ARROW_MODEL_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let seeds: u64 = std::env::var("ARROW_MODEL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     for seed in 0..seeds {
         run_model(seed, 600);
     }

@@ -42,19 +42,26 @@ fn shares_follow_weights_within_five_percent() {
     let total: u64 = all.iter().map(|d| d.1).sum();
     let mut counts: HashMap<DiskId, u32> = HashMap::new();
     for i in 0..KEYS {
-        *counts.entry(rendezvous_pick(&key(i), all.iter().copied()).unwrap()).or_default() += 1;
+        *counts
+            .entry(rendezvous_pick(&key(i), all.iter().copied()).unwrap())
+            .or_default() += 1;
     }
     for (d, w) in all {
         let want = f64::from(KEYS) * w as f64 / total as f64;
         let got = f64::from(counts[&d]);
-        assert!((got / want - 1.0).abs() < 0.05, "disk {d}: {got} keys, expected {want}");
+        assert!(
+            (got / want - 1.0).abs() < 0.05,
+            "disk {d}: {got} keys, expected {want}"
+        );
     }
 }
 
 #[test]
 fn placement_is_frozen() {
     // Fixture: changing the hash changes where every existing object is looked for.
-    let picks: Vec<u128> = (0..12).map(|i| rendezvous_pick(&key(i), disks().into_iter()).unwrap().0).collect();
+    let picks: Vec<u128> = (0..12)
+        .map(|i| rendezvous_pick(&key(i), disks().into_iter()).unwrap().0)
+        .collect();
     assert_eq!(picks, FROZEN.to_vec(), "rendezvous placement changed");
 }
 

@@ -427,7 +427,7 @@ mod tests {
                     .unwrap();
                 let (s, p, last, _) = self.objects[&tail];
                 let cost = f64::from(now_ticks - last) * s as f64 / f64::from(p);
-                if best.is_none_or(|(c, _)| cost > c) {
+                if !matches!(best, Some((c, _)) if cost <= c) {
                     best = Some((cost, tail));
                 }
             }

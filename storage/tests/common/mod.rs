@@ -8,11 +8,17 @@ use std::path::{Path, PathBuf};
 
 /// A temp dir on a filesystem that accepts O_DIRECT (the target dir, else /var/tmp).
 pub fn odirect_tempdir() -> tempfile::TempDir {
-    let candidates = [PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from("/var/tmp")];
+    let candidates = [
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+        PathBuf::from("/var/tmp"),
+    ];
     for base in candidates {
         let _ = std::fs::create_dir_all(&base);
         if arrow_storage::slab::supports_o_direct(&base) {
-            return tempfile::Builder::new().prefix("arrow-storage-").tempdir_in(&base).expect("tempdir");
+            return tempfile::Builder::new()
+                .prefix("arrow-storage-")
+                .tempdir_in(&base)
+                .expect("tempdir");
         }
     }
     panic!("no directory accepting O_DIRECT (tried the target dir and /var/tmp)");
@@ -28,7 +34,13 @@ pub fn run<F: Future>(fut: F) -> F::Output {
 }
 
 /// A config of `n` disks of `size_bytes` in `dir`.
-pub fn config(dir: &Path, n: usize, size_bytes: u64, chunk_bytes: u32, threshold: u32) -> StoreConfig {
+pub fn config(
+    dir: &Path,
+    n: usize,
+    size_bytes: u64,
+    chunk_bytes: u32,
+    threshold: u32,
+) -> StoreConfig {
     StoreConfig {
         disks: (0..n)
             .map(|i| DiskSpec {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Storage engine vs fio on the same slab file, in the same run: rand4k (iodepth 32) and seq1m
+# (iodepth 8). Prints both figures and the ratio arrow/fio (goal >= 0.9).
+#
+#   bench/storage_vs_fio.sh [DIR] [SIZE_BYTES] [SECONDS]
+#   (defaults: /var/tmp/arrow-bench, 1 GiB, 10 s; DIR must accept O_DIRECT, so not tmpfs)
+#
+# rand4k compares read operations/s (each arrow object is one 4 KiB block: record + 3,900-byte
+# body); seq1m compares disk MB/s (each arrow object is 1 MiB + one 4 KiB record block).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR=${1:-/var/tmp/arrow-bench}
+SIZE=${2:-1073741824}
+SECONDS_RUN=${3:-10}
+mkdir -p "$DIR"
+command -v fio >/dev/null || { echo "fio not installed" >&2; exit 1; }
+cargo build --release -p arrow-bench >/dev/null
+BIN=target/release/arrow-bench
+echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cpus; file system: $(df -T "$DIR" | awk 'NR==2{print $2}')"
+
+for spec in rand4k:32 seq1m:8; do
+  pattern=${spec%%:*}; depth=${spec##*:}
+  file="$DIR/$pattern.slab"
+  out=$("$BIN" storage-read --file "$file" --size-bytes "$SIZE" --pattern "$pattern" --iodepth "$depth" --seconds "$SECONDS_RUN")
+  echo "$out"
+  json=$(FILE="$file" SIZE="$SIZE" IODEPTH="$depth" RUNTIME="$SECONDS_RUN" fio --output-format=json "bench/fio/$pattern.fio")
+  python3 - "$pattern" "$depth" "$out" "$json" <<'PY'
+import json, sys
+pattern, depth, arrow, fio = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+a = dict(kv.split("=", 1) for kv in arrow.split())
+r = fio["jobs"][0]["read"]
+fio_iops, fio_mbs = r["iops"], r["bw_bytes"] / 1e6
+if pattern == "rand4k":
+    mine, theirs, unit = float(a["ops_per_s"]), fio_iops, "ops/s"
+else:
+    mine, theirs, unit = float(a["disk_mb_per_s"]), fio_mbs, "MB/s"
+print(f"engine=fio pattern={pattern} iodepth={depth} iops={fio_iops:.0f} mb_per_s={fio_mbs:.1f}")
+print(f"RATIO pattern={pattern} iodepth={depth} arrow={mine:.1f} fio={theirs:.1f} {unit} ratio={mine / theirs:.2f}")
+PY
+done
