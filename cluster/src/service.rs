@@ -187,7 +187,8 @@ pub fn start(
         stop: AtomicBool::new(false),
         counters: Arc::clone(&counters),
         mirroring: AtomicBool::new(false),
-        capacity_bps: AtomicU64::new(0),
+        // Unmeasured means unconstrained: viewers are admitted until the first interval.
+        capacity_bps: AtomicU64::new(u64::MAX),
         guarantee_bps: cfg.brpu_guarantee_bps,
         brpu: Mutex::new(None),
     });

@@ -261,7 +261,7 @@ async fn respond(
     if ctx.debug(req) {
         route.debug_headers(&k, &ctx.node.name, &host, path, &mut extra);
     }
-    match route {
+    let upstream_peer = match route {
         Route::Overflow { location } => {
             let mut h = http::HeadWriter::new(302);
             h.header("Location", &location)
@@ -283,8 +283,8 @@ async fn respond(
             return crate::route::pull_from_peer(ctx, req, &host, node, addr, keep_alive, &extra, &mut sink)
                 .await;
         }
-        Route::Local { .. } => {}
-    }
+        Route::Local { mirror_from, .. } => mirror_from,
+    };
 
     if !cacheable {
         return crate::route::pass_to_origin(ctx, rule_idx, req, &host, body, keep_alive, &extra, &mut sink)
@@ -306,6 +306,7 @@ async fn respond(
         if_modified_since: req.header("if-modified-since").map(str::to_string),
         keep_alive,
         extra_headers: extra,
+        upstream_peer,
     };
     if shard == ctx.shard {
         return ctx.cache.serve(&creq, &mut sink).await;

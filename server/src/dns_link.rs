@@ -3,7 +3,8 @@
 //! the same cluster key always name the same node.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow_dns::{Answer, Directory};
 
@@ -12,6 +13,9 @@ use crate::shard::Node;
 /// Directory over the cluster table (or over this node alone when no cluster is configured).
 pub struct ClusterDirectory {
     table: Option<Arc<arrow_cluster::Table>>,
+    /// The table as of at most `SNAPSHOT_TTL` ago (the responder runs on one thread; the
+    /// mutex is never contended).
+    cache: Mutex<(Option<Instant>, Arc<Vec<arrow_cluster::NodeView>>)>,
     guarantee_bps: u64,
     self_name: String,
     seed: AtomicU64,
@@ -24,7 +28,17 @@ impl ClusterDirectory {
             guarantee_bps: node.cluster.as_ref().map_or(0, |c| c.guarantee_bps),
             self_name: node.name.clone(),
             seed: AtomicU64::new(0x5eed),
+            cache: Mutex::new((None, Arc::new(Vec::new()))),
         }
+    }
+
+    fn nodes(&self, table: &arrow_cluster::Table) -> Arc<Vec<arrow_cluster::NodeView>> {
+        const SNAPSHOT_TTL: Duration = Duration::from_millis(50);
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if c.0.is_none_or(|t| t.elapsed() > SNAPSHOT_TTL) {
+            *c = (Some(Instant::now()), Arc::new(table.snapshot()));
+        }
+        c.1.clone()
     }
 }
 
@@ -33,7 +47,7 @@ impl Directory for ClusterDirectory {
         let Some(table) = &self.table else {
             return Some(Answer::Node(self.self_name.clone()));
         };
-        let nodes = table.snapshot();
+        let nodes = self.nodes(table);
         if !nodes.iter().any(|n| n.in_service) {
             return None;
         }
@@ -49,7 +63,7 @@ impl Directory for ClusterDirectory {
         let Some(table) = &self.table else {
             return Some(Answer::Node(self.self_name.clone()));
         };
-        let nodes = table.snapshot();
+        let nodes = self.nodes(table);
         if !nodes.iter().any(|n| n.in_service) {
             return None;
         }

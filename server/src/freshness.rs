@@ -82,6 +82,9 @@ impl OriginHead<'_> {
 
 /// Headers never replayed from a stored response (hop-by-hop or recomputed per response).
 pub fn is_unreplayed_header(name: &str) -> bool {
+    if name.len() > 8 && name[..8].eq_ignore_ascii_case("x-arrow-") {
+        return true; // another node's debug headers
+    }
     const SKIP: [&str; 14] = [
         "connection",
         "keep-alive",

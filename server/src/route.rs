@@ -39,7 +39,12 @@ pub struct RouteCache {
 }
 
 pub enum Route {
-    Local { self_serving: bool, designated: Option<String> },
+    /// Serve from this node's cache; when mirroring, fill it from the designated node.
+    Local {
+        self_serving: bool,
+        designated: Option<String>,
+        mirror_from: Option<SocketAddr>,
+    },
     Peer { node: String, addr: SocketAddr },
     Overflow { location: String },
 }
@@ -128,11 +133,12 @@ impl ShardCtx {
             return Route::Local {
                 self_serving: true,
                 designated: None,
+                mirror_from: None,
             };
         };
         let pulled = req.header(PULL_HEADER).is_some();
         let Some(nodes) = self.cluster_nodes() else {
-            return Route::Local { self_serving: true, designated: None };
+            return Route::Local { self_serving: true, designated: None, mirror_from: None };
         };
         let overflow = |ctx: &ShardCtx| -> Option<Route> {
             let o = link.overflow.as_ref()?;
@@ -148,32 +154,39 @@ impl ShardCtx {
             }
         }
         if pulled || !cacheable {
-            return Route::Local { self_serving: true, designated: None };
+            return Route::Local { self_serving: true, designated: None, mirror_from: None };
         }
         match arrow_cluster::designated(&nodes, &k.cluster_key, link.guarantee_bps) {
             None => overflow(self).unwrap_or(Route::Local {
                 self_serving: true,
                 designated: None,
+                mirror_from: None,
             }),
             Some(n) if n.name == self.node.name => Route::Local {
                 self_serving: true,
                 designated: Some(n.name.clone()),
+                mirror_from: None,
             },
             Some(n) => {
-                if link.handle.mirroring() {
-                    return Route::Local {
+                let peer = n
+                    .addr
+                    .filter(|_| n.http_port != 0)
+                    .map(|ip| SocketAddr::new(ip, n.http_port));
+                match peer {
+                    // Mirroring: keep a local copy, filled from the designated node.
+                    Some(addr) if link.handle.mirroring() => Route::Local {
                         self_serving: false,
                         designated: Some(n.name.clone()),
-                    };
-                }
-                match n.addr {
-                    Some(ip) if n.http_port != 0 => Route::Peer {
-                        node: n.name.clone(),
-                        addr: SocketAddr::new(ip, n.http_port),
+                        mirror_from: Some(addr),
                     },
-                    _ => Route::Local {
+                    Some(addr) => Route::Peer {
+                        node: n.name.clone(),
+                        addr,
+                    },
+                    None => Route::Local {
                         self_serving: false,
                         designated: Some(n.name.clone()),
+                        mirror_from: None,
                     },
                 }
             }

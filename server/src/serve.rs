@@ -53,6 +53,8 @@ pub struct CacheRequest {
     pub keep_alive: bool,
     /// Pre-rendered extra response header lines (debug headers).
     pub extra_headers: String,
+    /// Fill from this designated node instead of the origin (mirroring).
+    pub upstream_peer: Option<std::net::SocketAddr>,
 }
 
 /// What happened, for the access log and metrics.
@@ -310,19 +312,45 @@ impl ShardCache {
         let host = rule.origin_host.as_deref().unwrap_or(&req.host);
         let request_time = freshness::now_s();
         let started = std::time::Instant::now();
-        let resp = self
-            .origin
-            .fetch(
-                rule,
-                &OriginRequest {
-                    method: "GET",
-                    path_and_query: &req.path_and_query,
-                    host,
-                    extra_headers: &extra,
-                    body: &[],
-                },
-            )
-            .await;
+        let mut resp = None;
+        if let Some(peer) = req.upstream_peer {
+            // Mirror: pull from the designated node, marked so it never forwards again.
+            let pull = format!("{extra}X-Arrow-Pull: {}\r\n", self.node_name);
+            let origin = crate::config::Origin {
+                url: format!("http://{peer}"),
+                host_port: req.host.clone(),
+                addr: peer,
+            };
+            let request = OriginRequest {
+                method: "GET",
+                path_and_query: &req.path_and_query,
+                host: &req.host,
+                extra_headers: &pull,
+                body: &[],
+            };
+            match self.origin.fetch_one(&origin, &request).await {
+                Ok(r) if r.status < 500 => resp = Some(Ok(r)),
+                Ok(r) => tracing::warn!(%peer, status = r.status, "mirror pull failed; using the origin"),
+                Err(e) => tracing::warn!(%peer, error = %e, "mirror pull failed; using the origin"),
+            }
+        }
+        let resp = match resp {
+            Some(r) => r,
+            None => {
+                self.origin
+                    .fetch(
+                        rule,
+                        &OriginRequest {
+                            method: "GET",
+                            path_and_query: &req.path_and_query,
+                            host,
+                            extra_headers: &extra,
+                            body: &[],
+                        },
+                    )
+                    .await
+            }
+        };
         self.metrics.origin_latency.observe(started.elapsed());
         let mut resp = match resp {
             Ok(r) => r,

@@ -77,7 +77,7 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
             blocks: u32::from(e.rec_blocks),
         };
         if e.flags & ENTRY_FLAG_FRAG != 0 {
-            match read_extents(&file, &geo, rec).await {
+            match read_extents(&file, &geo, rec, &e).await {
                 Some(data) => located.push((id, e, Location { data, record: rec }, false)),
                 None => bad.push(id),
             }
@@ -154,7 +154,12 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
     Ok(disk)
 }
 
-async fn read_extents(file: &SlabFile, geo: &Geometry, rec: Extent) -> Option<Vec<Extent>> {
+async fn read_extents(
+    file: &SlabFile,
+    geo: &Geometry,
+    rec: Extent,
+    entry: &DirEntry,
+) -> Option<Vec<Extent>> {
     if u64::from(rec.start) < geo.data_start_block
         || u64::from(rec.start) + u64::from(rec.blocks) > geo.total_blocks
     {
@@ -164,7 +169,10 @@ async fn read_extents(file: &SlabFile, geo: &Geometry, rec: Extent) -> Option<Ve
     let (res, buf) = file.read_blocks(buf, u64::from(rec.start)).await;
     res.ok()?;
     let (record, _) = Record::decode(buf.as_slice())?;
-    Some(record.extents)
+    let matches = record.gen == entry.gen
+        && record.key_hash128 as u64 == entry.key_hash
+        && record.body_len == entry.body_len;
+    matches.then_some(record.extents)
 }
 
 async fn format(

@@ -307,3 +307,37 @@ fn overflow_when_the_line_rate_cannot_keep_the_guarantee() {
     assert!(ok, "admission returns after viewers leave; log:\n{}", c.log(0));
     let _ = &c.configs;
 }
+
+#[test]
+fn mirroring_keeps_pulled_copies_when_headroom_is_low() {
+    // Headroom = 3 x 90 Mbit/s / 10 Mbit/s = 27, below the low watermark of 100: mirroring on.
+    let Some(c) = start_cluster(
+        3,
+        "brpu_guarantee_bps = 10000000\nline_rate_bps = 100000000\nmirror_low_watermark = 100.0\nmirror_high_watermark = 200.0\n",
+        "",
+    ) else {
+        return;
+    };
+    let ok = wait_until(Duration::from_secs(10), || {
+        (0..3).all(|i| {
+            c.admin_get(i, "/metrics")
+                .is_some_and(|m| m.contains("arrow_mirroring 1"))
+        })
+    });
+    assert!(ok, "mirroring switched on; log:\n{}", c.log(0));
+    let path = "/v/title-7/seg-3.ts";
+    let key = arrow_cluster::cluster_key("example.test", "/v/title-7");
+    let designated = c.admin_get(0, &format!("/designate?key={key}")).unwrap();
+    let di = c.net.names.iter().position(|n| *n == designated.trim()).unwrap();
+    let other = (di + 1) % 3;
+    let a = c.http_get(other, path);
+    assert_eq!(a.status, 200);
+    assert!(a.header("x-arrow-act").unwrap().contains("mirror"), "{:?}", a.headers);
+    assert_eq!(a.body, body_for(path, 20_000));
+    let hit = wait_until(Duration::from_secs(5), || c.http_get(other, path).x_cache() == "HIT");
+    assert!(hit, "the mirror keeps its copy");
+    let b = c.http_get(di, path);
+    assert_eq!(b.x_cache(), "HIT", "the designated node filled once, for the mirror");
+    let origin_count = c._origin.as_ref().unwrap().count.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(origin_count, 1, "the mirror pulled from the designated node, not the origin");
+}
