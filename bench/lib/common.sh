@@ -55,12 +55,13 @@ wait_http() {
 cpu_ticks() {
     local root=$1
     [ -n "$root" ] || { echo 0; return; }
-    awk -v root="$root" '
-        FNR == 1 {
+    # cat skips processes that exit between the glob and the read; each line starts with its pid.
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$root" '
+        {
+            pid = $1
             line = $0
             sub(/^[0-9]+ \(.*\) /, "", line)      # drop "pid (comm) " (comm may hold spaces)
             split(line, f, " ")
-            pid = FILENAME; sub(/^\/proc\//, "", pid); sub(/\/stat$/, "", pid)
             ppid[pid] = f[2]; ticks[pid] = f[12] + f[13]
         }
         END {
@@ -72,7 +73,7 @@ cpu_ticks() {
             s = 0
             for (p in want) s += ticks[p]
             print s
-        }' /proc/[0-9]*/stat 2>/dev/null
+        }'
 }
 
 clk_tck() { getconf CLK_TCK 2>/dev/null || echo 100; }

@@ -295,6 +295,40 @@ impl Meta {
         m
     }
 
+    /// The blob to store, at most `max_bytes`: when all replayed headers do not fit, only the
+    /// ones a player needs are kept; `None` when even those do not fit (not stored).
+    pub fn encode_bounded(&self, max_bytes: usize) -> Option<Bytes> {
+        let full = self.encode();
+        if full.len() <= max_bytes {
+            return Some(full);
+        }
+        const ESSENTIAL: [&str; 8] = [
+            "content-type",
+            "content-encoding",
+            "cache-control",
+            "etag",
+            "last-modified",
+            "expires",
+            "access-control-allow-origin",
+            "content-disposition",
+        ];
+        let mut block = BytesMut::new();
+        for line in self.header_block.split(|&b| b == b'\n') {
+            let name_end = line.iter().position(|&b| b == b':').unwrap_or(0);
+            let name = std::str::from_utf8(&line[..name_end]).unwrap_or("");
+            if ESSENTIAL.iter().any(|e| name.eq_ignore_ascii_case(e)) {
+                block.put_slice(line);
+                block.put_u8(b'\n');
+            }
+        }
+        let trimmed = Meta {
+            header_block: block.freeze(),
+            ..self.clone()
+        };
+        let blob = trimmed.encode();
+        (blob.len() <= max_bytes).then_some(blob)
+    }
+
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::with_capacity(64 + self.header_block.len());
         b.put_u8(META_VERSION);
@@ -473,6 +507,21 @@ mod tests {
         for cut in 0..blob.len() {
             assert!(Meta::decode(&blob.slice(..cut)).is_none());
         }
+    }
+
+    #[test]
+    fn oversized_headers_are_trimmed_to_the_essential() {
+        let big = "x".repeat(600);
+        let h = head(200, &[("Cache-Control", "max-age=60"), ("X-Debug", &big), ("Content-Type", "video/mp4")]);
+        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None) else { panic!() };
+        let blob = m.encode_bounded(464).unwrap();
+        assert!(blob.len() <= 464);
+        let back = Meta::decode(&blob).unwrap();
+        assert_eq!(&back.header_block[..], b"Cache-Control: max-age=60\r\nContent-Type: video/mp4\r\n");
+        let huge = "y".repeat(600);
+        let h = head(200, &[("Cache-Control", "max-age=60"), ("Content-Type", &huge)]);
+        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None) else { panic!() };
+        assert!(m.encode_bounded(464).is_none());
     }
 
     #[test]

@@ -369,11 +369,10 @@ impl ShardCache {
         if let (Some(m), 304) = (stale, resp.status) {
             let refreshed = m.refreshed(&head, request_time, response_time, rule.default_ttl_s);
             if let (Some(store), Some(disk)) = (&self.store, req.disk) {
-                if let Err(e) = store
-                    .update_meta(disk, req.cache_key.as_bytes(), refreshed.encode())
-                    .await
-                {
-                    tracing::warn!(key = %req.cache_key, error = %e, "metadata refresh failed");
+                if let Some(blob) = refreshed.encode_bounded(arrow_storage::layout::META_BYTES_MAX) {
+                    if let Err(e) = store.update_meta(disk, req.cache_key.as_bytes(), blob).await {
+                        tracing::warn!(key = %req.cache_key, error = %e, "metadata refresh failed");
+                    }
                 }
             }
             *fill.state.borrow_mut() = FillState::NotModified(refreshed);
@@ -413,11 +412,19 @@ impl ShardCache {
         }
         let mut writer = match (&self.store, req.disk, &storable) {
             (Some(store), Some(disk), Some(meta)) => {
-                match store.writer(disk, req.cache_key.as_bytes(), meta.encode(), resp.body.len) {
-                    Ok(w) => Some(w),
-                    Err(e) => {
-                        tracing::debug!(key = %req.cache_key, error = %e, "not admitted to disk");
+                match meta.encode_bounded(arrow_storage::layout::META_BYTES_MAX) {
+                    None => {
+                        tracing::warn!(key = %req.cache_key, "response headers too large to store");
                         None
+                    }
+                    Some(blob) => {
+                        match store.writer(disk, req.cache_key.as_bytes(), blob, resp.body.len) {
+                            Ok(w) => Some(w),
+                            Err(e) => {
+                                tracing::debug!(key = %req.cache_key, error = %e, "not admitted to disk");
+                                None
+                            }
+                        }
                     }
                 }
             }
