@@ -220,7 +220,14 @@ for name_port in "pdns:$PDNS_PORT" "knot:$KNOT_PORT"; do
 done
 
 # --- measurement ------------------------------------------------------------------------------
-declare -A QPS LAT_MS LOST
+declare -A QPS LAT_MS LOST IDLE_LAT_MS
+# One query at a time: the latency of an unloaded server (no queueing in the client's window).
+measure_idle() {
+    local name=$1 port=$2 out
+    out=$(taskset -c "$CLIENT_CORE" timeout 40 dnsperf -s 127.0.0.1 -p "$port" \
+        -d "$QUERIES" -l 3 -c 1 -q 1 2>&1)
+    IDLE_LAT_MS[$name]=$(awk '/Average Latency/ {printf "%.3f", $4 * 1000}' <<<"$out")
+}
 measure() {
     local name=$1 port=$2 out
     out=$(taskset -c "$CLIENT_CORE" timeout $((DURATION_S + 30)) dnsperf -s 127.0.0.1 -p "$port" \
@@ -235,15 +242,21 @@ measure() {
 }
 for name_port in "arrow:$ARROW_PORT" "pdns:$PDNS_PORT" "knot:$KNOT_PORT"; do
     measure "${name_port%%:*}" "${name_port##*:}"
+    measure_idle "${name_port%%:*}" "${name_port##*:}"
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo
 echo "dns_bench: $(uname -srm), $(nproc) cores, $(date -u +%FT%TZ)"
-echo "dnsperf -l $DURATION_S -c $CLIENTS -q 200, $(wc -l <"$QUERIES") queries, server core $SERVER_CORE, client core $CLIENT_CORE"
-printf '%-22s %12s %14s %10s\n' server qps avg_lat_ms lost
-printf '%-22s %12s %14s %10s\n' "arrow (monoio, 1 core)" "${QPS[arrow]}" "${LAT_MS[arrow]}" "${LOST[arrow]}"
-printf '%-22s %12s %14s %10s\n' "pdns lua2 (no cache)" "${QPS[pdns]}" "${LAT_MS[pdns]}" "${LOST[pdns]}"
-printf '%-22s %12s %14s %10s\n' "knot (static zone)" "${QPS[knot]}" "${LAT_MS[knot]}" "${LOST[knot]}"
-echo "arrow/pdns-lua2 qps ratio: $(ratio "${QPS[arrow]}" "${QPS[pdns]}"), latency ratio: $(ratio "${LAT_MS[arrow]}" "${LAT_MS[pdns]}")"
-echo "arrow/knot      qps ratio: $(ratio "${QPS[arrow]}" "${QPS[knot]}"), latency ratio: $(ratio "${LAT_MS[arrow]}" "${LAT_MS[knot]}")"
+echo "loaded: dnsperf -l $DURATION_S -c $CLIENTS -q 200; idle: -l 3 -c 1 -q 1; $(wc -l <"$QUERIES") queries; server core $SERVER_CORE, client core $CLIENT_CORE"
+printf '%-22s %12s %16s %16s %8s\n' server qps loaded_lat_ms idle_lat_ms lost
+for name_label in "arrow:arrow (monoio, 1 core)" "pdns:pdns lua2 (no cache)" "knot:knot (static zone)"; do
+    name=${name_label%%:*}
+    printf '%-22s %12.0f %16s %16s %8s\n' "${name_label#*:}" "${QPS[$name]}" "${LAT_MS[$name]}" \
+        "${IDLE_LAT_MS[$name]}" "${LOST[$name]}"
+done
+for peer in pdns knot; do
+    echo "arrow/$peer: qps $(ratio "${QPS[arrow]}" "${QPS[$peer]}")x," \
+        "loaded latency $(ratio "${LAT_MS[arrow]}" "${LAT_MS[$peer]}")x," \
+        "idle latency $(ratio "${IDLE_LAT_MS[arrow]}" "${IDLE_LAT_MS[$peer]}")x"
+done

@@ -11,8 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
-/// The `arrow` binary, built once per test run (same profile as the tests).
+/// The `arrow` binary: `$ARROW_BIN` (set by scripts/test.sh after building it), else built
+/// once per test run in the tests' profile.
 pub fn arrow_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ARROW_BIN") {
+        return PathBuf::from(p);
+    }
     static BUILD: Once = Once::new();
     let exe = std::env::current_exe().expect("test exe");
     // target/<profile>/deps/<test> → target/<profile>/arrow

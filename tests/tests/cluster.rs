@@ -341,3 +341,55 @@ fn mirroring_keeps_pulled_copies_when_headroom_is_low() {
     let origin_count = c._origin.as_ref().unwrap().count.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(origin_count, 1, "the mirror pulled from the designated node, not the origin");
 }
+
+fn dig(ns: &str, server: &str, name: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "dig", "+tries=1", "+time=2", "-p", "5353"])
+        .arg(format!("@{server}"))
+        .arg(name)
+        .output()
+        .expect("dig");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The CNAME target and TTL in dig's answer section.
+fn cname(answer: &str) -> Option<(String, u32)> {
+    answer.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() == 5 && f[3] == "CNAME")
+            .then(|| (f[4].trim_end_matches('.').to_string(), f[1].parse().unwrap_or(0)))
+    })
+}
+
+#[test]
+fn content_aware_dns_agrees_with_http_designation() {
+    if std::process::Command::new("dig").arg("-v").output().is_err() {
+        eprintln!("SKIPPED: dig is not installed (scripts/setup.sh installs bind9-dnsutils)");
+        return;
+    }
+    let dns = "\n[dns]\nlisten = [\"0.0.0.0:5353\"]\n\n[[dns.zones]]\nname = \"dx.example.test\"\ndomain = \"example.test\"\nns = [\"ns1.dx.example.test\"]\nglue = { \"ns1.dx.example.test\" = [\"10.77.0.1\"] }\n";
+    let Some(c) = start_cluster(3, "", dns) else {
+        return;
+    };
+    let hub = c.net.hub.clone();
+    for t in 0..20 {
+        let hash_input = format!("/v/title-{t}");
+        let key = arrow_cluster::cluster_key("example.test", &hash_input);
+        let md5 = &key["example.test".len()..];
+        let http_side = c.admin_get(1, &format!("/designate?key={key}")).unwrap();
+        for server in ["10.77.0.1", "10.77.0.3"] {
+            let a = dig(&hub, server, &format!("{md5}.dx.example.test"));
+            let (target, ttl) = cname(&a).unwrap_or_else(|| panic!("no CNAME from {server}:\n{a}"));
+            assert_eq!(target, http_side.trim(), "DNS and HTTP agree for {key}");
+            assert_eq!(ttl, 300);
+        }
+    }
+    // Names that are not content-aware get a short-TTL CNAME to a node in service.
+    let a = dig(&hub, "10.77.0.2", "C.DX.example.test");
+    let (target, ttl) = cname(&a).unwrap_or_else(|| panic!("no CNAME:\n{a}"));
+    assert!(c.net.names.contains(&target), "{target}");
+    assert_eq!(ttl, 5);
+    // Outside the zone: REFUSED.
+    let r = dig(&hub, "10.77.0.2", "www.example.org");
+    assert!(r.contains("status: REFUSED"), "{r}");
+}
