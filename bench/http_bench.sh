@@ -56,7 +56,7 @@ ARROW_DISK_BYTES=${ARROW_DISK_BYTES:-1073741824}
 ATS_SPAN_BYTES=${ATS_SPAN_BYTES:-1073741824}
 # Slab files need O_DIRECT, so a real file system (not tmpfs /tmp).
 SCRATCH=${SCRATCH:-$ROOT/target/bench-scratch/http-$$}
-FILES=${FILES:-$ROOT/target/bench-scratch/files}
+FILES=${FILES:-$ROOT/target/bench-scratch/files-$SMALL_COUNT-$LARGE_COUNT}
 TCK=$(clk_tck)
 
 mkdir -p "$SCRATCH"

@@ -267,9 +267,9 @@ fn origin_conn(
 
 /// A deterministic body for a key.
 pub fn body_for(key: &str, len: usize) -> Vec<u8> {
-    let mut x = key
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let mut x = key.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -296,7 +296,13 @@ pub struct Node {
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// Config text for a one-shard test node with one 64 MiB disk in `dir`.
-pub fn node_config(dir: &Path, http: SocketAddr, admin: SocketAddr, origins: &[String], extra: &str) -> String {
+pub fn node_config(
+    dir: &Path,
+    http: SocketAddr,
+    admin: SocketAddr,
+    origins: &[String],
+    extra: &str,
+) -> String {
     let origins: Vec<String> = origins.iter().map(|o| format!("\"{o}\"")).collect();
     format!(
         r#"[node]
@@ -377,7 +383,11 @@ impl Node {
                     panic!("arrow exited during start-up ({st}); log:\n{}", self.log());
                 }
             }
-            assert!(Instant::now() < deadline, "arrow did not start; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "arrow did not start; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -431,7 +441,9 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(|s| s.as_str())
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(|s| s.as_str())
     }
     pub fn x_cache(&self) -> &str {
         self.header("x-cache").unwrap_or("")
@@ -447,7 +459,11 @@ pub fn exchange(addr: SocketAddr, raw: &[u8], head: bool) -> std::io::Result<Res
 }
 
 /// Read one response from `s`, keeping any bytes after it in `buf`.
-pub fn read_response(s: &mut TcpStream, head: bool, buf: &mut Vec<u8>) -> std::io::Result<Response> {
+pub fn read_response(
+    s: &mut TcpStream,
+    head: bool,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Response> {
     let (status, headers, head_len) = loop {
         let mut hs = [httparse::EMPTY_HEADER; 64];
         let mut r = httparse::Response::new(&mut hs);
@@ -455,7 +471,12 @@ pub fn read_response(s: &mut TcpStream, head: bool, buf: &mut Vec<u8>) -> std::i
             let headers: HashMap<String, String> = r
                 .headers
                 .iter()
-                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into()))
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into(),
+                    )
+                })
                 .collect();
             break (r.code.unwrap(), headers, n);
         }
@@ -526,7 +547,12 @@ pub fn read_response(s: &mut TcpStream, head: bool, buf: &mut Vec<u8>) -> std::i
 }
 
 /// GET `path` with Host `host` and extra headers.
-pub fn get(addr: SocketAddr, path: &str, host: &str, extra: &[(&str, &str)]) -> std::io::Result<Response> {
+pub fn get(
+    addr: SocketAddr,
+    path: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> std::io::Result<Response> {
     request(addr, "GET", path, host, extra)
 }
 
@@ -609,11 +635,23 @@ impl TestNet {
             tag: tag.clone(),
             hub: hub.clone(),
             nodes: Vec::new(),
-            names: (0..n).map(|i| format!("n{:02}.test.arrow", i + 1)).collect(),
+            names: (0..n)
+                .map(|i| format!("n{:02}.test.arrow", i + 1))
+                .collect(),
         };
         ip(&["netns", "add", &hub])?;
         ip(&["-n", &hub, "link", "set", "lo", "up"])?;
-        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        ip(&[
+            "-n",
+            &hub,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
         ip(&["-n", &hub, "addr", "add", "10.77.0.254/24", "dev", "br0"])?;
         ip(&["-n", &hub, "link", "set", "br0", "up"])?;
         let mut hosts = String::from("127.0.0.1 localhost\n");
@@ -625,13 +663,23 @@ impl TestNet {
             ip(&["netns", "add", &ns])?;
             net.nodes.push(ns.clone());
             let (inner, outer) = (format!("{tag}i{i}"), format!("{tag}o{i}"));
-            ip(&["link", "add", &inner, "type", "veth", "peer", "name", &outer])?;
+            ip(&[
+                "link", "add", &inner, "type", "veth", "peer", "name", &outer,
+            ])?;
             ip(&["link", "set", &inner, "netns", &ns])?;
             ip(&["link", "set", &outer, "netns", &hub])?;
             ip(&["-n", &hub, "link", "set", &outer, "master", "br0"])?;
             ip(&["-n", &hub, "link", "set", &outer, "up"])?;
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("10.77.0.{}/24", i + 1), "dev", &inner])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.77.0.{}/24", i + 1),
+                "dev",
+                &inner,
+            ])?;
             ip(&["-n", &ns, "link", "set", &inner, "up", "multicast", "on"])?;
             ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", &inner])?;
             let etc = PathBuf::from(format!("/etc/netns/{ns}"));

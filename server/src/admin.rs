@@ -17,7 +17,7 @@ use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
 use crate::http;
-use crate::serve::{SocketSink, Sink};
+use crate::serve::{Sink, SocketSink};
 use crate::shard::{ShardCtx, ShardMsg, ShardStats};
 
 const ADMIN_HEAD_BYTES_MAX: usize = 8192;
@@ -130,7 +130,11 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
         }
         ("GET" | "HEAD", "/status") => match &ctx.node.cluster {
             Some(c) => (200, c.status_text(), TEXT),
-            None => (200, format!("{} (no cluster configured)\n", ctx.node.name), TEXT),
+            None => (
+                200,
+                format!("{} (no cluster configured)\n", ctx.node.name),
+                TEXT,
+            ),
         },
         ("GET" | "HEAD", "/designate") => {
             // The designated node of `n` cluster keys `<prefix><i>` (or of `key`), one per line:
@@ -148,7 +152,13 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
                     }
                     (0..n).map(|i| format!("{p}{i}")).collect()
                 }
-                _ => return (400, "designate needs ?key=K or ?prefix=P&n=N\n".into(), TEXT),
+                _ => {
+                    return (
+                        400,
+                        "designate needs ?key=K or ?prefix=P&n=N\n".into(),
+                        TEXT,
+                    )
+                }
             };
             let mut out = String::with_capacity(keys.len() * 24);
             for k in keys {
@@ -178,17 +188,27 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
             }
             (200, out, TEXT)
         }
-        ("POST" | "PURGE", _) | ("DELETE", _) if !authorized(ctx, req) => {
-            (401, "missing or wrong admin token (Authorization: Bearer <token>)\n".into(), TEXT)
-        }
+        ("POST" | "PURGE", _) | ("DELETE", _) if !authorized(ctx, req) => (
+            401,
+            "missing or wrong admin token (Authorization: Bearer <token>)\n".into(),
+            TEXT,
+        ),
         ("POST" | "PURGE", "/purge") => {
             let key = param("key");
             let prefix = param("prefix");
             if key.is_none() && prefix.is_none() {
-                return (400, "purge needs ?key=<cache key> or ?prefix=<prefix>\n".into(), TEXT);
+                return (
+                    400,
+                    "purge needs ?key=<cache key> or ?prefix=<prefix>\n".into(),
+                    TEXT,
+                );
             }
             if prefix.as_deref() == Some("") {
-                return (400, "an empty prefix would purge everything; refused\n".into(), TEXT);
+                return (
+                    400,
+                    "an empty prefix would purge everything; refused\n".into(),
+                    TEXT,
+                );
             }
             let mut total = 0;
             for tx in &ctx.node.senders {
@@ -215,12 +235,22 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
         ("POST", p) if p.starts_with("/disks/") => {
             let rest = &p["/disks/".len()..];
             let Some((id, action)) = rest.split_once('/') else {
-                return (404, "use /disks/<uuid>/offline or /disks/<uuid>/online\n".into(), TEXT);
+                return (
+                    404,
+                    "use /disks/<uuid>/offline or /disks/<uuid>/online\n".into(),
+                    TEXT,
+                );
             };
             let online = match action {
                 "online" => true,
                 "offline" => false,
-                _ => return (404, "use /disks/<uuid>/offline or /disks/<uuid>/online\n".into(), TEXT),
+                _ => {
+                    return (
+                        404,
+                        "use /disks/<uuid>/offline or /disks/<uuid>/online\n".into(),
+                        TEXT,
+                    )
+                }
             };
             let Some(entry) = ctx
                 .node
@@ -244,7 +274,11 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
                 Err(_) => (503, "shard not answering\n".into(), TEXT),
             }
         }
-        _ => (404, format!("no admin endpoint {} {path}\n", req.method), TEXT),
+        _ => (
+            404,
+            format!("no admin endpoint {} {path}\n", req.method),
+            TEXT,
+        ),
     }
 }
 

@@ -331,18 +331,24 @@ impl RawConfig {
             ("limits.body_timeout_ms", l.body_timeout_ms),
             ("limits.connections_max", l.connections_max as u64),
             ("limits.fills_in_flight_max", l.fills_in_flight_max as u64),
-            ("limits.origin_connect_timeout_ms", l.origin_connect_timeout_ms),
+            (
+                "limits.origin_connect_timeout_ms",
+                l.origin_connect_timeout_ms,
+            ),
             (
                 "limits.origin_response_timeout_ms",
                 l.origin_response_timeout_ms,
             ),
-            ("limits.cross_shard_queue_max", l.cross_shard_queue_max as u64),
+            (
+                "limits.cross_shard_queue_max",
+                l.cross_shard_queue_max as u64,
+            ),
         ] {
             if v == 0 {
                 return Err((key.into(), "must be greater than 0".into()));
             }
         }
-        if self.storage.chunk_bytes < 4096 || self.storage.chunk_bytes % 4096 != 0 {
+        if self.storage.chunk_bytes < 4096 || !self.storage.chunk_bytes.is_multiple_of(4096) {
             return Err((
                 "storage.chunk_bytes".into(),
                 "must be a multiple of 4096".into(),
@@ -366,7 +372,10 @@ impl RawConfig {
                     "must be at least 16 MiB".into(),
                 ));
             }
-            if d.policy.parse::<arrow_storage::policy::PolicyKind>().is_err() {
+            if d.policy
+                .parse::<arrow_storage::policy::PolicyKind>()
+                .is_err()
+            {
                 return Err((
                     format!("disk[{i}].policy"),
                     format!("unknown policy {:?} (lru-sp or byte-mode)", d.policy),
@@ -413,7 +422,10 @@ impl RawConfig {
 impl RawHostRule {
     fn validate(self, i: usize) -> Result<HostRule, KeyError> {
         if self.hosts.is_empty() {
-            return Err((format!("host[{i}].hosts"), "needs at least one pattern".into()));
+            return Err((
+                format!("host[{i}].hosts"),
+                "needs at least one pattern".into(),
+            ));
         }
         for h in &self.hosts {
             let body = h.strip_prefix("*.").unwrap_or(h);
@@ -424,20 +436,17 @@ impl RawHostRule {
                 ));
             }
         }
-        let hash_input = Regex::new(&self.hash_input).map_err(|e| {
-            (
-                format!("host[{i}].hash_input"),
-                format!("bad regex: {e}"),
-            )
-        })?;
+        let hash_input = Regex::new(&self.hash_input)
+            .map_err(|e| (format!("host[{i}].hash_input"), format!("bad regex: {e}")))?;
         if self.origins.is_empty() {
-            return Err((format!("host[{i}].origins"), "needs at least one origin".into()));
+            return Err((
+                format!("host[{i}].origins"),
+                "needs at least one origin".into(),
+            ));
         }
         let mut origins = Vec::new();
         for o in &self.origins {
-            origins.push(
-                parse_origin(o).map_err(|m| (format!("host[{i}].origins"), m))?,
-            );
+            origins.push(parse_origin(o).map_err(|m| (format!("host[{i}].origins"), m))?);
         }
         Ok(HostRule {
             hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),

@@ -86,7 +86,14 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
                     ctx.metrics.request(413, CacheResult::Local, 0);
                     break;
                 }
-                match read_body(&mut stream, &mut buf, req.head_len, n as usize, body_timeout).await
+                match read_body(
+                    &mut stream,
+                    &mut buf,
+                    req.head_len,
+                    n as usize,
+                    body_timeout,
+                )
+                .await
                 {
                     Ok(b) => b,
                     Err(_) => break,
@@ -108,7 +115,10 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
             out.body_bytes,
             out.result,
         );
-        tracing::trace!(elapsed_us = started.elapsed().as_micros() as u64, "request done");
+        tracing::trace!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request done"
+        );
         if !keep_alive || out.aborted {
             break;
         }
@@ -240,12 +250,7 @@ async fn respond(
         return Outcome { aborted, ..o };
     };
     let Some(rule_idx) = ctx.node.cfg.hosts.iter().position(|r| r.matches(&host)) else {
-        let (r, o) = local_response(
-            ctx,
-            404,
-            &format!("no host rule serves {host}"),
-            keep_alive,
-        );
+        let (r, o) = local_response(ctx, 404, &format!("no host rule serves {host}"), keep_alive);
         let aborted = sink.send(r, Bytes::new()).await.is_err();
         return Outcome { aborted, ..o };
     };
@@ -268,7 +273,10 @@ async fn respond(
                 .header("Server", &*ctx.node.name)
                 .header("Cache-Control", "no-store")
                 .header("Content-Length", 0)
-                .header("Connection", if keep_alive { "keep-alive" } else { "close" })
+                .header(
+                    "Connection",
+                    if keep_alive { "keep-alive" } else { "close" },
+                )
                 .raw(extra.as_bytes());
             let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
             return Outcome {
@@ -280,15 +288,19 @@ async fn respond(
         }
         Route::Peer { ref node, addr, .. } => {
             ctx.metrics.peer_pulls.inc();
-            return crate::route::pull_from_peer(ctx, req, &host, node, addr, keep_alive, &extra, &mut sink)
-                .await;
+            return crate::route::pull_from_peer(
+                ctx, req, &host, node, addr, keep_alive, &extra, &mut sink,
+            )
+            .await;
         }
         Route::Local { mirror_from, .. } => mirror_from,
     };
 
     if !cacheable {
-        return crate::route::pass_to_origin(ctx, rule_idx, req, &host, body, keep_alive, &extra, &mut sink)
-            .await;
+        return crate::route::pass_to_origin(
+            ctx, rule_idx, req, &host, body, keep_alive, &extra, &mut sink,
+        )
+        .await;
     }
     let (disk, shard) = match ctx.node.owner(&k.cache_key) {
         Some((d, s)) => (Some(d), s),
@@ -315,11 +327,17 @@ async fn respond(
     ctx.metrics.cross_shard.inc();
     let (tx, rx) = async_channel::bounded::<Reply>(8);
     if ctx.node.senders[shard]
-        .send(ShardMsg::Serve { req: creq.clone(), reply: tx })
+        .send(ShardMsg::Serve {
+            req: Box::new(creq.clone()),
+            reply: tx,
+        })
         .await
         .is_err()
     {
-        return ctx.cache.error(&creq, 503, "owning shard unavailable", &mut sink).await;
+        return ctx
+            .cache
+            .error(&creq, 503, "owning shard unavailable", &mut sink)
+            .await;
     }
     let mut aborted = false;
     while let Ok(reply) = rx.recv().await {

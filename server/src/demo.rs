@@ -42,9 +42,9 @@ pub fn start_origin(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 
 /// The demo body of `path` at offset `i`: a byte that depends on both, so any mix-up shows.
 pub fn demo_byte(path: &str, i: u64) -> u8 {
-    let seed = path
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let seed = path.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
     let x = (seed ^ i.wrapping_mul(0x9e3779b97f4a7c15)).wrapping_mul(0xff51afd7ed558ccd);
     b'a' + ((x >> 59) as u8 % 26)
 }
@@ -100,7 +100,10 @@ fn serve_conn(mut s: TcpStream) -> std::io::Result<()> {
         } else {
             (0..size).map(|i| demo_byte(path, i)).collect()
         };
-        let etag = format!("\"{:016x}-{size}\"", body.len() as u64 ^ demo_byte(path, 7) as u64);
+        let etag = format!(
+            "\"{:016x}-{size}\"",
+            body.len() as u64 ^ demo_byte(path, 7) as u64
+        );
         let cc = if manifest { "max-age=2" } else { "max-age=300" };
         let ctype = if manifest {
             "application/vnd.apple.mpegurl"

@@ -254,8 +254,7 @@ impl Meta {
 
     /// May this response be served stale because the origin failed?
     pub fn stale_if_error_ok(&self, now_s: u64) -> bool {
-        !self.must_revalidate
-            && self.current_age_s(now_s) < self.lifetime_s + self.stale_if_error_s
+        !self.must_revalidate && self.current_age_s(now_s) < self.lifetime_s + self.stale_if_error_s
     }
 
     /// Refresh after a 304 (RFC 9111 §4.3.4): new freshness from the 304's headers, new
@@ -272,7 +271,8 @@ impl Meta {
             headers: head.headers,
         };
         let mut m = self.clone();
-        if let Storable::Yes(fresh) = evaluate(&probe, request_time_s, response_time_s, default_ttl_s)
+        if let Storable::Yes(fresh) =
+            evaluate(&probe, request_time_s, response_time_s, default_ttl_s)
         {
             m.stored_at_s = fresh.stored_at_s;
             m.initial_age_s = fresh.initial_age_s;
@@ -427,7 +427,11 @@ impl Reader<'_> {
 
 /// Does a viewer's conditional request match the stored validators (RFC 9110 §13.1)?
 /// `If-None-Match` wins over `If-Modified-Since`.
-pub fn not_modified(meta: &Meta, if_none_match: Option<&str>, if_modified_since: Option<&str>) -> bool {
+pub fn not_modified(
+    meta: &Meta,
+    if_none_match: Option<&str>,
+    if_modified_since: Option<&str>,
+) -> bool {
     if let Some(inm) = if_none_match {
         let Some(etag) = meta.etag.as_deref() else {
             return false;
@@ -436,7 +440,10 @@ pub fn not_modified(meta: &Meta, if_none_match: Option<&str>, if_modified_since:
         return inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag));
     }
     if let (Some(ims), Some(lm)) = (if_modified_since, meta.last_modified.as_deref()) {
-        if let (Ok(ims), Ok(lm)) = (httpdate::parse_http_date(ims), httpdate::parse_http_date(lm)) {
+        if let (Ok(ims), Ok(lm)) = (
+            httpdate::parse_http_date(ims),
+            httpdate::parse_http_date(lm),
+        ) {
             return lm <= ims;
         }
     }
@@ -449,13 +456,31 @@ mod tests {
 
     fn head(status: u16, h: &[(&str, &str)]) -> Vec<(String, String)> {
         let _ = status;
-        h.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        h.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn s_maxage_beats_max_age_and_expires() {
-        let h = head(200, &[("Cache-Control", "max-age=10, s-maxage=60"), ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")]);
-        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 100, 100, None) else { panic!() };
+        let h = head(
+            200,
+            &[
+                ("Cache-Control", "max-age=10, s-maxage=60"),
+                ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+            ],
+        );
+        let Storable::Yes(m) = evaluate(
+            &OriginHead {
+                status: 200,
+                headers: &h,
+            },
+            100,
+            100,
+            None,
+        ) else {
+            panic!()
+        };
         assert_eq!(m.lifetime_s, 60);
         assert_eq!(m.usability(159), Usability::Fresh);
         assert_eq!(m.usability(160), Usability::MustRevalidate);
@@ -463,24 +488,70 @@ mod tests {
 
     #[test]
     fn private_no_store_vary_are_not_stored() {
-        for cc in [("Cache-Control", "private, max-age=5"), ("Cache-Control", "no-store"), ("Vary", "Accept")] {
+        for cc in [
+            ("Cache-Control", "private, max-age=5"),
+            ("Cache-Control", "no-store"),
+            ("Vary", "Accept"),
+        ] {
             let h = head(200, &[cc, ("Cache-Control", "max-age=5")]);
-            assert!(matches!(evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None), Storable::No(_)));
+            assert!(matches!(
+                evaluate(
+                    &OriginHead {
+                        status: 200,
+                        headers: &h
+                    },
+                    0,
+                    0,
+                    None
+                ),
+                Storable::No(_)
+            ));
         }
     }
 
     #[test]
     fn default_ttl_only_where_configured() {
         let h = head(200, &[]);
-        assert!(matches!(evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None), Storable::No(_)));
-        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, Some(30)) else { panic!() };
+        assert!(matches!(
+            evaluate(
+                &OriginHead {
+                    status: 200,
+                    headers: &h
+                },
+                0,
+                0,
+                None
+            ),
+            Storable::No(_)
+        ));
+        let Storable::Yes(m) = evaluate(
+            &OriginHead {
+                status: 200,
+                headers: &h,
+            },
+            0,
+            0,
+            Some(30),
+        ) else {
+            panic!()
+        };
         assert_eq!(m.lifetime_s, 30);
     }
 
     #[test]
     fn age_counts_upstream_age_and_residence() {
         let h = head(200, &[("Cache-Control", "max-age=100"), ("Age", "40")]);
-        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 1000, 1001, None) else { panic!() };
+        let Storable::Yes(m) = evaluate(
+            &OriginHead {
+                status: 200,
+                headers: &h,
+            },
+            1000,
+            1001,
+            None,
+        ) else {
+            panic!()
+        };
         assert_eq!(m.current_age_s(1001), 41);
         assert_eq!(m.current_age_s(1011), 51);
         assert_eq!(m.usability(1060), Usability::MustRevalidate);
@@ -488,8 +559,24 @@ mod tests {
 
     #[test]
     fn stale_windows() {
-        let h = head(200, &[("Cache-Control", "max-age=10, stale-while-revalidate=20, stale-if-error=100")]);
-        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None) else { panic!() };
+        let h = head(
+            200,
+            &[(
+                "Cache-Control",
+                "max-age=10, stale-while-revalidate=20, stale-if-error=100",
+            )],
+        );
+        let Storable::Yes(m) = evaluate(
+            &OriginHead {
+                status: 200,
+                headers: &h,
+            },
+            0,
+            0,
+            None,
+        ) else {
+            panic!()
+        };
         assert_eq!(m.usability(15), Usability::StaleWhileRevalidate);
         assert_eq!(m.usability(31), Usability::MustRevalidate);
         assert!(m.stale_if_error_ok(100));
@@ -498,10 +585,31 @@ mod tests {
 
     #[test]
     fn meta_round_trip_and_garbage() {
-        let h = head(200, &[("Cache-Control", "no-cache"), ("ETag", "\"v1\""), ("Content-Type", "video/mp4"), ("Connection", "close")]);
-        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None) else { panic!() };
+        let h = head(
+            200,
+            &[
+                ("Cache-Control", "no-cache"),
+                ("ETag", "\"v1\""),
+                ("Content-Type", "video/mp4"),
+                ("Connection", "close"),
+            ],
+        );
+        let Storable::Yes(m) = evaluate(
+            &OriginHead {
+                status: 200,
+                headers: &h,
+            },
+            0,
+            0,
+            None,
+        ) else {
+            panic!()
+        };
         assert!(m.always_revalidate);
-        assert_eq!(&m.header_block[..], b"Cache-Control: no-cache\r\nETag: \"v1\"\r\nContent-Type: video/mp4\r\n");
+        assert_eq!(
+            &m.header_block[..],
+            b"Cache-Control: no-cache\r\nETag: \"v1\"\r\nContent-Type: video/mp4\r\n"
+        );
         let blob = m.encode();
         assert_eq!(Meta::decode(&blob).unwrap(), m);
         for cut in 0..blob.len() {
@@ -512,25 +620,87 @@ mod tests {
     #[test]
     fn oversized_headers_are_trimmed_to_the_essential() {
         let big = "x".repeat(600);
-        let h = head(200, &[("Cache-Control", "max-age=60"), ("X-Debug", &big), ("Content-Type", "video/mp4")]);
-        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None) else { panic!() };
+        let h = head(
+            200,
+            &[
+                ("Cache-Control", "max-age=60"),
+                ("X-Debug", &big),
+                ("Content-Type", "video/mp4"),
+            ],
+        );
+        let Storable::Yes(m) = evaluate(
+            &OriginHead {
+                status: 200,
+                headers: &h,
+            },
+            0,
+            0,
+            None,
+        ) else {
+            panic!()
+        };
         let blob = m.encode_bounded(464).unwrap();
         assert!(blob.len() <= 464);
         let back = Meta::decode(&blob).unwrap();
-        assert_eq!(&back.header_block[..], b"Cache-Control: max-age=60\r\nContent-Type: video/mp4\r\n");
+        assert_eq!(
+            &back.header_block[..],
+            b"Cache-Control: max-age=60\r\nContent-Type: video/mp4\r\n"
+        );
         let huge = "y".repeat(600);
-        let h = head(200, &[("Cache-Control", "max-age=60"), ("Content-Type", &huge)]);
-        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None) else { panic!() };
+        let h = head(
+            200,
+            &[("Cache-Control", "max-age=60"), ("Content-Type", &huge)],
+        );
+        let Storable::Yes(m) = evaluate(
+            &OriginHead {
+                status: 200,
+                headers: &h,
+            },
+            0,
+            0,
+            None,
+        ) else {
+            panic!()
+        };
         assert!(m.encode_bounded(464).is_none());
     }
 
     #[test]
     fn conditional_matching() {
-        let h = head(200, &[("ETag", "W/\"abc\""), ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"), ("Cache-Control", "max-age=1")]);
-        let Storable::Yes(m) = evaluate(&OriginHead { status: 200, headers: &h }, 0, 0, None) else { panic!() };
+        let h = head(
+            200,
+            &[
+                ("ETag", "W/\"abc\""),
+                ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                ("Cache-Control", "max-age=1"),
+            ],
+        );
+        let Storable::Yes(m) = evaluate(
+            &OriginHead {
+                status: 200,
+                headers: &h,
+            },
+            0,
+            0,
+            None,
+        ) else {
+            panic!()
+        };
         assert!(not_modified(&m, Some("\"abc\""), None));
-        assert!(!not_modified(&m, Some("\"x\""), Some("Sun, 06 Nov 1994 08:49:37 GMT")));
-        assert!(not_modified(&m, None, Some("Sun, 06 Nov 1994 08:49:37 GMT")));
-        assert!(!not_modified(&m, None, Some("Sat, 05 Nov 1994 08:49:37 GMT")));
+        assert!(!not_modified(
+            &m,
+            Some("\"x\""),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        ));
+        assert!(not_modified(
+            &m,
+            None,
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        ));
+        assert!(!not_modified(
+            &m,
+            None,
+            Some("Sat, 05 Nov 1994 08:49:37 GMT")
+        ));
     }
 }

@@ -90,7 +90,10 @@ pub fn parse_request(buf: &[u8], headers_count_max: usize) -> Result<Option<Requ
     let minor_version = req.version.unwrap_or(1);
     if !(target.starts_with('/') || target.starts_with("http://") || target.starts_with("https://"))
     {
-        return Err(refuse(400, "request target must be origin-form or absolute-form"));
+        return Err(refuse(
+            400,
+            "request target must be origin-form or absolute-form",
+        ));
     }
     let mut headers = Vec::with_capacity(req.headers.len());
     let mut content_length: Option<u64> = None;
@@ -169,7 +172,10 @@ pub enum RangeSpec {
     /// No Range header, or one we ignore (multiple ranges, other units): send the whole body.
     Whole,
     /// Inclusive first..=last.
-    Bytes { first: u64, last: u64 },
+    Bytes {
+        first: u64,
+        last: u64,
+    },
     Unsatisfiable,
 }
 
@@ -297,7 +303,10 @@ pub fn simple_response(status: u16, server: &str, body: &str, keep_alive: bool) 
     h.header("Server", server)
         .header("Content-Type", "text/plain; charset=utf-8")
         .header("Content-Length", body.len() + 1)
-        .header("Connection", if keep_alive { "keep-alive" } else { "close" });
+        .header(
+            "Connection",
+            if keep_alive { "keep-alive" } else { "close" },
+        );
     let mut out = h.finish();
     out.extend_from_slice(body.as_bytes());
     out.push(b'\n');
@@ -324,7 +333,8 @@ mod tests {
 
     #[test]
     fn smuggling_shapes_are_refused() {
-        let both = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let both =
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(p(both).unwrap_err().status, 400);
         let two_cl = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
         assert_eq!(p(two_cl).unwrap_err().status, 400);
@@ -340,7 +350,10 @@ mod tests {
     fn malformed_is_400_and_missing_host_is_400() {
         assert_eq!(p("GET\r\n\r\n").unwrap_err().status, 400);
         assert_eq!(p("GET / HTTP/1.1\r\n\r\n").unwrap_err().status, 400);
-        assert_eq!(p("GET x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err().status, 400);
+        assert_eq!(
+            p("GET x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err().status,
+            400
+        );
         let many: String = (0..70).map(|i| format!("X-{i}: y\r\n")).collect();
         let r = p(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n"));
         assert_eq!(r.unwrap_err().status, 431);
@@ -348,11 +361,35 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range(Some("bytes=0-9"), 100), RangeSpec::Bytes { first: 0, last: 9 });
-        assert_eq!(parse_range(Some("bytes=90-"), 100), RangeSpec::Bytes { first: 90, last: 99 });
-        assert_eq!(parse_range(Some("bytes=-10"), 100), RangeSpec::Bytes { first: 90, last: 99 });
-        assert_eq!(parse_range(Some("bytes=50-1000"), 100), RangeSpec::Bytes { first: 50, last: 99 });
-        assert_eq!(parse_range(Some("bytes=100-"), 100), RangeSpec::Unsatisfiable);
+        assert_eq!(
+            parse_range(Some("bytes=0-9"), 100),
+            RangeSpec::Bytes { first: 0, last: 9 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=90-"), 100),
+            RangeSpec::Bytes {
+                first: 90,
+                last: 99
+            }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-10"), 100),
+            RangeSpec::Bytes {
+                first: 90,
+                last: 99
+            }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=50-1000"), 100),
+            RangeSpec::Bytes {
+                first: 50,
+                last: 99
+            }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=100-"), 100),
+            RangeSpec::Unsatisfiable
+        );
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeSpec::Whole);
         assert_eq!(parse_range(Some("items=0-1"), 100), RangeSpec::Whole);
         assert_eq!(parse_range(Some("bytes=9-3"), 100), RangeSpec::Whole);

@@ -8,7 +8,11 @@ use arrow_server::config::Config;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "arrow", version, about = "Arrow: a storage-centric CDN cache node for media")]
+#[command(
+    name = "arrow",
+    version,
+    about = "Arrow: a storage-centric CDN cache node for media"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -109,7 +109,10 @@ pub struct ShardMetrics {
 impl ShardMetrics {
     pub fn request(&self, status: u16, result: CacheResult, body_bytes: u64) {
         let class = (status / 100).clamp(2, 5) as usize - 2;
-        let r = CacheResult::ALL.iter().position(|c| *c == result).unwrap_or(0);
+        let r = CacheResult::ALL
+            .iter()
+            .position(|c| *c == result)
+            .unwrap_or(0);
         self.requests[class][r].inc();
         self.body_bytes.add(body_bytes);
     }
@@ -157,21 +160,73 @@ pub fn render(
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
     let counters: [(&str, &str, u64); 12] = [
-        ("arrow_body_bytes_total", "Body bytes sent to viewers.", sum(&|s| s.body_bytes.get())),
-        ("arrow_connections_total", "Client connections accepted.", sum(&|s| s.connections_total.get())),
-        ("arrow_connections_refused_total", "Connections refused at the connection bound.", sum(&|s| s.connections_refused.get())),
-        ("arrow_bad_requests_total", "Requests refused as malformed or too large.", sum(&|s| s.bad_requests.get())),
-        ("arrow_fills_total", "Origin fetches started for cacheable keys.", sum(&|s| s.fills_started.get())),
-        ("arrow_origin_errors_total", "Origin fetches that failed.", sum(&|s| s.origin_errors.get())),
-        ("arrow_origin_bytes_total", "Body bytes received from origins.", sum(&|s| s.origin_bytes.get())),
-        ("arrow_storage_read_errors_total", "Stored objects that could not be read.", sum(&|s| s.storage_read_errors.get())),
-        ("arrow_cross_shard_requests_total", "Requests served by another shard.", sum(&|s| s.cross_shard.get())),
-        ("arrow_overflow_total", "Viewers sent to the overflow CDN.", sum(&|s| s.overflow.get())),
-        ("arrow_peer_pulls_total", "Requests pulled from the designated peer.", sum(&|s| s.peer_pulls.get())),
-        ("arrow_connections_open", "Open client connections.", sum(&|s| s.connections_open.get())),
+        (
+            "arrow_body_bytes_total",
+            "Body bytes sent to viewers.",
+            sum(&|s| s.body_bytes.get()),
+        ),
+        (
+            "arrow_connections_total",
+            "Client connections accepted.",
+            sum(&|s| s.connections_total.get()),
+        ),
+        (
+            "arrow_connections_refused_total",
+            "Connections refused at the connection bound.",
+            sum(&|s| s.connections_refused.get()),
+        ),
+        (
+            "arrow_bad_requests_total",
+            "Requests refused as malformed or too large.",
+            sum(&|s| s.bad_requests.get()),
+        ),
+        (
+            "arrow_fills_total",
+            "Origin fetches started for cacheable keys.",
+            sum(&|s| s.fills_started.get()),
+        ),
+        (
+            "arrow_origin_errors_total",
+            "Origin fetches that failed.",
+            sum(&|s| s.origin_errors.get()),
+        ),
+        (
+            "arrow_origin_bytes_total",
+            "Body bytes received from origins.",
+            sum(&|s| s.origin_bytes.get()),
+        ),
+        (
+            "arrow_storage_read_errors_total",
+            "Stored objects that could not be read.",
+            sum(&|s| s.storage_read_errors.get()),
+        ),
+        (
+            "arrow_cross_shard_requests_total",
+            "Requests served by another shard.",
+            sum(&|s| s.cross_shard.get()),
+        ),
+        (
+            "arrow_overflow_total",
+            "Viewers sent to the overflow CDN.",
+            sum(&|s| s.overflow.get()),
+        ),
+        (
+            "arrow_peer_pulls_total",
+            "Requests pulled from the designated peer.",
+            sum(&|s| s.peer_pulls.get()),
+        ),
+        (
+            "arrow_connections_open",
+            "Open client connections.",
+            sum(&|s| s.connections_open.get()),
+        ),
     ];
     for (name, help, v) in counters {
-        let kind = if name.ends_with("_open") { "gauge" } else { "counter" };
+        let kind = if name.ends_with("_open") {
+            "gauge"
+        } else {
+            "counter"
+        };
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     }
     o.push_str("# HELP arrow_origin_latency_seconds Time to origin response head.\n# TYPE arrow_origin_latency_seconds histogram\n");
@@ -182,28 +237,66 @@ pub fn render(
             .sum();
         let _ = writeln!(o, "arrow_origin_latency_seconds_bucket{{le=\"{b}\"}} {v}");
     }
-    let count: u64 = shards.iter().map(|s| s.origin_latency.count.load(Relaxed)).sum();
-    let sum_us: u64 = shards.iter().map(|s| s.origin_latency.sum_us.load(Relaxed)).sum();
-    let _ = writeln!(o, "arrow_origin_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(o, "arrow_origin_latency_seconds_sum {}", sum_us as f64 / 1e6);
+    let count: u64 = shards
+        .iter()
+        .map(|s| s.origin_latency.count.load(Relaxed))
+        .sum();
+    let sum_us: u64 = shards
+        .iter()
+        .map(|s| s.origin_latency.sum_us.load(Relaxed))
+        .sum();
+    let _ = writeln!(
+        o,
+        "arrow_origin_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(
+        o,
+        "arrow_origin_latency_seconds_sum {}",
+        sum_us as f64 / 1e6
+    );
     let _ = writeln!(o, "arrow_origin_latency_seconds_count {count}");
     o.push_str("# HELP arrow_disk_online Disk state (1 online, 0 offline).\n# TYPE arrow_disk_online gauge\n");
     for d in disks {
-        let l = format!("disk=\"{}\",path=\"{}\",shard=\"{}\"", d.id, d.path.replace('"', "'"), d.shard);
+        let l = format!(
+            "disk=\"{}\",path=\"{}\",shard=\"{}\"",
+            d.id,
+            d.path.replace('"', "'"),
+            d.shard
+        );
         let _ = writeln!(o, "arrow_disk_online{{{l}}} {}", d.online as u8);
         let _ = writeln!(o, "arrow_disk_size_bytes{{{l}}} {}", d.size_bytes);
         let _ = writeln!(o, "arrow_disk_used_bytes{{{l}}} {}", d.used_bytes);
         let _ = writeln!(o, "arrow_disk_objects{{{l}}} {}", d.objects);
         let _ = writeln!(o, "arrow_disk_evictions_total{{{l}}} {}", d.evictions);
         let _ = writeln!(o, "arrow_disk_errors_total{{{l}}} {}", d.errors);
-        let _ = writeln!(o, "arrow_disk_index_bytes_per_object{{{l}}} {:.1}", d.index_bytes_per_object);
+        let _ = writeln!(
+            o,
+            "arrow_disk_index_bytes_per_object{{{l}}} {:.1}",
+            d.index_bytes_per_object
+        );
     }
     o.push_str("# HELP arrow_ram_tier_bytes RAM tier bytes held per shard.\n# TYPE arrow_ram_tier_bytes gauge\n");
     for r in ram {
-        let _ = writeln!(o, "arrow_ram_tier_bytes{{shard=\"{}\"}} {}", r.shard, r.bytes);
-        let _ = writeln!(o, "arrow_ram_tier_capacity_bytes{{shard=\"{}\"}} {}", r.shard, r.capacity);
-        let _ = writeln!(o, "arrow_ram_tier_hits_total{{shard=\"{}\"}} {}", r.shard, r.hits);
-        let _ = writeln!(o, "arrow_ram_tier_misses_total{{shard=\"{}\"}} {}", r.shard, r.misses);
+        let _ = writeln!(
+            o,
+            "arrow_ram_tier_bytes{{shard=\"{}\"}} {}",
+            r.shard, r.bytes
+        );
+        let _ = writeln!(
+            o,
+            "arrow_ram_tier_capacity_bytes{{shard=\"{}\"}} {}",
+            r.shard, r.capacity
+        );
+        let _ = writeln!(
+            o,
+            "arrow_ram_tier_hits_total{{shard=\"{}\"}} {}",
+            r.shard, r.hits
+        );
+        let _ = writeln!(
+            o,
+            "arrow_ram_tier_misses_total{{shard=\"{}\"}} {}",
+            r.shard, r.misses
+        );
     }
     o.push_str(extra);
     o

@@ -31,7 +31,10 @@ pub fn raise_rlimits() {
         };
         // SAFETY: raising the soft limit up to the hard limit is always permitted.
         if unsafe { libc::setrlimit(res, &want) } != 0 {
-            tracing::warn!(limit = name, "could not raise the soft limit to the hard limit");
+            tracing::warn!(
+                limit = name,
+                "could not raise the soft limit to the hard limit"
+            );
         }
     }
 }
@@ -167,7 +170,11 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
     }
     if let Some(link) = &node.cluster {
         // The hashing weight is known now: report it before the first viewer arrives.
-        let weight: u64 = table.iter().filter(|d| d.online.load(std::sync::atomic::Ordering::Relaxed)).map(|d| d.weight).sum();
+        let weight: u64 = table
+            .iter()
+            .filter(|d| d.online.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|d| d.weight)
+            .sum();
         link.local.set_weight_bytes(weight);
     }
     let _ = node.disks.set(table);
@@ -186,7 +193,10 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         admin: admin_addr,
     });
     let sig = wait_signal(&sigset);
-    tracing::info!(signal = sig, "shutting down: no new connections, finishing in-flight work");
+    tracing::info!(
+        signal = sig,
+        "shutting down: no new connections, finishing in-flight work"
+    );
     node.begin_shutdown();
     for t in threads {
         let _ = t.join();

@@ -260,8 +260,7 @@ impl OriginClient {
                 });
             }
             let spare = std::mem::take(&mut buf);
-            let (res, b) = match monoio::time::timeout(timeout, read_more(&mut conn, spare)).await
-            {
+            let (res, b) = match monoio::time::timeout(timeout, read_more(&mut conn, spare)).await {
                 Ok(x) => x,
                 Err(_) => {
                     return Err(FetchError::Timeout {
@@ -328,15 +327,18 @@ impl OriginClient {
             .any(|v| v.to_ascii_lowercase().contains("chunked"));
         let lengths = find("content-length");
         let len = match lengths.first() {
-            Some(l) if !chunked => Some(l.trim().parse::<u64>().map_err(|_| {
-                FetchError::Protocol {
+            Some(l) if !chunked => {
+                Some(l.trim().parse::<u64>().map_err(|_| FetchError::Protocol {
                     origin: origin.url.clone(),
                     reason: format!("bad Content-Length {l:?}"),
-                }
-            })?),
+                })?)
+            }
             _ => None,
         };
-        if lengths.iter().any(|l| Some(l.trim()) != lengths.first().map(|f| f.trim())) {
+        if lengths
+            .iter()
+            .any(|l| Some(l.trim()) != lengths.first().map(|f| f.trim()))
+        {
             return Err(FetchError::Protocol {
                 origin: origin.url.clone(),
                 reason: "conflicting Content-Length".into(),

@@ -45,16 +45,30 @@ pub enum Route {
         designated: Option<String>,
         mirror_from: Option<SocketAddr>,
     },
-    Peer { node: String, addr: SocketAddr },
-    Overflow { location: String },
+    Peer {
+        node: String,
+        addr: SocketAddr,
+    },
+    Overflow {
+        location: String,
+    },
 }
 
 impl Route {
     /// The debug headers of DESIGN.md (as in the seed's PoC).
-    pub fn debug_headers(&self, k: &Keys, self_name: &str, host: &str, path: &str, out: &mut String) {
+    pub fn debug_headers(
+        &self,
+        k: &Keys,
+        self_name: &str,
+        host: &str,
+        path: &str,
+        out: &mut String,
+    ) {
         use std::fmt::Write as _;
         let (act, pull_node) = match self {
-            Route::Local { self_serving: true, .. } => ("1 (self-serving)", self_name.to_string()),
+            Route::Local {
+                self_serving: true, ..
+            } => ("1 (self-serving)", self_name.to_string()),
             Route::Local { designated, .. } => (
                 "0 (mirror)",
                 designated.clone().unwrap_or_else(|| self_name.to_string()),
@@ -77,7 +91,10 @@ impl Route {
 impl ClusterLink {
     /// `arrow status`-style table of the cluster as this node sees it.
     pub fn status_text(&self) -> String {
-        arrow_cluster::format_status(&self.handle.table().snapshot(), arrow_cluster::monotonic_ms())
+        arrow_cluster::format_status(
+            &self.handle.table().snapshot(),
+            arrow_cluster::monotonic_ms(),
+        )
     }
 
     /// Prometheus lines for brpu, users, mirroring and comet counters.
@@ -88,14 +105,31 @@ impl ClusterLink {
         let mut o = String::new();
         let _ = writeln!(o, "# HELP arrow_brpu_bps Bitrate per user this node can sustain now.\n# TYPE arrow_brpu_bps gauge\narrow_brpu_bps {}", b.brpu_bps);
         let _ = writeln!(o, "# TYPE arrow_capacity_bps gauge");
-        for (r, v) in [("cpu", b.c_cpu_bps), ("net", b.c_net_bps), ("disk", b.c_disk_bps), ("min", b.capacity_bps)] {
+        for (r, v) in [
+            ("cpu", b.c_cpu_bps),
+            ("net", b.c_net_bps),
+            ("disk", b.c_disk_bps),
+            ("min", b.capacity_bps),
+        ] {
             let _ = writeln!(o, "arrow_capacity_bps{{resource=\"{r}\"}} {v}");
         }
-        let _ = writeln!(o, "# TYPE arrow_brpu_guarantee_bps gauge\narrow_brpu_guarantee_bps {}", b.guarantee_bps);
+        let _ = writeln!(
+            o,
+            "# TYPE arrow_brpu_guarantee_bps gauge\narrow_brpu_guarantee_bps {}",
+            b.guarantee_bps
+        );
         let _ = writeln!(o, "# TYPE arrow_users gauge\narrow_users {}", b.users);
-        let _ = writeln!(o, "# TYPE arrow_mirroring gauge\narrow_mirroring {}", self.handle.mirroring() as u8);
+        let _ = writeln!(
+            o,
+            "# TYPE arrow_mirroring gauge\narrow_mirroring {}",
+            self.handle.mirroring() as u8
+        );
         let _ = writeln!(o, "# HELP arrow_comets_sent_total Comets sent.\n# TYPE arrow_comets_sent_total counter\narrow_comets_sent_total {}", c.sent);
-        let _ = writeln!(o, "# TYPE arrow_comets_accepted_total counter\narrow_comets_accepted_total {}", c.accepted);
+        let _ = writeln!(
+            o,
+            "# TYPE arrow_comets_accepted_total counter\narrow_comets_accepted_total {}",
+            c.accepted
+        );
         let _ = writeln!(o, "# HELP arrow_comets_dropped_total Comets dropped, by reason.\n# TYPE arrow_comets_dropped_total counter");
         for (reason, v) in [
             ("malformed", c.dropped_malformed),
@@ -109,8 +143,17 @@ impl ClusterLink {
         let now = arrow_cluster::monotonic_ms();
         let _ = writeln!(o, "# TYPE arrow_comet_age_ms gauge");
         for n in self.handle.table().snapshot() {
-            let _ = writeln!(o, "arrow_comet_age_ms{{node=\"{}\"}} {}", n.name, now.saturating_sub(n.last_seen_ms));
-            let _ = writeln!(o, "arrow_node_in_service{{node=\"{}\"}} {}", n.name, n.in_service as u8);
+            let _ = writeln!(
+                o,
+                "arrow_comet_age_ms{{node=\"{}\"}} {}",
+                n.name,
+                now.saturating_sub(n.last_seen_ms)
+            );
+            let _ = writeln!(
+                o,
+                "arrow_node_in_service{{node=\"{}\"}} {}",
+                n.name, n.in_service as u8
+            );
         }
         o
     }
@@ -128,7 +171,13 @@ impl ShardCtx {
     }
 
     /// Decide where a request is served.
-    pub fn route(&self, k: &Keys, req: &Request, cacheable: bool, first_on_connection: bool) -> Route {
+    pub fn route(
+        &self,
+        k: &Keys,
+        req: &Request,
+        cacheable: bool,
+        first_on_connection: bool,
+    ) -> Route {
         let Some(link) = self.node.cluster.as_ref() else {
             return Route::Local {
                 self_serving: true,
@@ -138,7 +187,11 @@ impl ShardCtx {
         };
         let pulled = req.header(PULL_HEADER).is_some();
         let Some(nodes) = self.cluster_nodes() else {
-            return Route::Local { self_serving: true, designated: None, mirror_from: None };
+            return Route::Local {
+                self_serving: true,
+                designated: None,
+                mirror_from: None,
+            };
         };
         let overflow = |ctx: &ShardCtx| -> Option<Route> {
             let o = link.overflow.as_ref()?;
@@ -148,13 +201,18 @@ impl ShardCtx {
             })
         };
         // Admission of a new viewer on this node (never for intra-cluster pulls).
-        if first_on_connection && !pulled && !link.handle.admit(self.node.users().saturating_sub(1)) {
+        if first_on_connection && !pulled && !link.handle.admit(self.node.users().saturating_sub(1))
+        {
             if let Some(r) = overflow(self) {
                 return r;
             }
         }
         if pulled || !cacheable {
-            return Route::Local { self_serving: true, designated: None, mirror_from: None };
+            return Route::Local {
+                self_serving: true,
+                designated: None,
+                mirror_from: None,
+            };
         }
         match arrow_cluster::designated(&nodes, &k.cluster_key, link.guarantee_bps) {
             None => overflow(self).unwrap_or(Route::Local {
@@ -224,8 +282,16 @@ pub async fn pass_to_origin(
         .await;
     match resp {
         Ok(r) => {
-            stream_origin_response(r, &ctx.node.name, keep_alive, req.method == "HEAD", extra, None, sink)
-                .await
+            stream_origin_response(
+                r,
+                &ctx.node.name,
+                keep_alive,
+                req.method == "HEAD",
+                extra,
+                None,
+                sink,
+            )
+            .await
         }
         Err(e) => relay_error(ctx, 502, &e.to_string(), keep_alive, sink).await,
     }
@@ -279,11 +345,26 @@ pub async fn pull_from_peer(
             o.result = CacheResult::Peer;
             o
         }
-        Err(e) => relay_error(ctx, 502, &format!("designated node {node}: {e}"), keep_alive, sink).await,
+        Err(e) => {
+            relay_error(
+                ctx,
+                502,
+                &format!("designated node {node}: {e}"),
+                keep_alive,
+                sink,
+            )
+            .await
+        }
     }
 }
 
-async fn relay_error(ctx: &ShardCtx, status: u16, reason: &str, keep_alive: bool, sink: &mut impl Sink) -> Outcome {
+async fn relay_error(
+    ctx: &ShardCtx,
+    status: u16,
+    reason: &str,
+    keep_alive: bool,
+    sink: &mut impl Sink,
+) -> Outcome {
     let r = crate::http::simple_response(status, &ctx.node.name, reason, keep_alive);
     let aborted = sink.send(r, bytes::Bytes::new()).await.is_err();
     Outcome {

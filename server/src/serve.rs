@@ -215,7 +215,13 @@ impl ShardCache {
                                 Some(Err(e)) => {
                                     if meta.stale_if_error_ok(now) {
                                         if let Some(o) = self
-                                            .serve_stored(req, &info, &meta, CacheResult::Stale, sink)
+                                            .serve_stored(
+                                                req,
+                                                &info,
+                                                &meta,
+                                                CacheResult::Stale,
+                                                sink,
+                                            )
                                             .await
                                         {
                                             return o;
@@ -261,7 +267,11 @@ impl ShardCache {
     /// The fill in flight for the key, or a new one started in its own task (it goes on when
     /// the viewer that started it leaves).
     /// Returns the fill and whether this viewer started it (its leader).
-    fn join_or_start(self: &Rc<Self>, req: &CacheRequest, stale: Option<&Meta>) -> (Rc<Fill>, bool) {
+    fn join_or_start(
+        self: &Rc<Self>,
+        req: &CacheRequest,
+        stale: Option<&Meta>,
+    ) -> (Rc<Fill>, bool) {
         if let Some(f) = self.fills.borrow().get(&req.cache_key) {
             return (f.clone(), false);
         }
@@ -330,7 +340,9 @@ impl ShardCache {
             };
             match self.origin.fetch_one(&origin, &request).await {
                 Ok(r) if r.status < 500 => resp = Some(Ok(r)),
-                Ok(r) => tracing::warn!(%peer, status = r.status, "mirror pull failed; using the origin"),
+                Ok(r) => {
+                    tracing::warn!(%peer, status = r.status, "mirror pull failed; using the origin")
+                }
                 Err(e) => tracing::warn!(%peer, error = %e, "mirror pull failed; using the origin"),
             }
         }
@@ -369,8 +381,12 @@ impl ShardCache {
         if let (Some(m), 304) = (stale, resp.status) {
             let refreshed = m.refreshed(&head, request_time, response_time, rule.default_ttl_s);
             if let (Some(store), Some(disk)) = (&self.store, req.disk) {
-                if let Some(blob) = refreshed.encode_bounded(arrow_storage::layout::META_BYTES_MAX) {
-                    if let Err(e) = store.update_meta(disk, req.cache_key.as_bytes(), blob).await {
+                if let Some(blob) = refreshed.encode_bounded(arrow_storage::layout::META_BYTES_MAX)
+                {
+                    if let Err(e) = store
+                        .update_meta(disk, req.cache_key.as_bytes(), blob)
+                        .await
+                    {
                         tracing::warn!(key = %req.cache_key, error = %e, "metadata refresh failed");
                     }
                 }
@@ -384,14 +400,14 @@ impl ShardCache {
             fill.notify();
             return;
         }
-        let storable = match freshness::evaluate(&head, request_time, response_time, rule.default_ttl_s)
-        {
-            Storable::Yes(m) => Some(m),
-            Storable::No(why) => {
-                tracing::debug!(key = %req.cache_key, why, "not storable");
-                None
-            }
-        };
+        let storable =
+            match freshness::evaluate(&head, request_time, response_time, rule.default_ttl_s) {
+                Storable::Yes(m) => Some(m),
+                Storable::No(why) => {
+                    tracing::debug!(key = %req.cache_key, why, "not storable");
+                    None
+                }
+            };
         let too_big = resp
             .body
             .len
@@ -498,7 +514,7 @@ impl ShardCache {
         };
         // A response that may not be shared goes only to the viewer that asked for it; the
         // others that joined meanwhile fetch for themselves.
-        if !head.shared && !(leader && head.buffered) {
+        if !(head.shared || leader && head.buffered) {
             return self.pass_through(req, sink).await;
         }
         if req.if_none_match.is_some() || req.if_modified_since.is_some() {
@@ -761,14 +777,24 @@ impl ShardCache {
         }
     }
 
-    fn common_headers(&self, h: &mut HeadWriter, req: &CacheRequest, result: CacheResult, age: u64) {
+    fn common_headers(
+        &self,
+        h: &mut HeadWriter,
+        req: &CacheRequest,
+        result: CacheResult,
+        age: u64,
+    ) {
         h.header("Age", age)
             .header("X-Cache", result.as_str())
             .header("Server", &*self.node_name)
             .header("Accept-Ranges", "bytes")
             .header(
                 "Connection",
-                if req.keep_alive { "keep-alive" } else { "close" },
+                if req.keep_alive {
+                    "keep-alive"
+                } else {
+                    "close"
+                },
             )
             .raw(req.extra_headers.as_bytes());
     }
@@ -787,7 +813,11 @@ impl ShardCache {
             .header("Content-Length", body.len())
             .header(
                 "Connection",
-                if req.keep_alive { "keep-alive" } else { "close" },
+                if req.keep_alive {
+                    "keep-alive"
+                } else {
+                    "close"
+                },
             )
             .raw(req.extra_headers.as_bytes());
         let body = if req.head_only {
@@ -884,7 +914,10 @@ pub async fn stream_origin_response(
     h.raw(&render_origin_headers(&resp));
     h.header("X-Cache", x_cache.unwrap_or(CacheResult::Pass.as_str()))
         .header("Server", node_name)
-        .header("Connection", if keep_alive { "keep-alive" } else { "close" })
+        .header(
+            "Connection",
+            if keep_alive { "keep-alive" } else { "close" },
+        )
         .raw(extra_headers.as_bytes());
     let no_body = head_only || resp.status == 204 || resp.status == 304;
     let chunked = resp.body.len.is_none() && !no_body;
@@ -923,7 +956,10 @@ pub async fn stream_origin_response(
         }
         if chunked {
             out.aborted = sink
-                .send(head.take().unwrap_or_default(), Bytes::from_static(b"0\r\n\r\n"))
+                .send(
+                    head.take().unwrap_or_default(),
+                    Bytes::from_static(b"0\r\n\r\n"),
+                )
                 .await
                 .is_err();
             return out;

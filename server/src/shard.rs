@@ -35,7 +35,7 @@ pub struct DiskEntry {
 pub enum ShardMsg {
     /// Serve a cacheable request whose disk this shard owns; replies stream back.
     Serve {
-        req: CacheRequest,
+        req: Box<CacheRequest>,
         reply: async_channel::Sender<Reply>,
     },
     /// Remove a key (from every disk of the shard) or every key under a prefix.
@@ -229,7 +229,11 @@ pub struct ShardStart {
 pub fn run(start: ShardStart) {
     let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: start.core });
     if !pinned {
-        tracing::warn!(shard = start.shard, core = start.core, "could not pin shard to its core");
+        tracing::warn!(
+            shard = start.shard,
+            core = start.core,
+            "could not pin shard to its core"
+        );
     }
     let mut rt = match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
         .with_entries(1024)
@@ -281,7 +285,9 @@ async fn shard_main(start: ShardStart) {
                 Some(Rc::new(store))
             }
             Err(e) => {
-                let _ = start.ready.send(Err(format!("shard {shard}: storage: {e}")));
+                let _ = start
+                    .ready
+                    .send(Err(format!("shard {shard}: storage: {e}")));
                 return;
             }
         }
@@ -317,7 +323,11 @@ async fn shard_main(start: ShardStart) {
         let w: Box<dyn std::io::Write> = if p == "-" {
             Box::new(std::io::stdout())
         } else {
-            match std::fs::OpenOptions::new().create(true).append(true).open(p) {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+            {
                 Ok(f) => Box::new(f),
                 Err(e) => {
                     tracing::error!(path = %p, error = %e, "cannot open access log");
@@ -325,7 +335,10 @@ async fn shard_main(start: ShardStart) {
                 }
             }
         };
-        Some(RefCell::new(std::io::BufWriter::with_capacity(64 * 1024, w)))
+        Some(RefCell::new(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            w,
+        )))
     });
     let ctx = Rc::new(ShardCtx {
         shard,
@@ -506,7 +519,8 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
             ctx.metrics.connections_refused.inc();
             monoio::spawn(async move {
                 let mut stream = stream;
-                let resp = crate::http::simple_response(503, "arrow", "too many connections", false);
+                let resp =
+                    crate::http::simple_response(503, "arrow", "too many connections", false);
                 let mut sink = crate::serve::SocketSink {
                     stream: &mut stream,
                     timeout: Duration::from_secs(1),
@@ -550,14 +564,18 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
             reply,
         } => {
             let r = match &ctx.cache.store {
-                Some(s) if s.stats().disks.iter().any(|d| d.id == disk) => s
-                    .set_online(disk, online)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Some(s) if s.stats().disks.iter().any(|d| d.id == disk) => {
+                    s.set_online(disk, online).await.map_err(|e| e.to_string())
+                }
                 _ => Err(format!("disk {disk} is not on shard {}", ctx.shard)),
             };
             if r.is_ok() {
-                if let Some(e) = ctx.node.disks.get().and_then(|d| d.iter().find(|e| e.id == disk)) {
+                if let Some(e) = ctx
+                    .node
+                    .disks
+                    .get()
+                    .and_then(|d| d.iter().find(|e| e.id == disk))
+                {
                     e.online.store(online, Ordering::Relaxed);
                 }
             }
@@ -566,14 +584,22 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
     }
 }
 
-async fn purge_local(ctx: &ShardCtx, key: Option<&str>, prefix: Option<&str>) -> Result<usize, String> {
+async fn purge_local(
+    ctx: &ShardCtx,
+    key: Option<&str>,
+    prefix: Option<&str>,
+) -> Result<usize, String> {
     let Some(store) = &ctx.cache.store else {
         return Ok(0);
     };
     let mut n = 0;
     if let Some(k) = key {
         for d in store.stats().disks {
-            if store.remove(d.id, k.as_bytes()).await.map_err(|e| e.to_string())? {
+            if store
+                .remove(d.id, k.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 n += 1;
             }
         }

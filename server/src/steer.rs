@@ -47,7 +47,10 @@ pub fn program(cores: &[usize]) -> Vec<libc::sock_filter> {
 }
 
 pub fn attach_cpu_steering(sock: &impl AsRawFd, cores: &[usize]) -> io::Result<()> {
-    assert!(!cores.is_empty() && cores.len() < 100, "shard count bounded");
+    assert!(
+        !cores.is_empty() && cores.len() < 100,
+        "shard count bounded"
+    );
     let mut prog = program(cores);
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
@@ -90,7 +93,8 @@ mod tests {
         let mut socks = Vec::new();
         let mut addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
         for _ in cores {
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
             s.set_reuse_port(true).unwrap();
             s.bind(&addr.into()).unwrap();
             s.listen(16).unwrap();

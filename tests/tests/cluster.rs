@@ -172,7 +172,11 @@ fn three_nodes_agree_pull_from_designated_and_survive_a_kill() {
     assert_eq!(d[0], d[2]);
     for name in &c.net.names {
         let share = d[0].iter().filter(|x| *x == name).count();
-        assert!(share > 2_000, "{name} designated for {share} of 10000 keys; status:\n{}", c.admin_get(0, "/status").unwrap_or_default());
+        assert!(
+            share > 2_000,
+            "{name} designated for {share} of 10000 keys; status:\n{}",
+            c.admin_get(0, "/status").unwrap_or_default()
+        );
     }
 
     // 2. A request to a non-designated node is pulled from the designated one; the origin is
@@ -190,14 +194,23 @@ fn three_nodes_agree_pull_from_designated_and_survive_a_kill() {
         if i == di {
             assert!(r.header("x-arrow-act").unwrap().contains("self-serving"));
         } else {
-            assert!(r.header("x-arrow-act").unwrap().contains("pulled"), "{:?}", r.headers);
+            assert!(
+                r.header("x-arrow-act").unwrap().contains("pulled"),
+                "{:?}",
+                r.headers
+            );
             assert_eq!(
                 r.header("x-arrow-pull-url"),
                 Some(format!("http://{designated}{path}").as_str())
             );
         }
     }
-    let origin_count = c._origin.as_ref().unwrap().count.load(std::sync::atomic::Ordering::SeqCst);
+    let origin_count = c
+        ._origin
+        .as_ref()
+        .unwrap()
+        .count
+        .load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(origin_count, 1, "origin fetched once cluster-wide");
 
     // 3. kill -9 one node: the others mark it out within N+1 intervals and only its keys move.
@@ -212,7 +225,10 @@ fn three_nodes_agree_pull_from_designated_and_survive_a_kill() {
     let took = killed_at.elapsed();
     assert!(gone, "killed node never left service");
     let bound = Duration::from_millis((MISSING + 1) * INTERVAL_MS + 400);
-    assert!(took <= bound, "marked out after {took:?}, bound {bound:?} (N+1 intervals + sampling)");
+    assert!(
+        took <= bound,
+        "marked out after {took:?}, bound {bound:?} (N+1 intervals + sampling)"
+    );
     let after: Vec<Vec<String>> = [survivor, (survivor + 1) % 3]
         .iter()
         .filter(|&&i| i != victim)
@@ -258,8 +274,15 @@ fn three_nodes_agree_pull_from_designated_and_survive_a_kill() {
     assert!(!status.contains("evil"), "{status}");
     assert_eq!(c.designations(survivor, 10_000), after[0]);
     let metrics = c.admin_get(survivor, "/metrics").unwrap();
-    let forged_line = metrics.lines().find(|l| l.starts_with("arrow_comets_dropped_total{reason=\"forged\"}")).unwrap_or("");
-    let forged_n: u64 = forged_line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let forged_line = metrics
+        .lines()
+        .find(|l| l.starts_with("arrow_comets_dropped_total{reason=\"forged\"}"))
+        .unwrap_or("");
+    let forged_n: u64 = forged_line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     assert!(forged_n >= 20, "forged comets counted: {forged_line}");
 }
 
@@ -283,7 +306,8 @@ fn overflow_when_the_line_rate_cannot_keep_the_guarantee() {
         for v in 0..2 {
             let mut s = std::net::TcpStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(format!("GET /v/t{v}/seg.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes()).unwrap();
+            s.write_all(format!("GET /v/t{v}/seg.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+                .unwrap();
             let r = read_response(&mut s, false, &mut Vec::new()).unwrap();
             assert_eq!(r.status, 200, "viewer {v} admitted");
             viewers.push(s);
@@ -291,20 +315,30 @@ fn overflow_when_the_line_rate_cannot_keep_the_guarantee() {
         // A third viewer overflows to the CDN, same path and query.
         let r = get(addr, "/v/t9/seg.ts?a=b", HOST, &[]).unwrap();
         assert_eq!(r.status, 302);
-        assert_eq!(r.header("location"), Some("https://cdn.overflow.test/v/t9/seg.ts?a=b"));
+        assert_eq!(
+            r.header("location"),
+            Some("https://cdn.overflow.test/v/t9/seg.ts?a=b")
+        );
         // Admitted viewers keep being served on their connections.
         for (v, s) in viewers.iter_mut().enumerate() {
-            s.write_all(format!("GET /v/t{v}/seg2.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes()).unwrap();
+            s.write_all(format!("GET /v/t{v}/seg2.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+                .unwrap();
             let r = read_response(s, false, &mut Vec::new()).unwrap();
             assert_eq!(r.status, 200);
         }
         drop(viewers);
         // Once they leave, new viewers are admitted again.
         wait_until(Duration::from_secs(5), || {
-            get(addr, "/v/t1/seg.ts", HOST, &[]).map(|r| r.status == 200).unwrap_or(false)
+            get(addr, "/v/t1/seg.ts", HOST, &[])
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
         })
     });
-    assert!(ok, "admission returns after viewers leave; log:\n{}", c.log(0));
+    assert!(
+        ok,
+        "admission returns after viewers leave; log:\n{}",
+        c.log(0)
+    );
     let _ = &c.configs;
 }
 
@@ -328,23 +362,48 @@ fn mirroring_keeps_pulled_copies_when_headroom_is_low() {
     let path = "/v/title-7/seg-3.ts";
     let key = arrow_cluster::cluster_key("example.test", "/v/title-7");
     let designated = c.admin_get(0, &format!("/designate?key={key}")).unwrap();
-    let di = c.net.names.iter().position(|n| *n == designated.trim()).unwrap();
+    let di = c
+        .net
+        .names
+        .iter()
+        .position(|n| *n == designated.trim())
+        .unwrap();
     let other = (di + 1) % 3;
     let a = c.http_get(other, path);
     assert_eq!(a.status, 200);
-    assert!(a.header("x-arrow-act").unwrap().contains("mirror"), "{:?}", a.headers);
+    assert!(
+        a.header("x-arrow-act").unwrap().contains("mirror"),
+        "{:?}",
+        a.headers
+    );
     assert_eq!(a.body, body_for(path, 20_000));
-    let hit = wait_until(Duration::from_secs(5), || c.http_get(other, path).x_cache() == "HIT");
+    let hit = wait_until(Duration::from_secs(5), || {
+        c.http_get(other, path).x_cache() == "HIT"
+    });
     assert!(hit, "the mirror keeps its copy");
     let b = c.http_get(di, path);
-    assert_eq!(b.x_cache(), "HIT", "the designated node filled once, for the mirror");
-    let origin_count = c._origin.as_ref().unwrap().count.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(origin_count, 1, "the mirror pulled from the designated node, not the origin");
+    assert_eq!(
+        b.x_cache(),
+        "HIT",
+        "the designated node filled once, for the mirror"
+    );
+    let origin_count = c
+        ._origin
+        .as_ref()
+        .unwrap()
+        .count
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        origin_count, 1,
+        "the mirror pulled from the designated node, not the origin"
+    );
 }
 
 fn dig(ns: &str, server: &str, name: &str) -> String {
     let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "dig", "+tries=1", "+time=2", "-p", "5353"])
+        .args([
+            "netns", "exec", ns, "dig", "+tries=1", "+time=2", "-p", "5353",
+        ])
         .arg(format!("@{server}"))
         .arg(name)
         .output()
@@ -356,14 +415,22 @@ fn dig(ns: &str, server: &str, name: &str) -> String {
 fn cname(answer: &str) -> Option<(String, u32)> {
     answer.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() == 5 && f[3] == "CNAME")
-            .then(|| (f[4].trim_end_matches('.').to_string(), f[1].parse().unwrap_or(0)))
+        (f.len() == 5 && f[3] == "CNAME").then(|| {
+            (
+                f[4].trim_end_matches('.').to_string(),
+                f[1].parse().unwrap_or(0),
+            )
+        })
     })
 }
 
 #[test]
 fn content_aware_dns_agrees_with_http_designation() {
-    if std::process::Command::new("dig").arg("-v").output().is_err() {
+    if std::process::Command::new("dig")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
         eprintln!("SKIPPED: dig is not installed (scripts/setup.sh installs bind9-dnsutils)");
         return;
     }

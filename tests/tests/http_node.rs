@@ -42,7 +42,11 @@ fn setup(
 }
 
 fn media(req: &SeenRequest) -> OriginReply {
-    let len = if req.path.contains("big") { 3 << 20 } else { 10_000 };
+    let len = if req.path.contains("big") {
+        3 << 20
+    } else {
+        10_000
+    };
     OriginReply::ok(body_for(&req.path, len), "max-age=300")
         .header("ETag", &format!("\"{}\"", req.path.len()))
         .header("Content-Type", "video/mp2t")
@@ -56,7 +60,10 @@ fn miss_then_hit() {
     assert_eq!(a.x_cache(), "MISS");
     assert_eq!(a.body, body_for("/v/t1/seg-1.ts?x=1", 10_000));
     assert_eq!(a.header("server"), Some("n01.test"));
-    assert_eq!(a.header("x-arrow-cache-key"), Some("example.test/v/t1/seg-1.ts"));
+    assert_eq!(
+        a.header("x-arrow-cache-key"),
+        Some("example.test/v/t1/seg-1.ts")
+    );
     let b = get(s.node.http, "/v/t1/seg-1.ts?x=2", HOST, &[]).unwrap();
     assert_eq!(b.status, 200);
     assert_eq!(b.x_cache(), "HIT");
@@ -76,7 +83,10 @@ fn large_object_streams_and_hits() {
     let a = get(s.node.http, "/v/t1/big.mp4", HOST, &[]).unwrap();
     assert_eq!(a.body, body_for("/v/t1/big.mp4", 3 << 20));
     assert!(wait_until(Duration::from_secs(5), || {
-        get(s.node.http, "/v/t1/big.mp4", HOST, &[]).unwrap().x_cache() == "HIT"
+        get(s.node.http, "/v/t1/big.mp4", HOST, &[])
+            .unwrap()
+            .x_cache()
+            == "HIT"
     }));
     let b = get(s.node.http, "/v/t1/big.mp4", HOST, &[]).unwrap();
     assert_eq!(b.body, a.body);
@@ -115,25 +125,52 @@ fn ranges_on_miss_and_hit() {
     });
     let full = body_for("/v/r/seg.ts", 100_000);
     // On a miss: served as soon as the bytes are there.
-    let a = get(s.node.http, "/v/r/seg.ts", HOST, &[("Range", "bytes=10-19")]).unwrap();
+    let a = get(
+        s.node.http,
+        "/v/r/seg.ts",
+        HOST,
+        &[("Range", "bytes=10-19")],
+    )
+    .unwrap();
     assert_eq!(a.status, 206);
     assert_eq!(a.header("content-range"), Some("bytes 10-19/100000"));
     assert_eq!(a.body, &full[10..20]);
     assert!(wait_until(Duration::from_secs(5), || {
-        get(s.node.http, "/v/r/seg.ts", HOST, &[]).unwrap().x_cache() == "HIT"
+        get(s.node.http, "/v/r/seg.ts", HOST, &[])
+            .unwrap()
+            .x_cache()
+            == "HIT"
     }));
     // On a hit: suffix range, open range, unsatisfiable.
     let b = get(s.node.http, "/v/r/seg.ts", HOST, &[("Range", "bytes=-5")]).unwrap();
     assert_eq!(b.status, 206);
     assert_eq!(b.x_cache(), "HIT");
     assert_eq!(b.body, &full[99_995..]);
-    let c = get(s.node.http, "/v/r/seg.ts", HOST, &[("Range", "bytes=99990-")]).unwrap();
+    let c = get(
+        s.node.http,
+        "/v/r/seg.ts",
+        HOST,
+        &[("Range", "bytes=99990-")],
+    )
+    .unwrap();
     assert_eq!(c.body, &full[99_990..]);
-    let d = get(s.node.http, "/v/r/seg.ts", HOST, &[("Range", "bytes=100000-")]).unwrap();
+    let d = get(
+        s.node.http,
+        "/v/r/seg.ts",
+        HOST,
+        &[("Range", "bytes=100000-")],
+    )
+    .unwrap();
     assert_eq!(d.status, 416);
     assert_eq!(d.header("content-range"), Some("bytes */100000"));
     // Unsatisfiable on a miss, too.
-    let e = get(s.node.http, "/v/r/other.ts", HOST, &[("Range", "bytes=200000-")]).unwrap();
+    let e = get(
+        s.node.http,
+        "/v/r/other.ts",
+        HOST,
+        &[("Range", "bytes=200000-")],
+    )
+    .unwrap();
     assert_eq!(e.status, 416);
     assert_eq!(s.origin.requests(), 2);
 }
@@ -147,7 +184,10 @@ fn conditional_requests_and_revalidation() {
         if req.header("if-none-match") == Some(etag.as_str()) {
             return OriginReply {
                 status: 304,
-                headers: vec![("ETag".into(), etag), ("Cache-Control".into(), "max-age=1".into())],
+                headers: vec![
+                    ("ETag".into(), etag),
+                    ("Cache-Control".into(), "max-age=1".into()),
+                ],
                 body: vec![],
                 delay: Duration::ZERO,
                 piece_delay: Duration::ZERO,
@@ -158,7 +198,13 @@ fn conditional_requests_and_revalidation() {
     let a = get(s.node.http, "/m/t/manifest.m3u8", HOST, &[]).unwrap();
     assert_eq!(a.status, 200);
     // A conditional viewer gets 304 from cache.
-    let b = get(s.node.http, "/m/t/manifest.m3u8", HOST, &[("If-None-Match", "\"v1\"")]).unwrap();
+    let b = get(
+        s.node.http,
+        "/m/t/manifest.m3u8",
+        HOST,
+        &[("If-None-Match", "\"v1\"")],
+    )
+    .unwrap();
     assert_eq!(b.status, 304);
     assert_eq!(b.header("etag"), Some("\"v1\""));
     assert_eq!(s.origin.requests(), 1);
@@ -219,22 +265,65 @@ fn purge_needs_the_token() {
     get(s.node.http, "/v/p/b.ts", HOST, &[]).unwrap();
     get(s.node.http, "/v/q/c.ts", HOST, &[]).unwrap();
     let key = "example.test/v/p/a.ts";
-    let no = request(s.node.admin, "POST", &format!("/purge?key={key}"), "admin", &[]).unwrap();
+    let no = request(
+        s.node.admin,
+        "POST",
+        &format!("/purge?key={key}"),
+        "admin",
+        &[],
+    )
+    .unwrap();
     assert_eq!(no.status, 401);
-    let bad = request(s.node.admin, "POST", &format!("/purge?key={key}"), "admin", &[("Authorization", "Bearer nope")]).unwrap();
+    let bad = request(
+        s.node.admin,
+        "POST",
+        &format!("/purge?key={key}"),
+        "admin",
+        &[("Authorization", "Bearer nope")],
+    )
+    .unwrap();
     assert_eq!(bad.status, 401);
-    assert_eq!(get(s.node.http, "/v/p/a.ts", HOST, &[]).unwrap().x_cache(), "HIT");
+    assert_eq!(
+        get(s.node.http, "/v/p/a.ts", HOST, &[]).unwrap().x_cache(),
+        "HIT"
+    );
     let auth = format!("Bearer {ADMIN_TOKEN}");
-    let ok = request(s.node.admin, "POST", &format!("/purge?key={key}"), "admin", &[("Authorization", &auth)]).unwrap();
+    let ok = request(
+        s.node.admin,
+        "POST",
+        &format!("/purge?key={key}"),
+        "admin",
+        &[("Authorization", &auth)],
+    )
+    .unwrap();
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
-    assert_eq!(get(s.node.http, "/v/p/a.ts", HOST, &[]).unwrap().x_cache(), "MISS");
-    let pre = request(s.node.admin, "POST", "/purge?prefix=example.test/v/p/", "admin", &[("Authorization", &auth)]).unwrap();
+    assert_eq!(
+        get(s.node.http, "/v/p/a.ts", HOST, &[]).unwrap().x_cache(),
+        "MISS"
+    );
+    let pre = request(
+        s.node.admin,
+        "POST",
+        "/purge?prefix=example.test/v/p/",
+        "admin",
+        &[("Authorization", &auth)],
+    )
+    .unwrap();
     assert_eq!(pre.status, 200);
-    assert_eq!(get(s.node.http, "/v/p/b.ts", HOST, &[]).unwrap().x_cache(), "MISS");
-    assert_eq!(get(s.node.http, "/v/q/c.ts", HOST, &[]).unwrap().x_cache(), "HIT");
+    assert_eq!(
+        get(s.node.http, "/v/p/b.ts", HOST, &[]).unwrap().x_cache(),
+        "MISS"
+    );
+    assert_eq!(
+        get(s.node.http, "/v/q/c.ts", HOST, &[]).unwrap().x_cache(),
+        "HIT"
+    );
     let m = get(s.node.admin, "/metrics", "admin", &[]).unwrap();
     let text = String::from_utf8_lossy(&m.body);
-    assert!(text.contains("arrow_requests_total{status=\"2xx\",cache=\"HIT\"}"), "{text}");
+    assert!(
+        text.contains("arrow_requests_total{status=\"2xx\",cache=\"HIT\"}"),
+        "{text}"
+    );
     assert!(text.contains("arrow_disk_online{"), "{text}");
 }
 
@@ -251,10 +340,18 @@ fn malformed_input_gets_4xx_and_node_keeps_serving() {
     ];
     for (raw, want) in cases {
         let r = exchange(s.node.http, &raw, false).unwrap();
-        assert_eq!(r.status, want, "{:?}", String::from_utf8_lossy(&raw[..raw.len().min(80)]));
+        assert_eq!(
+            r.status,
+            want,
+            "{:?}",
+            String::from_utf8_lossy(&raw[..raw.len().min(80)])
+        );
         assert!(!r.body.is_empty(), "a reason is given");
     }
-    assert_eq!(get(s.node.http, "/v/ok/seg.ts", HOST, &[]).unwrap().status, 200);
+    assert_eq!(
+        get(s.node.http, "/v/ok/seg.ts", HOST, &[]).unwrap().status,
+        200
+    );
 }
 
 #[test]
@@ -282,27 +379,40 @@ fn slowloris_does_not_block_others() {
     let mut slow: Vec<TcpStream> = (0..10)
         .map(|_| {
             let mut c = TcpStream::connect(s.node.http).unwrap();
-            c.write_all(b"GET /v/x/seg.ts HTTP/1.1\r\nHost: cdn.exam").unwrap();
+            c.write_all(b"GET /v/x/seg.ts HTTP/1.1\r\nHost: cdn.exam")
+                .unwrap();
             c
         })
         .collect();
     let t = Instant::now();
     let r = get(s.node.http, "/v/fast/seg.ts", HOST, &[]).unwrap();
     assert_eq!(r.status, 200);
-    assert!(t.elapsed() < Duration::from_secs(1), "served while slow clients stall");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "served while slow clients stall"
+    );
     // The header timeout (2 s in the test config) answers 408 and closes them.
     let mut c = slow.pop().unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut out = Vec::new();
     let _ = c.read_to_end(&mut out);
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 #[test]
 fn restart_keeps_the_cache_and_kill9_restarts_clean() {
     let mut s = setup("restart", "", media);
     for i in 0..20 {
-        assert_eq!(get(s.node.http, &format!("/v/k/{i}.ts"), HOST, &[]).unwrap().status, 200);
+        assert_eq!(
+            get(s.node.http, &format!("/v/k/{i}.ts"), HOST, &[])
+                .unwrap()
+                .status,
+            200
+        );
     }
     let st = s.node.stop().unwrap();
     assert!(st.success(), "graceful exit: {st}; log:\n{}", s.node.log());
@@ -327,10 +437,19 @@ fn restart_keeps_the_cache_and_kill9_restarts_clean() {
     for i in 0..200 {
         let r = get(s.node.http, &format!("/v/k/{i}.ts"), HOST, &[]).unwrap();
         assert_eq!(r.status, 200);
-        assert_eq!(r.body, body_for(&format!("/v/k/{i}.ts"), 10_000), "object {i}");
+        assert_eq!(
+            r.body,
+            body_for(&format!("/v/k/{i}.ts"), 10_000),
+            "object {i}"
+        );
     }
     for i in 0..20 {
-        assert_eq!(get(s.node.http, &format!("/v/k/{i}.ts"), HOST, &[]).unwrap().x_cache(), "HIT");
+        assert_eq!(
+            get(s.node.http, &format!("/v/k/{i}.ts"), HOST, &[])
+                .unwrap()
+                .x_cache(),
+            "HIT"
+        );
     }
 }
 
@@ -340,7 +459,10 @@ fn uncacheable_responses_pass_through() {
         if req.path.contains("private") {
             OriginReply::ok(b"secret".to_vec(), "private, max-age=60")
         } else {
-            OriginReply::ok(format!("{} {}", req.method, req.path).into_bytes(), "max-age=60")
+            OriginReply::ok(
+                format!("{} {}", req.method, req.path).into_bytes(),
+                "max-age=60",
+            )
         }
     });
     for _ in 0..2 {
@@ -394,6 +516,9 @@ fn two_shards_serve_keys_of_each_others_disks() {
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
         .collect();
     assert_eq!(objects.len(), 2, "{m}");
-    assert!(objects.iter().all(|&n| n > 5), "keys spread over both disks: {objects:?}");
+    assert!(
+        objects.iter().all(|&n| n > 5),
+        "keys spread over both disks: {objects:?}"
+    );
     assert!(cross > 0, "some requests crossed shards");
 }
