@@ -8,7 +8,7 @@
 #   PEERS ["arrow nginx varnish ats"]   SCENARIOS ["hit1k hit1m longtail miss"]
 #   ROUNDS [3]  DURATION_S [3]  CONNECTIONS [64]  SMOKE [0]  ARROW_BIN [target/release/arrow]
 #   BASE_PORT [18400]  SERVER_CORE [1, or 0 on one CPU]  CLIENT_CORE [0]
-#   SMALL_COUNT [1000]  LARGE_COUNT [200]  MISS_PER_KEY [16]  ORIGIN [auto|python]
+#   SMALL_COUNT [1000]  LARGE_COUNT [200]  MISS_PER_KEY [16]  ORIGIN [auto|python]  WRK [wrk]
 #
 # Layout on 2 cores: every cache runs confined to SERVER_CORE (Arrow: one shard pinned there;
 # nginx: one worker; Varnish and Traffic Server: the whole process under taskset), while wrk (one
@@ -72,8 +72,9 @@ trap 'exit 130' INT TERM
 
 [ -x "$ARROW_BIN" ] || die "no arrow binary at $ARROW_BIN (cargo build --release -p arrow-server --bin arrow)"
 ulimit -n 65536 2>/dev/null || true
+WRK=${WRK-wrk}   # WRK= (empty) forces the curl fallback of the smoke mode
 HAVE_WRK=0
-command -v wrk >/dev/null 2>&1 && HAVE_WRK=1
+[ -n "$WRK" ] && command -v "$WRK" >/dev/null 2>&1 && HAVE_WRK=1
 [ "$HAVE_WRK" = 1 ] || [ "$SMOKE" = 1 ] || die "wrk is not installed"
 
 # --- peers available ---------------------------------------------------------------------------
@@ -224,7 +225,7 @@ measure() {
     off0=$(stat -c %s "$ORIGIN_LOG")
     c0=$(cpu_ticks "${PEER_PID[$p]}")
     if [ "$HAVE_WRK" = 1 ]; then
-        line=$(taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" --timeout 10s \
+        line=$(taskset -c "$CLIENT_CORE" "$WRK" -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" --timeout 10s \
             --latency -s "$LUA" "$url" -- "${args[@]}" 2> "$OUT/logs/wrk.stderr" \
             | tee "$OUT/logs/wrk-$s-$p-r$round.txt" | grep '^WRK_JSON ' || true)
     else

@@ -14,13 +14,16 @@ SIZE=${2:-1073741824}
 SECONDS_RUN=${3:-10}
 mkdir -p "$DIR"
 command -v fio >/dev/null || { echo "fio not installed" >&2; exit 1; }
-cargo build --release -p arrow-bench >/dev/null
+cargo build --release -p arrow-bench >/dev/null 2>&1
 BIN=target/release/arrow-bench
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cpus; file system: $(df -T "$DIR" | awk 'NR==2{print $2}')"
 
 for spec in rand4k:32 seq1m:8; do
   pattern=${spec%%:*}; depth=${spec##*:}
   file="$DIR/$pattern.slab"
+  # Write the whole file first: reads of never-written (fallocated) ext4 extents return zeroes
+  # without touching the device, which would flatter fio's whole-file random reads.
+  [ -f "$file" ] || dd if=/dev/zero of="$file" bs=4M count=$((SIZE / 4194304)) oflag=direct status=none
   out=$("$BIN" storage-read --file "$file" --size-bytes "$SIZE" --pattern "$pattern" --iodepth "$depth" --seconds "$SECONDS_RUN")
   echo "$out"
   json=$(FILE="$file" SIZE="$SIZE" IODEPTH="$depth" RUNTIME="$SECONDS_RUN" fio --output-format=json "bench/fio/$pattern.fio")

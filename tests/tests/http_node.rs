@@ -522,3 +522,50 @@ fn two_shards_serve_keys_of_each_others_disks() {
     );
     assert!(cross > 0, "some requests crossed shards");
 }
+
+#[test]
+fn admin_takes_a_disk_offline_and_only_its_keys_move() {
+    let dir = scratch_dir("disk-admin");
+    let origin = Origin::start(media);
+    let (http, admin) = addrs();
+    let cfg = node_config(dir.path(), http, admin, &[origin.url()], "").replace(
+        "[[host]]",
+        &format!(
+            "[[disk]]\npath = \"{}/d1.slab\"\nsize_bytes = 67108864\n\n[[host]]",
+            dir.path().display()
+        ),
+    );
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    let paths: Vec<String> = (0..40).map(|i| format!("/v/d{i}/seg.ts")).collect();
+    for p in &paths {
+        assert_eq!(get(node.http, p, HOST, &[]).unwrap().status, 200);
+    }
+    let disks = String::from_utf8(get(node.admin, "/disks", "admin", &[]).unwrap().body).unwrap();
+    let first: String = disks.split_whitespace().next().unwrap().to_string();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let no = request(node.admin, "POST", &format!("/disks/{first}/offline"), "admin", &[]).unwrap();
+    assert_eq!(no.status, 401);
+    let r = request(node.admin, "POST", &format!("/disks/{first}/offline"), "admin", &[("Authorization", &auth)]).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let before = origin.requests();
+    let mut moved = 0;
+    for p in &paths {
+        let r = get(node.http, p, HOST, &[]).unwrap();
+        assert_eq!(r.body, body_for(p, 10_000));
+        if r.x_cache() != "HIT" {
+            moved += 1;
+        }
+    }
+    assert_eq!(origin.requests() - before, moved as u64, "only the offline disk's keys missed");
+    assert!(moved > 5 && moved < 35, "about half the keys were on the offline disk: {moved}");
+    // The moved keys are now stored on the healthy disk.
+    assert!(wait_until(Duration::from_secs(5), || paths
+        .iter()
+        .all(|p| get(node.http, p, HOST, &[]).unwrap().x_cache() == "HIT")));
+    let disks = String::from_utf8(get(node.admin, "/disks", "admin", &[]).unwrap().body).unwrap();
+    assert!(disks.contains(&format!("{first} shard=0 offline")), "{disks}");
+    let r = request(node.admin, "POST", &format!("/disks/{first}/online"), "admin", &[("Authorization", &auth)]).unwrap();
+    assert_eq!(r.status, 200);
+    let disks = String::from_utf8(get(node.admin, "/disks", "admin", &[]).unwrap().body).unwrap();
+    assert!(disks.contains(&format!("{first} shard=0 online")), "{disks}");
+}
