@@ -218,16 +218,24 @@ measure() {
             args=(miss "$prefix" "$MISS_PER_KEY")
             ;;
     esac
-    local load0 load1 o0 o1 c0 c1 off0 line
+    local load0 load1 o0 o1 c0 c1 off0 line client_ticks=""
     load0=$(loadavg1)
     origin_settle
     o0=$(origin_requests)
     off0=$(stat -c %s "$ORIGIN_LOG")
     c0=$(cpu_ticks "${PEER_PID[$p]}")
+    local sc0 cc0 sc1 cc1
+    sc0=$(core_stat "$SERVER_CORE")
+    cc0=$(core_stat "$CLIENT_CORE")
     if [ "$HAVE_WRK" = 1 ]; then
-        line=$(taskset -c "$CLIENT_CORE" "$WRK" -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" --timeout 10s \
-            --latency -s "$LUA" "$url" -- "${args[@]}" 2> "$OUT/logs/wrk.stderr" \
-            | tee "$OUT/logs/wrk-$s-$p-r$round.txt" | grep '^WRK_JSON ' || true)
+        # wrk runs under a bash whose children's CPU time (cutime+cstime, after the wait) is
+        # the client's CPU: a run whose client used ~a whole core was bound by wrk, not the server.
+        local out_txt="$OUT/logs/wrk-$s-$p-r$round.txt"
+        taskset -c "$CLIENT_CORE" bash -c '"$@"; awk '"'"'{ sub(/^[0-9]+ \(.*\) /, ""); print "CLIENT_TICKS", $14 + $15 }'"'"' /proc/$$/stat' \
+            _ "$WRK" -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" --timeout 10s --latency -s "$LUA" "$url" \
+            -- "${args[@]}" > "$out_txt" 2> "$OUT/logs/wrk.stderr" || true
+        line=$(grep '^WRK_JSON ' "$out_txt" || true)
+        client_ticks=$(awk '$1 == "CLIENT_TICKS" { print $2 }' "$out_txt")
     else
         tool=curl
         local cfg="$SCRATCH/run.curl" i
@@ -238,6 +246,8 @@ measure() {
         line=$(curl_run "$p" "$cfg")
     fi
     c1=$(cpu_ticks "${PEER_PID[$p]}")
+    sc1=$(core_stat "$SERVER_CORE")
+    cc1=$(core_stat "$CLIENT_CORE")
     origin_settle
     o1=$(origin_requests)
     load1=$(loadavg1)
@@ -252,9 +262,23 @@ measure() {
         keys=$(tail -c +$((off0 + 1)) "$ORIGIN_LOG" | awk -v pre="$prefix" 'index($1, pre) == 1 { print $1 }' | sort -u | wc -l)
     fi
     python3 - "$RUNS" "${line#WRK_JSON }" "$round" "$s" "$p" "$tool" "$c0" "$c1" "$TCK" "$o0" "$o1" \
-        "$keys" "$load0" "$load1" "$CONNECTIONS" "$DURATION_S" "$NCPU" <<'PY'
+        "$keys" "$load0" "$load1" "$CONNECTIONS" "$DURATION_S" "$NCPU" "$client_ticks" \
+        "$sc0" "$sc1" "$cc0" "$cc1" <<'PY'
 import json, sys
-(out, js, rnd, scen, peer, tool, c0, c1, tck, o0, o1, keys, l0, l1, conns, dur, ncpu) = sys.argv[1:]
+(out, js, rnd, scen, peer, tool, c0, c1, tck, o0, o1, keys, l0, l1, conns, dur, ncpu,
+ cticks, sc0, sc1, cc0, cc1) = sys.argv[1:]
+
+
+def core(a, b):
+    """busy, softirq and steal shares of one core between two /proc/stat samples"""
+    a, b = [int(x) for x in a.split()], [int(x) for x in b.split()]
+    busy, idle, soft, steal = (y - x for x, y in zip(a, b))
+    total = busy + idle + steal
+    if total <= 0:
+        return None, None, None
+    return round(busy / total, 3), round(soft / total, 3), round(steal / total, 3)
+
+
 r = json.loads(js)
 reqs = r["requests"]
 secs = r["duration_us"] / 1e6 if r["duration_us"] else 0
@@ -268,9 +292,15 @@ row = {
     "p50_us": r["p50_us"], "p90_us": r["p90_us"], "p99_us": r["p99_us"], "p999_us": r["p999_us"],
     "max_us": r["max_us"], "errors": errs, "err_status": r["err_status"],
     "server_cpu_s": round(cpu_s, 3),
+    "server_cpu_util": round(cpu_s / secs, 3) if secs else None,
+    "client_cpu_s": round(int(cticks) / int(tck), 3) if cticks else None,
+    "client_cpu_util": round(int(cticks) / int(tck) / secs, 3) if cticks and secs else None,
     "cpu_us_per_req": round(cpu_s * 1e6 / reqs, 3) if reqs else None,
     "req_per_cpu_s": round(reqs / cpu_s, 1) if cpu_s > 0 else None,
     "origin_requests": origin,
+    "server_core_busy": core(sc0, sc1)[0], "server_core_softirq": core(sc0, sc1)[1],
+    "server_core_steal": core(sc0, sc1)[2],
+    "client_core_busy": core(cc0, cc1)[0], "client_core_steal": core(cc0, cc1)[2],
     "hits_proven": (origin == 0) if scen != "miss" else None,
     "miss_keys": int(keys) if scen == "miss" else None,
     "origin_requests_per_key": round(origin / int(keys), 3) if scen == "miss" and int(keys) else None,
@@ -281,7 +311,9 @@ with open(out, "a") as f:
     f.write(json.dumps(row) + "\n")
 extra = f" origin/key {row['origin_requests_per_key']}" if scen == "miss" else f" origin +{origin}"
 print(f"{scen:9s} {peer:8s} r{rnd}: {row['req_per_s']:>10.0f} req/s  p50 {r['p50_us']}us  "
-      f"p99 {r['p99_us']}us  cpu {row['cpu_us_per_req']}us/req  errors {errs}{extra}  "
+      f"p99 {r['p99_us']}us  cpu {row['cpu_us_per_req']}us/req  util srv {row['server_cpu_util']} "
+      f"wrk {row['client_cpu_util']} core busy srv {row['server_core_busy']} cli {row['client_core_busy']}"
+      f" steal {row['server_core_steal']}  errors {errs}{extra}  "
       f"load {l0}->{l1}", file=sys.stderr)
 PY
     if [ "$s" != miss ] && [ "$o1" != "$o0" ]; then

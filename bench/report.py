@@ -81,6 +81,11 @@ def summarize(runs):
                 "hits_proven": (all(r["hits_proven"] for r in pr) if s != "miss" else None),
                 "origin_requests_per_key": med(field("origin_requests_per_key")),
                 "load1_range": rng(field("load1_before") + field("load1_after")),
+                "server_cpu_util": med(field("server_cpu_util")),
+                "client_cpu_util": med(field("client_cpu_util")),
+                "server_core_busy": med(field("server_core_busy")),
+                "client_core_busy": med(field("client_core_busy")),
+                "server_core_steal": med(field("server_core_steal")),
             }
         ratios = {}
         if "arrow" in peers:
@@ -158,14 +163,20 @@ def markdown(summary, machine, warm, extras, goal_list):
     L = []
     L.append("## Machine")
     L.append("")
-    L.append(f"- {machine.get('nproc')} CPUs ({machine.get('cpu_model', '')}), "
-             f"{machine.get('mem_gib')} GiB, kernel {machine.get('kernel')}")
-    L.append(f"- load average at start {' '.join(machine.get('loadavg_start', []))}, "
-             f"at end {' '.join(machine.get('loadavg_end', []))}")
-    L.append(f"- servers confined to core {machine.get('server_core')}; wrk (1 thread, "
-             f"{machine.get('connections')} connections) and the origin on core "
-             f"{machine.get('client_core')}; {machine.get('rounds')} rounds × "
-             f"{machine.get('duration_s')} s per run, peers alternating within each round")
+    cpu = f" ({machine['cpu_model']})" if machine.get("cpu_model") else ""
+    mem = f", {machine['mem_gib']} GiB" if machine.get("mem_gib") else ""
+    L.append(f"- {machine.get('nproc')} CPUs{cpu}{mem}, kernel {machine.get('kernel')}")
+    end = machine.get("loadavg_end")
+    L.append(f"- load average at start {' '.join(machine.get('loadavg_start', []))}"
+             + (f", at end {' '.join(end)}" if end else ""))
+    if summary:
+        L.append(f"- servers confined to core {machine.get('server_core')}; wrk (1 thread, "
+                 f"{machine.get('connections')} connections) and the origin on core "
+                 f"{machine.get('client_core')}; {machine.get('rounds')} rounds × "
+                 f"{machine.get('duration_s')} s per run, peers alternating within each round")
+        L.append("- server / wrk CPU util: the process tree's CPU-seconds per second of run; core busy:")
+        L.append("  the whole core's non-idle share from /proc/stat (other tenants and softirq included).")
+        L.append("  A core near 1.0 busy while its process is far below 1.0 means the run was contended.")
     L.append("")
     if warm:
         L.append("Warm-up (every key requested twice; hits on the second pass): " + ", ".join(
@@ -183,7 +194,8 @@ def markdown(summary, machine, warm, extras, goal_list):
         L.append("")
         miss = s == "miss"
         head = ["peer", "req/s (range)", "p50 ms", "p99 ms (range)", "server CPU µs/req",
-                "req per CPU-s", "errors", "origin reqs" + (" per key" if miss else " (proof)")]
+                "req per CPU-s", "server / wrk CPU util", "core busy srv / cli", "errors",
+                "origin reqs" + (" per key" if miss else " (proof)")]
         L.append("| " + " | ".join(head) + " |")
         L.append("|" + "---|" * len(head))
         for p, d in data["peers"].items():
@@ -199,6 +211,8 @@ def markdown(summary, machine, warm, extras, goal_list):
                 fmt(us_to_ms(d["p99_us"])) + fmt_rng(p99r),
                 fmt(d["cpu_us_per_req"]),
                 fmt(d["req_per_cpu_s"]),
+                f"{fmt(d['server_cpu_util'])} / {fmt(d['client_cpu_util'])}",
+                f"{fmt(d['server_core_busy'])} / {fmt(d['client_core_busy'])}",
                 str(d["errors"]),
                 origin,
             ]) + " |")
@@ -282,6 +296,9 @@ def main():
     if os.path.exists(mpath):
         with open(mpath, encoding="utf-8") as f:
             machine = json.load(f)
+    if not machine:  # no HTTP run: describe the machine as it is now
+        machine = {"nproc": os.cpu_count(), "kernel": os.uname().release,
+                   "loadavg_start": open("/proc/loadavg").read().split()[:3]}
     extras = {}
     edir = os.path.join(out_dir, "extra")
     if os.path.isdir(edir):

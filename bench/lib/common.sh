@@ -76,6 +76,12 @@ cpu_ticks() {
         }'
 }
 
+# core_stat CORE: "busy idle softirq steal" jiffies of one CPU from /proc/stat (busy excludes
+# idle, iowait and steal; guest time is already inside user).
+core_stat() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8, $5 + $6, $8, $9 }' /proc/stat
+}
+
 clk_tck() { getconf CLK_TCK 2>/dev/null || echo 100; }
 
 loadavg1() { cut -d' ' -f1 /proc/loadavg; }

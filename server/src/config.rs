@@ -318,6 +318,12 @@ impl RawConfig {
             ));
         }
         let l = &self.limits;
+        if l.headers_count_max > crate::http::HEADERS_COUNT_LIMIT {
+            return Err((
+                "limits.headers_count_max".into(),
+                format!("must be at most {}", crate::http::HEADERS_COUNT_LIMIT),
+            ));
+        }
         if l.header_bytes_max < 256 || l.header_bytes_max > 1 << 20 {
             return Err((
                 "limits.header_bytes_max".into(),

@@ -159,25 +159,29 @@ async fn read_head(ctx: &ShardCtx, stream: &mut TcpStream, buf: &mut Vec<u8>) ->
         } else {
             deadline.saturating_duration_since(Instant::now())
         };
-        let readable = ctx.idle_wait(stream, wait, first).await;
-        if !readable {
-            if first {
-                return ReadHead::Closed;
+        // One read per wait (no separate readiness poll). A read cut by its timeout loses
+        // its buffer, which is fine: the connection is closed then either way.
+        let spare = std::mem::take(buf);
+        let read = ctx.timed_read(stream, spare, wait, first).await;
+        match read {
+            None if first => return ReadHead::Closed,
+            None => return ReadHead::Refused(408, "request head not received in time".into()),
+            Some((res, b)) => {
+                *buf = b;
+                match res {
+                    Ok(0) | Err(_) => return ReadHead::Closed,
+                    Ok(_) => {}
+                }
             }
-            return ReadHead::Refused(408, "request head not received in time".into());
         }
         first = false;
-        let spare = std::mem::take(buf);
-        let (res, b) = read_more(stream, spare).await;
-        *buf = b;
-        match res {
-            Ok(0) | Err(_) => return ReadHead::Closed,
-            Ok(_) => {}
-        }
     }
 }
 
-async fn read_more(stream: &mut TcpStream, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+pub(crate) async fn read_more(
+    stream: &mut TcpStream,
+    mut buf: Vec<u8>,
+) -> (io::Result<usize>, Vec<u8>) {
     let len = buf.len();
     if buf.capacity() - len < 1024 {
         buf.reserve(READ_BYTES);
@@ -256,14 +260,15 @@ async fn respond(
     };
     let rule = &ctx.node.cfg.hosts[rule_idx];
     let path = req.path_and_query();
-    let k = keys::derive(rule, &host, path);
+    let debug = ctx.debug(req);
+    let k = keys::derive(rule, &host, path, debug || ctx.node.cluster.is_some());
     let cacheable = matches!(req.method.as_str(), "GET" | "HEAD")
         && req.header("authorization").is_none()
         && body.is_empty();
 
     let route = ctx.route(&k, req, cacheable, first_on_connection);
     let mut extra = String::new();
-    if ctx.debug(req) {
+    if debug {
         route.debug_headers(&k, &ctx.node.name, &host, path, &mut extra);
     }
     let upstream_peer = match route {

@@ -72,12 +72,17 @@ impl Request {
     }
 }
 
+/// The most header fields `limits.headers_count_max` may allow (parsed on the stack).
+pub const HEADERS_COUNT_LIMIT: usize = 128;
+
 /// Parse a request head from `buf`. `Ok(None)`: need more bytes (the caller enforces the
 /// byte bound: `buf.len() > header_bytes_max` without a complete head is a 431).
 pub fn parse_request(buf: &[u8], headers_count_max: usize) -> Result<Option<Request>, Refusal> {
-    let mut storage = vec![httparse::EMPTY_HEADER; headers_count_max];
-    let mut req = httparse::Request::new(&mut storage);
-    let head_len = match req.parse(buf) {
+    let mut storage =
+        [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; HEADERS_COUNT_LIMIT];
+    let mut req = httparse::Request::new(&mut []);
+    let n = headers_count_max.min(HEADERS_COUNT_LIMIT);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut storage[..n]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {

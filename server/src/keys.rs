@@ -56,7 +56,9 @@ pub fn strip_technical_labels(host: &str, labels: usize) -> &str {
 }
 
 /// Derive the keys of a request for `host` (normalized) and `path` (may carry a query).
-pub fn derive(rule: &HostRule, host: &str, path_and_query: &str) -> Keys {
+/// The cluster key (an md5) is computed only when `with_cluster_key` (cluster routing or debug
+/// headers need it); otherwise it is empty.
+pub fn derive(rule: &HostRule, host: &str, path_and_query: &str, with_cluster_key: bool) -> Keys {
     let path = path_and_query
         .split_once('?')
         .map_or(path_and_query, |(p, _)| p);
@@ -66,7 +68,11 @@ pub fn derive(rule: &HostRule, host: &str, path_and_query: &str) -> Keys {
         None => path,
     }
     .to_string();
-    let cluster_key = arrow_cluster::cluster_key(&domain, &hash_input);
+    let cluster_key = if with_cluster_key {
+        arrow_cluster::cluster_key(&domain, &hash_input)
+    } else {
+        String::new()
+    };
     let cache_key = format!("{domain}{path}");
     Keys {
         domain,
@@ -92,7 +98,7 @@ mod tests {
     fn seed_example_keys() {
         let r = rule(2);
         let host = normalize_host("c.dx.claw.ac").unwrap();
-        let k = derive(&r, &host, "/assets3/matrix/manifest.mpd?a=b&c");
+        let k = derive(&r, &host, "/assets3/matrix/manifest.mpd?a=b&c", true);
         assert_eq!(k.cache_key, "claw.ac/assets3/matrix/manifest.mpd");
         assert_eq!(k.hash_input, "/assets3/matrix");
         assert_eq!(k.cluster_key, "claw.acaa22fad1ed4a441d54fa664f53d5b0ee");
@@ -101,7 +107,7 @@ mod tests {
     #[test]
     fn design_example_with_one_label() {
         let r = rule(1);
-        let k = derive(&r, "cdn.foo.com", "/assets/matrix/manifest.mpd?a=b&c");
+        let k = derive(&r, "cdn.foo.com", "/assets/matrix/manifest.mpd?a=b&c", true);
         assert_eq!(k.cache_key, "foo.com/assets/matrix/manifest.mpd");
         assert_eq!(k.hash_input, "/assets/matrix");
         assert!(k.cluster_key.starts_with("foo.com"));

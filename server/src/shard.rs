@@ -143,21 +143,27 @@ pub struct ShardCtx {
 }
 
 impl ShardCtx {
-    /// Wait until `stream` is readable, at most `wait`. While waiting between requests the
-    /// connection is registered as idle, so a shutdown can close it at once.
-    pub async fn idle_wait(&self, stream: &TcpStream, wait: Duration, idle: bool) -> bool {
+    /// Read into `buf` for at most `wait`; `None` on timeout. While waiting between requests
+    /// (`idle`) the connection is registered, so a shutdown can end the read at once.
+    pub async fn timed_read(
+        &self,
+        stream: &mut TcpStream,
+        buf: Vec<u8>,
+        wait: Duration,
+        idle: bool,
+    ) -> Option<(std::io::Result<usize>, Vec<u8>)> {
         let fd = stream.as_raw_fd();
         if idle {
             if self.node.shutting_down() {
-                return false;
+                return None;
             }
             self.idle.borrow_mut().insert(fd);
         }
-        let r = monoio::time::timeout(wait, stream.readable(false)).await;
+        let r = monoio::time::timeout(wait, crate::conn::read_more(stream, buf)).await;
         if idle {
             self.idle.borrow_mut().remove(&fd);
         }
-        matches!(r, Ok(Ok(())))
+        r.ok()
     }
 
     pub fn debug(&self, req: &Request) -> bool {

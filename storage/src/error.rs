@@ -90,6 +90,9 @@ pub enum StorageError {
         /// The body's length.
         body_len_bytes: u64,
     },
+    /// A write future of this writer was dropped mid-I/O; the writer cannot continue.
+    #[error("object writer unusable after a cancelled write")]
+    WriterCancelled,
     /// The configuration cannot be used.
     #[error("bad storage config: {0}")]
     Config(String),

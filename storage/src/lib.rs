@@ -14,6 +14,17 @@
 //!                     → free map + index + policy rebuilt
 //! ```
 //!
+//! Bounds (measured with `arrow-bench restart` and `bench/storage_vs_fio.sh`):
+//! - crash: an object is durable when `finish()` returns (record fdatasync'd before its directory
+//!   entry is written, entry fdatasync'd before `finish()` returns): bound 0. Torn objects have no
+//!   directory entry, or one whose crc fails and is zeroed at open.
+//! - restart: one sequential read of the directory (512 bytes per 32 KiB of disk) plus one record
+//!   read per fragmented object: 2.0 s for 1,000,000 objects (a 34 GB slab) on the dev VM.
+//! - RAM: 32-byte slot + ~8 bytes of hash table per object (40.4 measured at 1,000,000 objects),
+//!   plus the metadata blob (+2 bytes) and the policy's bytes; keys stay on disk.
+//! - objects per disk: at most one per 32 KiB of disk (the directory size); metadata blob at
+//!   most 464 bytes; key at most 2,048 bytes; body at most a quarter of the data area.
+//!
 //! Modules by stage: [`slab`] (I/O seam), [`layout`] (disk format), [`alloc`] (extents),
 //! [`index`] (RAM index), `writer`, `reader`, `recover`, [`ram_tier`], `store` (the multi-disk
 //! [`Store`]), [`hashing`] (key → disk), [`error`], [`policy`] (eviction).

@@ -50,7 +50,7 @@ pub(crate) async fn read_range(
         return Err(StorageError::Gone);
     }
     let loc: Location = disk.st.borrow().index.location(obj.slot);
-    let rec_buf = AlignedBuf::new(loc.record.blocks as usize * BLOCK_BYTES as usize);
+    let rec_buf = AlignedBuf::for_read(loc.record.blocks as usize * BLOCK_BYTES as usize);
     let (res, rec_buf) = disk
         .file
         .read_blocks(rec_buf, u64::from(loc.record.start))
@@ -106,7 +106,7 @@ async fn read_chunks(
         let chunk_start = c * cb;
         let chunk_len = cb.min(rec.body_len - chunk_start) as usize;
         let blocks = blocks_for(chunk_len as u64);
-        let mut buf = AlignedBuf::new(blocks as usize * BLOCK_BYTES as usize);
+        let mut buf = AlignedBuf::for_read(blocks as usize * BLOCK_BYTES as usize);
         let mut filled = 0u64;
         for piece in map_blocks(&rec.extents, chunk_start / BLOCK_BYTES, blocks) {
             let Some(piece) = piece else {
@@ -184,7 +184,7 @@ pub(crate) async fn record_key(
             _ => return Ok(None),
         }
     };
-    let buf = AlignedBuf::new(loc.record.blocks as usize * BLOCK_BYTES as usize);
+    let buf = AlignedBuf::for_read(loc.record.blocks as usize * BLOCK_BYTES as usize);
     let (res, buf) = disk
         .file
         .read_blocks(buf, u64::from(loc.record.start))

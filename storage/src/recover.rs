@@ -22,7 +22,7 @@ const SCAN_BLOCKS_PER_READ: u64 = 256;
 pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk, String> {
     let path = &spec.path;
     let (file, created) = SlabFile::open(path, spec.size_bytes).map_err(|e| e.to_string())?;
-    let buf = AlignedBuf::new(BLOCK_BYTES as usize);
+    let buf = AlignedBuf::for_read(BLOCK_BYTES as usize);
     let (res, buf) = file.read_blocks(buf, 0).await;
     res.map_err(|e| e.to_string())?;
     if created || buf.as_slice().iter().all(|&b| b == 0) {
@@ -30,7 +30,7 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
             .await
             .map_err(|e| e.to_string())?;
     }
-    let buf = AlignedBuf::new(BLOCK_BYTES as usize);
+    let buf = AlignedBuf::for_read(BLOCK_BYTES as usize);
     let (res, buf) = file.read_blocks(buf, 0).await;
     res.map_err(|e| e.to_string())?;
     let sb = Superblock::decode(buf.as_slice(), path)?;
@@ -50,7 +50,7 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
     let mut block = 0u64;
     while block < geo.dir_blocks() {
         let n = SCAN_BLOCKS_PER_READ.min(geo.dir_blocks() - block);
-        let buf = AlignedBuf::new((n * BLOCK_BYTES) as usize);
+        let buf = AlignedBuf::for_read((n * BLOCK_BYTES) as usize);
         let (res, buf) = file.read_blocks(buf, geo.dir_start_block + block).await;
         res.map_err(|e| format!("{}: directory unreadable: {e}", path.display()))?;
         for (i, raw) in buf.as_slice().chunks_exact(DIR_ENTRY_BYTES).enumerate() {
@@ -165,7 +165,7 @@ async fn read_extents(
     {
         return None;
     }
-    let buf = AlignedBuf::new(rec.blocks as usize * BLOCK_BYTES as usize);
+    let buf = AlignedBuf::for_read(rec.blocks as usize * BLOCK_BYTES as usize);
     let (res, buf) = file.read_blocks(buf, u64::from(rec.start)).await;
     res.ok()?;
     let (record, _) = Record::decode(buf.as_slice())?;

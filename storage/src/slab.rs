@@ -22,10 +22,59 @@ unsafe impl Send for AlignedBuf {}
 // SAFETY: shared references only give `&[u8]` access.
 unsafe impl Sync for AlignedBuf {}
 
+/// Most bytes of freed buffers one thread keeps for reuse (reads of 1 MiB chunks would otherwise
+/// mmap, fault in and unmap a fresh buffer per read).
+const POOL_BYTES_MAX: usize = 64 << 20;
+
+/// Freed buffers by length, per thread.
+struct Pool {
+    free: std::collections::HashMap<usize, Vec<NonNull<u8>>>,
+    bytes: usize,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for (&len, ptrs) in self.free.iter() {
+            for p in ptrs {
+                // SAFETY: each pointer came from alloc_zeroed with this length's layout and is
+                // owned by the pool alone.
+                unsafe { alloc::dealloc(p.as_ptr(), AlignedBuf::layout(len)) }
+            }
+        }
+    }
+}
+
+thread_local! {
+    static POOL: std::cell::RefCell<Pool> =
+        std::cell::RefCell::new(Pool { free: std::collections::HashMap::new(), bytes: 0 });
+}
+
 impl AlignedBuf {
     /// A zeroed buffer of `len` bytes rounded up to whole blocks (at least one block).
     pub fn new(len: usize) -> AlignedBuf {
+        let mut buf = Self::for_read(len);
+        buf.as_mut_slice().fill(0);
+        buf
+    }
+
+    /// A buffer of `len` bytes rounded up to whole blocks whose contents are unspecified (stale
+    /// bytes of an earlier buffer): for reads, which overwrite all of it.
+    pub fn for_read(len: usize) -> AlignedBuf {
         let len = len.max(1).div_ceil(BLOCK_BYTES as usize) * BLOCK_BYTES as usize;
+        let pooled = POOL
+            .try_with(|p| {
+                let mut p = p.borrow_mut();
+                let ptr = p.free.get_mut(&len).and_then(Vec::pop);
+                if ptr.is_some() {
+                    p.bytes -= len;
+                }
+                ptr
+            })
+            .ok()
+            .flatten();
+        if let Some(ptr) = pooled {
+            return AlignedBuf { ptr, len };
+        }
         let layout = Self::layout(len);
         // SAFETY: layout has a non-zero size (len >= 4096) and a power-of-two alignment.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
@@ -64,8 +113,23 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: ptr came from alloc_zeroed with this exact layout and is freed once.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.len)) }
+        let (ptr, len) = (self.ptr, self.len);
+        let kept = POOL
+            .try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.bytes + len > POOL_BYTES_MAX {
+                    return false;
+                }
+                p.bytes += len;
+                p.free.entry(len).or_default().push(ptr);
+                true
+            })
+            .unwrap_or(false);
+        if !kept {
+            // SAFETY: ptr came from alloc_zeroed with this exact layout and is freed once (it
+            // was not handed to the pool).
+            unsafe { alloc::dealloc(ptr.as_ptr(), Self::layout(len)) }
+        }
     }
 }
 

@@ -78,6 +78,9 @@ impl ObjectWriter {
 
     /// Append body bytes.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        if self.buf.is_none() {
+            return Err(StorageError::WriterCancelled);
+        }
         if self.body_len + data.len() as u64 > self.body_len_max {
             return Err(StorageError::TooLarge {
                 what: "body",
@@ -112,6 +115,8 @@ impl ObjectWriter {
         let mut buf = self.buf.take().expect("chunk buffer present between I/Os");
         let crc = crc32c::crc32c(&buf.as_slice()[..len]);
         let blocks = blocks_for(len as u64) as u32;
+        // Padding after the last body byte is written as zeroes, not stale buffer bytes.
+        buf.as_mut_slice()[len..blocks as usize * BLOCK_BYTES as usize].fill(0);
         let mut done_blocks = 0u32;
         while done_blocks < blocks {
             let ext = match self
@@ -160,6 +165,9 @@ impl ObjectWriter {
 
     /// Write the record, sync, commit the directory entry, publish; returns the stored object.
     pub async fn finish(mut self) -> Result<ObjectInfo, StorageError> {
+        if self.buf.is_none() || self.io_in_flight {
+            return Err(StorageError::WriterCancelled);
+        }
         let inline = self.data.is_empty() && self.body_len <= u64::from(self.chunk_bytes);
         if !inline && self.buf_len > 0 {
             self.flush_chunk().await?;

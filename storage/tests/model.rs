@@ -165,8 +165,8 @@ fn model_random_sequences_match() {
     let seeds: u64 = std::env::var("ARROW_MODEL_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     for seed in 0..seeds {
-        run_model(seed, 600);
+        run_model(seed, 1000);
     }
 }
