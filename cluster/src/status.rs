@@ -83,8 +83,8 @@ pub fn format_status(nodes: &[NodeView], now_ms: u64) -> String {
             weight = weight.saturating_add(node.weight);
         }
         let addr = match node.addr {
-            Some(ip) => format!("{ip} :{}", node.http_port),
-            None => format!("- :{}", node.http_port),
+            Some(ip) => std::net::SocketAddr::new(ip, node.http_port).to_string(),
+            None => format!("-:{}", node.http_port),
         };
         let disks = format!("{}/{}", node.disks_online, node.disks_total);
         let _ = writeln!(
@@ -139,7 +139,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            lines[2].contains("OUT") && lines[2].contains("178.62.11.18 :80"),
+            lines[2].contains("OUT") && lines[2].contains("178.62.11.18:80"),
             "{text}"
         );
         assert!(
