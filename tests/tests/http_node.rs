@@ -543,9 +543,23 @@ fn admin_takes_a_disk_offline_and_only_its_keys_move() {
     let disks = String::from_utf8(get(node.admin, "/disks", "admin", &[]).unwrap().body).unwrap();
     let first: String = disks.split_whitespace().next().unwrap().to_string();
     let auth = format!("Bearer {ADMIN_TOKEN}");
-    let no = request(node.admin, "POST", &format!("/disks/{first}/offline"), "admin", &[]).unwrap();
+    let no = request(
+        node.admin,
+        "POST",
+        &format!("/disks/{first}/offline"),
+        "admin",
+        &[],
+    )
+    .unwrap();
     assert_eq!(no.status, 401);
-    let r = request(node.admin, "POST", &format!("/disks/{first}/offline"), "admin", &[("Authorization", &auth)]).unwrap();
+    let r = request(
+        node.admin,
+        "POST",
+        &format!("/disks/{first}/offline"),
+        "admin",
+        &[("Authorization", &auth)],
+    )
+    .unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let before = origin.requests();
     let mut moved = 0;
@@ -556,16 +570,36 @@ fn admin_takes_a_disk_offline_and_only_its_keys_move() {
             moved += 1;
         }
     }
-    assert_eq!(origin.requests() - before, moved as u64, "only the offline disk's keys missed");
-    assert!(moved > 5 && moved < 35, "about half the keys were on the offline disk: {moved}");
+    assert_eq!(
+        origin.requests() - before,
+        moved as u64,
+        "only the offline disk's keys missed"
+    );
+    assert!(
+        moved > 5 && moved < 35,
+        "about half the keys were on the offline disk: {moved}"
+    );
     // The moved keys are now stored on the healthy disk.
-    assert!(wait_until(Duration::from_secs(5), || paths
-        .iter()
-        .all(|p| get(node.http, p, HOST, &[]).unwrap().x_cache() == "HIT")));
+    assert!(wait_until(Duration::from_secs(5), || paths.iter().all(
+        |p| get(node.http, p, HOST, &[]).unwrap().x_cache() == "HIT"
+    )));
     let disks = String::from_utf8(get(node.admin, "/disks", "admin", &[]).unwrap().body).unwrap();
-    assert!(disks.contains(&format!("{first} shard=0 offline")), "{disks}");
-    let r = request(node.admin, "POST", &format!("/disks/{first}/online"), "admin", &[("Authorization", &auth)]).unwrap();
+    assert!(
+        disks.contains(&format!("{first} shard=0 offline")),
+        "{disks}"
+    );
+    let r = request(
+        node.admin,
+        "POST",
+        &format!("/disks/{first}/online"),
+        "admin",
+        &[("Authorization", &auth)],
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     let disks = String::from_utf8(get(node.admin, "/disks", "admin", &[]).unwrap().body).unwrap();
-    assert!(disks.contains(&format!("{first} shard=0 online")), "{disks}");
+    assert!(
+        disks.contains(&format!("{first} shard=0 online")),
+        "{disks}"
+    );
 }
