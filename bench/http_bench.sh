@@ -256,17 +256,23 @@ measure() {
         FAILED=1
         return
     fi
-    local keys=0
+    local keys=0 miss_origin=0
     if [ "$s" = miss ]; then
         # distinct fresh keys that reached the origin during this run
-        keys=$(tail -c +$((off0 + 1)) "$ORIGIN_LOG" | awk -v pre="$prefix" 'index($1, pre) == 1 { print $1 }' | sort -u | wc -l)
+        # and the origin requests for them (other peers' stragglers are not counted)
+        tail -c +$((off0 + 1)) "$ORIGIN_LOG" | awk -v pre="$prefix" 'index($1, pre) == 1 { print $1 }' \
+            > "$SCRATCH/miss-keys.txt"
+        keys=$(sort -u "$SCRATCH/miss-keys.txt" | wc -l)
+        miss_origin=$(wc -l < "$SCRATCH/miss-keys.txt")
+        # keys the origin saw more than once, for the record
+        sort "$SCRATCH/miss-keys.txt" | uniq -c | awk '$1 > 1' | head -20 > "$OUT/logs/miss-dup-$p-r$round.txt"
     fi
     python3 - "$RUNS" "${line#WRK_JSON }" "$round" "$s" "$p" "$tool" "$c0" "$c1" "$TCK" "$o0" "$o1" \
         "$keys" "$load0" "$load1" "$CONNECTIONS" "$DURATION_S" "$NCPU" "$client_ticks" \
-        "$sc0" "$sc1" "$cc0" "$cc1" <<'PY'
+        "$sc0" "$sc1" "$cc0" "$cc1" "$miss_origin" <<'PY'
 import json, sys
 (out, js, rnd, scen, peer, tool, c0, c1, tck, o0, o1, keys, l0, l1, conns, dur, ncpu,
- cticks, sc0, sc1, cc0, cc1) = sys.argv[1:]
+ cticks, sc0, sc1, cc0, cc1, miss_origin) = sys.argv[1:]
 
 
 def core(a, b):
@@ -303,7 +309,8 @@ row = {
     "client_core_busy": core(cc0, cc1)[0], "client_core_steal": core(cc0, cc1)[2],
     "hits_proven": (origin == 0) if scen != "miss" else None,
     "miss_keys": int(keys) if scen == "miss" else None,
-    "origin_requests_per_key": round(origin / int(keys), 3) if scen == "miss" and int(keys) else None,
+    "origin_requests_per_key": (round(int(miss_origin) / int(keys), 3)
+                                if scen == "miss" and int(keys) else None),
     "load1_before": float(l0), "load1_after": float(l1),
     "connections": int(conns), "duration_s": int(dur), "nproc": int(ncpu),
 }

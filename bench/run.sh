@@ -23,7 +23,8 @@
 # is stopped by PID on exit.
 #
 # Environment: ARROW_BIN, ROUNDS, DURATION_S, CONNECTIONS, BASE_PORT, LOAD_MAX (wait up to
-# LOAD_WAIT_S [120] for the 1-min load average to fall below it [1.5]; 0 disables), and those of
+# LOAD_WAIT_S [60] for the 1-min load average to fall below it [1.5]; 0 disables),
+# EXTRA_TIMEOUT_S [240] (bound on each of storage, dns, policy), and those of
 # bench/http_bench.sh.
 set -euo pipefail
 
@@ -131,7 +132,7 @@ command -v curl >/dev/null 2>&1 || die "curl is required"
 
 LOAD_MAX=${LOAD_MAX:-1.5}
 if [ "$MODE" != smoke ] && [ "$LOAD_MAX" != 0 ]; then
-    if ! wait_for_low_load "$LOAD_MAX" "${LOAD_WAIT_S:-120}"; then
+    if ! wait_for_low_load "$LOAD_MAX" "${LOAD_WAIT_S:-60}"; then
         log "1-min load average still $(loadavg1) (≥ $LOAD_MAX): running anyway; the load is recorded"
     fi
 fi
@@ -158,7 +159,7 @@ for x in $EXTRAS; do
     fi
     log "$x: $(basename "$script")"
     rc=0
-    run_child "$OUT/extra/$x.txt" timeout "${EXTRA_TIMEOUT_S:-600}" bash "$script" || rc=$?
+    run_child "$OUT/extra/$x.txt" timeout "${EXTRA_TIMEOUT_S:-240}" bash "$script" || rc=$?
     [ "$rc" = 0 ] || { log "$x exited with status $rc"; echo "exit status $rc" >> "$OUT/extra/$x.txt"; }
 done
 

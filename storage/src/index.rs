@@ -20,6 +20,10 @@ const EMPTY: u32 = u32::MAX;
 const TOMB: u32 = u32::MAX - 1;
 const BODY_LEN_MAX: u64 = (1 << 48) - 1;
 const NO_META: u32 = u32::MAX;
+/// Metadata records start on this alignment; `meta_off` counts units of it, so the arena can
+/// grow to 32 GiB (far beyond what any disk's directory can fill: every directory entry holds
+/// at most 464 metadata bytes, and compaction keeps garbage below the live bytes).
+const META_ALIGN_BYTES: usize = 8;
 
 /// One object's RAM state: exactly 32 bytes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -239,11 +243,13 @@ impl Index {
         if self.meta_garbage_bytes > (1 << 20) && self.meta_garbage_bytes * 2 > self.meta.len() {
             self.compact_meta();
         }
+        let pad = self.meta.len().next_multiple_of(META_ALIGN_BYTES) - self.meta.len();
+        self.meta.resize(self.meta.len() + pad, 0);
         let off = self.meta.len();
         self.meta
             .extend_from_slice(&(meta.len() as u16).to_le_bytes());
         self.meta.extend_from_slice(meta);
-        u32::try_from(off).expect("metadata arena below 4 GiB")
+        u32::try_from(off / META_ALIGN_BYTES).expect("metadata arena below 32 GiB")
     }
 
     fn compact_meta(&mut self) {
@@ -252,9 +258,10 @@ impl Index {
             if s.state() == STATE_FREE || s.meta_off == NO_META {
                 continue;
             }
-            let off = s.meta_off as usize;
+            let off = s.meta_off as usize * META_ALIGN_BYTES;
             let len = u16::from_le_bytes([self.meta[off], self.meta[off + 1]]) as usize;
-            s.meta_off = fresh.len() as u32;
+            fresh.resize(fresh.len().next_multiple_of(META_ALIGN_BYTES), 0);
+            s.meta_off = (fresh.len() / META_ALIGN_BYTES) as u32;
             fresh.extend_from_slice(&self.meta[off..off + 2 + len]);
         }
         self.meta = fresh;
@@ -263,7 +270,7 @@ impl Index {
 
     /// Metadata of a non-free slot.
     pub fn meta(&self, id: u32) -> &[u8] {
-        let off = self.slots[id as usize].meta_off as usize;
+        let off = self.slots[id as usize].meta_off as usize * META_ALIGN_BYTES;
         let len = u16::from_le_bytes([self.meta[off], self.meta[off + 1]]) as usize;
         &self.meta[off + 2..off + 2 + len]
     }
