@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// The `arrow` binary: `$ARROW_BIN` (set by scripts/test.sh after building it), else built
 /// once per test run in the tests' profile.
 pub fn arrow_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ARROW_BIN") {
+    if let Some(p) = std::env::var_os("ARROW_BIN").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
     static BUILD: Once = Once::new();

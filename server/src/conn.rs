@@ -13,6 +13,7 @@ use bytes::Bytes;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
+use crate::http::connection_value;
 use crate::http::{self, BodyKind, Request};
 use crate::keys;
 use crate::metrics::CacheResult;
@@ -178,13 +179,23 @@ async fn read_head(ctx: &ShardCtx, stream: &mut TcpStream, buf: &mut Vec<u8>) ->
     }
 }
 
+/// Read more bytes after those already in `buf` (growing it by `READ_BYTES` when nearly full).
 pub(crate) async fn read_more(
     stream: &mut TcpStream,
+    buf: Vec<u8>,
+) -> (io::Result<usize>, Vec<u8>) {
+    read_more_by(stream, buf, READ_BYTES).await
+}
+
+/// [`read_more`] with the growth step given.
+pub(crate) async fn read_more_by(
+    stream: &mut TcpStream,
     mut buf: Vec<u8>,
+    grow_bytes: usize,
 ) -> (io::Result<usize>, Vec<u8>) {
     let len = buf.len();
-    if buf.capacity() - len < 1024 {
-        buf.reserve(READ_BYTES);
+    if buf.capacity() - len < grow_bytes / 16 {
+        buf.reserve(grow_bytes);
     }
     let slice = monoio::buf::IoBufMut::slice_mut(buf, len..);
     let (res, slice) = stream.read(slice).await;
@@ -278,10 +289,7 @@ async fn respond(
                 .header("Server", &*ctx.node.name)
                 .header("Cache-Control", "no-store")
                 .header("Content-Length", 0)
-                .header(
-                    "Connection",
-                    if keep_alive { "keep-alive" } else { "close" },
-                )
+                .header("Connection", connection_value(keep_alive))
                 .raw(extra.as_bytes());
             let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
             return Outcome {

@@ -302,16 +302,22 @@ impl std::fmt::Write for Wrap<'_> {
     }
 }
 
+/// The Connection header value for a response.
+pub fn connection_value(keep_alive: bool) -> &'static str {
+    if keep_alive {
+        "keep-alive"
+    } else {
+        "close"
+    }
+}
+
 /// A complete small response (errors, admin answers) with a text body.
 pub fn simple_response(status: u16, server: &str, body: &str, keep_alive: bool) -> Vec<u8> {
     let mut h = HeadWriter::new(status);
     h.header("Server", server)
         .header("Content-Type", "text/plain; charset=utf-8")
         .header("Content-Length", body.len() + 1)
-        .header(
-            "Connection",
-            if keep_alive { "keep-alive" } else { "close" },
-        );
+        .header("Connection", connection_value(keep_alive));
     let mut out = h.finish();
     out.extend_from_slice(body.as_bytes());
     out.push(b'\n');

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use crate::config::{HostRule, Limits, Origin};
@@ -381,14 +381,8 @@ impl OriginClient {
     }
 }
 
-async fn read_more(conn: &mut TcpStream, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-    let len = buf.len();
-    if buf.capacity() - len < READ_BYTES / 4 {
-        buf.reserve(READ_BYTES);
-    }
-    let slice = monoio::buf::IoBufMut::slice_mut(buf, len..);
-    let (res, slice) = conn.read(slice).await;
-    (res, slice.into_inner())
+async fn read_more(conn: &mut TcpStream, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    crate::conn::read_more_by(conn, buf, READ_BYTES).await
 }
 
 impl BodyReader {

@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::config::{Config, HostRule};
 use crate::freshness::{self, Meta, OriginHead, Storable, Usability};
+use crate::http::connection_value;
 use crate::http::{parse_range, HeadWriter, RangeSpec};
 use crate::metrics::{CacheResult, ShardMetrics};
 use crate::origin::{OriginClient, OriginRequest, OriginResponse};
@@ -788,14 +789,7 @@ impl ShardCache {
             .header("X-Cache", result.as_str())
             .header("Server", &*self.node_name)
             .header("Accept-Ranges", "bytes")
-            .header(
-                "Connection",
-                if req.keep_alive {
-                    "keep-alive"
-                } else {
-                    "close"
-                },
-            )
+            .header("Connection", connection_value(req.keep_alive))
             .raw(req.extra_headers.as_bytes());
     }
 
@@ -811,14 +805,7 @@ impl ShardCache {
         h.header("Server", &*self.node_name)
             .header("Content-Type", "text/plain; charset=utf-8")
             .header("Content-Length", body.len())
-            .header(
-                "Connection",
-                if req.keep_alive {
-                    "keep-alive"
-                } else {
-                    "close"
-                },
-            )
+            .header("Connection", connection_value(req.keep_alive))
             .raw(req.extra_headers.as_bytes());
         let body = if req.head_only {
             Bytes::new()
@@ -914,10 +901,7 @@ pub async fn stream_origin_response(
     h.raw(&render_origin_headers(&resp));
     h.header("X-Cache", x_cache.unwrap_or(CacheResult::Pass.as_str()))
         .header("Server", node_name)
-        .header(
-            "Connection",
-            if keep_alive { "keep-alive" } else { "close" },
-        )
+        .header("Connection", connection_value(keep_alive))
         .raw(extra_headers.as_bytes());
     let no_body = head_only || resp.status == 204 || resp.status == 304;
     let chunked = resp.body.len.is_none() && !no_body;
