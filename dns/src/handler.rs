@@ -73,6 +73,29 @@ pub fn handle(
     query_bytes: &[u8],
     transport: Transport,
 ) -> Option<Vec<u8>> {
+    handle_cacheable(zones, dir, query_bytes, transport).map(|(r, _)| r)
+}
+
+/// [`handle`], also telling whether the same query bytes (ID aside) get the same answer while
+/// the directory does not change: false for names answered by headroom, which vary per query.
+pub fn handle_cacheable(
+    zones: &Zones,
+    dir: &dyn Directory,
+    query_bytes: &[u8],
+    transport: Transport,
+) -> Option<(Vec<u8>, bool)> {
+    let mut varies = false;
+    let r = handle_inner(zones, dir, query_bytes, transport, &mut varies)?;
+    Some((r, !varies))
+}
+
+fn handle_inner(
+    zones: &Zones,
+    dir: &dyn Directory,
+    query_bytes: &[u8],
+    transport: Transport,
+    varies: &mut bool,
+) -> Option<Vec<u8>> {
     if query_bytes.len() < HEADER_BYTES {
         return None;
     }
@@ -122,7 +145,7 @@ pub fn handle(
         }
     }
 
-    let rcode = answer(zones, dir, &query, &mut response);
+    let rcode = answer(zones, dir, &query, &mut response, varies);
     response.set_response_code(rcode);
     encode(response, transport.limit_bytes(edns.as_ref()))
 }
@@ -154,6 +177,7 @@ fn answer(
     dir: &dyn Directory,
     query: &Query,
     response: &mut Message,
+    varies: &mut bool,
 ) -> ResponseCode {
     match query.query_class() {
         DNSClass::IN => {}
@@ -219,6 +243,7 @@ fn answer(
             cname(zone, qname, qtype, target, zone.content_ttl_s, response)
         }
         NameClass::Headroom => {
+            *varies = true;
             let target = dir.by_headroom();
             cname(zone, qname, qtype, target, zone.headroom_ttl_s, response)
         }

@@ -32,7 +32,7 @@ mod zone;
 pub use config::{demo_zone, DnsConfig, ZoneConfig};
 pub use error::DnsError;
 pub use handler::{
-    handle, Transport, EDNS_ADVERTISED_BYTES, HEADER_BYTES, QUERY_ADDITIONAL_MAX,
+    handle, handle_cacheable, Transport, EDNS_ADVERTISED_BYTES, HEADER_BYTES, QUERY_ADDITIONAL_MAX,
     UDP_PAYLOAD_CAP_BYTES, UDP_PAYLOAD_MIN_BYTES,
 };
 pub use server::{spawn, DnsHandle, TCP_MESSAGE_MAX_BYTES};

@@ -25,7 +25,7 @@ use monoio::net::{TcpListener, TcpStream};
 
 use crate::config::DnsConfig;
 use crate::error::DnsError;
-use crate::handler::{handle, Transport};
+use crate::handler::{handle, handle_cacheable, Transport};
 use crate::zone::Zones;
 use crate::Directory;
 
@@ -281,6 +281,38 @@ async fn serve(
     }
 }
 
+/// Answers of recent UDP queries, keyed by the query bytes after the ID. An answer is kept for
+/// `ANSWER_CACHE_MS` (the directory's own snapshot lag), so a change of the cluster shows within
+/// that; names answered by headroom are never kept. Bounded: cleared when full.
+struct AnswerCache {
+    map: std::collections::HashMap<Box<[u8]>, (std::time::Instant, Vec<u8>)>,
+}
+
+const ANSWER_CACHE_MS: u64 = 50;
+const ANSWER_CACHE_ENTRIES_MAX: usize = 16 * 1024;
+
+impl AnswerCache {
+    fn get(&self, query: &[u8]) -> Option<Vec<u8>> {
+        let (at, response) = self.map.get(&query[2..])?;
+        if at.elapsed() > Duration::from_millis(ANSWER_CACHE_MS) {
+            return None;
+        }
+        let mut r = response.clone();
+        r[..2].copy_from_slice(&query[..2]);
+        Some(r)
+    }
+
+    fn put(&mut self, query: &[u8], response: &[u8]) {
+        if self.map.len() >= ANSWER_CACHE_ENTRIES_MAX {
+            self.map.clear();
+        }
+        self.map.insert(
+            query[2..].into(),
+            (std::time::Instant::now(), response.to_vec()),
+        );
+    }
+}
+
 async fn udp_loop(
     socket: Rc<UdpSocket>,
     zones: Rc<Zones>,
@@ -289,13 +321,28 @@ async fn udp_loop(
     stopping: Rc<Cell<bool>>,
 ) {
     let mut buf = Vec::with_capacity(UDP_RECV_BYTES);
+    let mut cache = AnswerCache {
+        map: std::collections::HashMap::new(),
+    };
     while !stopping.get() {
         let (result, returned) = socket.cancelable_recv_from(buf, cancel.clone()).await;
         buf = returned;
         match result {
             Ok((len_bytes, peer)) => {
                 let query = &buf[..len_bytes.min(buf.len())];
-                if let Some(response) = handle(&zones, &*dir, query, Transport::UDP) {
+                let cached = if query.len() >= crate::HEADER_BYTES {
+                    cache.get(query)
+                } else {
+                    None
+                };
+                let response = cached.or_else(|| {
+                    let (r, cacheable) = handle_cacheable(&zones, &*dir, query, Transport::UDP)?;
+                    if cacheable && r.len() >= 2 {
+                        cache.put(query, &r);
+                    }
+                    Some(r)
+                });
+                if let Some(response) = response {
                     let (sent, _) = socket.send_to(response, peer).await;
                     if let Err(e) = sent {
                         tracing::debug!(%peer, error = %e, "dns udp send failed");

@@ -172,7 +172,10 @@ fn seed_example_headroom_flaps_and_content_name_is_stable() {
         assert!(matches!(a.data(), Some(RData::A(_))));
     }
     let keys = dir.keys.lock().unwrap().clone();
-    assert_eq!(keys, vec![CLUSTER_KEY.to_string(); 5]);
+    // Answers are cached for a few tens of milliseconds, so the directory sees the key at
+    // least once and nothing else.
+    assert!(!keys.is_empty() && keys.len() <= 5, "{keys:?}");
+    assert!(keys.iter().all(|k| k == CLUSTER_KEY), "{keys:?}");
     server.shutdown();
 }
 
