@@ -69,6 +69,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+set -o errtrace
+trap 'echo "bench: http_bench.sh failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 [ -x "$ARROW_BIN" ] || die "no arrow binary at $ARROW_BIN (cargo build --release -p arrow-server --bin arrow)"
 ulimit -n 65536 2>/dev/null || true
@@ -265,7 +267,8 @@ measure() {
         keys=$(sort -u "$SCRATCH/miss-keys.txt" | wc -l)
         miss_origin=$(wc -l < "$SCRATCH/miss-keys.txt")
         # keys the origin saw more than once, for the record
-        sort "$SCRATCH/miss-keys.txt" | uniq -c | awk '$1 > 1' | head -20 > "$OUT/logs/miss-dup-$p-r$round.txt"
+        { sort "$SCRATCH/miss-keys.txt" | uniq -c | awk '$1 > 1' | head -20 || true; } \
+            > "$OUT/logs/miss-dup-$p-r$round.txt"
     fi
     python3 - "$RUNS" "${line#WRK_JSON }" "$round" "$s" "$p" "$tool" "$c0" "$c1" "$TCK" "$o0" "$o1" \
         "$keys" "$load0" "$load1" "$CONNECTIONS" "$DURATION_S" "$NCPU" "$client_ticks" \

@@ -80,6 +80,7 @@ def summarize(runs):
                 "origin_requests": sum(r["origin_requests"] for r in pr),
                 "hits_proven": (all(r["hits_proven"] for r in pr) if s != "miss" else None),
                 "origin_requests_per_key": med(field("origin_requests_per_key")),
+                "origin_requests_per_key_max": rng(field("origin_requests_per_key"))[1],
                 "load1_range": rng(field("load1_before") + field("load1_after")),
                 "server_cpu_util": med(field("server_cpu_util")),
                 "client_cpu_util": med(field("client_cpu_util")),
@@ -195,12 +196,13 @@ def markdown(summary, machine, warm, extras, goal_list):
         miss = s == "miss"
         head = ["peer", "req/s (range)", "p50 ms", "p99 ms (range)", "server CPU µs/req",
                 "req per CPU-s", "server / wrk CPU util", "core busy srv / cli", "errors",
-                "origin reqs" + (" per key" if miss else " (proof)")]
+                "origin reqs" + (" per key, median (max)" if miss else " (proof)")]
         L.append("| " + " | ".join(head) + " |")
         L.append("|" + "---|" * len(head))
         for p, d in data["peers"].items():
             if miss:
-                origin = fmt(d["origin_requests_per_key"])
+                origin = (f"{fmt(d['origin_requests_per_key'])} "
+                          f"(max {fmt(d['origin_requests_per_key_max'])})")
             else:
                 origin = f"{d['origin_requests']} ({'all hits' if d['hits_proven'] else 'NOT all hits'})"
             p99r = tuple(us_to_ms(x) for x in d["p99_us_range"])

@@ -55,8 +55,9 @@ wait_http() {
 cpu_ticks() {
     local root=$1
     [ -n "$root" ] || { echo 0; return; }
-    # cat skips processes that exit between the glob and the read; each line starts with its pid.
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$root" '
+    # cat skips processes that exit between the glob and the read (and then fails: ignored, as
+    # callers run under pipefail); each line starts with its pid.
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$root" '
         {
             pid = $1
             line = $0

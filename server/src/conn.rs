@@ -280,7 +280,7 @@ async fn respond(
     let route = ctx.route(&k, req, cacheable, first_on_connection);
     let mut extra = String::new();
     if debug {
-        route.debug_headers(&k, &ctx.node.name, &host, path, &mut extra);
+        route.debug_headers(&k, &ctx.node.name, path, &mut extra);
     }
     let upstream_peer = match route {
         Route::Overflow { location } => {

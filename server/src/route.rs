@@ -56,14 +56,7 @@ pub enum Route {
 
 impl Route {
     /// The debug headers of DESIGN.md (as in the seed's PoC).
-    pub fn debug_headers(
-        &self,
-        k: &Keys,
-        self_name: &str,
-        host: &str,
-        path: &str,
-        out: &mut String,
-    ) {
+    pub fn debug_headers(&self, k: &Keys, self_name: &str, path: &str, out: &mut String) {
         use std::fmt::Write as _;
         let (act, pull_node) = match self {
             Route::Local {
@@ -84,7 +77,6 @@ impl Route {
         if !pull_node.is_empty() {
             let _ = write!(out, "X-Arrow-Pull-Url: http://{pull_node}{path}\r\n");
         }
-        let _ = host;
     }
 }
 

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -75,7 +75,6 @@ pub struct Node {
     pub metrics: Vec<Arc<ShardMetrics>>,
     pub cluster: Option<crate::route::ClusterLink>,
     shutdown: AtomicBool,
-    pub shards_running: AtomicUsize,
 }
 
 impl Node {
@@ -96,7 +95,6 @@ impl Node {
             metrics,
             cluster,
             shutdown: AtomicBool::new(false),
-            shards_running: AtomicUsize::new(0),
         }
     }
 
@@ -298,7 +296,6 @@ async fn shard_main(start: ShardStart) {
             }
         }
     };
-    let paths: Vec<_> = cfg.disks.iter().filter(|d| d.shard == shard).collect();
     let entries = store.as_ref().map_or_else(Vec::new, |s| {
         s.stats()
             .disks
@@ -312,7 +309,6 @@ async fn shard_main(start: ShardStart) {
             })
             .collect()
     });
-    let _ = paths;
     if start.ready.send(Ok(entries)).is_err() || start.go.recv().is_err() {
         return;
     }
