@@ -575,11 +575,7 @@ impl ShardCache {
                 format!("bytes {first}-{}/{}", last.unwrap_or(0), len.unwrap_or(0)),
             );
         }
-        let body_len = match last {
-            Some(l) => l + 1 - first,
-            None if len == Some(0) => 0,
-            None => 0,
-        };
+        let body_len = last.map_or(0, |l| l + 1 - first);
         if chunked {
             h.header("Transfer-Encoding", "chunked");
         } else {
