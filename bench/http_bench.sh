@@ -95,10 +95,11 @@ ports_free "$ORIGIN_PORT" "${PEER_PORT[arrow]}" "$ARROW_ADMIN_PORT" "${PEER_PORT
     "${PEER_PORT[varnish]}" "${PEER_PORT[ats]}" || die "ports from $BASE_PORT are taken (set BASE_PORT)"
 
 # --- machine ------------------------------------------------------------------------------------
+GIT_HEAD=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 python3 - "$OUT/machine.json" "$NCPU" "$SERVER_CORE" "$CLIENT_CORE" "$DURATION_S" "$ROUNDS" \
-    "$CONNECTIONS" "$SMOKE" "$ARROW_BIN" <<'PY'
-import json, os, platform, sys
-out, ncpu, score, ccore, dur, rounds, conns, smoke, arrow = sys.argv[1:]
+    "$CONNECTIONS" "$SMOKE" "$ARROW_BIN" "$GIT_HEAD" <<'PY'
+import json, os, platform, sys, time
+out, ncpu, score, ccore, dur, rounds, conns, smoke, arrow, head = sys.argv[1:]
 model = ""
 try:
     for line in open("/proc/cpuinfo"):
@@ -119,6 +120,8 @@ json.dump({
     "mem_gib": round(mem_kib / 1048576, 1), "loadavg_start": open("/proc/loadavg").read().split()[:3],
     "server_core": int(score), "client_core": int(ccore), "duration_s": int(dur),
     "rounds": int(rounds), "connections": int(conns), "smoke": smoke == "1", "arrow_bin": arrow,
+    "arrow_bin_built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(arrow))),
+    "git_head": head,
 }, open(out, "w"), indent=1)
 PY
 

@@ -167,6 +167,9 @@ def markdown(summary, machine, warm, extras, goal_list):
     cpu = f" ({machine['cpu_model']})" if machine.get("cpu_model") else ""
     mem = f", {machine['mem_gib']} GiB" if machine.get("mem_gib") else ""
     L.append(f"- {machine.get('nproc')} CPUs{cpu}{mem}, kernel {machine.get('kernel')}")
+    if machine.get("git_head"):
+        L.append(f"- arrow: {machine.get('arrow_bin')} built {machine.get('arrow_bin_built_utc')}, "
+                 f"tree at {machine['git_head']}")
     end = machine.get("loadavg_end")
     L.append(f"- load average at start {' '.join(machine.get('loadavg_start', []))}"
              + (f", at end {' '.join(end)}" if end else ""))

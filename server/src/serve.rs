@@ -77,6 +77,25 @@ pub struct ShardCache {
     pub node_name: Rc<str>,
     fills: RefCell<HashMap<String, Rc<Fill>>>,
     fill_bytes: Rc<Cell<u64>>,
+    /// Fills still receiving from upstream (the bound of `fills_in_flight_max`; fills that
+    /// only wait for their disk commit do not count).
+    fetching: Rc<Cell<usize>>,
+}
+
+/// Counts a fill as fetching until dropped (body complete, failed, or abandoned).
+struct Fetching(Rc<Cell<usize>>);
+
+impl Fetching {
+    fn new(c: &Rc<Cell<usize>>) -> Fetching {
+        c.set(c.get() + 1);
+        Fetching(c.clone())
+    }
+}
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 enum FillState {
@@ -161,6 +180,7 @@ impl ShardCache {
             node_name,
             fills: RefCell::new(HashMap::new()),
             fill_bytes: Rc::new(Cell::new(0)),
+            fetching: Rc::new(Cell::new(0)),
         })
     }
 
@@ -253,9 +273,9 @@ impl ShardCache {
                 self.stream_fill(req, &fill, result, false, sink).await
             }
             None => {
-                if self.fill_bytes.get() >= self.cfg.limits.fill_buffer_bytes_max
-                    || self.fills.borrow().len() >= self.cfg.limits.fills_in_flight_max
-                {
+                // Origin fetches of distinct keys are bounded; past the bound a viewer fetches
+                // for itself. (The memory bound decides storing, in run_fill, not coalescing.)
+                if self.fetching.get() >= self.cfg.limits.fills_in_flight_max {
                     return self.pass_through(req, sink).await;
                 }
                 let (fill, leader) = self.join_or_start(req, None);
@@ -294,8 +314,9 @@ impl ShardCache {
         let req = req.clone();
         let stale = stale.cloned();
         let f = fill.clone();
+        let fetching = Fetching::new(&self.fetching);
         monoio::spawn(async move {
-            this.run_fill(&req, &f, stale.as_ref()).await;
+            this.run_fill(&req, &f, stale.as_ref(), fetching).await;
             f.done.set(true);
             f.notify();
             this.fills.borrow_mut().remove(&req.cache_key);
@@ -309,7 +330,13 @@ impl ShardCache {
         }
     }
 
-    async fn run_fill(self: &Rc<Self>, req: &CacheRequest, fill: &Fill, stale: Option<&Meta>) {
+    async fn run_fill(
+        self: &Rc<Self>,
+        req: &CacheRequest,
+        fill: &Fill,
+        stale: Option<&Meta>,
+        fetching: Fetching,
+    ) {
         let rule = self.rule(req);
         let mut extra = String::from("Via: 1.1 arrow\r\n");
         if let Some(m) = stale {
@@ -427,8 +454,11 @@ impl ShardCache {
         if too_big {
             return;
         }
+        // Fill memory over its bound (disk commits lagging behind): still serve and coalesce,
+        // but do not store, so the memory held drains as viewers finish.
+        let store_it = self.fill_bytes.get() < self.cfg.limits.fill_buffer_bytes_max;
         let mut writer = match (&self.store, req.disk, &storable) {
-            (Some(store), Some(disk), Some(meta)) => {
+            (Some(store), Some(disk), Some(meta)) if store_it => {
                 match meta.encode_bounded(arrow_storage::layout::META_BYTES_MAX) {
                     None => {
                         tracing::warn!(key = %req.cache_key, "response headers too large to store");
@@ -472,6 +502,7 @@ impl ShardCache {
                 }
                 Ok(None) => {
                     fill.complete.set(true);
+                    fill.notify();
                     break;
                 }
                 Err(e) => {
@@ -482,6 +513,7 @@ impl ShardCache {
                 }
             }
         }
+        drop(fetching);
         if let Some(w) = writer {
             if let Err(e) = w.finish().await {
                 tracing::warn!(key = %req.cache_key, error = %e, "object commit failed");

@@ -51,7 +51,8 @@ impl ObjectWriter {
             key: key.to_vec(),
             key_hash128,
             meta,
-            buf: Some(AlignedBuf::new(chunk_bytes as usize)),
+            // Not zeroed: only written bytes are read back, and flush_chunk zeroes the padding.
+            buf: Some(AlignedBuf::for_read(chunk_bytes as usize)),
             buf_len: 0,
             chunk_bytes,
             body_len: 0,
