@@ -58,6 +58,10 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
+    /// For gauges owned by one shard.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
 }
 
 /// Origin latency buckets (seconds), Prometheus histogram style.
@@ -97,6 +101,9 @@ pub struct ShardMetrics {
     pub connections_refused: Counter,
     pub bad_requests: Counter,
     pub fills_started: Counter,
+    /// Gauges: fills still fetching, and body bytes held by fills.
+    pub fills_fetching: Counter,
+    pub fill_buffer_bytes: Counter,
     pub origin_errors: Counter,
     pub origin_bytes: Counter,
     pub origin_latency: Histogram,
@@ -159,7 +166,17 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 14] = [
+        (
+            "arrow_fills_fetching",
+            "Fills still receiving from upstream.",
+            sum(&|s| s.fills_fetching.get()),
+        ),
+        (
+            "arrow_fill_buffer_bytes",
+            "Body bytes held in memory by fills.",
+            sum(&|s| s.fill_buffer_bytes.get()),
+        ),
         (
             "arrow_body_bytes_total",
             "Body bytes sent to viewers.",
@@ -222,10 +239,10 @@ pub fn render(
         ),
     ];
     for (name, help, v) in counters {
-        let kind = if name.ends_with("_open") {
-            "gauge"
-        } else {
+        let kind = if name.ends_with("_total") {
             "counter"
+        } else {
+            "gauge"
         };
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     }

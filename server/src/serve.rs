@@ -188,6 +188,12 @@ impl ShardCache {
         self.fills.borrow().len()
     }
 
+    /// Publish the fill gauges (called by the shard's housekeeping).
+    pub fn publish_gauges(&self) {
+        self.metrics.fills_fetching.set(self.fetching.get() as u64);
+        self.metrics.fill_buffer_bytes.set(self.fill_bytes.get());
+    }
+
     fn rule(&self, req: &CacheRequest) -> &HostRule {
         &self.cfg.hosts[req.rule]
     }

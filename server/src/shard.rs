@@ -389,6 +389,7 @@ async fn shard_main(start: ShardStart) {
     loop {
         monoio::time::sleep(Duration::from_millis(100)).await;
         feed_cluster_stats(&ctx, store.as_deref(), &mut fed);
+        ctx.cache.publish_gauges();
         if let (Some(store), Some(disks)) = (&store, node.disks.get()) {
             for d in store.stats().disks {
                 if let Some(e) = disks.iter().find(|e| e.id == d.id) {
