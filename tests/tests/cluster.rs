@@ -18,7 +18,6 @@ const GROUP: &str = "239.255.77.77:17777";
 struct Cluster {
     net: TestNet,
     children: Vec<Option<Child>>,
-    configs: Vec<PathBuf>,
     logs: Vec<PathBuf>,
     _origin: Option<OriginHandle>,
     _dir: tempfile::TempDir,
@@ -76,7 +75,6 @@ fn start_cluster(n: usize, extra: &str, tail: &str) -> Option<Cluster> {
     };
     let dir = scratch_dir("cluster");
     let origin = origin_in_hub(&net);
-    let mut configs = Vec::new();
     let mut logs = Vec::new();
     let mut children = Vec::new();
     for i in 0..n {
@@ -93,13 +91,11 @@ fn start_cluster(n: usize, extra: &str, tail: &str) -> Option<Cluster> {
         std::fs::write(&path, cfg).unwrap();
         let log = nd.join("arrow.log");
         children.push(Some(net.spawn_node(i, &path, &log)));
-        configs.push(path);
         logs.push(log);
     }
     let c = Cluster {
         net,
         children,
-        configs,
         logs,
         _origin: Some(origin),
         _dir: dir,
