@@ -335,7 +335,6 @@ fn overflow_when_the_line_rate_cannot_keep_the_guarantee() {
         "admission returns after viewers leave; log:\n{}",
         c.log(0)
     );
-    let _ = &c.configs;
 }
 
 #[test]
