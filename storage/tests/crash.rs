@@ -17,7 +17,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 const BODY_BYTES_MAX: u64 = 300_000;
-const DISK_BYTES: u64 = 96 << 20;
+const DISK_BYTES: u64 = 256 << 20;
+/// Body bytes one run writes at most (then it idles until killed): well under the two disks'
+/// capacity, so nothing reported is ever evicted however fast the machine writes.
+const RUN_BODY_BYTES_MAX: u64 = 2 * DISK_BYTES * 2 / 5;
 const CHUNK_BYTES: u32 = 64 * 1024;
 
 fn cfg(dir: &Path) -> arrow_storage::StoreConfig {
@@ -45,13 +48,20 @@ fn crash_child() {
                 .unwrap(),
         ));
         let mut tasks = Vec::new();
+        let written = Rc::new(std::cell::Cell::new(0u64));
         for t in 0..4u64 {
             let store = Rc::clone(&store);
             let log = Rc::clone(&log);
+            let written = Rc::clone(&written);
             tasks.push(monoio::spawn(async move {
                 for i in 0u64.. {
                     let key = format!("r{run}/t{t}/k{i}").into_bytes();
                     let body = common::generated_body(&key, BODY_BYTES_MAX);
+                    if written.get() + body.len() as u64 > RUN_BODY_BYTES_MAX {
+                        // Budget spent: wait for the kill.
+                        monoio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    written.set(written.get() + body.len() as u64);
                     let disk = store.pick_disk(&key).unwrap();
                     let mut w = store
                         .writer(disk, &key, Bytes::from(key.clone()), None)
