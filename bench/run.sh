@@ -65,7 +65,7 @@ esac
 
 case $MODE in
     smoke)
-        export ROUNDS=1 DURATION_S=${DURATION_S:-1} SMOKE=1 PEERS=arrow
+        export ROUNDS=1 DURATION_S=${DURATION_S:-1} SMOKE=1 PEERS=arrow ARROW_DISK_BYTES=${ARROW_DISK_BYTES:-268435456}
         export SMALL_COUNT=${SMALL_COUNT:-100} LARGE_COUNT=${LARGE_COUNT:-1}
         # a port range of its own, so a smoke run beside a measured run does not collide
         export BASE_PORT=${BASE_PORT:-$((20000 + ($$ % 2000) * 10))}
