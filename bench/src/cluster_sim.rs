@@ -61,27 +61,7 @@ impl Default for ClusterSimArgs {
 const TIB: u64 = 1 << 40;
 
 fn node(name: String, weight: u64, capacity_bps: u64) -> NodeView {
-    NodeView {
-        name,
-        addr: None,
-        http_port: 80,
-        last_seen_ms: 0,
-        age_ms: 0,
-        sent_time_ms: 0,
-        boot_id: 1,
-        sequence: 1,
-        brpu_bps: capacity_bps,
-        capacity_bps,
-        weight,
-        users: 0,
-        disks_online: 1,
-        disks_degraded: 0,
-        disks_total: 1,
-        mirroring: false,
-        admitting: true,
-        comets: 1,
-        in_service: true,
-    }
+    NodeView::fresh(name, weight, capacity_bps)
 }
 
 /// Zipf sampler over ranks 0..n by inverse CDF.

@@ -114,6 +114,32 @@ pub struct NodeView {
 }
 
 impl NodeView {
+    /// A node in service with one healthy disk, no users and `capacity_bps` of headroom, as if
+    /// its first comet had just arrived: the starting point of simulations and tests.
+    pub fn fresh(name: impl Into<String>, weight: u64, capacity_bps: u64) -> NodeView {
+        NodeView {
+            name: name.into(),
+            addr: None,
+            http_port: 80,
+            last_seen_ms: 0,
+            age_ms: 0,
+            sent_time_ms: 0,
+            boot_id: 1,
+            sequence: 1,
+            brpu_bps: capacity_bps,
+            capacity_bps,
+            weight,
+            users: 0,
+            disks_online: 1,
+            disks_degraded: 0,
+            disks_total: 1,
+            mirroring: false,
+            admitting: true,
+            comets: 1,
+            in_service: true,
+        }
+    }
+
     /// Can this node take one more viewer and still give each `guarantee_bps`?
     /// `capacity / (users + 1) ≥ guarantee`; a zero guarantee admits always.
     pub fn admits(&self, guarantee_bps: u64) -> bool {

@@ -6,27 +6,7 @@ use std::collections::HashMap;
 use arrow_cluster::{cluster_key, designated, home, ranked, NodeView, Router};
 
 fn node(name: &str, weight: u64) -> NodeView {
-    NodeView {
-        name: name.into(),
-        addr: None,
-        http_port: 80,
-        last_seen_ms: 0,
-        age_ms: 0,
-        sent_time_ms: 0,
-        boot_id: 1,
-        sequence: 1,
-        brpu_bps: 10_000_000_000,
-        capacity_bps: 10_000_000_000,
-        weight,
-        users: 0,
-        disks_online: 1,
-        disks_degraded: 0,
-        disks_total: 1,
-        mirroring: false,
-        admitting: true,
-        comets: 1,
-        in_service: true,
-    }
+    NodeView::fresh(name, weight, 10_000_000_000)
 }
 
 const TIB: u64 = 1 << 40;
