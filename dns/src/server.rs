@@ -7,7 +7,8 @@
 //! `DnsHandle::shutdown` wakes the runtime from any thread, cancels every pending accept/recv
 //! and joins the thread.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRentExt, Canceller};
@@ -33,6 +34,8 @@ use crate::Directory;
 pub const TCP_MESSAGE_MAX_BYTES: usize = u16::MAX as usize;
 /// Receive buffer of a UDP socket: any datagram fits, so none is silently cut.
 const UDP_RECV_BYTES: usize = u16::MAX as usize;
+/// First capacity of a UDP task's send buffer (grows to the largest answer it sent).
+const UDP_SEND_BYTES_INITIAL: usize = 4096;
 /// Receives kept in flight per UDP socket: while one task waits for its send to complete, the
 /// others' receives are already queued in the ring, so one io_uring_enter serves many queries.
 const UDP_RECEIVERS_PER_SOCKET: usize = 8;
@@ -250,11 +253,13 @@ async fn serve(
         Vec::with_capacity(udp_sockets.len() * UDP_RECEIVERS_PER_SOCKET + listeners.len());
     for socket in udp_sockets {
         let socket = Rc::new(socket);
+        let cache = Rc::new(RefCell::new(AnswerCache::new()));
         for _ in 0..UDP_RECEIVERS_PER_SOCKET {
             tasks.push(monoio::spawn(udp_loop(
                 socket.clone(),
                 zones.clone(),
                 dir.clone(),
+                cache.clone(),
                 canceller.handle(),
                 stopping.clone(),
             )));
@@ -281,35 +286,53 @@ async fn serve(
     }
 }
 
-/// Answers of recent UDP queries, keyed by the query bytes after the ID. An answer is kept for
-/// `ANSWER_CACHE_MS` (the directory's own snapshot lag), so a change of the cluster shows within
-/// that; names answered by headroom are never kept. Bounded: cleared when full.
+/// Answers of recent UDP queries, keyed by the query bytes after the ID, shared by the receive
+/// tasks of one socket. An answer is kept for `ANSWER_CACHE_MS` (the directory's own snapshot
+/// lag), so a change of the cluster shows within that; names answered by headroom are never kept.
+/// Bounded: cleared when full.
 struct AnswerCache {
-    map: std::collections::HashMap<Box<[u8]>, (std::time::Instant, Vec<u8>)>,
+    map: HashMap<Box<[u8]>, (Instant, Vec<u8>), rustc_hash::FxBuildHasher>,
 }
 
 const ANSWER_CACHE_MS: u64 = 50;
 const ANSWER_CACHE_ENTRIES_MAX: usize = 16 * 1024;
 
 impl AnswerCache {
-    fn get(&self, query: &[u8]) -> Option<Vec<u8>> {
-        let (at, response) = self.map.get(&query[2..])?;
-        if at.elapsed() > Duration::from_millis(ANSWER_CACHE_MS) {
-            return None;
+    fn new() -> AnswerCache {
+        AnswerCache {
+            map: HashMap::with_hasher(rustc_hash::FxBuildHasher),
         }
-        let mut r = response.clone();
-        r[..2].copy_from_slice(&query[..2]);
-        Some(r)
     }
 
-    fn put(&mut self, query: &[u8], response: &[u8]) {
+    /// Copies the kept answer to `query` into `out` with the query's ID; false if there is none
+    /// or it is older than `ANSWER_CACHE_MS`.
+    fn answer_into(&self, query: &[u8], now: Instant, out: &mut Vec<u8>) -> bool {
+        let Some((at, response)) = self.map.get(&query[2..]) else {
+            return false;
+        };
+        if now.duration_since(*at) > Duration::from_millis(ANSWER_CACHE_MS) {
+            return false;
+        }
+        out.clear();
+        out.extend_from_slice(response);
+        out[..2].copy_from_slice(&query[..2]);
+        true
+    }
+
+    fn put(&mut self, query: &[u8], now: Instant, response: &[u8]) {
         if self.map.len() >= ANSWER_CACHE_ENTRIES_MAX {
             self.map.clear();
         }
-        self.map.insert(
-            query[2..].into(),
-            (std::time::Instant::now(), response.to_vec()),
-        );
+        match self.map.get_mut(&query[2..]) {
+            Some((at, kept)) => {
+                *at = now;
+                kept.clear();
+                kept.extend_from_slice(response);
+            }
+            None => {
+                self.map.insert(query[2..].into(), (now, response.to_vec()));
+            }
+        }
     }
 }
 
@@ -317,33 +340,37 @@ async fn udp_loop(
     socket: Rc<UdpSocket>,
     zones: Rc<Zones>,
     dir: Arc<dyn Directory>,
+    cache: Rc<RefCell<AnswerCache>>,
     cancel: CancelHandle,
     stopping: Rc<Cell<bool>>,
 ) {
     let mut buf = Vec::with_capacity(UDP_RECV_BYTES);
-    let mut cache = AnswerCache {
-        map: std::collections::HashMap::new(),
-    };
+    // The send buffer travels to the kernel and back on every answer: no allocation per query
+    // on the cached path.
+    let mut out: Vec<u8> = Vec::with_capacity(UDP_SEND_BYTES_INITIAL);
     while !stopping.get() {
         let (result, returned) = socket.cancelable_recv_from(buf, cancel.clone()).await;
         buf = returned;
         match result {
             Ok((len_bytes, peer)) => {
                 let query = &buf[..len_bytes.min(buf.len())];
-                let cached = if query.len() >= crate::HEADER_BYTES {
-                    cache.get(query)
-                } else {
-                    None
-                };
-                let response = cached.or_else(|| {
-                    let (r, cacheable) = handle_cacheable(&zones, &*dir, query, Transport::UDP)?;
-                    if cacheable && r.len() >= 2 {
-                        cache.put(query, &r);
+                let now = Instant::now();
+                let mut ready = query.len() >= crate::HEADER_BYTES
+                    && cache.borrow().answer_into(query, now, &mut out);
+                if !ready {
+                    if let Some((r, cacheable)) =
+                        handle_cacheable(&zones, &*dir, query, Transport::UDP)
+                    {
+                        if cacheable && r.len() >= 2 {
+                            cache.borrow_mut().put(query, now, &r);
+                        }
+                        out = r;
+                        ready = true;
                     }
-                    Some(r)
-                });
-                if let Some(response) = response {
-                    let (sent, _) = socket.send_to(response, peer).await;
+                }
+                if ready {
+                    let (sent, back) = socket.send_to(out, peer).await;
+                    out = back;
                     if let Err(e) = sent {
                         tracing::debug!(%peer, error = %e, "dns udp send failed");
                     }
