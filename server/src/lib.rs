@@ -25,4 +25,5 @@ pub mod origin;
 pub mod route;
 pub mod serve;
 pub mod shard;
+pub mod splice;
 pub mod steer;

@@ -16,7 +16,7 @@ use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use arrow_storage::{DiskId, ObjectInfo, Store};
+use arrow_storage::{DiskId, ObjectInfo, RamSpan, Store};
 use bytes::{Bytes, BytesMut};
 
 use crate::config::{Config, HostRule};
@@ -37,6 +37,17 @@ const COALESCE_BODY_BYTES: usize = 16 * 1024;
 pub trait Sink {
     /// Send `head` (may be empty) then `body` (may be empty).
     async fn send(&mut self, head: Vec<u8>, body: Bytes) -> io::Result<()>;
+
+    /// True if [`Sink::send_span`] hands spans to a socket without copying them.
+    fn can_splice(&self) -> bool {
+        false
+    }
+
+    /// Send `head` then a RAM-tier span. Sinks that cannot splice copy the span out.
+    async fn send_span(&mut self, head: Vec<u8>, span: RamSpan) -> io::Result<()> {
+        let body = span.to_bytes()?;
+        self.send(head, body).await
+    }
 }
 
 /// A cacheable request, owned so that it can cross to the owning shard.
@@ -732,8 +743,21 @@ impl ShardCache {
                 return Some(self.unsatisfiable(req, len, result, sink).await);
             }
         };
+        // A body held in the RAM tier's memfd is spliced to the socket, never copied.
+        let span = if req.head_only || first >= end || !sink.can_splice() {
+            None
+        } else {
+            match store.read_span(info, first, end - first).await {
+                Ok(span) => span,
+                Err(e) => {
+                    tracing::warn!(key = %req.cache_key, error = %e, "stored object unreadable; refetching");
+                    self.metrics.storage_read_errors.inc();
+                    return None;
+                }
+            }
+        };
         // Read the first window before the head, so a bad object falls back to a fill.
-        let first_window = if req.head_only || first >= end {
+        let first_window = if req.head_only || first >= end || span.is_some() {
             Bytes::new()
         } else {
             let n = (end - first).min(READ_WINDOW_BYTES);
@@ -759,6 +783,15 @@ impl ShardCache {
             body_bytes: 0,
             aborted: false,
         };
+        if let Some(span) = span {
+            let len = span.len();
+            if sink.send_span(h.finish(), span).await.is_err() {
+                out.aborted = true;
+            } else {
+                out.body_bytes = len;
+            }
+            return Some(out);
+        }
         let sent = first_window.len() as u64;
         if sink.send(h.finish(), first_window).await.is_err() {
             out.aborted = true;
@@ -996,6 +1029,17 @@ pub struct SocketSink<'a> {
 }
 
 impl Sink for SocketSink<'_> {
+    fn can_splice(&self) -> bool {
+        true
+    }
+
+    async fn send_span(&mut self, head: Vec<u8>, span: RamSpan) -> io::Result<()> {
+        if !head.is_empty() {
+            write_timed(self.stream, head, self.timeout).await?;
+        }
+        crate::splice::send_span(self.stream, &span, self.timeout).await
+    }
+
     async fn send(&mut self, mut head: Vec<u8>, body: Bytes) -> io::Result<()> {
         use monoio::io::AsyncWriteRentExt;
         let t = self.timeout;

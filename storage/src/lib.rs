@@ -46,6 +46,7 @@ mod writer;
 pub use error::StorageError;
 pub use hashing::rendezvous_pick;
 pub use policy::PolicyKind;
+pub use ram_tier::RamSpan;
 pub use store::{DiskStats, RamTierStats, Store, StoreStats};
 pub use writer::ObjectWriter;
 

@@ -1,15 +1,220 @@
 //! The RAM tier: an LRU of hot objects' bodies, bounded in bytes per Store (shard), consulted
 //! before the disk. Entries carry the slot generation, so a replaced object is never served.
+//!
+//! Small bodies live on the heap as [`Bytes`]. Bodies of at least [`FILE_BODY_BYTES_MIN`] live
+//! in a per-tier memfd (an in-memory file), so the HTTP side can hand them to the socket with
+//! splice: the socket references the file's pages instead of copying the body, as sendfile does
+//! for nginx's page-cache files. A region of the memfd is never rewritten in place: when its
+//! object leaves the tier and no [`RamSpan`] holds it any more, the region's pages are punched out
+//! of the file (pages still referenced by a socket stay alive, unchanged, until sent) and only
+//! then is the region reused.
+//!
+//! ```text
+//!   insert(body) ─ small ─▶ heap Bytes ──────────────▶ get → Held::Heap(Bytes)
+//!               └ large ─▶ Arena::alloc → pwrite memfd ▶ get → Held::File(Rc<Region>) → RamSpan
+//!   evict / replace ─▶ drop Rc<Region> ─(last holder)─▶ punch hole → free list
+//! ```
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::rc::Rc;
 
 type Key = (u128, u32);
 
+/// Bodies at least this large go to the memfd (below it, a copy costs less than the splice
+/// system calls).
+pub const FILE_BODY_BYTES_MIN: u64 = 64 * 1024;
+/// Allocation unit of the memfd (a page: splice moves whole pages by reference).
+const PAGE_BYTES: u64 = 4096;
+
+/// A body held by the tier.
+#[derive(Clone)]
+pub enum Held {
+    /// On the heap.
+    Heap(Bytes),
+    /// In the memfd.
+    File(Rc<Region>),
+}
+
+impl Held {
+    /// Body length.
+    pub fn len(&self) -> u64 {
+        match self {
+            Held::Heap(b) => b.len() as u64,
+            Held::File(r) => r.len_bytes,
+        }
+    }
+
+    /// True for an empty body.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Body bytes `[offset, offset + len)` as Bytes (a copy out of the memfd for file bodies).
+    pub fn bytes(&self, offset: u64, len: u64) -> io::Result<Bytes> {
+        match self {
+            Held::Heap(b) => Ok(b.slice(offset as usize..(offset + len) as usize)),
+            Held::File(r) => r.read(offset, len),
+        }
+    }
+}
+
 struct Entry {
     gen: u32,
-    body: Bytes,
+    body: Held,
+    /// Bytes charged against the capacity (file bodies: whole pages).
+    charged_bytes: u64,
     stamp: u64,
+}
+
+/// The memfd and its free regions (page-aligned offset → length).
+pub struct Arena {
+    file: File,
+    free: RefCell<BTreeMap<u64, u64>>,
+}
+
+impl Arena {
+    fn new(capacity_bytes: u64) -> io::Result<Arena> {
+        // SAFETY: a NUL-terminated name and valid flags; the returned fd is checked below.
+        let fd = unsafe { libc::memfd_create(c"arrow-ram-tier".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let size = capacity_bytes / PAGE_BYTES * PAGE_BYTES;
+        file.set_len(size)?;
+        let mut free = BTreeMap::new();
+        if size > 0 {
+            free.insert(0, size);
+        }
+        Ok(Arena {
+            file,
+            free: RefCell::new(free),
+        })
+    }
+
+    /// First fit; None if no free region is large enough.
+    fn alloc(&self, len_bytes: u64) -> Option<u64> {
+        let mut free = self.free.borrow_mut();
+        let (&off, &len) = free.iter().find(|(_, &l)| l >= len_bytes)?;
+        free.remove(&off);
+        if len > len_bytes {
+            free.insert(off + len_bytes, len - len_bytes);
+        }
+        Some(off)
+    }
+
+    /// Punch the region's pages out of the file and return it to the free list, merged with
+    /// its free neighbours.
+    fn release(&self, off: u64, len_bytes: u64) {
+        // SAFETY: plain fallocate on our own descriptor; the range lies inside the file.
+        let rc = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off as libc::off_t,
+                len_bytes as libc::off_t,
+            )
+        };
+        if rc != 0 {
+            // The pages stay in the file; writes into a reused region then go to the same pages,
+            // which a socket may still reference. Keep the region out of circulation instead.
+            tracing::warn!(
+                error = %io::Error::last_os_error(),
+                off,
+                len_bytes,
+                "ram tier: punching a freed region failed; region retired"
+            );
+            return;
+        }
+        let mut free = self.free.borrow_mut();
+        let (mut start, mut len) = (off, len_bytes);
+        if let Some((&prev_off, &prev_len)) = free.range(..start).next_back() {
+            if prev_off + prev_len == start {
+                free.remove(&prev_off);
+                start = prev_off;
+                len += prev_len;
+            }
+        }
+        if let Some(&next_len) = free.get(&(off + len_bytes)) {
+            free.remove(&(off + len_bytes));
+            len += next_len;
+        }
+        free.insert(start, len);
+    }
+}
+
+/// A body's region of the memfd. Dropping the last holder frees it.
+pub struct Region {
+    arena: Rc<Arena>,
+    off: u64,
+    alloc_bytes: u64,
+    len_bytes: u64,
+}
+
+impl Region {
+    fn read(&self, offset: u64, len: u64) -> io::Result<Bytes> {
+        let mut buf = BytesMut::zeroed(len as usize);
+        self.arena.file.read_exact_at(&mut buf, self.off + offset)?;
+        Ok(buf.freeze())
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        self.arena.release(self.off, self.alloc_bytes);
+    }
+}
+
+/// Body bytes of an object in the memfd, held for the duration of a send: while a span lives,
+/// its region is neither freed nor rewritten.
+pub struct RamSpan {
+    region: Rc<Region>,
+    offset: u64,
+    len: u64,
+}
+
+impl RamSpan {
+    /// The memfd (valid while the span lives).
+    pub fn fd(&self) -> RawFd {
+        self.region.arena.file.as_raw_fd()
+    }
+    /// Offset of the span's first byte in the memfd.
+    pub fn file_offset(&self) -> u64 {
+        self.region.off + self.offset
+    }
+    /// Length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The bytes, copied out (for sinks that cannot splice).
+    pub fn to_bytes(&self) -> io::Result<Bytes> {
+        self.region.read(self.offset, self.len)
+    }
+}
+
+impl Held {
+    /// A span of a file body; None for heap bodies.
+    pub fn span(&self, offset: u64, len: u64) -> Option<RamSpan> {
+        match self {
+            Held::File(region) => Some(RamSpan {
+                region: Rc::clone(region),
+                offset,
+                len,
+            }),
+            Held::Heap(_) => None,
+        }
+    }
 }
 
 /// Bounded LRU of object bodies.
@@ -19,6 +224,7 @@ pub struct RamTier {
     map: HashMap<Key, Entry>,
     lru: BTreeMap<u64, Key>,
     next_stamp: u64,
+    arena: Option<Rc<Arena>>,
     /// Reads served from RAM.
     pub hits: u64,
     /// Reads that went to disk.
@@ -26,14 +232,27 @@ pub struct RamTier {
 }
 
 impl RamTier {
-    /// An empty tier holding at most `capacity_bytes` of bodies.
+    /// An empty tier holding at most `capacity_bytes` of bodies. Large bodies go to a memfd; if
+    /// one cannot be created, every body stays on the heap (logged).
     pub fn new(capacity_bytes: u64) -> RamTier {
+        let arena = if capacity_bytes / 8 >= FILE_BODY_BYTES_MIN {
+            match Arena::new(capacity_bytes) {
+                Ok(a) => Some(Rc::new(a)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ram tier: no memfd; large bodies kept on the heap (copied on send)");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         RamTier {
             capacity_bytes,
             bytes: 0,
             map: HashMap::new(),
             lru: BTreeMap::new(),
             next_stamp: 0,
+            arena,
             hits: 0,
             misses: 0,
         }
@@ -55,7 +274,7 @@ impl RamTier {
     }
 
     /// The body of (disk, slot) if held for generation `gen`; counts a hit or a miss.
-    pub fn get(&mut self, disk: u128, slot: u32, gen: u32) -> Option<Bytes> {
+    pub fn get(&mut self, disk: u128, slot: u32, gen: u32) -> Option<Held> {
         let key = (disk, slot);
         match self.map.get_mut(&key) {
             Some(e) if e.gen == gen => {
@@ -78,39 +297,82 @@ impl RamTier {
         }
     }
 
-    /// Keep a body; evicts least recently used bodies to stay within capacity.
-    pub fn insert(&mut self, disk: u128, slot: u32, gen: u32, body: Bytes) {
+    fn evict_lru(&mut self) -> bool {
+        let Some((_, key)) = self.lru.pop_first() else {
+            return false;
+        };
+        if let Some(e) = self.map.remove(&key) {
+            self.bytes -= e.charged_bytes;
+        }
+        true
+    }
+
+    /// Keep a body; evicts least recently used bodies to stay within capacity. Returns what the
+    /// tier now holds for the object (None if it was not taken).
+    pub fn insert(&mut self, disk: u128, slot: u32, gen: u32, body: Bytes) -> Option<Held> {
         let len = body.len() as u64;
         if len > self.object_bytes_max() {
-            return;
+            return None;
         }
         self.remove(disk, slot);
-        while self.bytes + len > self.capacity_bytes {
-            let Some((_, key)) = self.lru.pop_first() else {
-                break;
-            };
-            if let Some(e) = self.map.remove(&key) {
-                self.bytes -= e.body.len() as u64;
+        let to_file = len >= FILE_BODY_BYTES_MIN && self.arena.is_some();
+        let charged_bytes = if to_file {
+            len.div_ceil(PAGE_BYTES) * PAGE_BYTES
+        } else {
+            len
+        };
+        while self.bytes + charged_bytes > self.capacity_bytes {
+            if !self.evict_lru() {
+                return None;
             }
         }
+        let held = match &self.arena {
+            Some(arena) if to_file => {
+                let arena = Rc::clone(arena);
+                // Regions still held by spans in flight are not counted in `bytes`, so the
+                // file can be fragmented while `bytes` has room: evict until a region fits.
+                let off = loop {
+                    if let Some(off) = arena.alloc(charged_bytes) {
+                        break off;
+                    }
+                    if !self.evict_lru() {
+                        return None;
+                    }
+                };
+                let region = Rc::new(Region {
+                    arena,
+                    off,
+                    alloc_bytes: charged_bytes,
+                    len_bytes: len,
+                });
+                if let Err(e) = region.arena.file.write_all_at(&body, off) {
+                    tracing::warn!(error = %e, "ram tier: memfd write failed; body not kept");
+                    return None;
+                }
+                Held::File(region)
+            }
+            _ => Held::Heap(body),
+        };
         self.next_stamp += 1;
         self.lru.insert(self.next_stamp, (disk, slot));
         self.map.insert(
             (disk, slot),
             Entry {
                 gen,
-                body,
+                body: held.clone(),
+                charged_bytes,
                 stamp: self.next_stamp,
             },
         );
-        self.bytes += len;
+        self.bytes += charged_bytes;
+        Some(held)
     }
 
     /// Forget (disk, slot).
     pub fn remove(&mut self, disk: u128, slot: u32) {
         if let Some(e) = self.map.remove(&(disk, slot)) {
             self.lru.remove(&e.stamp);
-            self.bytes -= e.body.len() as u64;
+            self.bytes -= e.charged_bytes;
         }
     }
 
@@ -127,6 +389,13 @@ impl RamTier {
 mod tests {
     use super::*;
 
+    fn heap(h: Option<Held>) -> Bytes {
+        match h {
+            Some(Held::Heap(b)) => b,
+            _ => panic!("expected a heap body"),
+        }
+    }
+
     #[test]
     fn lru_stays_within_capacity_and_checks_generation() {
         let mut t = RamTier::new(800);
@@ -135,8 +404,82 @@ mod tests {
         }
         assert!(t.bytes() <= 800);
         assert!(t.get(1, 0, 1).is_none());
-        assert_eq!(t.get(1, 9, 1).unwrap()[0], 9);
+        assert_eq!(heap(t.get(1, 9, 1))[0], 9);
         assert!(t.get(1, 9, 2).is_none());
         assert!(t.get(1, 9, 1).is_none());
+    }
+
+    fn body(seed: u8, len: usize) -> Bytes {
+        Bytes::from(
+            (0..len)
+                .map(|i| seed.wrapping_add(i as u8))
+                .collect::<Vec<u8>>(),
+        )
+    }
+
+    #[test]
+    fn large_bodies_live_in_the_memfd_and_read_back() {
+        let mut t = RamTier::new(8 << 20);
+        let b = body(7, 300_000);
+        let held = t.insert(1, 1, 1, b.clone()).expect("taken");
+        assert!(matches!(held, Held::File(_)));
+        let got = t.get(1, 1, 1).expect("held");
+        assert_eq!(got.bytes(0, b.len() as u64).unwrap(), b);
+        assert_eq!(got.bytes(1000, 10).unwrap(), b.slice(1000..1010));
+        let span = got.span(4096, 5000).expect("file body");
+        assert_eq!(span.len(), 5000);
+        assert_eq!(span.to_bytes().unwrap(), b.slice(4096..9096));
+        // Small bodies stay on the heap.
+        assert!(matches!(
+            t.insert(1, 2, 1, body(1, 1000)),
+            Some(Held::Heap(_))
+        ));
+    }
+
+    #[test]
+    fn a_held_span_keeps_its_bytes_while_the_tier_churns() {
+        // Room for 16 bodies of 1 MiB: inserting 40 more evicts the first, and its region is
+        // wanted again and again.
+        let mut t = RamTier::new(16 << 20);
+        let first = body(1, 1 << 20);
+        let held = t.insert(1, 0, 1, first.clone()).expect("taken");
+        let span = held.span(0, first.len() as u64).expect("file body");
+        drop(held);
+        for slot in 1..=40u32 {
+            t.insert(1, slot, 1, body(slot as u8 + 1, 1 << 20));
+        }
+        assert!(t.get(1, 0, 1).is_none(), "evicted");
+        assert_eq!(span.to_bytes().unwrap(), first, "span bytes unchanged");
+        assert!(t.bytes() <= 16 << 20);
+        // The newest bodies read back intact.
+        for slot in 38..=40u32 {
+            let got = t.get(1, slot, 1).expect("recent body held");
+            assert_eq!(
+                got.bytes(0, 1 << 20).unwrap(),
+                body(slot as u8 + 1, 1 << 20)
+            );
+        }
+        drop(span);
+    }
+
+    #[test]
+    fn freed_regions_merge_so_a_large_body_fits_again() {
+        let mut t = RamTier::new(2 << 20);
+        for slot in 0..16u32 {
+            t.insert(1, slot, 1, body(slot as u8, 128 * 1024));
+        }
+        for slot in 0..16u32 {
+            t.remove(1, slot);
+        }
+        assert_eq!(t.bytes(), 0);
+        // An eighth of 2 MiB is 256 KiB: needs merged neighbours after 128 KiB frees.
+        assert!(matches!(
+            t.insert(1, 99, 1, body(9, 256 * 1024)),
+            Some(Held::File(_))
+        ));
+        let free = t.arena.as_ref().unwrap().free.borrow().clone();
+        let free_total: u64 = free.values().sum();
+        assert_eq!(free_total, (2 << 20) - 256 * 1024);
+        assert_eq!(free.len(), 1, "one merged free region: {free:?}");
     }
 }

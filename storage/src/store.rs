@@ -5,7 +5,7 @@ use crate::error::StorageError;
 use crate::hashing::{key_hash128, rendezvous_pick};
 use crate::index::STATE_LIVE;
 use crate::layout::{BLOCK_BYTES, KEY_BYTES_MAX, META_BYTES_MAX};
-use crate::ram_tier::RamTier;
+use crate::ram_tier::{RamSpan, RamTier, FILE_BODY_BYTES_MIN};
 use crate::recover::open_disk;
 use crate::writer::ObjectWriter;
 use crate::{reader, DiskId, DiskRefusal, ObjectInfo, StoreConfig};
@@ -204,14 +204,58 @@ impl Store {
         if !ram_ok {
             return reader::read_range(d, obj, offset, len).await;
         }
-        if let Some(body) = self.ram.borrow_mut().get(obj.disk.0, obj.slot, obj.gen) {
-            return Ok(body.slice(offset as usize..(offset + len) as usize));
+        if let Some(held) = self.ram.borrow_mut().get(obj.disk.0, obj.slot, obj.gen) {
+            return held.bytes(offset, len).map_err(StorageError::RamTier);
         }
         let body = reader::read_range(d, obj, 0, obj.body_len).await?;
         self.ram
             .borrow_mut()
             .insert(obj.disk.0, obj.slot, obj.gen, body.clone());
         Ok(body.slice(offset as usize..(offset + len) as usize))
+    }
+
+    /// Like [`Store::read`], for senders that can splice: `Some(span)` when the body is (or, after
+    /// one disk read, now is) held in the RAM tier's memfd; `None` when it is not eligible (small,
+    /// too large for the tier, or no memfd) — then use `read`.
+    pub async fn read_span(
+        &self,
+        obj: &ObjectInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<RamSpan>, StorageError> {
+        let in_body = matches!(offset.checked_add(len), Some(end) if end <= obj.body_len);
+        if !in_body {
+            return Err(StorageError::Range {
+                offset_bytes: offset,
+                len_bytes: len,
+                body_len_bytes: obj.body_len,
+            });
+        }
+        let d = self.disk(obj.disk)?;
+        let eligible = obj.body_len >= FILE_BODY_BYTES_MIN
+            && obj.body_len <= self.ram.borrow().object_bytes_max()
+            && obj.body_len <= u64::from(d.geo.chunk_bytes);
+        if !eligible || !d.online() {
+            return Ok(None);
+        }
+        let current = {
+            let st = d.st.borrow();
+            st.index
+                .get(obj.slot)
+                .is_some_and(|s| s.state() == STATE_LIVE && s.gen() == obj.gen)
+        };
+        if !current {
+            return Err(StorageError::Gone);
+        }
+        if let Some(held) = self.ram.borrow_mut().get(obj.disk.0, obj.slot, obj.gen) {
+            return Ok(held.span(offset, len));
+        }
+        let body = reader::read_range(d, obj, 0, obj.body_len).await?;
+        let held = self
+            .ram
+            .borrow_mut()
+            .insert(obj.disk.0, obj.slot, obj.gen, body);
+        Ok(held.and_then(|h| h.span(offset, len)))
     }
 
     /// Start writing `key` to `disk`. Err if the disk is offline or unknown, the key, metadata or

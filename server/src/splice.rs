@@ -1,0 +1,197 @@
+//! Zero-copy send of RAM-tier bodies: memfd ─splice→ pipe ─splice→ socket.
+//!
+//! The socket's buffers reference the memfd's pages instead of a copy of the body (what sendfile
+//! gives nginx from its page cache). monoio's splice op has no file offset, so both splices are
+//! plain non-blocking system calls on the shard's thread: memfd → pipe never waits (the pages are
+//! in memory and the pipe is empty), and pipe → socket runs with the socket switched to
+//! O_NONBLOCK for the call; when the socket is full the task waits for POLLOUT through the ring
+//! (`TcpStream::writable`) and goes on. Pipes come from a small per-thread (per-shard) pool.
+//!
+//! ```text
+//!   RamSpan(fd, off, len) ─ splice(memfd@off → pipe, ≤ pipe capacity) ─┐
+//!        ▲                                                            │
+//!        └──── next window ◀── splice(pipe → socket) ◀─ writable() ◀──┘ (EAGAIN)
+//! ```
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use arrow_storage::RamSpan;
+
+/// Pipe capacity asked for (F_SETPIPE_SZ); the kernel's default (64 KiB) is kept if refused.
+const PIPE_BYTES: usize = 1 << 20;
+/// Idle pipes kept per shard; more are created while sends are in flight, and closed after.
+const IDLE_PIPES_MAX: usize = 32;
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    capacity_bytes: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: fds has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors are fresh and owned by nothing else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: fcntl on our own descriptor.
+        let set = unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_BYTES as libc::c_int,
+            )
+        };
+        let capacity_bytes = if set > 0 { set as usize } else { 64 * 1024 };
+        Ok(Pipe {
+            read,
+            write,
+            capacity_bytes,
+        })
+    }
+}
+
+thread_local! {
+    static IDLE: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_pipe() -> io::Result<Pipe> {
+    match IDLE.with(|p| p.borrow_mut().pop()) {
+        Some(p) => Ok(p),
+        None => Pipe::new(),
+    }
+}
+
+/// Only empty pipes go back to the pool; one left holding bytes (an aborted send) is closed.
+fn return_pipe(pipe: Pipe) {
+    IDLE.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < IDLE_PIPES_MAX {
+            p.push(pipe);
+        }
+    });
+}
+
+/// Restores the socket's file status flags when the send ends, however it ends.
+struct NonBlocking {
+    fd: RawFd,
+    flags: libc::c_int,
+}
+
+impl NonBlocking {
+    fn set(fd: RawFd) -> io::Result<NonBlocking> {
+        // SAFETY: fcntl on a descriptor the caller's stream keeps open.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(NonBlocking { fd, flags })
+    }
+}
+
+impl Drop for NonBlocking {
+    fn drop(&mut self) {
+        // SAFETY: restores the flags read in `set` on the same, still open, descriptor.
+        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) };
+    }
+}
+
+fn splice(
+    from: RawFd,
+    from_off: Option<&mut i64>,
+    to: RawFd,
+    len: usize,
+    more: bool,
+) -> io::Result<usize> {
+    let off_ptr = match from_off {
+        Some(off) => off as *mut i64,
+        None => std::ptr::null_mut(),
+    };
+    let mut flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+    if more {
+        flags |= libc::SPLICE_F_MORE;
+    }
+    // SAFETY: valid descriptors held open by the caller; off_ptr is null or points to a live i64.
+    let n = unsafe { libc::splice(from, off_ptr, to, std::ptr::null_mut(), len, flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Send `span` on `stream` without copying it; fails with TimedOut if the socket accepts nothing
+/// for `timeout` (the same bound as a copying write).
+pub async fn send_span(
+    stream: &mut monoio::net::TcpStream,
+    span: &RamSpan,
+    timeout: Duration,
+) -> io::Result<()> {
+    let sock = stream.as_raw_fd();
+    let pipe = take_pipe()?;
+    let mut file_off = span.file_offset() as i64;
+    let end_off = file_off + span.len() as i64;
+    let mut in_pipe = 0usize;
+    let result: io::Result<()> = async {
+        let mut guard = Some(NonBlocking::set(sock)?);
+        let mut last_progress = Instant::now();
+        while file_off < end_off || in_pipe > 0 {
+            if in_pipe == 0 {
+                let want = ((end_off - file_off) as usize).min(pipe.capacity_bytes);
+                let n = splice(
+                    span.fd(),
+                    Some(&mut file_off),
+                    pipe.write.as_raw_fd(),
+                    want,
+                    false,
+                )?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "ram tier memfd shorter than the span",
+                    ));
+                }
+                in_pipe = n;
+            }
+            let more = file_off < end_off;
+            match splice(pipe.read.as_raw_fd(), None, sock, in_pipe, more) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    in_pipe -= n;
+                    last_progress = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = timeout.saturating_sub(last_progress.elapsed());
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    // Blocking again while the ring polls, so no other op sees O_NONBLOCK.
+                    drop(guard.take());
+                    match monoio::time::timeout(left, stream.writable(false)).await {
+                        Ok(r) => r?,
+                        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                    }
+                    guard = Some(NonBlocking::set(sock)?);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        drop(guard);
+        Ok(())
+    }
+    .await;
+    if in_pipe == 0 {
+        return_pipe(pipe);
+    }
+    result
+}
