@@ -1034,10 +1034,7 @@ impl Sink for SocketSink<'_> {
     }
 
     async fn send_span(&mut self, head: Vec<u8>, span: RamSpan) -> io::Result<()> {
-        if !head.is_empty() {
-            write_timed(self.stream, head, self.timeout).await?;
-        }
-        crate::splice::send_span(self.stream, &span, self.timeout).await
+        crate::splice::send_span(self.stream, head, &span, self.timeout).await
     }
 
     async fn send(&mut self, mut head: Vec<u8>, body: Bytes) -> io::Result<()> {

@@ -130,14 +130,42 @@ fn splice(
     }
 }
 
-/// Send `span` on `stream` without copying it; fails with TimedOut if the socket accepts nothing
-/// for `timeout` (the same bound as a copying write).
+/// Send `head` then `span` on `stream`, the span without copying it; fails with TimedOut if the
+/// socket accepts nothing for `timeout` (the same bound as a copying write). The head goes out
+/// with MSG_MORE, so it shares its first segment with the body.
 pub async fn send_span(
     stream: &mut monoio::net::TcpStream,
+    head: Vec<u8>,
     span: &RamSpan,
     timeout: Duration,
 ) -> io::Result<()> {
     let sock = stream.as_raw_fd();
+    // SAFETY: a valid socket and a live buffer of head.len() bytes.
+    let n = unsafe {
+        libc::send(
+            sock,
+            head.as_ptr().cast(),
+            head.len(),
+            libc::MSG_DONTWAIT | libc::MSG_MORE | libc::MSG_NOSIGNAL,
+        )
+    };
+    let sent = if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::WouldBlock {
+            return Err(e);
+        }
+        0
+    } else {
+        n as usize
+    };
+    if sent < head.len() {
+        use monoio::io::AsyncWriteRentExt;
+        let rest = head[sent..].to_vec();
+        match monoio::time::timeout(timeout, stream.write_all(rest)).await {
+            Ok((r, _)) => r.map(|_| ())?,
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
     let pipe = take_pipe()?;
     let mut file_off = span.file_offset() as i64;
     let end_off = file_off + span.len() as i64;
