@@ -1,16 +1,18 @@
-//! Zero-copy send of RAM-tier bodies: memfd ─splice→ pipe ─splice→ socket.
+//! Zero-copy send of RAM-tier bodies: arena pages ─vmsplice→ pipe ─splice→ socket.
 //!
-//! The socket's buffers reference the memfd's pages instead of a copy of the body (what sendfile
-//! gives nginx from its page cache). monoio's splice op has no file offset, so both splices are
-//! plain non-blocking system calls on the shard's thread: memfd → pipe never waits (the pages are
-//! in memory and the pipe is empty), and pipe → socket runs with the socket switched to
-//! O_NONBLOCK for the call; when the socket is full the task waits for POLLOUT through the ring
-//! (`TcpStream::writable`) and goes on. Pipes come from a small per-thread (per-shard) pool.
+//! The socket's buffers reference the RAM tier arena's pages instead of a copy of the body (what
+//! sendfile gives nginx from its page cache); the storage side guarantees a held span's pages are
+//! never rewritten (see `arrow_storage::ram_tier`). Both steps are plain non-blocking system calls
+//! on the shard's thread (io_uring has no vmsplice, and its splice always goes through a kernel
+//! worker): vmsplice into an empty pipe never waits, and pipe → socket runs with the socket
+//! switched to O_NONBLOCK for the call; when the socket is full the task waits for POLLOUT through
+//! the ring (`TcpStream::writable`) and goes on. Pipes come from a small per-thread (per-shard)
+//! pool.
 //!
 //! ```text
-//!   RamSpan(fd, off, len) ─ splice(memfd@off → pipe, ≤ pipe capacity) ─┐
-//!        ▲                                                            │
-//!        └──── next window ◀── splice(pipe → socket) ◀─ writable() ◀──┘ (EAGAIN)
+//!   RamSpan(bytes) ─ vmsplice(window → pipe, ≤ pipe capacity) ─┐
+//!        ▲                                                     │
+//!        └── next window ◀── splice(pipe → socket) ◀─ writable() ◀─┘ (EAGAIN)
 //! ```
 
 use std::cell::RefCell;
@@ -106,23 +108,37 @@ impl Drop for NonBlocking {
     }
 }
 
-fn splice(
-    from: RawFd,
-    from_off: Option<&mut i64>,
-    to: RawFd,
-    len: usize,
-    more: bool,
-) -> io::Result<usize> {
-    let off_ptr = match from_off {
-        Some(off) => off as *mut i64,
-        None => std::ptr::null_mut(),
+/// Hand `bytes`' pages to the pipe (referenced, not copied); returns how many bytes it took.
+fn vmsplice(pipe: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    let iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
     };
+    // SAFETY: one iovec over a live slice; without SPLICE_F_GIFT the kernel only reads the pages.
+    let n = unsafe { libc::vmsplice(pipe, &iov, 1, libc::SPLICE_F_NONBLOCK) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn splice_to_socket(pipe: RawFd, sock: RawFd, len: usize, more: bool) -> io::Result<usize> {
     let mut flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
     if more {
         flags |= libc::SPLICE_F_MORE;
     }
-    // SAFETY: valid descriptors held open by the caller; off_ptr is null or points to a live i64.
-    let n = unsafe { libc::splice(from, off_ptr, to, std::ptr::null_mut(), len, flags) };
+    // SAFETY: valid descriptors held open by the caller; no offsets (pipe and socket).
+    let n = unsafe {
+        libc::splice(
+            pipe,
+            std::ptr::null_mut(),
+            sock,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -167,32 +183,24 @@ pub async fn send_span(
         }
     }
     let pipe = take_pipe()?;
-    let mut file_off = span.file_offset() as i64;
-    let end_off = file_off + span.len() as i64;
+    let bytes = span.as_slice();
+    let mut done = 0usize;
     let mut in_pipe = 0usize;
     let result: io::Result<()> = async {
         let mut guard = Some(NonBlocking::set(sock)?);
         let mut last_progress = Instant::now();
-        while file_off < end_off || in_pipe > 0 {
+        while done < bytes.len() || in_pipe > 0 {
             if in_pipe == 0 {
-                let want = ((end_off - file_off) as usize).min(pipe.capacity_bytes);
-                let n = splice(
-                    span.fd(),
-                    Some(&mut file_off),
-                    pipe.write.as_raw_fd(),
-                    want,
-                    false,
-                )?;
+                let want = (bytes.len() - done).min(pipe.capacity_bytes);
+                let n = vmsplice(pipe.write.as_raw_fd(), &bytes[done..done + want])?;
                 if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "ram tier memfd shorter than the span",
-                    ));
+                    return Err(io::ErrorKind::WriteZero.into());
                 }
+                done += n;
                 in_pipe = n;
             }
-            let more = file_off < end_off;
-            match splice(pipe.read.as_raw_fd(), None, sock, in_pipe, more) {
+            let more = done < bytes.len();
+            match splice_to_socket(pipe.read.as_raw_fd(), sock, in_pipe, more) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     in_pipe -= n;

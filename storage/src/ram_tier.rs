@@ -1,35 +1,32 @@
 //! The RAM tier: an LRU of hot objects' bodies, bounded in bytes per Store (shard), consulted
 //! before the disk. Entries carry the slot generation, so a replaced object is never served.
 //!
-//! Small bodies live on the heap as [`Bytes`]. Bodies of at least [`FILE_BODY_BYTES_MIN`] live
-//! in a per-tier memfd (an in-memory file), so the HTTP side can hand them to the socket with
-//! splice: the socket references the file's pages instead of copying the body, as sendfile does
-//! for nginx's page-cache files. A region of the memfd is never rewritten in place: when its
-//! object leaves the tier and no [`RamSpan`] holds it any more, the region's pages are punched out
-//! of the file (pages still referenced by a socket stay alive, unchanged, until sent) and only
-//! then is the region reused.
+//! Small bodies live on the heap as [`Bytes`]. Bodies of at least [`ARENA_BODY_BYTES_MIN`] live
+//! in a per-tier arena (one anonymous mapping, page-aligned regions), so the HTTP side can hand
+//! their pages to the socket (vmsplice into a pipe, splice to the socket): the socket references
+//! the pages instead of copying the body, as sendfile does for nginx's page-cache files. A region
+//! is never rewritten in place: when its object leaves the tier and no [`RamSpan`] holds it any
+//! more, its pages are dropped from the mapping (MADV_DONTNEED; pages a socket still references
+//! stay alive, unchanged, until sent) and only then is the region reused.
 //!
 //! ```text
-//!   insert(body) ─ small ─▶ heap Bytes ──────────────▶ get → Held::Heap(Bytes)
-//!               └ large ─▶ Arena::alloc → pwrite memfd ▶ get → Held::File(Rc<Region>) → RamSpan
-//!   evict / replace ─▶ drop Rc<Region> ─(last holder)─▶ punch hole → free list
+//!   insert(body) ─ small ─▶ heap Bytes ─────────────────▶ get → Held::Heap(Bytes)
+//!               └ large ─▶ Arena::alloc → copy into region ▶ get → Held::Arena(Rc<Region>) → RamSpan
+//!   evict / replace ─▶ drop Rc<Region> ─(last holder)─▶ MADV_DONTNEED → free list
 //! ```
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
 type Key = (u128, u32);
 
-/// Bodies at least this large go to the memfd (below it, a copy costs less than the splice
+/// Bodies at least this large go to the arena (below it, a copy costs less than the splice
 /// system calls).
-pub const FILE_BODY_BYTES_MIN: u64 = 64 * 1024;
-/// Allocation unit of the memfd (a page: splice moves whole pages by reference).
+pub const ARENA_BODY_BYTES_MIN: u64 = 64 * 1024;
+/// Allocation unit of the arena (a page: splice moves whole pages by reference).
 const PAGE_BYTES: u64 = 4096;
 
 /// A body held by the tier.
@@ -37,8 +34,8 @@ const PAGE_BYTES: u64 = 4096;
 pub enum Held {
     /// On the heap.
     Heap(Bytes),
-    /// In the memfd.
-    File(Rc<Region>),
+    /// In the arena.
+    Arena(Rc<Region>),
 }
 
 impl Held {
@@ -46,7 +43,7 @@ impl Held {
     pub fn len(&self) -> u64 {
         match self {
             Held::Heap(b) => b.len() as u64,
-            Held::File(r) => r.len_bytes,
+            Held::Arena(r) => r.len_bytes,
         }
     }
 
@@ -55,11 +52,11 @@ impl Held {
         self.len() == 0
     }
 
-    /// Body bytes `[offset, offset + len)` as Bytes (a copy out of the memfd for file bodies).
+    /// Body bytes `[offset, offset + len)` as Bytes (a copy out of the arena for arena bodies).
     pub fn bytes(&self, offset: u64, len: u64) -> io::Result<Bytes> {
         match self {
             Held::Heap(b) => Ok(b.slice(offset as usize..(offset + len) as usize)),
-            Held::File(r) => r.read(offset, len),
+            Held::Arena(r) => r.read(offset, len),
         }
     }
 }
@@ -67,34 +64,35 @@ impl Held {
 struct Entry {
     gen: u32,
     body: Held,
-    /// Bytes charged against the capacity (file bodies: whole pages).
+    /// Bytes charged against the capacity (arena bodies: whole pages).
     charged_bytes: u64,
     stamp: u64,
 }
 
-/// The memfd and its free regions (page-aligned offset → length).
+/// The arena (an anonymous mapping) and its free regions (page-aligned offset → length).
 pub struct Arena {
-    file: File,
+    map: memmap2::MmapRaw,
     free: RefCell<BTreeMap<u64, u64>>,
 }
 
 impl Arena {
     fn new(capacity_bytes: u64) -> io::Result<Arena> {
-        // SAFETY: a NUL-terminated name and valid flags; the returned fd is checked below.
-        let fd = unsafe { libc::memfd_create(c"arrow-ram-tier".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor that nothing else owns.
-        let file = unsafe { File::from_raw_fd(fd) };
         let size = capacity_bytes / PAGE_BYTES * PAGE_BYTES;
-        file.set_len(size)?;
+        let map: memmap2::MmapRaw = memmap2::MmapOptions::new()
+            .len(size as usize)
+            .map_anon()?
+            .into();
+        // Transparent huge pages where the system allows them (THP "madvise" or "always"): a
+        // spliced body then pins a few 2 MiB folios instead of hundreds of 4 KiB pages. Freeing a
+        // region inside a huge page splits it; the kernel recollapses later. Best effort.
+        // SAFETY: advice over exactly our own mapping.
+        let _ = unsafe { libc::madvise(map.as_mut_ptr().cast(), map.len(), libc::MADV_HUGEPAGE) };
         let mut free = BTreeMap::new();
         if size > 0 {
             free.insert(0, size);
         }
         Ok(Arena {
-            file,
+            map,
             free: RefCell::new(free),
         })
     }
@@ -110,26 +108,27 @@ impl Arena {
         Some(off)
     }
 
-    /// Punch the region's pages out of the file and return it to the free list, merged with
-    /// its free neighbours.
+    /// Drop the region's pages from the mapping (a pipe or socket still referencing one keeps
+    /// it, unchanged, until sent; the next write here faults in fresh pages) and return it to the
+    /// free list, merged with its free neighbours.
     fn release(&self, off: u64, len_bytes: u64) {
-        // SAFETY: plain fallocate on our own descriptor; the range lies inside the file.
+        // SAFETY: the range lies inside our own mapping and no live Region covers it (this is
+        // the last holder's drop), so nothing reads these bytes any more.
         let rc = unsafe {
-            libc::fallocate(
-                self.file.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                off as libc::off_t,
-                len_bytes as libc::off_t,
+            libc::madvise(
+                self.map.as_mut_ptr().add(off as usize).cast(),
+                len_bytes as usize,
+                libc::MADV_DONTNEED,
             )
         };
         if rc != 0 {
-            // The pages stay in the file; writes into a reused region then go to the same pages,
-            // which a socket may still reference. Keep the region out of circulation instead.
+            // The pages stay mapped; a write into a reused region would then change pages a
+            // socket may still reference. Keep the region out of circulation instead.
             tracing::warn!(
                 error = %io::Error::last_os_error(),
                 off,
                 len_bytes,
-                "ram tier: punching a freed region failed; region retired"
+                "ram tier: dropping a freed region's pages failed; region retired"
             );
             return;
         }
@@ -150,7 +149,8 @@ impl Arena {
     }
 }
 
-/// A body's region of the memfd. Dropping the last holder frees it.
+/// A body's region of the arena. Written once, before the first clone of its Rc exists; read
+/// only while held; dropping the last holder frees it.
 pub struct Region {
     arena: Rc<Arena>,
     off: u64,
@@ -159,10 +159,21 @@ pub struct Region {
 }
 
 impl Region {
+    fn slice(&self, offset: u64, len: u64) -> &[u8] {
+        assert!(offset + len <= self.len_bytes, "span inside the body");
+        // SAFETY: inside the mapping (alloc gave [off, off + alloc_bytes) and len_bytes ≤
+        // alloc_bytes); the bytes were written at insert and are not written again while this
+        // Region lives (see the type's comment), and the mapping outlives it (Rc<Arena>).
+        unsafe {
+            std::slice::from_raw_parts(
+                self.arena.map.as_ptr().add((self.off + offset) as usize),
+                len as usize,
+            )
+        }
+    }
+
     fn read(&self, offset: u64, len: u64) -> io::Result<Bytes> {
-        let mut buf = BytesMut::zeroed(len as usize);
-        self.arena.file.read_exact_at(&mut buf, self.off + offset)?;
-        Ok(buf.freeze())
+        Ok(Bytes::copy_from_slice(self.slice(offset, len)))
     }
 }
 
@@ -172,8 +183,8 @@ impl Drop for Region {
     }
 }
 
-/// Body bytes of an object in the memfd, held for the duration of a send: while a span lives,
-/// its region is neither freed nor rewritten.
+/// Body bytes of an object in the arena, held for the duration of a send: while a span lives,
+/// its region is neither freed nor rewritten, so its pages can be handed to a pipe (vmsplice).
 pub struct RamSpan {
     region: Rc<Region>,
     offset: u64,
@@ -181,13 +192,9 @@ pub struct RamSpan {
 }
 
 impl RamSpan {
-    /// The memfd (valid while the span lives).
-    pub fn fd(&self) -> RawFd {
-        self.region.arena.file.as_raw_fd()
-    }
-    /// Offset of the span's first byte in the memfd.
-    pub fn file_offset(&self) -> u64 {
-        self.region.off + self.offset
+    /// The bytes, in place.
+    pub fn as_slice(&self) -> &[u8] {
+        self.region.slice(self.offset, self.len)
     }
     /// Length.
     pub fn len(&self) -> u64 {
@@ -204,10 +211,10 @@ impl RamSpan {
 }
 
 impl Held {
-    /// A span of a file body; None for heap bodies.
+    /// A span of an arena body; None for heap bodies.
     pub fn span(&self, offset: u64, len: u64) -> Option<RamSpan> {
         match self {
-            Held::File(region) => Some(RamSpan {
+            Held::Arena(region) => Some(RamSpan {
                 region: Rc::clone(region),
                 offset,
                 len,
@@ -232,14 +239,14 @@ pub struct RamTier {
 }
 
 impl RamTier {
-    /// An empty tier holding at most `capacity_bytes` of bodies. Large bodies go to a memfd; if
-    /// one cannot be created, every body stays on the heap (logged).
+    /// An empty tier holding at most `capacity_bytes` of bodies. Large bodies go to an arena; if
+    /// it cannot be mapped, every body stays on the heap (logged).
     pub fn new(capacity_bytes: u64) -> RamTier {
-        let arena = if capacity_bytes / 8 >= FILE_BODY_BYTES_MIN {
+        let arena = if capacity_bytes / 8 >= ARENA_BODY_BYTES_MIN {
             match Arena::new(capacity_bytes) {
                 Ok(a) => Some(Rc::new(a)),
                 Err(e) => {
-                    tracing::warn!(error = %e, "ram tier: no memfd; large bodies kept on the heap (copied on send)");
+                    tracing::warn!(error = %e, "ram tier: no arena mapping; large bodies kept on the heap (copied on send)");
                     None
                 }
             }
@@ -315,8 +322,8 @@ impl RamTier {
             return None;
         }
         self.remove(disk, slot);
-        let to_file = len >= FILE_BODY_BYTES_MIN && self.arena.is_some();
-        let charged_bytes = if to_file {
+        let to_arena = len >= ARENA_BODY_BYTES_MIN && self.arena.is_some();
+        let charged_bytes = if to_arena {
             len.div_ceil(PAGE_BYTES) * PAGE_BYTES
         } else {
             len
@@ -327,7 +334,7 @@ impl RamTier {
             }
         }
         let held = match &self.arena {
-            Some(arena) if to_file => {
+            Some(arena) if to_arena => {
                 let arena = Rc::clone(arena);
                 // Regions still held by spans in flight are not counted in `bytes`, so the
                 // file can be fragmented while `bytes` has room: evict until a region fits.
@@ -345,11 +352,16 @@ impl RamTier {
                     alloc_bytes: charged_bytes,
                     len_bytes: len,
                 });
-                if let Err(e) = region.arena.file.write_all_at(&body, off) {
-                    tracing::warn!(error = %e, "ram tier: memfd write failed; body not kept");
-                    return None;
+                // SAFETY: [off, off + len) lies inside the mapping and belongs to this new
+                // region alone; no clone of it exists yet, so nobody reads it while it is written.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        body.as_ptr(),
+                        region.arena.map.as_mut_ptr().add(off as usize),
+                        body.len(),
+                    );
                 }
-                Held::File(region)
+                Held::Arena(region)
             }
             _ => Held::Heap(body),
         };
@@ -418,15 +430,15 @@ mod tests {
     }
 
     #[test]
-    fn large_bodies_live_in_the_memfd_and_read_back() {
+    fn large_bodies_live_in_the_arena_and_read_back() {
         let mut t = RamTier::new(8 << 20);
         let b = body(7, 300_000);
         let held = t.insert(1, 1, 1, b.clone()).expect("taken");
-        assert!(matches!(held, Held::File(_)));
+        assert!(matches!(held, Held::Arena(_)));
         let got = t.get(1, 1, 1).expect("held");
         assert_eq!(got.bytes(0, b.len() as u64).unwrap(), b);
         assert_eq!(got.bytes(1000, 10).unwrap(), b.slice(1000..1010));
-        let span = got.span(4096, 5000).expect("file body");
+        let span = got.span(4096, 5000).expect("arena body");
         assert_eq!(span.len(), 5000);
         assert_eq!(span.to_bytes().unwrap(), b.slice(4096..9096));
         // Small bodies stay on the heap.
@@ -443,7 +455,7 @@ mod tests {
         let mut t = RamTier::new(16 << 20);
         let first = body(1, 1 << 20);
         let held = t.insert(1, 0, 1, first.clone()).expect("taken");
-        let span = held.span(0, first.len() as u64).expect("file body");
+        let span = held.span(0, first.len() as u64).expect("arena body");
         drop(held);
         for slot in 1..=40u32 {
             t.insert(1, slot, 1, body(slot as u8 + 1, 1 << 20));
@@ -475,7 +487,7 @@ mod tests {
         // An eighth of 2 MiB is 256 KiB: needs merged neighbours after 128 KiB frees.
         assert!(matches!(
             t.insert(1, 99, 1, body(9, 256 * 1024)),
-            Some(Held::File(_))
+            Some(Held::Arena(_))
         ));
         let free = t.arena.as_ref().unwrap().free.borrow().clone();
         let free_total: u64 = free.values().sum();

@@ -5,7 +5,7 @@ use crate::error::StorageError;
 use crate::hashing::{key_hash128, rendezvous_pick};
 use crate::index::STATE_LIVE;
 use crate::layout::{BLOCK_BYTES, KEY_BYTES_MAX, META_BYTES_MAX};
-use crate::ram_tier::{RamSpan, RamTier, FILE_BODY_BYTES_MIN};
+use crate::ram_tier::{RamSpan, RamTier, ARENA_BODY_BYTES_MIN};
 use crate::recover::open_disk;
 use crate::writer::ObjectWriter;
 use crate::{reader, DiskId, DiskRefusal, ObjectInfo, StoreConfig};
@@ -215,8 +215,8 @@ impl Store {
     }
 
     /// Like [`Store::read`], for senders that can splice: `Some(span)` when the body is (or, after
-    /// one disk read, now is) held in the RAM tier's memfd; `None` when it is not eligible (small,
-    /// too large for the tier, or no memfd) — then use `read`.
+    /// one disk read, now is) held in the RAM tier's arena; `None` when it is not eligible (small,
+    /// too large for the tier, or no arena) — then use `read`.
     pub async fn read_span(
         &self,
         obj: &ObjectInfo,
@@ -232,7 +232,7 @@ impl Store {
             });
         }
         let d = self.disk(obj.disk)?;
-        let eligible = obj.body_len >= FILE_BODY_BYTES_MIN
+        let eligible = obj.body_len >= ARENA_BODY_BYTES_MIN
             && obj.body_len <= self.ram.borrow().object_bytes_max()
             && obj.body_len <= u64::from(d.geo.chunk_bytes);
         if !eligible || !d.online() {
