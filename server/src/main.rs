@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use arrow_server::config::Config;
 use clap::{Parser, Subcommand};
 
+/// mimalloc: per-thread free lists suit a thread-per-core server (glibc malloc took ~9 % of a
+/// shard's CPU on 1 KiB hits, with arena consolidation).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "arrow",
