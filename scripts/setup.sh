@@ -6,6 +6,8 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# mimalloc (the arrow binary's allocator) is C, built by the cc crate.
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq || true) >/dev/null
