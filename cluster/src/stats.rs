@@ -39,6 +39,11 @@ impl ShardStats {
         self.disk_read_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.disk_read_ops.fetch_add(1, Ordering::Relaxed);
     }
+    /// `ops` disk reads completed, `bytes` in all.
+    pub fn add_disk_reads(&self, bytes: u64, ops: u64) {
+        self.disk_read_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.disk_read_ops.fetch_add(ops, Ordering::Relaxed);
+    }
     /// Time this shard's disks had at least one read in flight, ns.
     pub fn add_disk_busy_ns(&self, ns: u64) {
         self.disk_busy_ns.fetch_add(ns, Ordering::Relaxed);

@@ -137,6 +137,9 @@ pub struct DiskLine {
     pub evictions: u64,
     pub errors: u64,
     pub index_bytes_per_object: f64,
+    pub read_bytes: u64,
+    pub read_ops: u64,
+    pub read_busy_ns: u64,
 }
 
 pub struct RamLine {
@@ -286,6 +289,13 @@ pub fn render(
         let _ = writeln!(o, "arrow_disk_objects{{{l}}} {}", d.objects);
         let _ = writeln!(o, "arrow_disk_evictions_total{{{l}}} {}", d.evictions);
         let _ = writeln!(o, "arrow_disk_errors_total{{{l}}} {}", d.errors);
+        let _ = writeln!(o, "arrow_disk_read_bytes_total{{{l}}} {}", d.read_bytes);
+        let _ = writeln!(o, "arrow_disk_reads_total{{{l}}} {}", d.read_ops);
+        let _ = writeln!(
+            o,
+            "arrow_disk_read_busy_seconds_total{{{l}}} {:.6}",
+            d.read_busy_ns as f64 / 1e9
+        );
         let _ = writeln!(
             o,
             "arrow_disk_index_bytes_per_object{{{l}}} {:.1}",

@@ -435,6 +435,9 @@ struct FedCounters {
     body_bytes: u64,
     ram_hits: u64,
     ram_misses: u64,
+    disk_read_bytes: u64,
+    disk_read_ops: u64,
+    disk_busy_ns: u64,
 }
 
 fn thread_cpu_ns() -> u64 {
@@ -468,6 +471,18 @@ fn feed_cluster_stats(ctx: &ShardCtx, store: Option<&Store>, fed: &mut FedCounte
         slot.add_ram_miss_bytes(s.ram_tier.misses.saturating_sub(fed.ram_misses));
         fed.ram_hits = s.ram_tier.hits;
         fed.ram_misses = s.ram_tier.misses;
+        // Disk reads of this shard's disks: the observed read bandwidth per busy disk-second.
+        let (bytes, ops, busy_ns) = s.disks.iter().fold((0, 0, 0), |(b, o, n), d| {
+            (b + d.read_bytes, o + d.read_ops, n + d.read_busy_ns)
+        });
+        slot.add_disk_reads(
+            bytes.saturating_sub(fed.disk_read_bytes),
+            ops.saturating_sub(fed.disk_read_ops),
+        );
+        slot.add_disk_busy_ns(busy_ns.saturating_sub(fed.disk_busy_ns));
+        fed.disk_read_bytes = bytes;
+        fed.disk_read_ops = ops;
+        fed.disk_busy_ns = busy_ns;
     }
     if ctx.shard == 0 {
         if let Some(disks) = ctx.node.disks.get() {
@@ -636,6 +651,9 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
                 evictions: d.evictions,
                 errors: d.errors,
                 index_bytes_per_object: d.index_bytes_per_object,
+                read_bytes: d.read_bytes,
+                read_ops: d.read_ops,
+                read_busy_ns: d.read_busy_ns,
             })
             .collect(),
         ram: Some(crate::metrics::RamLine {

@@ -11,11 +11,12 @@ use crate::layout::{
 use crate::policy::Evictor;
 use crate::slab::{AlignedBuf, SlabFile};
 use crate::DiskId;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 /// Wakers of tasks waiting for a disk state change (a page write or sync finishing, space freed).
 #[derive(Default)]
@@ -64,6 +65,64 @@ pub(crate) struct DiskState {
     sync_running: bool,
 }
 
+/// Read accounting of a disk for the brpu's disk bound: bytes and reads completed, and the time
+/// at least one read was in flight (the disk's busy time as this node drives it).
+#[derive(Default)]
+pub(crate) struct ReadClock {
+    in_flight: Cell<u32>,
+    busy_since: Cell<Option<Instant>>,
+    busy_ns: Cell<u64>,
+    bytes: Cell<u64>,
+    ops: Cell<u64>,
+}
+
+/// One read in flight; dropping it (done or abandoned) stops the busy clock when it was the last.
+pub(crate) struct ReadTiming<'a>(&'a ReadClock);
+
+impl ReadClock {
+    pub(crate) fn start(&self) -> ReadTiming<'_> {
+        if self.in_flight.get() == 0 {
+            self.busy_since.set(Some(Instant::now()));
+        }
+        self.in_flight.set(self.in_flight.get() + 1);
+        ReadTiming(self)
+    }
+
+    /// (bytes read, reads, busy ns) so far, the running busy period included.
+    pub(crate) fn totals(&self) -> (u64, u64, u64) {
+        let running = self
+            .busy_since
+            .get()
+            .filter(|_| self.in_flight.get() > 0)
+            .map_or(0, |t| t.elapsed().as_nanos() as u64);
+        (
+            self.bytes.get(),
+            self.ops.get(),
+            self.busy_ns.get() + running,
+        )
+    }
+}
+
+impl ReadTiming<'_> {
+    pub(crate) fn done(self, bytes: u64) {
+        self.0.bytes.set(self.0.bytes.get() + bytes);
+        self.0.ops.set(self.0.ops.get() + 1);
+    }
+}
+
+impl Drop for ReadTiming<'_> {
+    fn drop(&mut self) {
+        let c = self.0;
+        c.in_flight.set(c.in_flight.get() - 1);
+        if c.in_flight.get() == 0 {
+            if let Some(t) = c.busy_since.take() {
+                c.busy_ns
+                    .set(c.busy_ns.get() + t.elapsed().as_nanos() as u64);
+            }
+        }
+    }
+}
+
 /// One open disk.
 pub(crate) struct Disk {
     pub id: DiskId,
@@ -74,6 +133,7 @@ pub(crate) struct Disk {
     pub error_threshold: u32,
     pub st: RefCell<DiskState>,
     pub waiters: Waiters,
+    pub reads: ReadClock,
 }
 
 /// Seconds since the Unix epoch.
@@ -120,6 +180,7 @@ impl Disk {
                 sync_running: false,
             }),
             waiters: Waiters::default(),
+            reads: ReadClock::default(),
         }
     }
 

@@ -39,6 +39,12 @@ pub struct DiskStats {
     pub reads: u64,
     /// Objects written.
     pub writes: u64,
+    /// Body bytes read from the disk (RAM-tier hits excluded).
+    pub read_bytes: u64,
+    /// Reads of object bodies issued to the disk.
+    pub read_ops: u64,
+    /// Time at least one body read was in flight on this disk, ns.
+    pub read_busy_ns: u64,
     /// RAM bytes per object of the index (slot arena + hash table + fragment lists; keys are not
     /// in RAM; metadata blobs are counted in `meta_bytes`; the policy in `policy_bytes_per_object`).
     pub index_bytes_per_object: f64,
@@ -202,12 +208,12 @@ impl Store {
             && obj.body_len <= self.ram.borrow().object_bytes_max()
             && obj.body_len <= u64::from(d.geo.chunk_bytes);
         if !ram_ok {
-            return reader::read_range(d, obj, offset, len).await;
+            return timed_read(d, obj, offset, len).await;
         }
         if let Some(held) = self.ram.borrow_mut().get(obj.disk.0, obj.slot, obj.gen) {
             return held.bytes(offset, len).map_err(StorageError::RamTier);
         }
-        let body = reader::read_range(d, obj, 0, obj.body_len).await?;
+        let body = timed_read(d, obj, 0, obj.body_len).await?;
         self.ram
             .borrow_mut()
             .insert(obj.disk.0, obj.slot, obj.gen, body.clone());
@@ -250,7 +256,7 @@ impl Store {
         if let Some(held) = self.ram.borrow_mut().get(obj.disk.0, obj.slot, obj.gen) {
             return Ok(held.span(offset, len));
         }
-        let body = reader::read_range(d, obj, 0, obj.body_len).await?;
+        let body = timed_read(d, obj, 0, obj.body_len).await?;
         let held = self
             .ram
             .borrow_mut()
@@ -410,7 +416,11 @@ impl Store {
                 let st = d.st.borrow();
                 let objects = st.index.live() as u64;
                 let free_bytes = st.free.free_blocks() * BLOCK_BYTES;
+                let (read_bytes, read_ops, read_busy_ns) = d.reads.totals();
                 DiskStats {
+                    read_bytes,
+                    read_ops,
+                    read_busy_ns,
                     id: d.id,
                     path: d.path.clone(),
                     online: st.online,
@@ -441,6 +451,19 @@ impl Store {
             },
         }
     }
+}
+
+/// A body read from the disk, counted for the disk's read bandwidth (bytes, reads, busy time).
+async fn timed_read(
+    d: &Rc<Disk>,
+    obj: &ObjectInfo,
+    offset: u64,
+    len: u64,
+) -> Result<Bytes, StorageError> {
+    let timing = d.reads.start();
+    let body = reader::read_range(d, obj, offset, len).await?;
+    timing.done(body.len() as u64);
+    Ok(body)
 }
 
 fn check_len(what: &'static str, got: usize, max: usize) -> Result<(), StorageError> {

@@ -91,6 +91,29 @@ fn large_object_streams_and_hits() {
     let b = get(s.node.http, "/v/t1/big.mp4", HOST, &[]).unwrap();
     assert_eq!(b.body, a.body);
     assert_eq!(s.origin.requests(), 1);
+    // 3 MiB is beyond the RAM tier's per-object bound: the hits were disk reads, and the disk's
+    // read counters (the brpu's observed disk bandwidth) show them once the shard's periodic
+    // stats snapshot has run.
+    let total = |m: &str, name: &str| -> f64 {
+        m.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mut m = String::new();
+    let seen = wait_until(Duration::from_secs(10), || {
+        m = String::from_utf8(get(s.node.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+        total(&m, "arrow_disk_reads_total{") >= 2.0
+    });
+    assert!(seen, "{m}");
+    assert!(
+        total(&m, "arrow_disk_read_bytes_total{") >= (6 << 20) as f64,
+        "{m}"
+    );
+    assert!(
+        total(&m, "arrow_disk_read_busy_seconds_total{") > 0.0,
+        "{m}"
+    );
 }
 
 /// Bodies of 64 KiB and more are sent from the RAM tier's memfd by splice. The tier (8 MiB per
