@@ -1,9 +1,33 @@
-//! The compact per-disk RAM index: a dense slot arena (32 bytes per slot, slot id = directory
-//! entry number = eviction-policy id), an open-addressing hash table of `u32` slot ids keyed by the
-//! 64-bit key hash, and a metadata arena. Keys are not kept in RAM: the full key is in the on-disk
-//! record and its 128-bit hash is checked on read.
+//! The compact per-disk RAM index: a dense slot arena (24 bytes per slot, slot id = directory
+//! entry number = eviction-policy id), an open-addressing hash table of `u32` entries (slot id +
+//! key-hash tag bits: 3 for a 16 TiB disk, 12 for a 32 GB one) keyed by the 64-bit key hash, and a
+//! metadata arena. Keys are not kept in
+//! RAM: the full key is in the on-disk record and its 128-bit hash is checked on read.
+//!
+//! ```text
+//! Slot (24 B): key_hash u64 | word u64 | block u32 | meta_off u32
+//!   word  = body_len (40 bits) | rec (3) | state (2) | gen (19)
+//!   rec   = record blocks beyond the minimum a record of this body length needs (0..=6), or 7:
+//!           fragmented (block = fragment-table index; the table holds data extents + record)
+//!   block = contiguous: first block (data blocks, derived from body_len and chunk_bytes, then
+//!           the record); free slot: next free slot id
+//! table: n u32 entries (n any size, home = fastrange(key_hash, n)), linear probing,
+//!        backward-shift deletion (no tombstones); load kept in [0.56, 0.8], 2/3 after a rebuild
+//! bound: 24 B x 33/32 (arena growth step) + 4 B / 0.56 = 31.9 B per slot id (≥ 2,048 slots),
+//!        so per object while every slot id holds one (a full cache); each object in the
+//!        fragment table adds 16 B + 8 B per extent
+//! ```
+//!
+//! Generations wrap after 2^19 reuses of one slot; a reader holding an `ObjectInfo` that old is
+//! still stopped by the record's key-hash and body-length check unless the slot holds the same
+//! key again, at the same length.
+//!
+//! Capacity limits: ≤ 2^29 - 1 slots (16 TiB disk at one directory entry per 32 KiB), bodies
+//! < 1 TiB (40 bits), records ≤ 65,535 blocks (the directory entry's u16), metadata arena
+//! ≤ 32 GiB. Objects whose data is not one run right before the record (or whose record is
+//! larger than expected) keep their extents in the fragment table instead.
 
-use crate::layout::{DirEntry, Extent, ENTRY_FLAG_FRAG};
+use crate::layout::{blocks_for, DirEntry, Extent, Record, ENTRY_FLAG_FRAG};
 
 /// Slot is unused.
 pub const STATE_FREE: u32 = 0;
@@ -14,55 +38,86 @@ pub const STATE_LIVE: u32 = 2;
 /// Being removed: invisible, entry being zeroed, blocks not yet reusable.
 pub const STATE_FREEING: u32 = 3;
 
-const GEN_MASK: u32 = (1 << 30) - 1;
-const FRAG_BIT: u32 = 1 << 31;
+/// Generation bits kept per slot (directory entries and records carry the same masked value).
+pub const GEN_BITS: u32 = 19;
+/// Mask of a slot generation.
+pub const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
+/// Largest body length a slot holds (40 bits: 1 TiB - 1).
+pub const BODY_LEN_MAX: u64 = (1 << BODY_BITS) - 1;
+/// Slots per index at most: slot ids take the low 29 bits of a table entry and the all-ones id
+/// marks an empty entry, so ids are below 2^29 - 1.
+pub const SLOTS_MAX: u32 = (1 << ID_BITS) - 1;
+
+const BODY_BITS: u32 = 40;
+const REC_SHIFT: u32 = BODY_BITS;
+const REC_FRAG: u64 = 7;
+const REC_EXTRA_MAX: u32 = 6;
+const STATE_SHIFT: u32 = BODY_BITS + 3;
+const GEN_SHIFT: u32 = STATE_SHIFT + 2;
+const _: () = assert!(GEN_SHIFT + GEN_BITS == 64);
+
+/// Slot-id bits of a table entry at most (the rest of the entry is key-hash tag bits).
+const ID_BITS: u32 = 29;
 const EMPTY: u32 = u32::MAX;
-const TOMB: u32 = u32::MAX - 1;
-const BODY_LEN_MAX: u64 = (1 << 48) - 1;
+const NO_SLOT: u32 = u32::MAX;
 const NO_META: u32 = u32::MAX;
+/// Table entries at least.
+const TABLE_MIN: usize = 16;
 /// Metadata records start on this alignment; `meta_off` counts units of it, so the arena can
-/// grow to 32 GiB (far beyond what any disk's directory can fill: every directory entry holds
-/// at most 464 metadata bytes, and compaction keeps garbage below the live bytes).
+/// grow to 32 GiB (compaction keeps garbage below the live bytes).
 const META_ALIGN_BYTES: usize = 8;
 
-/// One object's RAM state: exactly 32 bytes.
-#[derive(Clone, Copy, Debug, Default)]
+/// One object's RAM state: exactly 24 bytes (layout in the module doc).
+#[derive(Clone, Copy, Debug)]
 pub struct Slot {
     /// 64-bit key hash (hash table key).
     pub key_hash: u64,
-    len_rec: u64,
-    /// Contiguous: first data block (record follows the data). Fragmented: record block.
-    pub first_block: u32,
-    data: u32,
+    word: u64,
+    block: u32,
     meta_off: u32,
-    gen_state: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Slot>() == 32);
+const _: () = assert!(std::mem::size_of::<Slot>() == 24);
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            key_hash: 0,
+            word: 0,
+            block: NO_SLOT,
+            meta_off: NO_META,
+        }
+    }
+}
 
 impl Slot {
     /// Body length.
     pub fn body_len(&self) -> u64 {
-        self.len_rec >> 16
-    }
-    /// Record blocks.
-    pub fn rec_blocks(&self) -> u16 {
-        (self.len_rec & 0xffff) as u16
+        self.word & BODY_LEN_MAX
     }
     /// Generation (changes whenever the slot gets a new object).
     pub fn gen(&self) -> u32 {
-        self.gen_state & GEN_MASK
+        (self.word >> GEN_SHIFT) as u32
     }
     /// STATE_*.
     pub fn state(&self) -> u32 {
-        self.gen_state >> 30
+        ((self.word >> STATE_SHIFT) & 3) as u32
     }
     fn set_state(&mut self, state: u32) {
-        self.gen_state = (self.gen_state & GEN_MASK) | (state << 30);
+        self.word = (self.word & !(3 << STATE_SHIFT)) | (u64::from(state) << STATE_SHIFT);
     }
-    /// True if the data extents are kept in the fragment table.
+    fn rec(&self) -> u64 {
+        (self.word >> REC_SHIFT) & 7
+    }
+    /// True if the extents are kept in the fragment table.
     pub fn is_frag(&self) -> bool {
-        self.data & FRAG_BIT != 0
+        self.rec() == REC_FRAG
+    }
+    fn pack(gen: u32, state: u32, rec: u64, body_len: u64) -> u64 {
+        (u64::from(gen & GEN_MASK) << GEN_SHIFT)
+            | (u64::from(state) << STATE_SHIFT)
+            | (rec << REC_SHIFT)
+            | body_len
     }
 }
 
@@ -78,26 +133,48 @@ pub struct Location {
 /// Per-disk index.
 pub struct Index {
     slots: Vec<Slot>,
-    free_ids: Vec<u32>,
+    /// Head of the free-slot list, threaded through the free slots' `block` (NO_SLOT: empty).
+    free_head: u32,
     capacity_slots: u32,
+    chunk_bytes: u32,
+    /// Slot-id bits of a table entry; the others are the tag (`key_hash as u32 & !id_mask`).
+    id_mask: u32,
     table: Vec<u32>,
-    table_used: usize,
     live: usize,
     meta: Vec<u8>,
     meta_garbage_bytes: usize,
+    /// Fragmented objects: data extents, then the record extent.
     frags: Vec<Box<[Extent]>>,
     free_frags: Vec<u32>,
 }
 
+/// Table slot of `key_hash` in a table of `n` entries (fastrange: uses the high hash bits).
+fn home(key_hash: u64, n: usize) -> usize {
+    ((u128::from(key_hash) * n as u128) >> 64) as usize
+}
+
+/// Slot-id mask of the table entries of an index of `capacity_slots` (at most SLOTS_MAX) slots:
+/// the fewest bits whose all-ones value is not an id, so EMPTY (all ones) is never an entry. The
+/// remaining high bits (3 for a 16 TiB disk, 12 for a 32 GB one) hold a key-hash tag, so probes
+/// rarely touch a slot of another key.
+fn id_mask_for(capacity_slots: u32) -> u32 {
+    let bits = 32 - capacity_slots.leading_zeros();
+    debug_assert!(bits <= ID_BITS);
+    ((1u64 << bits) - 1) as u32
+}
+
 impl Index {
-    /// An empty index with room for `capacity_slots` objects (the directory size).
-    pub fn new(capacity_slots: u32) -> Index {
+    /// An empty index with room for `capacity_slots` objects (the directory size, clamped to
+    /// SLOTS_MAX) of a disk whose large bodies are written in `chunk_bytes` chunks.
+    pub fn new(capacity_slots: u32, chunk_bytes: u32) -> Index {
+        let capacity_slots = capacity_slots.min(SLOTS_MAX);
         Index {
             slots: Vec::new(),
-            free_ids: Vec::new(),
+            free_head: NO_SLOT,
             capacity_slots,
-            table: vec![EMPTY; 16],
-            table_used: 0,
+            chunk_bytes: chunk_bytes.max(1),
+            id_mask: id_mask_for(capacity_slots),
+            table: vec![EMPTY; TABLE_MIN],
             live: 0,
             meta: Vec::new(),
             meta_garbage_bytes: 0,
@@ -126,116 +203,166 @@ impl Index {
         self.live
     }
 
+    /// Grow the slot arena to `len` slots; capacity grows in steps of 1/32 (so at most 1/32 of
+    /// the arena is unused capacity), never beyond `capacity_slots`.
+    fn grow_slots(&mut self, len: usize) {
+        let have = self.slots.len();
+        if len > self.slots.capacity() {
+            let want = len
+                .max(have + (have / 32).max(64))
+                .min(self.capacity_slots as usize)
+                .max(len);
+            self.slots.reserve_exact(want - have);
+        }
+        self.slots.resize(len, Slot::default());
+    }
+
     /// Take a free slot (state COMMITTING, generation bumped); None when the directory is full.
     pub fn alloc_slot(&mut self) -> Option<u32> {
-        let id = match self.free_ids.pop() {
-            Some(id) => id,
-            None if (self.slots.len() as u32) < self.capacity_slots => {
-                self.slots.push(Slot::default());
-                self.slots.len() as u32 - 1
-            }
-            None => return None,
+        let id = if self.free_head != NO_SLOT {
+            let id = self.free_head;
+            self.free_head = self.slots[id as usize].block;
+            id
+        } else if (self.slots.len() as u32) < self.capacity_slots {
+            self.grow_slots(self.slots.len() + 1);
+            self.slots.len() as u32 - 1
+        } else {
+            return None;
         };
         let s = &mut self.slots[id as usize];
         debug_assert_eq!(s.state(), STATE_FREE);
-        s.gen_state = (s.gen().wrapping_add(1) & GEN_MASK) | (STATE_COMMITTING << 30);
-        s.meta_off = NO_META;
+        *s = Slot {
+            word: Slot::pack(s.gen().wrapping_add(1), STATE_COMMITTING, 0, 0),
+            ..Slot::default()
+        };
         Some(id)
     }
 
-    /// Claim slot `id` during recovery (from a directory entry).
+    /// Claim slot `id` (below SLOTS_MAX) during recovery (from a directory entry).
     pub fn claim_for_recovery(&mut self, id: u32, gen: u32) {
+        assert!(id < self.capacity_slots, "slot {id} beyond the index");
         if self.slots.len() <= id as usize {
-            self.slots.resize(id as usize + 1, Slot::default());
+            self.grow_slots(id as usize + 1);
         }
-        let s = &mut self.slots[id as usize];
-        s.gen_state = (gen & GEN_MASK) | (STATE_COMMITTING << 30);
-        s.meta_off = NO_META;
+        self.slots[id as usize] = Slot {
+            word: Slot::pack(gen, STATE_COMMITTING, 0, 0),
+            ..Slot::default()
+        };
     }
 
-    /// After recovery: every unclaimed id below len_ids becomes free.
+    /// After recovery: every unclaimed id below len_ids becomes free (lowest ids reused first).
     pub fn finish_recovery(&mut self) {
-        self.free_ids = (0..self.slots.len() as u32)
-            .rev()
-            .filter(|&id| self.slots[id as usize].state() == STATE_FREE)
-            .collect();
+        self.free_head = NO_SLOT;
+        for id in (0..self.slots.len() as u32).rev() {
+            let s = &mut self.slots[id as usize];
+            if s.state() == STATE_FREE {
+                s.block = self.free_head;
+                self.free_head = id;
+            }
+        }
         self.slots.shrink_to_fit();
         self.meta.shrink_to_fit();
-        self.rehash();
+        self.rebuild_table();
     }
 
-    /// Fill a COMMITTING slot.
-    #[allow(clippy::too_many_arguments)]
+    /// Data blocks and minimum record blocks of a contiguous object of `body_len` bytes: bodies
+    /// up to one chunk are inline in the record; larger ones are whole chunks in one data extent
+    /// followed by a record with that extent and one crc per chunk.
+    fn contiguous_shape(&self, body_len: u64) -> (u64, u64) {
+        let chunk = u64::from(self.chunk_bytes);
+        if body_len <= chunk {
+            let rec = Record::encoded_len(0, 0, 0, Some(body_len as usize));
+            (0, blocks_for(rec as u64))
+        } else {
+            let chunks = body_len.div_ceil(chunk) as usize;
+            let rec = Record::encoded_len(0, 1, chunks, None);
+            (blocks_for(body_len), blocks_for(rec as u64))
+        }
+    }
+
+    /// (first block, extra record blocks) if `loc` has the contiguous shape for `body_len`.
+    fn compact_form(&self, body_len: u64, loc: &Location) -> Option<(u32, u64)> {
+        let (data_blocks, rec_min) = self.contiguous_shape(body_len);
+        let first = match loc.data.as_slice() {
+            [] if data_blocks == 0 => loc.record.start,
+            [e] if u64::from(e.blocks) == data_blocks
+                && u64::from(e.start) + data_blocks == u64::from(loc.record.start) =>
+            {
+                e.start
+            }
+            _ => return None,
+        };
+        let extra = u64::from(loc.record.blocks).checked_sub(rec_min)?;
+        (extra <= u64::from(REC_EXTRA_MAX)).then_some((first, extra))
+    }
+
+    /// Fill a COMMITTING slot (`body_len` at most BODY_LEN_MAX).
     pub fn set_object(
         &mut self,
         id: u32,
         key_hash: u64,
         body_len: u64,
         loc: &Location,
-        contiguous: bool,
         meta: &[u8],
     ) {
         assert!(body_len <= BODY_LEN_MAX);
         assert_eq!(self.slots[id as usize].meta_off, NO_META);
         let meta_off = self.push_meta(meta);
-        let data = if contiguous {
-            loc.data.iter().map(|e| e.blocks).sum::<u32>()
-        } else {
-            let boxed: Box<[Extent]> = loc.data.clone().into_boxed_slice();
-            let f = match self.free_frags.pop() {
-                Some(f) => {
-                    self.frags[f as usize] = boxed;
-                    f
-                }
-                None => {
-                    self.frags.push(boxed);
-                    self.frags.len() as u32 - 1
-                }
-            };
-            FRAG_BIT | f
-        };
-        let first_block = if contiguous {
-            loc.data.first().map_or(loc.record.start, |e| e.start)
-        } else {
-            loc.record.start
+        let (block, rec) = match self.compact_form(body_len, loc) {
+            Some((first, extra)) => (first, extra),
+            None => {
+                let mut list = Vec::with_capacity(loc.data.len() + 1);
+                list.extend_from_slice(&loc.data);
+                list.push(loc.record);
+                let boxed = list.into_boxed_slice();
+                let f = match self.free_frags.pop() {
+                    Some(f) => {
+                        self.frags[f as usize] = boxed;
+                        f
+                    }
+                    None => {
+                        self.frags.push(boxed);
+                        self.frags.len() as u32 - 1
+                    }
+                };
+                (f, REC_FRAG)
+            }
         };
         let s = &mut self.slots[id as usize];
         assert_eq!(s.state(), STATE_COMMITTING);
         s.key_hash = key_hash;
-        s.len_rec = (body_len << 16) | u64::from(loc.record.blocks as u16);
-        s.first_block = first_block;
-        s.data = data;
+        s.word = Slot::pack(s.gen(), STATE_COMMITTING, rec, body_len);
+        s.block = block;
         s.meta_off = meta_off;
     }
 
     /// The location of slot `id`.
     pub fn location(&self, id: u32) -> Location {
         let s = &self.slots[id as usize];
-        let rec_blocks = u32::from(s.rec_blocks());
         if s.is_frag() {
-            Location {
-                data: self.frags[(s.data & !FRAG_BIT) as usize].to_vec(),
-                record: Extent {
-                    start: s.first_block,
-                    blocks: rec_blocks,
-                },
-            }
-        } else {
-            let data_blocks = s.data;
-            Location {
-                data: if data_blocks > 0 {
-                    vec![Extent {
-                        start: s.first_block,
-                        blocks: data_blocks,
-                    }]
-                } else {
-                    Vec::new()
-                },
-                record: Extent {
-                    start: s.first_block + data_blocks,
-                    blocks: rec_blocks,
-                },
-            }
+            let list = &self.frags[s.block as usize];
+            let (record, data) = list.split_last().expect("fragment list has the record");
+            return Location {
+                data: data.to_vec(),
+                record: *record,
+            };
+        }
+        let (data_blocks, rec_min) = self.contiguous_shape(s.body_len());
+        // Both fit u32: set_object only takes the compact form when the extents matched them.
+        let data_blocks = data_blocks as u32;
+        Location {
+            data: if data_blocks > 0 {
+                vec![Extent {
+                    start: s.block,
+                    blocks: data_blocks,
+                }]
+            } else {
+                Vec::new()
+            },
+            record: Extent {
+                start: s.block + data_blocks,
+                blocks: (rec_min + s.rec()) as u32,
+            },
         }
     }
 
@@ -289,26 +416,41 @@ impl Index {
         if (s.state() != STATE_COMMITTING && s.state() != STATE_LIVE) || s.meta_off == NO_META {
             return None;
         }
+        let loc = self.location(id);
+        let (first_block, data_blocks) = if s.is_frag() {
+            (loc.record.start, 0)
+        } else {
+            (s.block, loc.data.first().map_or(0, |e| e.blocks))
+        };
         Some(DirEntry {
             gen: s.gen(),
             flags: if s.is_frag() { ENTRY_FLAG_FRAG } else { 0 },
             key_hash: s.key_hash,
             body_len: s.body_len(),
-            first_block: s.first_block,
-            data_blocks: if s.is_frag() { 0 } else { s.data },
-            rec_blocks: s.rec_blocks(),
+            first_block,
+            data_blocks,
+            // Writers refuse records above u16::MAX blocks; recovery reads them from a u16.
+            rec_blocks: loc.record.blocks as u16,
             ticks: 0,
             meta: self.meta(id).to_vec(),
         })
     }
 
-    /// Make a COMMITTING slot visible. Returns the slot id it displaced, if the key was present.
+    /// Make a COMMITTING slot visible.
     pub fn publish(&mut self, id: u32) {
         let s = &mut self.slots[id as usize];
         assert_eq!(s.state(), STATE_COMMITTING);
         s.set_state(STATE_LIVE);
         let h = s.key_hash;
+        self.live += 1;
         self.table_insert(h, id);
+    }
+
+    /// Make a recovered COMMITTING slot visible; the table is built by `finish_recovery`.
+    pub fn publish_recovered(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        assert_eq!(s.state(), STATE_COMMITTING);
+        s.set_state(STATE_LIVE);
         self.live += 1;
     }
 
@@ -320,6 +462,10 @@ impl Index {
         let h = s.key_hash;
         self.table_remove(h, id);
         self.live -= 1;
+        // Shrink below load 0.56 (rebuilt at 2/3).
+        if self.table.len() > TABLE_MIN && self.live * 25 < self.table.len() * 14 {
+            self.rebuild_table();
+        }
     }
 
     /// Return a COMMITTING or FREEING slot to the free list; its fragment list and metadata go.
@@ -330,34 +476,39 @@ impl Index {
             self.meta_garbage_bytes += 2 + self.meta(id).len();
         }
         if s.is_frag() {
-            let f = s.data & !FRAG_BIT;
-            self.frags[f as usize] = Box::new([]);
-            self.free_frags.push(f);
+            self.frags[s.block as usize] = Box::new([]);
+            self.free_frags.push(s.block);
         }
-        let gen = s.gen();
         self.slots[id as usize] = Slot {
-            gen_state: gen,
+            word: Slot::pack(s.gen(), STATE_FREE, 0, 0),
+            block: self.free_head,
             ..Slot::default()
         };
-        self.free_ids.push(id);
+        self.free_head = id;
     }
 
     /// The LIVE slot for `key_hash`.
     pub fn find(&self, key_hash: u64) -> Option<u32> {
-        let mask = self.table.len() - 1;
-        let mut i = (key_hash as usize) & mask;
+        let n = self.table.len();
+        let id_mask = self.id_mask;
+        let want = key_hash as u32 & !id_mask;
+        let mut i = home(key_hash, n);
         loop {
-            match self.table[i] {
-                EMPTY => return None,
-                TOMB => {}
-                id => {
-                    let s = &self.slots[id as usize];
-                    if s.key_hash == key_hash && s.state() == STATE_LIVE {
-                        return Some(id);
-                    }
+            let e = self.table[i];
+            if e == EMPTY {
+                return None;
+            }
+            if e & !id_mask == want {
+                let id = e & id_mask;
+                let s = &self.slots[id as usize];
+                if s.key_hash == key_hash && s.state() == STATE_LIVE {
+                    return Some(id);
                 }
             }
-            i = (i + 1) & mask;
+            i += 1;
+            if i == n {
+                i = 0;
+            }
         }
     }
 
@@ -368,69 +519,102 @@ impl Index {
             .collect()
     }
 
+    fn entry_of(&self, h: u64, id: u32) -> u32 {
+        (h as u32 & !self.id_mask) | id
+    }
+
+    /// Put `id` (already counted in `live`) into the table; grows above load 0.8.
     fn table_insert(&mut self, h: u64, id: u32) {
-        if (self.table_used + 1) * 5 > self.table.len() * 4 {
-            self.rehash();
+        if self.live * 5 > self.table.len() * 4 {
+            // Rebuilds from the LIVE slots, `id` included.
+            self.rebuild_table();
+            return;
         }
-        let mask = self.table.len() - 1;
-        let mut i = (h as usize) & mask;
-        loop {
-            match self.table[i] {
-                EMPTY => {
-                    self.table[i] = id;
-                    self.table_used += 1;
-                    return;
-                }
-                TOMB => {
-                    self.table[i] = id;
-                    return;
-                }
-                _ => i = (i + 1) & mask,
+        let n = self.table.len();
+        let mut i = home(h, n);
+        while self.table[i] != EMPTY {
+            i += 1;
+            if i == n {
+                i = 0;
             }
         }
+        self.table[i] = self.entry_of(h, id);
     }
 
     fn table_remove(&mut self, h: u64, id: u32) {
-        let mask = self.table.len() - 1;
-        let mut i = (h as usize) & mask;
+        let n = self.table.len();
+        let want = self.entry_of(h, id);
+        let mut i = home(h, n);
         loop {
             match self.table[i] {
                 EMPTY => panic!("slot {id} missing from the hash table"),
-                x if x == id => {
-                    self.table[i] = TOMB;
-                    return;
-                }
-                _ => i = (i + 1) & mask,
+                e if e == want => break,
+                _ => {}
+            }
+            i += 1;
+            if i == n {
+                i = 0;
             }
         }
+        // Backward-shift deletion: move later entries of the run into the hole when the hole
+        // lies on their probe path, so no tombstones are needed.
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j += 1;
+            if j == n {
+                j = 0;
+            }
+            let e = self.table[j];
+            if e == EMPTY {
+                break;
+            }
+            let at = home(self.slots[(e & self.id_mask) as usize].key_hash, n);
+            let to_hole = (hole + n - at) % n;
+            let to_j = (j + n - at) % n;
+            if to_hole < to_j {
+                self.table[hole] = e;
+                hole = j;
+            }
+        }
+        self.table[hole] = EMPTY;
     }
 
-    fn rehash(&mut self) {
-        // Load factor at most 0.8 right after a rehash (grows again at 0.8).
-        let want = ((self.live + 1) * 5 / 4 + 1).next_power_of_two().max(16);
-        let mut table = vec![EMPTY; want];
-        let mask = want - 1;
-        for &id in self.table.iter().filter(|&&x| x != EMPTY && x != TOMB) {
-            let mut i = (self.slots[id as usize].key_hash as usize) & mask;
-            while table[i] != EMPTY {
-                i = (i + 1) & mask;
+    /// A new table at load 2/3 holding every LIVE slot (scanned in id order).
+    fn rebuild_table(&mut self) {
+        let n = (self.live * 3 / 2 + 1).max(TABLE_MIN);
+        let mut table = vec![EMPTY; n];
+        for (id, s) in self.slots.iter().enumerate() {
+            if s.state() != STATE_LIVE {
+                continue;
             }
-            table[i] = id;
+            let mut i = home(s.key_hash, n);
+            while table[i] != EMPTY {
+                i += 1;
+                if i == n {
+                    i = 0;
+                }
+            }
+            table[i] = (s.key_hash as u32 & !self.id_mask) | id as u32;
         }
-        self.table_used = self.live;
         self.table = table;
     }
 
-    /// RAM bytes of the index proper (slot arena, hash table, free list, fragment lists),
-    /// excluding keys (not in RAM) and the metadata arena.
+    /// RAM bytes of the index proper (slot arena, hash table, fragment lists), excluding keys
+    /// (not in RAM) and the metadata arena.
     pub fn fixed_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.table.capacity() * 4
-            + self.free_ids.capacity() * 4
-            + self.frags.iter().map(|f| f.len() * 8 + 16).sum::<usize>()
+            + self.frags.capacity() * std::mem::size_of::<Box<[Extent]>>()
+            + self.free_frags.capacity() * 4
+            + self
+                .frags
+                .iter()
+                .map(|f| f.len() * std::mem::size_of::<Extent>())
+                .sum::<usize>()
     }
 
-    /// Objects whose data is split over several extents.
+    /// Objects whose extents are kept in the fragment table (data split over several extents).
     pub fn fragmented(&self) -> usize {
         self.frags.len() - self.free_frags.len()
     }
@@ -444,24 +628,36 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    use std::collections::HashMap;
 
-    fn put(ix: &mut Index, h: u64) -> u32 {
-        let id = ix.alloc_slot().unwrap();
-        let loc = Location {
+    const CHUNK: u32 = 1 << 20;
+
+    fn inline_loc() -> Location {
+        Location {
             data: vec![],
             record: Extent {
                 start: 100,
                 blocks: 1,
             },
-        };
-        ix.set_object(id, h, 10, &loc, true, b"m");
+        }
+    }
+
+    fn put(ix: &mut Index, h: u64) -> u32 {
+        let id = ix.alloc_slot().unwrap();
+        ix.set_object(id, h, 10, &inline_loc(), b"m");
         ix.publish(id);
         id
     }
 
+    fn drop_id(ix: &mut Index, id: u32) {
+        ix.unpublish(id);
+        ix.release(id);
+    }
+
     #[test]
     fn find_remove_and_reuse_bump_generation() {
-        let mut ix = Index::new(1000);
+        let mut ix = Index::new(1000, CHUNK);
         let ids: Vec<u32> = (1..=500u64)
             .map(|h| put(&mut ix, h * 0x9e37_79b9))
             .collect();
@@ -469,8 +665,7 @@ mod tests {
             assert_eq!(ix.find((i as u64 + 1) * 0x9e37_79b9), Some(id));
         }
         let gen = ix.slot(ids[7]).gen();
-        ix.unpublish(ids[7]);
-        ix.release(ids[7]);
+        drop_id(&mut ix, ids[7]);
         assert_eq!(ix.find(8 * 0x9e37_79b9), None);
         let again = put(&mut ix, 12345);
         assert_eq!(again, ids[7]);
@@ -481,9 +676,186 @@ mod tests {
 
     #[test]
     fn directory_full_is_none() {
-        let mut ix = Index::new(2);
+        let mut ix = Index::new(2, CHUNK);
         put(&mut ix, 1);
         put(&mut ix, 2);
         assert!(ix.alloc_slot().is_none());
+    }
+
+    #[test]
+    fn generation_wraps_within_its_bits() {
+        let mut ix = Index::new(4, CHUNK);
+        ix.claim_for_recovery(0, GEN_MASK);
+        ix.set_object(0, 5, 10, &inline_loc(), b"");
+        ix.publish_recovered(0);
+        ix.finish_recovery();
+        assert_eq!(ix.find(5), Some(0));
+        assert_eq!(ix.slot(0).gen(), GEN_MASK);
+        drop_id(&mut ix, 0);
+        let id = put(&mut ix, 6);
+        assert_eq!((id, ix.slot(id).gen()), (0, 0));
+        assert_eq!(ix.slot(id).body_len(), 10);
+        assert_eq!(ix.slot(id).state(), STATE_LIVE);
+    }
+
+    /// Every layout round-trips through `location` and `entry`, compact or in the fragment table.
+    #[test]
+    fn locations_round_trip() {
+        let rec = |start, blocks| Extent { start, blocks };
+        let key_bytes = 2048;
+        let inline_rec = blocks_for(Record::encoded_len(key_bytes, 0, 0, Some(100_000)) as u64);
+        let big = 5 * u64::from(CHUNK) + 1;
+        let big_blocks = blocks_for(big) as u32;
+        let big_rec = blocks_for(Record::encoded_len(key_bytes, 1, 6, None) as u64) as u32;
+        let cases: Vec<(u64, Location, bool)> = vec![
+            // inline body, record with a long key
+            (
+                100_000,
+                Location {
+                    data: vec![],
+                    record: rec(7, inline_rec as u32),
+                },
+                false,
+            ),
+            (
+                0,
+                Location {
+                    data: vec![],
+                    record: rec(9, 1),
+                },
+                false,
+            ),
+            // chunked body, record right after the data
+            (
+                big,
+                Location {
+                    data: vec![rec(1000, big_blocks)],
+                    record: rec(1000 + big_blocks, big_rec),
+                },
+                false,
+            ),
+            // record elsewhere
+            (
+                big,
+                Location {
+                    data: vec![rec(1000, big_blocks)],
+                    record: rec(50, big_rec),
+                },
+                true,
+            ),
+            // data in two extents
+            (
+                big,
+                Location {
+                    data: vec![rec(1000, 600), rec(3000, big_blocks - 600)],
+                    record: rec(20, big_rec),
+                },
+                true,
+            ),
+            // record far larger than the body needs
+            (
+                10,
+                Location {
+                    data: vec![],
+                    record: rec(70, 9),
+                },
+                true,
+            ),
+        ];
+        let mut ix = Index::new(100, CHUNK);
+        for (i, (body_len, loc, frag)) in cases.iter().enumerate() {
+            let id = ix.alloc_slot().unwrap();
+            ix.set_object(id, i as u64 + 1, *body_len, loc, b"meta");
+            assert_eq!(ix.slot(id).is_frag(), *frag, "case {i}");
+            assert_eq!(&ix.location(id), loc, "case {i}");
+            let e = ix.entry(id).unwrap();
+            assert_eq!(e.body_len, *body_len);
+            assert_eq!(u32::from(e.rec_blocks), loc.record.blocks);
+            if *frag {
+                assert_eq!(
+                    (e.flags, e.first_block),
+                    (ENTRY_FLAG_FRAG, loc.record.start)
+                );
+            } else {
+                let data_blocks: u32 = loc.data.iter().map(|x| x.blocks).sum();
+                assert_eq!(e.data_blocks, data_blocks);
+                assert_eq!(e.first_block + e.data_blocks, loc.record.start);
+            }
+            ix.publish(id);
+        }
+        assert_eq!(ix.fragmented(), 3);
+        let id = ix.find(4).unwrap();
+        drop_id(&mut ix, id);
+        assert_eq!(ix.fragmented(), 2);
+        let big_body = Location {
+            data: vec![rec(1 << 31, (BODY_LEN_MAX >> 12) as u32 + 1)],
+            record: rec(0, 1),
+        };
+        let id = ix.alloc_slot().unwrap();
+        ix.set_object(id, 99, BODY_LEN_MAX, &big_body, b"");
+        assert_eq!(ix.slot(id).body_len(), BODY_LEN_MAX);
+        assert_eq!(ix.location(id), big_body);
+    }
+
+    /// Random publish / unpublish against a HashMap, with hashes crowded at the table's end
+    /// (wrap-around); the load stays in [0.56, 0.8] and the bytes per object
+    /// within the documented bound.
+    #[test]
+    fn table_matches_a_model_and_keeps_its_load() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut ix = Index::new(200_000, CHUNK);
+        let mut model: HashMap<u64, u32> = HashMap::new();
+        let mut keys: Vec<u64> = Vec::new();
+        let pick_hash = |rng: &mut StdRng| -> u64 {
+            // About twice the average density in the last 1/1024 of the hash space, so runs
+            // there wrap around to the table's start.
+            if rng.gen_ratio(1, 1000) {
+                u64::MAX - rng.gen_range(0..1u64 << 54)
+            } else {
+                rng.gen()
+            }
+        };
+        for round in 0..200_000u32 {
+            let grow = if round < 120_000 { 0.8 } else { 0.3 };
+            if keys.is_empty() || rng.gen_bool(grow) {
+                let h = pick_hash(&mut rng);
+                if model.contains_key(&h) {
+                    continue;
+                }
+                let id = put(&mut ix, h);
+                model.insert(h, id);
+                keys.push(h);
+            } else {
+                let h = keys.swap_remove(rng.gen_range(0..keys.len()));
+                let id = model.remove(&h).unwrap();
+                assert_eq!(ix.find(h), Some(id));
+                drop_id(&mut ix, id);
+                assert_eq!(ix.find(h), None);
+            }
+            let n = ix.table.len();
+            assert!(ix.live * 5 <= n * 4, "load above 0.8");
+            assert!(n == TABLE_MIN || ix.live * 25 >= n * 14, "load below 0.56");
+            if round % 10_000 == 0 {
+                for (&h, &id) in &model {
+                    assert_eq!(ix.find(h), Some(id));
+                }
+                for _ in 0..1000 {
+                    let h = pick_hash(&mut rng);
+                    assert_eq!(ix.find(h), model.get(&h).copied());
+                }
+            }
+        }
+        assert_eq!(ix.live(), model.len());
+        // Fill the freed ids again: with every id live the bound holds per object.
+        while (ix.live() as u32) < ix.len_ids() {
+            let h = pick_hash(&mut rng);
+            model.entry(h).or_insert_with(|| put(&mut ix, h));
+        }
+        let per_object = ix.fixed_bytes() as f64 / ix.live() as f64;
+        assert!(per_object <= 32.0, "{per_object} bytes per object");
+        ix.finish_recovery();
+        for (&h, &id) in &model {
+            assert_eq!(ix.find(h), Some(id));
+        }
     }
 }

@@ -408,6 +408,69 @@ impl Record {
 
     /// Decode and verify; returns the record and the byte offset of the inline body in `buf`.
     pub fn decode(buf: &[u8]) -> Option<(Record, usize)> {
+        let head = RecordHead::decode(buf)?;
+        Some((Record::from_head(buf, &head), head.body_at))
+    }
+
+    /// The whole record of `buf`, whose header `head` was decoded (and verified) from it.
+    pub fn from_head(buf: &[u8], head: &RecordHead) -> Record {
+        let mut at = RECORD_HEADER_BYTES;
+        let key = buf[at..at + head.key_len].to_vec();
+        at += head.key_len;
+        let mut extents = Vec::with_capacity(head.extents);
+        for _ in 0..head.extents {
+            extents.push(Extent {
+                start: get_u32(buf, at),
+                blocks: get_u32(buf, at + 4),
+            });
+            at += 8;
+        }
+        let mut chunk_crcs = Vec::with_capacity(head.chunks);
+        for _ in 0..head.chunks {
+            chunk_crcs.push(get_u32(buf, at));
+            at += 4;
+        }
+        debug_assert_eq!(at, head.body_at);
+        Record {
+            gen: head.gen,
+            key_hash128: head.key_hash128,
+            body_len: head.body_len,
+            chunk_bytes: head.chunk_bytes,
+            key,
+            extents,
+            chunk_crcs,
+            inline_body: None,
+        }
+    }
+}
+
+/// The fixed part of a verified record, decoded without copying the key, extents or crcs (the
+/// read path of inline bodies needs none of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHead {
+    /// Slot generation.
+    pub gen: u32,
+    /// Full 128-bit key hash.
+    pub key_hash128: u128,
+    /// Body length.
+    pub body_len: u64,
+    /// Chunk size the body was written with.
+    pub chunk_bytes: u32,
+    /// True if the body is inline (at `body_at`).
+    pub inline: bool,
+    /// Key bytes.
+    pub key_len: usize,
+    /// Data extents listed.
+    pub extents: usize,
+    /// Chunk crcs listed.
+    pub chunks: usize,
+    /// Byte offset of the inline body (the end of the crc list).
+    pub body_at: usize,
+}
+
+impl RecordHead {
+    /// Check magic, length and crc32c of the record at the start of `buf` and decode its header.
+    pub fn decode(buf: &[u8]) -> Option<RecordHead> {
         if buf.len() < RECORD_HEADER_BYTES || get_u32(buf, 0) != RECORD_MAGIC {
             return None;
         }
@@ -422,53 +485,33 @@ impl Record {
         let mut h = [0u8; 16];
         h.copy_from_slice(&buf[20..36]);
         let key_len = get_u16(buf, 48) as usize;
-        let n_ext = get_u32(buf, 52) as usize;
-        let n_chunks = get_u32(buf, 56) as usize;
+        let extents = get_u32(buf, 52) as usize;
+        let chunks = get_u32(buf, 56) as usize;
         let body_len = get_u64(buf, 36);
         let inline = flags & RECORD_FLAG_INLINE != 0;
         let inline_len = if inline {
-            Some(usize::try_from(body_len).ok()?)
+            usize::try_from(body_len).ok()?
         } else {
-            None
+            0
         };
-        let want = RECORD_HEADER_BYTES
+        let body_at = RECORD_HEADER_BYTES
             .checked_add(key_len)?
-            .checked_add(n_ext.checked_mul(8)?)?
-            .checked_add(n_chunks.checked_mul(4)?)?
-            .checked_add(inline_len.unwrap_or(0))?;
-        if want != len {
+            .checked_add(extents.checked_mul(8)?)?
+            .checked_add(chunks.checked_mul(4)?)?;
+        if body_at.checked_add(inline_len)? != len {
             return None;
         }
-        let mut at = RECORD_HEADER_BYTES;
-        let key = buf[at..at + key_len].to_vec();
-        at += key_len;
-        let mut extents = Vec::with_capacity(n_ext);
-        for _ in 0..n_ext {
-            extents.push(Extent {
-                start: get_u32(buf, at),
-                blocks: get_u32(buf, at + 4),
-            });
-            at += 8;
-        }
-        let mut chunk_crcs = Vec::with_capacity(n_chunks);
-        for _ in 0..n_chunks {
-            chunk_crcs.push(get_u32(buf, at));
-            at += 4;
-        }
-        let body_at = at;
-        Some((
-            Record {
-                gen: get_u32(buf, 16),
-                key_hash128: u128::from_le_bytes(h),
-                body_len,
-                chunk_bytes: get_u32(buf, 44),
-                key,
-                extents,
-                chunk_crcs,
-                inline_body: None,
-            },
+        Some(RecordHead {
+            gen: get_u32(buf, 16),
+            key_hash128: u128::from_le_bytes(h),
+            body_len,
+            chunk_bytes: get_u32(buf, 44),
+            inline,
+            key_len,
+            extents,
+            chunks,
             body_at,
-        ))
+        })
     }
 }
 

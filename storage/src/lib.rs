@@ -1,7 +1,7 @@
 //! arrow-storage — O_DIRECT slab disks with a compact per-disk index and LRU-SP eviction.
 //!
 //! ```text
-//! lookup(disk, key) → md5(key) → index hash table → slot (32 B) + metadata → ObjectInfo
+//! lookup(disk, key) → md5(key) → index hash table → slot (24 B) + metadata → ObjectInfo
 //! read(obj, range)  → RAM tier (LRU of bodies) ─hit→ bytes
 //!                   → slot generation check → record read (O_DIRECT, 4 KiB aligned, io_uring)
 //!                   → crc32c + key-hash check → chunk reads (only the chunks in range) → crc32c
@@ -19,11 +19,13 @@
 //!   entry is written, entry fdatasync'd before `finish()` returns): bound 0. Torn objects have no
 //!   directory entry, or one whose crc fails and is zeroed at open.
 //! - restart: one sequential read of the directory (512 bytes per 32 KiB of disk) plus one record
-//!   read per fragmented object: 2.0 s for 1,000,000 objects (a 34 GB slab) on the dev VM.
-//! - RAM: 32-byte slot + ~8 bytes of hash table per object (40.4 measured at 1,000,000 objects),
-//!   plus the metadata blob (+2 bytes) and the policy's bytes; keys stay on disk.
+//!   read per fragmented object: 1.2–1.6 s for 1,000,000 objects (a 34 GB slab) on the dev VM.
+//! - RAM: 24-byte slot + 4-8 bytes of hash table per object (at most 31.9 B per slot id, 30.0
+//!   measured at 1,000,000 objects; layout and bound in [`index`]), plus the metadata blob
+//!   (+2 bytes, 8-byte aligned) and the policy's bytes; keys stay on disk.
 //! - objects per disk: at most one per 32 KiB of disk (the directory size); metadata blob at
-//!   most 464 bytes; key at most 2,048 bytes; body at most a quarter of the data area.
+//!   most 464 bytes; key at most 2,048 bytes; body at most a quarter of the data area
+//!   and below 1 TiB.
 //!
 //! Modules by stage: [`slab`] (I/O seam), [`layout`] (disk format), [`alloc`] (extents),
 //! [`index`] (RAM index), `writer`, `reader`, `recover`, [`ram_tier`], `store` (the multi-disk

@@ -6,7 +6,7 @@
 use crate::disk::Disk;
 use crate::error::StorageError;
 use crate::index::{Location, STATE_LIVE};
-use crate::layout::{blocks_for, Extent, Record, BLOCK_BYTES};
+use crate::layout::{blocks_for, Extent, Record, RecordHead, BLOCK_BYTES};
 use crate::slab::AlignedBuf;
 use crate::ObjectInfo;
 use bytes::{Bytes, BytesMut};
@@ -58,14 +58,15 @@ pub(crate) async fn read_range(
     if let Err(e) = res {
         return Err(failed(disk, obj, e).await);
     }
-    let Some((rec, body_at)) = Record::decode(rec_buf.as_slice()) else {
+    // The header alone (crc-checked over the whole record): an inline body needs nothing else.
+    let Some(head) = RecordHead::decode(rec_buf.as_slice()) else {
         return Err(failed(disk, obj, corrupt(disk, "record", loc.record.start)).await);
     };
-    if rec.gen != obj.gen || rec.body_len != obj.body_len || rec.key_hash128 != obj.key_hash128 {
+    if head.gen != obj.gen || head.body_len != obj.body_len || head.key_hash128 != obj.key_hash128 {
         // Same slot and generation but another key: a 64-bit hash collision at lookup, or the
         // slot changed. Either way not this object.
         return Err(
-            if still_current(disk, obj) && rec.key_hash128 == obj.key_hash128 {
+            if still_current(disk, obj) && head.key_hash128 == obj.key_hash128 {
                 disk.fault(corrupt(disk, "record", loc.record.start)).await
             } else {
                 StorageError::Gone
@@ -76,10 +77,12 @@ pub(crate) async fn read_range(
     if len == 0 {
         return Ok(Bytes::new());
     }
-    let out = if rec.chunk_crcs.is_empty() {
-        let start = body_at + offset as usize;
+    let out = if head.inline {
+        let start = head.body_at + offset as usize;
         Bytes::from_owner(rec_buf).slice(start..start + len as usize)
     } else {
+        let rec = Record::from_head(rec_buf.as_slice(), &head);
+        drop(rec_buf);
         read_chunks(disk, obj, &rec, offset, len).await?
     };
     if !still_current(disk, obj) {
@@ -96,11 +99,15 @@ async fn read_chunks(
     len: u64,
 ) -> Result<Bytes, StorageError> {
     let cb = u64::from(rec.chunk_bytes);
+    // A crc-valid record can still be inconsistent (a bug that wrote it): never divide by zero
+    // or index an empty extent list on its word.
+    if cb == 0 || rec.extents.is_empty() || rec.chunk_crcs.len() as u64 != rec.body_len.div_ceil(cb)
+    {
+        let block = rec.extents.first().map_or(0, |e| e.start);
+        return Err(failed(disk, obj, corrupt(disk, "record", block)).await);
+    }
     let first = offset / cb;
     let last = (offset + len - 1) / cb;
-    if rec.chunk_crcs.len() as u64 != rec.body_len.div_ceil(cb) {
-        return Err(failed(disk, obj, corrupt(disk, "record", rec.extents[0].start)).await);
-    }
     let mut parts: Vec<Bytes> = Vec::with_capacity((last - first + 1) as usize);
     for c in first..=last {
         let chunk_start = c * cb;

@@ -5,7 +5,7 @@
 
 use crate::alloc::FreeMap;
 use crate::disk::{unix_secs, Disk};
-use crate::index::{Index, Location};
+use crate::index::{Index, Location, BODY_LEN_MAX, GEN_MASK, SLOTS_MAX};
 use crate::layout::{
     DirEntry, Extent, Geometry, Record, Superblock, BLOCK_BYTES, DIR_ENTRIES_PER_BLOCK,
     DIR_ENTRY_BYTES, ENTRY_FLAG_FRAG,
@@ -66,9 +66,11 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
 
     // 2. Locations (fragmented objects: from their record), duplicates dropped.
     let mut seen: HashMap<u64, u32> = HashMap::with_capacity(entries.len());
-    let mut located: Vec<(u32, DirEntry, Location, bool)> = Vec::with_capacity(entries.len());
+    let mut located: Vec<(u32, DirEntry, Location)> = Vec::with_capacity(entries.len());
     for (id, e) in entries {
-        if e.rec_blocks == 0 || seen.insert(e.key_hash, id).is_some() {
+        // Entries the index cannot hold (written by an older build with wider fields) go too.
+        let unfit = id >= SLOTS_MAX || e.gen > GEN_MASK || e.body_len > BODY_LEN_MAX;
+        if e.rec_blocks == 0 || unfit || seen.insert(e.key_hash, id).is_some() {
             bad.push(id);
             continue;
         }
@@ -78,7 +80,7 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
         };
         if e.flags & ENTRY_FLAG_FRAG != 0 {
             match read_extents(&file, &geo, rec, &e).await {
-                Some(data) => located.push((id, e, Location { data, record: rec }, false)),
+                Some(data) => located.push((id, e, Location { data, record: rec })),
                 None => bad.push(id),
             }
         } else {
@@ -94,13 +96,13 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
                 start: e.first_block.wrapping_add(e.data_blocks),
                 blocks: u32::from(e.rec_blocks),
             };
-            located.push((id, e, Location { data, record }, true));
+            located.push((id, e, Location { data, record }));
         }
     }
 
     // 3. Free map from the used extents; overlapping or out-of-range objects are dropped.
     let mut used: Vec<(Extent, usize)> = Vec::with_capacity(located.len());
-    for (i, (_, _, loc, _)) in located.iter().enumerate() {
+    for (i, (_, _, loc)) in located.iter().enumerate() {
         for e in loc.data.iter().chain([&loc.record]) {
             used.push((*e, i));
         }
@@ -117,19 +119,19 @@ pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk,
     }
 
     // 4. Index and policy.
-    let mut index = Index::new(geo.dir_entries);
+    let mut index = Index::new(geo.dir_entries, geo.chunk_bytes);
     let data_bytes = geo.data_blocks() * BLOCK_BYTES;
     let mut policy = new_evictor(spec.policy, geo.dir_entries, data_bytes);
     let now = u32::try_from(unix_secs().saturating_sub(sb.epoch_unix_secs)).unwrap_or(u32::MAX);
     let mut live_bytes = 0u64;
-    for (i, (id, e, loc, contiguous)) in located.into_iter().enumerate() {
+    for (i, (id, e, loc)) in located.into_iter().enumerate() {
         if !keep[i] {
             bad.push(id);
             continue;
         }
         index.claim_for_recovery(id, e.gen);
-        index.set_object(id, e.key_hash, e.body_len, &loc, contiguous, &e.meta);
-        index.publish(id);
+        index.set_object(id, e.key_hash, e.body_len, &loc, &e.meta);
+        index.publish_recovered(id);
         policy.insert(id, e.body_len.max(1), now);
         live_bytes += e.body_len;
     }

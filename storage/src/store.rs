@@ -3,7 +3,7 @@
 use crate::disk::Disk;
 use crate::error::StorageError;
 use crate::hashing::{key_hash128, rendezvous_pick};
-use crate::index::STATE_LIVE;
+use crate::index::{BODY_LEN_MAX, STATE_LIVE};
 use crate::layout::{BLOCK_BYTES, KEY_BYTES_MAX, META_BYTES_MAX};
 use crate::ram_tier::{RamSpan, RamTier, ARENA_BODY_BYTES_MIN};
 use crate::recover::open_disk;
@@ -279,8 +279,8 @@ impl Store {
         }
         check_len("key", key.len(), KEY_BYTES_MAX)?;
         check_len("metadata", meta.len(), META_BYTES_MAX)?;
-        // An object may take at most a quarter of the data area.
-        let body_len_max = d.geo.data_blocks() * BLOCK_BYTES / 4;
+        // An object may take at most a quarter of the data area (and the index holds < 1 TiB).
+        let body_len_max = (d.geo.data_blocks() * BLOCK_BYTES / 4).min(BODY_LEN_MAX);
         if let Some(hint) = body_len_hint {
             if hint > body_len_max {
                 return Err(StorageError::TooLarge {

@@ -230,23 +230,15 @@ impl ObjectWriter {
             return Err(self.disk.fault(e).await);
         }
         let key_hash = self.key_hash128 as u64;
-        let contiguous = match extents.as_slice() {
-            [] => true,
-            [e] => e.start + e.blocks == rec_ext.start,
-            _ => false,
-        };
         let loc = Location {
             data: extents,
             record: rec_ext,
         };
-        self.disk.st.borrow_mut().index.set_object(
-            id,
-            key_hash,
-            self.body_len,
-            &loc,
-            contiguous,
-            &self.meta,
-        );
+        self.disk
+            .st
+            .borrow_mut()
+            .index
+            .set_object(id, key_hash, self.body_len, &loc, &self.meta);
         // From here any directory write of this block may carry the entry.
         self.entry_written = true;
         // The old object of this key (if any) leaves the directory before the new one enters.
