@@ -147,8 +147,13 @@ fi
 
 # --- storage / dns / policy (written by others; tolerated when absent) ------------------------------
 for x in $EXTRAS; do
+    # storage: 3 same-round pairs of 5 s per pattern, so it stays well inside EXTRA_TIMEOUT_S.
+    args=()
+    env_extra=()
     case $x in
-        storage) script=$BENCH_DIR/storage_vs_fio.sh ;;
+        storage) script=$BENCH_DIR/storage_vs_fio.sh
+                 args=(/var/tmp/arrow-bench 1073741824 "${STORAGE_SECONDS:-5}")
+                 env_extra=(ROUNDS="${STORAGE_ROUNDS:-3}") ;;
         dns) script=$BENCH_DIR/dns_bench.sh ;;
         policy) script=$BENCH_DIR/policy_compare.sh ;;
     esac
@@ -159,7 +164,7 @@ for x in $EXTRAS; do
     fi
     log "$x: $(basename "$script")"
     rc=0
-    run_child "$OUT/extra/$x.txt" timeout "${EXTRA_TIMEOUT_S:-240}" bash "$script" || rc=$?
+    run_child "$OUT/extra/$x.txt" env "${env_extra[@]}" timeout "${EXTRA_TIMEOUT_S:-240}" bash "$script" "${args[@]}" || rc=$?
     [ "$rc" = 0 ] || { log "$x exited with status $rc"; echo "exit status $rc" >> "$OUT/extra/$x.txt"; }
 done
 

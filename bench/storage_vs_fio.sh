@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Storage engine vs fio on the same slab file, in the same run: rand4k (iodepth 32) and seq1m
-# (iodepth 8). Prints both figures and the ratio arrow/fio (goal >= 0.9).
+# (iodepth 8). ROUNDS rounds per pattern, the engine and fio back to back in each round, so each
+# ratio compares two runs seconds apart on this shared disk; prints every round and the median
+# and range of the same-round ratios arrow/fio (goal >= 0.9).
 #
-#   bench/storage_vs_fio.sh [DIR] [SIZE_BYTES] [SECONDS]
+#   bench/storage_vs_fio.sh [DIR] [SIZE_BYTES] [SECONDS]      (env: ROUNDS=3)
 #   (defaults: /var/tmp/arrow-bench, 1 GiB, 10 s; DIR must accept O_DIRECT, so not tmpfs)
 #
 # rand4k compares read operations/s (each arrow object is one 4 KiB block: record + 3,900-byte
@@ -12,11 +14,12 @@ cd "$(dirname "$0")/.."
 DIR=${1:-/var/tmp/arrow-bench}
 SIZE=${2:-1073741824}
 SECONDS_RUN=${3:-10}
+ROUNDS=${ROUNDS:-3}
 mkdir -p "$DIR"
 command -v fio >/dev/null || { echo "fio not installed" >&2; exit 1; }
 cargo build --release -p arrow-bench >/dev/null 2>&1
 BIN=target/release/arrow-bench
-echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cpus; file system: $(df -T "$DIR" | awk 'NR==2{print $2}')"
+echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cpus; file system: $(df -T "$DIR" | awk 'NR==2{print $2}'); $ROUNDS rounds x ${SECONDS_RUN} s"
 
 for spec in rand4k:32 seq1m:8; do
   pattern=${spec%%:*}; depth=${spec##*:}
@@ -24,12 +27,14 @@ for spec in rand4k:32 seq1m:8; do
   # Write the whole file first: reads of never-written (fallocated) ext4 extents return zeroes
   # without touching the device, which would flatter fio's whole-file random reads.
   [ -f "$file" ] || dd if=/dev/zero of="$file" bs=4M count=$((SIZE / 4194304)) oflag=direct status=none
-  out=$("$BIN" storage-read --file "$file" --size-bytes "$SIZE" --pattern "$pattern" --iodepth "$depth" --seconds "$SECONDS_RUN")
-  echo "$out"
-  json=$(FILE="$file" SIZE="$SIZE" IODEPTH="$depth" RUNTIME="$SECONDS_RUN" fio --output-format=json "bench/fio/$pattern.fio")
-  python3 - "$pattern" "$depth" "$out" "$json" <<'PY'
+  ratios=()
+  for round in $(seq 1 "$ROUNDS"); do
+    out=$("$BIN" storage-read --file "$file" --size-bytes "$SIZE" --pattern "$pattern" --iodepth "$depth" --seconds "$SECONDS_RUN")
+    echo "round=$round $out"
+    json=$(FILE="$file" SIZE="$SIZE" IODEPTH="$depth" RUNTIME="$SECONDS_RUN" fio --output-format=json "bench/fio/$pattern.fio")
+    ratio=$(python3 - "$pattern" "$depth" "$round" "$out" "$json" <<'PY'
 import json, sys
-pattern, depth, arrow, fio = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+pattern, depth, rnd, arrow, fio = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
 a = dict(kv.split("=", 1) for kv in arrow.split())
 r = fio["jobs"][0]["read"]
 fio_iops, fio_mbs = r["iops"], r["bw_bytes"] / 1e6
@@ -37,7 +42,17 @@ if pattern == "rand4k":
     mine, theirs, unit = float(a["ops_per_s"]), fio_iops, "ops/s"
 else:
     mine, theirs, unit = float(a["disk_mb_per_s"]), fio_mbs, "MB/s"
-print(f"engine=fio pattern={pattern} iodepth={depth} iops={fio_iops:.0f} mb_per_s={fio_mbs:.1f}")
-print(f"RATIO pattern={pattern} iodepth={depth} arrow={mine:.1f} fio={theirs:.1f} {unit} ratio={mine / theirs:.2f}")
+print(f"round={rnd} engine=fio pattern={pattern} iodepth={depth} iops={fio_iops:.0f} mb_per_s={fio_mbs:.1f}", file=sys.stderr)
+print(f"round={rnd} pattern={pattern} arrow={mine:.1f} fio={theirs:.1f} {unit} ratio={mine / theirs:.2f}", file=sys.stderr)
+print(f"{mine / theirs:.4f}")
 PY
-done
+)
+    ratios+=("$ratio")
+  done
+  python3 - "$pattern" "$depth" "${ratios[@]}" <<'PY'
+import statistics, sys
+pattern, depth, ratios = sys.argv[1], sys.argv[2], [float(x) for x in sys.argv[3:]]
+print(f"RATIO pattern={pattern} iodepth={depth} rounds={len(ratios)} median={statistics.median(ratios):.2f} "
+      f"min={min(ratios):.2f} max={max(ratios):.2f} all={','.join(f'{r:.2f}' for r in ratios)}")
+PY
+done 2>&1
