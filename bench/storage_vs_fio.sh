@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Storage engine vs fio on the same slab file, in the same run: rand4k (iodepth 32) and seq1m
-# (iodepth 8). ROUNDS rounds per pattern, the engine and fio back to back in each round, so each
+# (iodepth 8). ROUNDS rounds per pattern, the engine and fio back to back in each round (order
+# alternating), so each
 # ratio compares two runs seconds apart on this shared disk; prints every round and the median
 # and range of the same-round ratios arrow/fio (goal >= 0.9).
 #
@@ -29,9 +30,15 @@ for spec in rand4k:32 seq1m:8; do
   [ -f "$file" ] || dd if=/dev/zero of="$file" bs=4M count=$((SIZE / 4194304)) oflag=direct status=none
   ratios=()
   for round in $(seq 1 "$ROUNDS"); do
-    out=$("$BIN" storage-read --file "$file" --size-bytes "$SIZE" --pattern "$pattern" --iodepth "$depth" --seconds "$SECONDS_RUN")
+    # Odd rounds run the engine first, even rounds fio first, so an order effect cancels out.
+    run_arrow() { "$BIN" storage-read --file "$file" --size-bytes "$SIZE" --pattern "$pattern" --iodepth "$depth" --seconds "$SECONDS_RUN"; }
+    run_fio() { FILE="$file" SIZE="$SIZE" IODEPTH="$depth" RUNTIME="$SECONDS_RUN" fio --output-format=json "bench/fio/$pattern.fio"; }
+    if [ $((round % 2)) = 1 ]; then
+      out=$(run_arrow); json=$(run_fio)
+    else
+      json=$(run_fio); out=$(run_arrow)
+    fi
     echo "round=$round $out"
-    json=$(FILE="$file" SIZE="$SIZE" IODEPTH="$depth" RUNTIME="$SECONDS_RUN" fio --output-format=json "bench/fio/$pattern.fio")
     ratio=$(python3 - "$pattern" "$depth" "$round" "$out" "$json" <<'PY'
 import json, sys
 pattern, depth, rnd, arrow, fio = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
