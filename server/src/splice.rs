@@ -50,7 +50,17 @@ impl Pipe {
                 PIPE_BYTES as libc::c_int,
             )
         };
-        let capacity_bytes = if set > 0 { set as usize } else { 64 * 1024 };
+        let capacity_bytes = if set > 0 {
+            set as usize
+        } else {
+            // SAFETY: as above.
+            let got = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
+            if got > 0 {
+                got as usize
+            } else {
+                4096
+            }
+        };
         Ok(Pipe {
             read,
             write,
