@@ -45,8 +45,7 @@ pub trait Sink {
 
     /// Send `head` then a RAM-tier span. Sinks that cannot splice copy the span out.
     async fn send_span(&mut self, head: Vec<u8>, span: RamSpan) -> io::Result<()> {
-        let body = span.to_bytes()?;
-        self.send(head, body).await
+        self.send(head, span.to_bytes()).await
     }
 }
 

@@ -96,9 +96,6 @@ pub enum StorageError {
     /// The configuration cannot be used.
     #[error("bad storage config: {0}")]
     Config(String),
-    /// Reading a body out of the RAM tier's memfd failed (not a disk fault).
-    #[error("ram tier read failed: {0}")]
-    RamTier(#[source] std::io::Error),
 }
 
 impl StorageError {

@@ -39,24 +39,23 @@ pub enum Held {
 }
 
 impl Held {
-    /// Body length.
-    pub fn len(&self) -> u64 {
+    /// Body bytes `[offset, offset + len)` (a copy out of the arena for arena bodies).
+    pub fn bytes(&self, offset: u64, len: u64) -> Bytes {
         match self {
-            Held::Heap(b) => b.len() as u64,
-            Held::Arena(r) => r.len_bytes,
+            Held::Heap(b) => b.slice(offset as usize..(offset + len) as usize),
+            Held::Arena(r) => r.read(offset, len),
         }
     }
 
-    /// True for an empty body.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Body bytes `[offset, offset + len)` as Bytes (a copy out of the arena for arena bodies).
-    pub fn bytes(&self, offset: u64, len: u64) -> io::Result<Bytes> {
+    /// A span of an arena body; None for heap bodies.
+    pub fn span(&self, offset: u64, len: u64) -> Option<RamSpan> {
         match self {
-            Held::Heap(b) => Ok(b.slice(offset as usize..(offset + len) as usize)),
-            Held::Arena(r) => r.read(offset, len),
+            Held::Arena(region) => Some(RamSpan {
+                region: Rc::clone(region),
+                offset,
+                len,
+            }),
+            Held::Heap(_) => None,
         }
     }
 }
@@ -172,8 +171,8 @@ impl Region {
         }
     }
 
-    fn read(&self, offset: u64, len: u64) -> io::Result<Bytes> {
-        Ok(Bytes::copy_from_slice(self.slice(offset, len)))
+    fn read(&self, offset: u64, len: u64) -> Bytes {
+        Bytes::copy_from_slice(self.slice(offset, len))
     }
 }
 
@@ -205,22 +204,8 @@ impl RamSpan {
         self.len == 0
     }
     /// The bytes, copied out (for sinks that cannot splice).
-    pub fn to_bytes(&self) -> io::Result<Bytes> {
+    pub fn to_bytes(&self) -> Bytes {
         self.region.read(self.offset, self.len)
-    }
-}
-
-impl Held {
-    /// A span of an arena body; None for heap bodies.
-    pub fn span(&self, offset: u64, len: u64) -> Option<RamSpan> {
-        match self {
-            Held::Arena(region) => Some(RamSpan {
-                region: Rc::clone(region),
-                offset,
-                len,
-            }),
-            Held::Heap(_) => None,
-        }
     }
 }
 
@@ -436,11 +421,11 @@ mod tests {
         let held = t.insert(1, 1, 1, b.clone()).expect("taken");
         assert!(matches!(held, Held::Arena(_)));
         let got = t.get(1, 1, 1).expect("held");
-        assert_eq!(got.bytes(0, b.len() as u64).unwrap(), b);
-        assert_eq!(got.bytes(1000, 10).unwrap(), b.slice(1000..1010));
+        assert_eq!(got.bytes(0, b.len() as u64), b);
+        assert_eq!(got.bytes(1000, 10), b.slice(1000..1010));
         let span = got.span(4096, 5000).expect("arena body");
         assert_eq!(span.len(), 5000);
-        assert_eq!(span.to_bytes().unwrap(), b.slice(4096..9096));
+        assert_eq!(span.to_bytes(), b.slice(4096..9096));
         // Small bodies stay on the heap.
         assert!(matches!(
             t.insert(1, 2, 1, body(1, 1000)),
@@ -461,15 +446,12 @@ mod tests {
             t.insert(1, slot, 1, body(slot as u8 + 1, 1 << 20));
         }
         assert!(t.get(1, 0, 1).is_none(), "evicted");
-        assert_eq!(span.to_bytes().unwrap(), first, "span bytes unchanged");
+        assert_eq!(span.to_bytes(), first, "span bytes unchanged");
         assert!(t.bytes() <= 16 << 20);
         // The newest bodies read back intact.
         for slot in 38..=40u32 {
             let got = t.get(1, slot, 1).expect("recent body held");
-            assert_eq!(
-                got.bytes(0, 1 << 20).unwrap(),
-                body(slot as u8 + 1, 1 << 20)
-            );
+            assert_eq!(got.bytes(0, 1 << 20), body(slot as u8 + 1, 1 << 20));
         }
         drop(span);
     }

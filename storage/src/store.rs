@@ -5,7 +5,7 @@ use crate::error::StorageError;
 use crate::hashing::{key_hash128, rendezvous_pick};
 use crate::index::{BODY_LEN_MAX, STATE_LIVE};
 use crate::layout::{BLOCK_BYTES, KEY_BYTES_MAX, META_BYTES_MAX};
-use crate::ram_tier::{RamSpan, RamTier, ARENA_BODY_BYTES_MIN};
+use crate::ram_tier::{Held, RamSpan, RamTier, ARENA_BODY_BYTES_MIN};
 use crate::recover::open_disk;
 use crate::writer::ObjectWriter;
 use crate::{reader, DiskId, DiskRefusal, ObjectInfo, StoreConfig};
@@ -183,6 +183,32 @@ impl Store {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, StorageError> {
+        let d = self.readable(obj, offset, len)?;
+        if !self.ram_eligible(d, obj) {
+            return timed_read(d, obj, offset, len).await;
+        }
+        Ok(self.ram_held(d, obj).await?.bytes(offset, len))
+    }
+
+    /// Like [`Store::read`], for senders that can splice: `Some(span)` when the body is (or, after
+    /// one disk read, now is) held in the RAM tier's arena; `None` when it is not eligible (small,
+    /// too large for the tier, or no arena) — then use `read`.
+    pub async fn read_span(
+        &self,
+        obj: &ObjectInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<RamSpan>, StorageError> {
+        let d = self.readable(obj, offset, len)?;
+        if obj.body_len < ARENA_BODY_BYTES_MIN || !self.ram_eligible(d, obj) {
+            return Ok(None);
+        }
+        Ok(self.ram_held(d, obj).await?.span(offset, len))
+    }
+
+    /// The checks every read makes first: the range lies in the body, the disk is online, and
+    /// the slot still holds the object that was looked up.
+    fn readable(&self, obj: &ObjectInfo, offset: u64, len: u64) -> Result<&Rc<Disk>, StorageError> {
         let in_body = matches!(offset.checked_add(len), Some(end) if end <= obj.body_len);
         if !in_body {
             return Err(StorageError::Range {
@@ -204,64 +230,28 @@ impl Store {
         if !current {
             return Err(StorageError::Gone);
         }
-        let ram_ok = obj.body_len > 0
-            && obj.body_len <= self.ram.borrow().object_bytes_max()
-            && obj.body_len <= u64::from(d.geo.chunk_bytes);
-        if !ram_ok {
-            return timed_read(d, obj, offset, len).await;
-        }
-        if let Some(held) = self.ram.borrow_mut().get(obj.disk.0, obj.slot, obj.gen) {
-            return held.bytes(offset, len).map_err(StorageError::RamTier);
-        }
-        let body = timed_read(d, obj, 0, obj.body_len).await?;
-        self.ram
-            .borrow_mut()
-            .insert(obj.disk.0, obj.slot, obj.gen, body.clone());
-        Ok(body.slice(offset as usize..(offset + len) as usize))
+        Ok(d)
     }
 
-    /// Like [`Store::read`], for senders that can splice: `Some(span)` when the body is (or, after
-    /// one disk read, now is) held in the RAM tier's arena; `None` when it is not eligible (small,
-    /// too large for the tier, or no arena) — then use `read`.
-    pub async fn read_span(
-        &self,
-        obj: &ObjectInfo,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<RamSpan>, StorageError> {
-        let in_body = matches!(offset.checked_add(len), Some(end) if end <= obj.body_len);
-        if !in_body {
-            return Err(StorageError::Range {
-                offset_bytes: offset,
-                len_bytes: len,
-                body_len_bytes: obj.body_len,
-            });
-        }
-        let d = self.disk(obj.disk)?;
-        let eligible = obj.body_len >= ARENA_BODY_BYTES_MIN
+    /// True if the RAM tier takes this body (not empty, within its per-object bound, one chunk).
+    fn ram_eligible(&self, d: &Disk, obj: &ObjectInfo) -> bool {
+        obj.body_len > 0
             && obj.body_len <= self.ram.borrow().object_bytes_max()
-            && obj.body_len <= u64::from(d.geo.chunk_bytes);
-        if !eligible || !d.online() {
-            return Ok(None);
-        }
-        let current = {
-            let st = d.st.borrow();
-            st.index
-                .get(obj.slot)
-                .is_some_and(|s| s.state() == STATE_LIVE && s.gen() == obj.gen)
-        };
-        if !current {
-            return Err(StorageError::Gone);
-        }
+            && obj.body_len <= u64::from(d.geo.chunk_bytes)
+    }
+
+    /// The whole body as the RAM tier holds it, read from the disk and offered to the tier first
+    /// if it does not hold it yet (a body the tier declines comes back on the heap).
+    async fn ram_held(&self, d: &Rc<Disk>, obj: &ObjectInfo) -> Result<Held, StorageError> {
         if let Some(held) = self.ram.borrow_mut().get(obj.disk.0, obj.slot, obj.gen) {
-            return Ok(held.span(offset, len));
+            return Ok(held);
         }
         let body = timed_read(d, obj, 0, obj.body_len).await?;
         let held = self
             .ram
             .borrow_mut()
-            .insert(obj.disk.0, obj.slot, obj.gen, body);
-        Ok(held.and_then(|h| h.span(offset, len)))
+            .insert(obj.disk.0, obj.slot, obj.gen, body.clone());
+        Ok(held.unwrap_or(Held::Heap(body)))
     }
 
     /// Start writing `key` to `disk`. Err if the disk is offline or unknown, the key, metadata or
