@@ -742,7 +742,7 @@ impl ShardCache {
                 return Some(self.unsatisfiable(req, len, result, sink).await);
             }
         };
-        // A body held in the RAM tier's memfd is spliced to the socket, never copied.
+        // A body held in the RAM tier's arena is spliced to the socket, never copied.
         let span = if req.head_only || first >= end || !sink.can_splice() {
             None
         } else {
