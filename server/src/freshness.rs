@@ -454,31 +454,37 @@ pub fn not_modified(
 mod tests {
     use super::*;
 
-    fn head(status: u16, h: &[(&str, &str)]) -> Vec<(String, String)> {
-        let _ = status;
+    fn head(h: &[(&str, &str)]) -> Vec<(String, String)> {
         h.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     }
 
-    #[test]
-    fn s_maxage_beats_max_age_and_expires() {
-        let h = head(
-            200,
-            &[
-                ("Cache-Control", "max-age=10, s-maxage=60"),
-                ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
-            ],
-        );
-        let Storable::Yes(m) = evaluate(
+    /// `evaluate` of a 200 response with headers `h`.
+    fn evaluate_200(
+        h: &[(String, String)],
+        request_time_s: u64,
+        response_time_s: u64,
+        default_ttl_s: Option<u64>,
+    ) -> Storable {
+        evaluate(
             &OriginHead {
                 status: 200,
-                headers: &h,
+                headers: h,
             },
-            100,
-            100,
-            None,
-        ) else {
+            request_time_s,
+            response_time_s,
+            default_ttl_s,
+        )
+    }
+
+    #[test]
+    fn s_maxage_beats_max_age_and_expires() {
+        let h = head(&[
+            ("Cache-Control", "max-age=10, s-maxage=60"),
+            ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ]);
+        let Storable::Yes(m) = evaluate_200(&h, 100, 100, None) else {
             panic!()
         };
         assert_eq!(m.lifetime_s, 60);
@@ -493,46 +499,16 @@ mod tests {
             ("Cache-Control", "no-store"),
             ("Vary", "Accept"),
         ] {
-            let h = head(200, &[cc, ("Cache-Control", "max-age=5")]);
-            assert!(matches!(
-                evaluate(
-                    &OriginHead {
-                        status: 200,
-                        headers: &h
-                    },
-                    0,
-                    0,
-                    None
-                ),
-                Storable::No(_)
-            ));
+            let h = head(&[cc, ("Cache-Control", "max-age=5")]);
+            assert!(matches!(evaluate_200(&h, 0, 0, None), Storable::No(_)));
         }
     }
 
     #[test]
     fn default_ttl_only_where_configured() {
-        let h = head(200, &[]);
-        assert!(matches!(
-            evaluate(
-                &OriginHead {
-                    status: 200,
-                    headers: &h
-                },
-                0,
-                0,
-                None
-            ),
-            Storable::No(_)
-        ));
-        let Storable::Yes(m) = evaluate(
-            &OriginHead {
-                status: 200,
-                headers: &h,
-            },
-            0,
-            0,
-            Some(30),
-        ) else {
+        let h = head(&[]);
+        assert!(matches!(evaluate_200(&h, 0, 0, None), Storable::No(_)));
+        let Storable::Yes(m) = evaluate_200(&h, 0, 0, Some(30)) else {
             panic!()
         };
         assert_eq!(m.lifetime_s, 30);
@@ -540,16 +516,8 @@ mod tests {
 
     #[test]
     fn age_counts_upstream_age_and_residence() {
-        let h = head(200, &[("Cache-Control", "max-age=100"), ("Age", "40")]);
-        let Storable::Yes(m) = evaluate(
-            &OriginHead {
-                status: 200,
-                headers: &h,
-            },
-            1000,
-            1001,
-            None,
-        ) else {
+        let h = head(&[("Cache-Control", "max-age=100"), ("Age", "40")]);
+        let Storable::Yes(m) = evaluate_200(&h, 1000, 1001, None) else {
             panic!()
         };
         assert_eq!(m.current_age_s(1001), 41);
@@ -559,22 +527,11 @@ mod tests {
 
     #[test]
     fn stale_windows() {
-        let h = head(
-            200,
-            &[(
-                "Cache-Control",
-                "max-age=10, stale-while-revalidate=20, stale-if-error=100",
-            )],
-        );
-        let Storable::Yes(m) = evaluate(
-            &OriginHead {
-                status: 200,
-                headers: &h,
-            },
-            0,
-            0,
-            None,
-        ) else {
+        let h = head(&[(
+            "Cache-Control",
+            "max-age=10, stale-while-revalidate=20, stale-if-error=100",
+        )]);
+        let Storable::Yes(m) = evaluate_200(&h, 0, 0, None) else {
             panic!()
         };
         assert_eq!(m.usability(15), Usability::StaleWhileRevalidate);
@@ -585,24 +542,13 @@ mod tests {
 
     #[test]
     fn meta_round_trip_and_garbage() {
-        let h = head(
-            200,
-            &[
-                ("Cache-Control", "no-cache"),
-                ("ETag", "\"v1\""),
-                ("Content-Type", "video/mp4"),
-                ("Connection", "close"),
-            ],
-        );
-        let Storable::Yes(m) = evaluate(
-            &OriginHead {
-                status: 200,
-                headers: &h,
-            },
-            0,
-            0,
-            None,
-        ) else {
+        let h = head(&[
+            ("Cache-Control", "no-cache"),
+            ("ETag", "\"v1\""),
+            ("Content-Type", "video/mp4"),
+            ("Connection", "close"),
+        ]);
+        let Storable::Yes(m) = evaluate_200(&h, 0, 0, None) else {
             panic!()
         };
         assert!(m.always_revalidate);
@@ -620,23 +566,12 @@ mod tests {
     #[test]
     fn oversized_headers_are_trimmed_to_the_essential() {
         let big = "x".repeat(600);
-        let h = head(
-            200,
-            &[
-                ("Cache-Control", "max-age=60"),
-                ("X-Debug", &big),
-                ("Content-Type", "video/mp4"),
-            ],
-        );
-        let Storable::Yes(m) = evaluate(
-            &OriginHead {
-                status: 200,
-                headers: &h,
-            },
-            0,
-            0,
-            None,
-        ) else {
+        let h = head(&[
+            ("Cache-Control", "max-age=60"),
+            ("X-Debug", &big),
+            ("Content-Type", "video/mp4"),
+        ]);
+        let Storable::Yes(m) = evaluate_200(&h, 0, 0, None) else {
             panic!()
         };
         let blob = m.encode_bounded(464).unwrap();
@@ -647,19 +582,8 @@ mod tests {
             b"Cache-Control: max-age=60\r\nContent-Type: video/mp4\r\n"
         );
         let huge = "y".repeat(600);
-        let h = head(
-            200,
-            &[("Cache-Control", "max-age=60"), ("Content-Type", &huge)],
-        );
-        let Storable::Yes(m) = evaluate(
-            &OriginHead {
-                status: 200,
-                headers: &h,
-            },
-            0,
-            0,
-            None,
-        ) else {
+        let h = head(&[("Cache-Control", "max-age=60"), ("Content-Type", &huge)]);
+        let Storable::Yes(m) = evaluate_200(&h, 0, 0, None) else {
             panic!()
         };
         assert!(m.encode_bounded(464).is_none());
@@ -667,23 +591,12 @@ mod tests {
 
     #[test]
     fn conditional_matching() {
-        let h = head(
-            200,
-            &[
-                ("ETag", "W/\"abc\""),
-                ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
-                ("Cache-Control", "max-age=1"),
-            ],
-        );
-        let Storable::Yes(m) = evaluate(
-            &OriginHead {
-                status: 200,
-                headers: &h,
-            },
-            0,
-            0,
-            None,
-        ) else {
+        let h = head(&[
+            ("ETag", "W/\"abc\""),
+            ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("Cache-Control", "max-age=1"),
+        ]);
+        let Storable::Yes(m) = evaluate_200(&h, 0, 0, None) else {
             panic!()
         };
         assert!(not_modified(&m, Some("\"abc\""), None));
