@@ -43,6 +43,7 @@ mod reader;
 mod recover;
 pub mod slab;
 mod store;
+pub mod uring;
 mod writer;
 
 pub use error::StorageError;

@@ -12,16 +12,22 @@ use crate::layout::{
 };
 use crate::policy::new_evictor;
 use crate::slab::{AlignedBuf, SlabFile};
+use crate::uring::DiskRing;
 use crate::DiskSpec;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Directory blocks read per I/O during recovery.
 const SCAN_BLOCKS_PER_READ: u64 = 256;
 
 /// Open (or create and format) the disk of `spec`. Err is the refusal reason, naming the path.
-pub(crate) async fn open_disk(spec: &DiskSpec, chunk_bytes: u32) -> Result<Disk, String> {
+pub(crate) async fn open_disk(
+    spec: &DiskSpec,
+    chunk_bytes: u32,
+    ring: &Rc<DiskRing>,
+) -> Result<Disk, String> {
     let path = &spec.path;
-    let (file, created) = SlabFile::open(path, spec.size_bytes).map_err(|e| e.to_string())?;
+    let (file, created) = SlabFile::open(path, spec.size_bytes, ring).map_err(|e| e.to_string())?;
     let buf = AlignedBuf::for_read(BLOCK_BYTES as usize);
     let (res, buf) = file.read_blocks(buf, 0).await;
     res.map_err(|e| e.to_string())?;

@@ -1,14 +1,17 @@
-//! The I/O seam: one O_DIRECT slab file or block device, 4 KiB-aligned buffers, io_uring reads and
-//! writes through monoio's `File`. Every other module reaches the disk only through [`SlabFile`].
+//! The I/O seam: one O_DIRECT slab file or block device, 4 KiB-aligned buffers, io_uring reads,
+//! writes and fdatasyncs through the shard's [`DiskRing`]. Every other module reaches the disk only
+//! through [`SlabFile`].
 
 use crate::error::StorageError;
 use crate::layout::BLOCK_BYTES;
+use crate::uring::DiskRing;
 use monoio::buf::{IoBuf, IoBufMut};
 use std::alloc::{self, Layout};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::rc::Rc;
 
 /// A zeroed, 4 KiB-aligned heap buffer whose length is a multiple of 4 KiB (O_DIRECT needs both).
 pub struct AlignedBuf {
@@ -164,7 +167,8 @@ unsafe impl IoBufMut for AlignedBuf {
 
 /// An open disk: O_DIRECT file or block device.
 pub struct SlabFile {
-    file: monoio::fs::File,
+    file: std::fs::File,
+    ring: Rc<DiskRing>,
     path: PathBuf,
 }
 
@@ -184,9 +188,13 @@ pub fn supports_o_direct(dir: &Path) -> bool {
 }
 
 impl SlabFile {
-    /// Open `path` with O_DIRECT; a missing regular file is created and preallocated to
-    /// `size_bytes` (fallocate). Returns the file and whether it was created.
-    pub fn open(path: &Path, size_bytes: u64) -> Result<(SlabFile, bool), StorageError> {
+    /// Open `path` with O_DIRECT, its I/O to go through `ring`; a missing regular file is created
+    /// and preallocated to `size_bytes` (fallocate). Returns the file and whether it was created.
+    pub fn open(
+        path: &Path,
+        size_bytes: u64,
+        ring: &Rc<DiskRing>,
+    ) -> Result<(SlabFile, bool), StorageError> {
         let io_err = |op: &'static str, source: std::io::Error| StorageError::Io {
             op,
             path: path.to_path_buf(),
@@ -223,10 +231,10 @@ impl SlabFile {
                 )));
             }
         }
-        let file = monoio::fs::File::from_std(std_file).map_err(|e| io_err("register", e))?;
         Ok((
             SlabFile {
-                file,
+                file: std_file,
+                ring: Rc::clone(ring),
                 path: path.to_path_buf(),
             },
             !existed,
@@ -239,15 +247,22 @@ impl SlabFile {
     }
 
     /// Read `buf.len()` bytes at `block`; a short read is an error.
-    pub async fn read_blocks<T: IoBufMut>(
+    pub async fn read_blocks<T: IoBufMut + 'static>(
         &self,
         mut buf: T,
         block: u64,
     ) -> (Result<(), StorageError>, T) {
         let offset_bytes = block * BLOCK_BYTES;
         let want_bytes = buf.bytes_total();
-        let (res, buf) = self.file.read_at(buf, offset_bytes).await;
-        let res = match res {
+        let (res, mut buf) = self
+            .ring
+            .read(self.file.as_raw_fd(), buf, offset_bytes)
+            .await;
+        if let Ok(n) = res {
+            // SAFETY: the kernel wrote the first n bytes of the buffer.
+            unsafe { buf.set_init(n as usize) };
+        }
+        let res = match res.map(|n| n as usize) {
             Ok(n) if n == want_bytes => Ok(()),
             Ok(n) => Err(StorageError::Short {
                 op: "read",
@@ -267,15 +282,18 @@ impl SlabFile {
     }
 
     /// Write all of `buf` at `block`.
-    pub async fn write_blocks<T: IoBuf>(
+    pub async fn write_blocks<T: IoBuf + 'static>(
         &self,
         buf: T,
         block: u64,
     ) -> (Result<(), StorageError>, T) {
         let offset_bytes = block * BLOCK_BYTES;
         let want_bytes = buf.bytes_init();
-        let (res, buf) = self.file.write_at(buf, offset_bytes).await;
-        let res = match res {
+        let (res, buf) = self
+            .ring
+            .write(self.file.as_raw_fd(), buf, offset_bytes)
+            .await;
+        let res = match res.map(|n| n as usize) {
             Ok(n) if n == want_bytes => Ok(()),
             Ok(n) => Err(StorageError::Short {
                 op: "write",
@@ -296,15 +314,13 @@ impl SlabFile {
 
     /// fdatasync: make completed writes durable.
     pub async fn sync(&self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .await
-            .map_err(|source| StorageError::Io {
-                op: "sync",
-                path: self.path.clone(),
-                offset_bytes: 0,
-                source,
-            })
+        let (res, ()) = self.ring.sync_data(self.file.as_raw_fd()).await;
+        res.map(drop).map_err(|source| StorageError::Io {
+            op: "sync",
+            path: self.path.clone(),
+            offset_bytes: 0,
+            source,
+        })
     }
 }
 

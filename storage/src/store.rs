@@ -7,6 +7,7 @@ use crate::index::{BODY_LEN_MAX, STATE_LIVE};
 use crate::layout::{BLOCK_BYTES, KEY_BYTES_MAX, META_BYTES_MAX};
 use crate::ram_tier::{Held, RamSpan, RamTier, ARENA_BODY_BYTES_MIN};
 use crate::recover::open_disk;
+use crate::uring::DiskRing;
 use crate::writer::ObjectWriter;
 use crate::{reader, DiskId, DiskRefusal, ObjectInfo, StoreConfig};
 use bytes::Bytes;
@@ -93,8 +94,12 @@ impl Store {
     pub async fn open(cfg: StoreConfig) -> Result<(Store, Vec<DiskRefusal>), StorageError> {
         let mut disks: Vec<Rc<Disk>> = Vec::new();
         let mut refused = Vec::new();
+        // One ring for this shard's disks, created on the shard's runtime.
+        let ring = DiskRing::new().map_err(|e| {
+            StorageError::Config(format!("io_uring for the disks could not be set up: {e}"))
+        })?;
         for spec in &cfg.disks {
-            match open_disk(spec, cfg.chunk_bytes).await {
+            match open_disk(spec, cfg.chunk_bytes, &ring).await {
                 Ok(d) => {
                     if disks.iter().any(|o| o.id == d.id) {
                         refused.push(DiskRefusal {
