@@ -5,7 +5,8 @@
 # ratio compares two runs seconds apart on this shared disk; prints every round and the median
 # and range of the same-round ratios arrow/fio (goal >= 0.9).
 #
-#   bench/storage_vs_fio.sh [DIR] [SIZE_BYTES] [SECONDS]      (env: ROUNDS=3)
+#   bench/storage_vs_fio.sh [DIR] [SIZE_BYTES] [SECONDS]
+#   (env: ROUNDS=3, PATTERNS="rand4k:32 seq1m:8" — pattern:iodepth pairs)
 #   (defaults: /var/tmp/arrow-bench, 1 GiB, 10 s; DIR must accept O_DIRECT, so not tmpfs)
 #
 # rand4k compares read operations/s (each arrow object is one 4 KiB block: record + 3,900-byte
@@ -22,7 +23,7 @@ cargo build --release -p arrow-bench >/dev/null 2>&1
 BIN=target/release/arrow-bench
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cpus; file system: $(df -T "$DIR" | awk 'NR==2{print $2}'); $ROUNDS rounds x ${SECONDS_RUN} s"
 
-for spec in rand4k:32 seq1m:8; do
+for spec in ${PATTERNS:-rand4k:32 seq1m:8}; do
   pattern=${spec%%:*}; depth=${spec##*:}
   file="$DIR/$pattern.slab"
   # Write the whole file first: reads of never-written (fallocated) ext4 extents return zeroes

@@ -62,7 +62,20 @@ pub struct DiskRing {
 impl DiskRing {
     /// A ring and its reaper task on the current monoio runtime.
     pub fn new() -> io::Result<Rc<DiskRing>> {
-        let ring = IoUring::builder().build(RING_ENTRIES)?;
+        // COOP_TASKRUN: a completion does not interrupt the running shard (it is posted at the
+        // shard's next syscall, and a sleeping shard is still woken); SINGLE_ISSUER: only this
+        // thread submits. Kernels before 6.0 refuse these flags: use a plain ring there.
+        let ring = match IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .build(RING_ENTRIES)
+        {
+            Ok(ring) => ring,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                IoUring::builder().build(RING_ENTRIES)?
+            }
+            Err(e) => return Err(e),
+        };
         // SAFETY: eventfd(2) with valid flags; the result is checked before use.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
