@@ -283,12 +283,15 @@ async fn ring_only(args: &StorageReadArgs) -> Result<(), String> {
     }
     let secs = t0.elapsed().as_secs_f64();
     drop(file);
+    let st = ring.stats();
     println!(
-        "engine=ring pattern=Rand4k iodepth={} work_ns={} seconds={secs:.2} ops_per_s={:.0} disk_mb_per_s={:.1}",
+        "engine=ring pattern=Rand4k iodepth={} work_ns={} seconds={secs:.2} ops_per_s={:.0} disk_mb_per_s={:.1} completions_per_reap={:.1} share_in_bursts_ge16={:.2}",
         args.iodepth,
         args.work_ns,
         ops as f64 / secs,
         ops as f64 * 4096.0 / secs / 1e6,
+        st.completions as f64 / st.reaps.max(1) as f64,
+        st.completions_in_bursts as f64 / st.completions.max(1) as f64,
     );
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! lookup(disk, key) → md5(key) → index hash table → slot (24 B) + metadata → ObjectInfo
 //! read(obj, range)  → RAM tier (LRU of bodies) ─hit→ bytes
-//!                   → slot generation check → record read (O_DIRECT, 4 KiB aligned, io_uring)
+//!                   → slot generation check → record read (O_DIRECT, 4 KiB aligned, disk ring)
 //!                   → crc32c + key-hash check → chunk reads (only the chunks in range) → crc32c
 //!                   → generation re-check → Bytes (zero copy over the aligned buffer)
 //! writer(disk, key) → policy admit → write(): chunk buffer → allocator extents (evicting victims:
@@ -27,9 +27,10 @@
 //!   most 464 bytes; key at most 2,048 bytes; body at most a quarter of the data area
 //!   and below 1 TiB.
 //!
-//! Modules by stage: [`slab`] (I/O seam), [`layout`] (disk format), [`alloc`] (extents),
-//! [`index`] (RAM index), `writer`, `reader`, `recover`, [`ram_tier`], `store` (the multi-disk
-//! [`Store`]), [`hashing`] (key → disk), [`error`], [`policy`] (eviction).
+//! Modules by stage: [`slab`] (I/O seam), [`uring`] (the shard's disk ring behind it), [`layout`]
+//! (disk format), [`alloc`] (extents), [`index`] (RAM index), `writer`, `reader`, `recover`,
+//! [`ram_tier`], `store` (the multi-disk [`Store`]), [`hashing`] (key → disk), [`error`],
+//! [`policy`] (eviction).
 
 pub mod alloc;
 mod disk;

@@ -57,6 +57,20 @@ pub struct DiskRing {
     /// The eventfd the kernel ticks on every completion (the reaper reads a duplicate).
     eventfd: OwnedFd,
     submit_errors: Cell<u64>,
+    stats: Cell<RingStats>,
+}
+
+/// Counters of one ring since it was created.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RingStats {
+    /// Completions taken.
+    pub completions: u64,
+    /// Reaps that found at least one completion.
+    pub reaps: u64,
+    /// Completions taken 16 or more at a time (the device answering in bursts).
+    pub completions_in_bursts: u64,
+    /// Submits the kernel refused for the moment (retried with the next submit or reap).
+    pub submit_errors: u64,
 }
 
 impl DiskRing {
@@ -94,6 +108,7 @@ impl DiskRing {
             room_waiters: RefCell::new(Vec::new()),
             eventfd,
             submit_errors: Cell::new(0),
+            stats: Cell::new(RingStats::default()),
         });
         monoio::spawn(reap_loop(Rc::downgrade(&this), reaper_file));
         Ok(this)
@@ -102,6 +117,14 @@ impl DiskRing {
     /// Operations submitted and not yet completed (orphans included).
     pub fn in_flight(&self) -> u32 {
         self.in_flight.get()
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> RingStats {
+        RingStats {
+            submit_errors: self.submit_errors.get(),
+            ..self.stats.get()
+        }
     }
 
     /// Read into all of `buf` (its `bytes_total`) at byte `offset` of `fd`.
@@ -209,6 +232,13 @@ impl DiskRing {
             }
         }
         if n > 0 {
+            let mut st = self.stats.get();
+            st.completions += n as u64;
+            st.reaps += 1;
+            if n >= 16 {
+                st.completions_in_bursts += n as u64;
+            }
+            self.stats.set(st);
             woken.append(&mut self.room_waiters.borrow_mut());
         }
         for w in woken {
