@@ -321,10 +321,13 @@ async fn reap_loop(ring: Weak<DiskRing>, eventfd: monoio::fs::File) {
         let Some(ring) = ring.upgrade() else {
             return;
         };
-        if let Err(e) = res {
-            tracing::warn!(error = %e, "disk ring eventfd read failed");
-        }
         ring.reap();
+        if let Err(e) = res {
+            // Not expected; if it happens, keep completions flowing by polling instead.
+            tracing::warn!(error = %e, "disk ring eventfd read failed; polling every 1 ms");
+            drop(ring);
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
 
