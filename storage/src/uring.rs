@@ -187,7 +187,7 @@ impl DiskRing {
     }
 
     /// io_uring_enter for whatever is queued. A refused submit (EAGAIN/EBUSY: kernel short of
-    /// memory) leaves the entries queued; the next submit or reap sends them.
+    /// memory) leaves the entries queued; the next submit, reap or poll of a queued op sends them.
     fn submit(&self, ring: &IoUring) {
         loop {
             match ring.submit() {
@@ -200,6 +200,11 @@ impl DiskRing {
                 }
             }
         }
+    }
+
+    /// Entries pushed but not yet taken by the kernel.
+    fn queued(&self) -> usize {
+        self.ring.borrow_mut().submission().len()
     }
 
     /// Take every completion: mark slots done, free orphans, wake tasks. Returns how many.
@@ -371,6 +376,14 @@ impl<T: 'static> Future for RingOp<T> {
                 }
             },
         };
+        // Entries a refused submit left queued: send them now, and if the kernel still refuses,
+        // come back (no completion will wake this task for an op the kernel never took).
+        if this.ring.queued() > 0 {
+            this.ring.submit(&this.ring.ring.borrow());
+            if this.ring.queued() > 0 {
+                cx.waker().wake_by_ref();
+            }
+        }
         // Completions the kernel already posted are taken here, without waiting for the reaper.
         this.ring.reap();
         match this.ring.poll_slot(idx, cx.waker()) {
