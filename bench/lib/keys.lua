@@ -4,6 +4,9 @@
 --   wrk ... -s keys.lua URL -- longtail PREFIX COUNT DIGITS HOT PCT  PCT% of requests on the first
 --                                                                     HOT keys, the rest uniform
 --                                                                     over the others (fixed seed)
+--   wrk ... -s keys.lua URL -- uniform  PREFIX COUNT DIGITS        keys picked uniformly at random
+--   wrk ... -s keys.lua URL -- zipf     PREFIX COUNT DIGITS ALPHA  key i (0-based rank) with
+--                                                                     probability ∝ 1/(i+1)^ALPHA
 --   wrk ... -s keys.lua URL -- miss     PREFIX PER_KEY                PREFIX0, PREFIX1, ...: each
 --                                                                     fresh key PER_KEY times in a row
 -- With one wrk thread there is one Lua state, so request() sees every request of the run.
@@ -24,7 +27,28 @@ function init(args)
    for i = 0, count - 1 do
       reqs[#reqs + 1] = wrk.format("GET", string.format(fmt, prefix, i))
    end
-   if mode == "longtail" then
+   if mode == "uniform" then
+      math.randomseed(42)
+      pick = function()
+         return reqs[math.random(1, #reqs)]
+      end
+   elseif mode == "zipf" then
+      local alpha = tonumber(args[5] or "0.8")
+      local cdf, total = {}, 0
+      for i = 1, #reqs do
+         total = total + 1 / i ^ alpha
+         cdf[i] = total
+      end
+      math.randomseed(42)
+      pick = function()
+         local u, lo, hi = math.random() * total, 1, #cdf
+         while lo < hi do
+            local mid = math.floor((lo + hi) / 2)
+            if cdf[mid] < u then lo = mid + 1 else hi = mid end
+         end
+         return reqs[lo]
+      end
+   elseif mode == "longtail" then
       local hot, pct = tonumber(args[5] or "5"), tonumber(args[6] or "96")
       math.randomseed(42)
       pick = function()

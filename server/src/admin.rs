@@ -17,8 +17,8 @@ use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
 use crate::http;
-use crate::serve::{Sink, SocketSink};
 use crate::shard::{ShardCtx, ShardMsg, ShardStats};
+use crate::sink::{Sink, SocketSink};
 
 const ADMIN_HEAD_BYTES_MAX: usize = 8192;
 
@@ -58,10 +58,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
 }
 
 async fn send(stream: &mut TcpStream, data: Vec<u8>) {
-    let mut sink = SocketSink {
-        stream,
-        timeout: Duration::from_secs(5),
-    };
+    let mut sink = SocketSink::new(stream, Duration::from_secs(5));
     let _ = sink.send(data, Bytes::new()).await;
 }
 

@@ -74,6 +74,17 @@ pub struct Limits {
     /// Bytes of bodies held in memory by fills in flight per shard; beyond it, misses are
     /// passed through uncached. Default 512 MiB.
     pub fill_buffer_bytes_max: u64,
+    /// A viewer must receive at least this many bytes per second, averaged over each
+    /// `send_rate_window_ms`, or its connection is closed (counted as a slow viewer). 0 disables.
+    /// Default 1024.
+    pub send_rate_min_bytes_per_s: u64,
+    /// The window of `send_rate_min_bytes_per_s`. Default 30000 ms.
+    pub send_rate_window_ms: u64,
+    /// How long a body piece read for a viewer is kept in memory while the viewer's socket takes
+    /// nothing; after it the piece is dropped and read again (RAM tier or disk) once the socket
+    /// has room, so a slow viewer holds no body bytes beyond the kernel's socket buffer.
+    /// Default 200 ms.
+    pub send_hold_ms: u64,
     /// Concurrent origin fetches per shard. Default 256.
     pub fills_in_flight_max: usize,
     /// Origin connect timeout. Default 2000 ms.
@@ -100,6 +111,9 @@ impl Default for Limits {
             request_body_bytes_max: 8 << 20,
             object_bytes_max: 256 << 20,
             fill_buffer_bytes_max: 512 << 20,
+            send_rate_min_bytes_per_s: 1024,
+            send_rate_window_ms: 30_000,
+            send_hold_ms: 200,
             fills_in_flight_max: 256,
             origin_connect_timeout_ms: 2_000,
             origin_response_timeout_ms: 10_000,

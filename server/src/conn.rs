@@ -18,8 +18,9 @@ use crate::http::{self, BodyKind, Request};
 use crate::keys;
 use crate::metrics::CacheResult;
 use crate::route::Route;
-use crate::serve::{CacheRequest, Outcome, SocketSink};
+use crate::serve::{CacheRequest, Outcome};
 use crate::shard::{Reply, ShardCtx, ShardMsg};
+use crate::sink::SocketSink;
 
 const READ_BYTES: usize = 16 * 1024;
 
@@ -46,11 +47,8 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
             ReadHead::Refused(status, reason) => {
                 ctx.metrics.bad_requests.inc();
                 let resp = http::simple_response(status, &ctx.node.name, &reason, false);
-                let mut sink = SocketSink {
-                    stream: &mut stream,
-                    timeout: body_timeout,
-                };
-                use crate::serve::Sink;
+                let mut sink = SocketSink::new(&mut stream, body_timeout);
+                use crate::sink::Sink;
                 let _ = sink.send(resp, Bytes::new()).await;
                 ctx.metrics.request(status, CacheResult::Local, 0);
                 ctx.access_log(peer, "-", "-", status, 0, CacheResult::Local);
@@ -226,8 +224,8 @@ async fn read_body(
 }
 
 async fn write_all(stream: &mut TcpStream, data: Vec<u8>, t: Duration) -> io::Result<()> {
-    let mut sink = SocketSink { stream, timeout: t };
-    use crate::serve::Sink;
+    let mut sink = SocketSink::new(stream, t);
+    use crate::sink::Sink;
     sink.send(data, Bytes::new()).await
 }
 
@@ -257,8 +255,12 @@ async fn respond(
     stream: &mut TcpStream,
 ) -> Outcome {
     let timeout = Duration::from_millis(ctx.node.cfg.limits.body_timeout_ms);
-    let mut sink = SocketSink { stream, timeout };
-    use crate::serve::Sink;
+    let mut sink = SocketSink::new(stream, timeout);
+    sink.pace = Some(crate::pace::Pace::new(
+        &ctx.node.cfg.limits,
+        Some(ctx.metrics.clone()),
+    ));
+    use crate::sink::Sink;
     let Some(host) = req.host().and_then(keys::normalize_host) else {
         let (r, o) = local_response(ctx, 400, "missing or invalid Host", keep_alive);
         let aborted = sink.send(r, Bytes::new()).await.is_err();

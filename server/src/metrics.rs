@@ -108,6 +108,12 @@ pub struct ShardMetrics {
     pub origin_bytes: Counter,
     pub origin_latency: Histogram,
     pub storage_read_errors: Counter,
+    /// Connections closed below the minimum delivery rate.
+    pub slow_viewers_closed: Counter,
+    /// Body pieces dropped while a viewer's socket was full (read again later).
+    pub send_pieces_dropped: Counter,
+    /// Gauge: RAM-tier bytes held by sends in progress (spans pinned by sockets).
+    pub ram_span_send_bytes: Counter,
     pub cross_shard: Counter,
     pub overflow: Counter,
     pub peer_pulls: Counter,
@@ -140,6 +146,10 @@ pub struct DiskLine {
     pub read_bytes: u64,
     pub read_ops: u64,
     pub read_busy_ns: u64,
+    /// Body bytes of the objects stored.
+    pub object_bytes: u64,
+    /// Blocks held back after aborted writes, in bytes (freed at restart).
+    pub quarantined_bytes: u64,
 }
 
 pub struct RamLine {
@@ -169,7 +179,22 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 14] = [
+    let counters: [(&str, &str, u64); 17] = [
+        (
+            "arrow_slow_viewers_closed_total",
+            "Connections closed below send_rate_min_bytes_per_s.",
+            sum(&|s| s.slow_viewers_closed.get()),
+        ),
+        (
+            "arrow_send_pieces_dropped_total",
+            "Body pieces dropped while a viewer's socket was full (read again later).",
+            sum(&|s| s.send_pieces_dropped.get()),
+        ),
+        (
+            "arrow_ram_span_send_bytes",
+            "RAM-tier bytes held by sends in progress.",
+            sum(&|s| s.ram_span_send_bytes.get()),
+        ),
         (
             "arrow_fills_fetching",
             "Fills still receiving from upstream.",
@@ -287,6 +312,12 @@ pub fn render(
         let _ = writeln!(o, "arrow_disk_size_bytes{{{l}}} {}", d.size_bytes);
         let _ = writeln!(o, "arrow_disk_used_bytes{{{l}}} {}", d.used_bytes);
         let _ = writeln!(o, "arrow_disk_objects{{{l}}} {}", d.objects);
+        let _ = writeln!(o, "arrow_disk_object_bytes{{{l}}} {}", d.object_bytes);
+        let _ = writeln!(
+            o,
+            "arrow_disk_quarantined_bytes{{{l}}} {}",
+            d.quarantined_bytes
+        );
         let _ = writeln!(o, "arrow_disk_evictions_total{{{l}}} {}", d.evictions);
         let _ = writeln!(o, "arrow_disk_errors_total{{{l}}} {}", d.errors);
         let _ = writeln!(o, "arrow_disk_read_bytes_total{{{l}}} {}", d.read_bytes);

@@ -16,8 +16,9 @@ use arrow_cluster::NodeView;
 use crate::http::Request;
 use crate::keys::Keys;
 use crate::metrics::CacheResult;
-use crate::serve::{stream_origin_response, Outcome, Sink};
+use crate::serve::{stream_origin_response, Outcome};
 use crate::shard::ShardCtx;
+use crate::sink::Sink;
 
 /// The header marking an intra-cluster pull; its value is the pulling node's name.
 pub const PULL_HEADER: &str = "x-arrow-pull";

@@ -12,11 +12,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use arrow_storage::{DiskId, ObjectInfo, RamSpan, Store};
+use arrow_storage::{DiskId, ObjectInfo, Store};
 use bytes::{Bytes, BytesMut};
 
 use crate::config::{Config, HostRule};
@@ -25,29 +24,7 @@ use crate::http::connection_value;
 use crate::http::{parse_range, HeadWriter, RangeSpec};
 use crate::metrics::{CacheResult, ShardMetrics};
 use crate::origin::{OriginClient, OriginRequest, OriginResponse};
-
-/// Bytes per storage read while streaming a stored body.
-const READ_WINDOW_BYTES: u64 = 1 << 20;
-/// Bodies at most this big are sent in the same write as their head.
-const COALESCE_BODY_BYTES: usize = 16 * 1024;
-
-/// Where a response goes: the viewer's socket, or a channel back to the viewer's shard.
-/// Used only on one shard's thread, so its futures need no `Send` bound.
-#[allow(async_fn_in_trait)]
-pub trait Sink {
-    /// Send `head` (may be empty) then `body` (may be empty).
-    async fn send(&mut self, head: Vec<u8>, body: Bytes) -> io::Result<()>;
-
-    /// True if [`Sink::send_span`] hands spans to a socket without copying them.
-    fn can_splice(&self) -> bool {
-        false
-    }
-
-    /// Send `head` then a RAM-tier span. Sinks that cannot splice copy the span out.
-    async fn send_span(&mut self, head: Vec<u8>, span: RamSpan) -> io::Result<()> {
-        self.send(head, span.to_bytes()).await
-    }
-}
+use crate::sink::Sink;
 
 /// A cacheable request, owned so that it can cross to the owning shard.
 #[derive(Debug, Clone)]
@@ -742,26 +719,13 @@ impl ShardCache {
                 return Some(self.unsatisfiable(req, len, result, sink).await);
             }
         };
-        // A body held in the RAM tier's arena is spliced to the socket, never copied.
-        let span = if req.head_only || first >= end || !sink.can_splice() {
+        // The first piece is read before the head, so a bad object falls back to a fill.
+        let want_span = sink.can_splice();
+        let mut part = if req.head_only || first >= end {
             None
         } else {
-            match store.read_span(info, first, end - first).await {
-                Ok(span) => span,
-                Err(e) => {
-                    tracing::warn!(key = %req.cache_key, error = %e, "stored object unreadable; refetching");
-                    self.metrics.storage_read_errors.inc();
-                    return None;
-                }
-            }
-        };
-        // Read the first window before the head, so a bad object falls back to a fill.
-        let first_window = if req.head_only || first >= end || span.is_some() {
-            Bytes::new()
-        } else {
-            let n = (end - first).min(READ_WINDOW_BYTES);
-            match store.read(info, first, n).await {
-                Ok(b) => b,
+            match store.read_part(info, first, end - first, want_span).await {
+                Ok(p) => Some(p),
                 Err(e) => {
                     tracing::warn!(key = %req.cache_key, error = %e, "stored object unreadable; refetching");
                     self.metrics.storage_read_errors.inc();
@@ -782,36 +746,62 @@ impl ShardCache {
             body_bytes: 0,
             aborted: false,
         };
-        if let Some(span) = span {
-            let len = span.len();
-            if sink.send_span(h.finish(), span).await.is_err() {
-                out.aborted = true;
-            } else {
-                out.body_bytes = len;
+        let mut head = h.finish();
+        if part.is_none() {
+            out.aborted = sink.send(head, Bytes::new()).await.is_err();
+            return Some(out);
+        }
+        // Each piece is one unit of the body (a chunk, or a whole small body): while it is sent,
+        // the next one is read (read-ahead of one unit), unless the viewer proved slow. A piece
+        // the viewer's socket does not take within the hold time is dropped and read again
+        // once the socket has room (from the RAM tier, which keeps a unit read twice).
+        let mut pos = first;
+        let mut read_ahead = true;
+        while let Some(p) = part.take() {
+            let plen = p.len();
+            let next_pos = pos + plen;
+            let ahead = (read_ahead && next_pos < end).then(|| {
+                let store = Rc::clone(store);
+                let info = info.clone();
+                monoio::spawn(async move {
+                    store
+                        .read_part(&info, next_pos, end - next_pos, want_span)
+                        .await
+                })
+            });
+            let took = match sink.send_part(std::mem::take(&mut head), p).await {
+                Ok(n) => n,
+                Err(_) => {
+                    out.aborted = true;
+                    return Some(out);
+                }
+            };
+            pos += took;
+            out.body_bytes += took;
+            if pos >= end {
+                break;
             }
-            return Some(out);
-        }
-        let sent = first_window.len() as u64;
-        if sink.send(h.finish(), first_window).await.is_err() {
-            out.aborted = true;
-            return Some(out);
-        }
-        out.body_bytes = sent;
-        if req.head_only {
-            out.body_bytes = 0;
-            return Some(out);
-        }
-        let mut pos = first + sent;
-        while pos < end {
-            let n = (end - pos).min(READ_WINDOW_BYTES);
-            match store.read(info, pos, n).await {
-                Ok(b) => {
-                    pos += b.len() as u64;
-                    out.body_bytes += b.len() as u64;
-                    if b.is_empty() || sink.send(Vec::new(), b).await.is_err() {
-                        out.aborted = true;
-                        return Some(out);
-                    }
+            let next = if took < plen {
+                // A slow viewer: no read-ahead from now on, nothing held while it drains.
+                self.metrics.send_pieces_dropped.inc();
+                read_ahead = false;
+                drop(ahead);
+                if sink.writable().await.is_err() {
+                    out.aborted = true;
+                    return Some(out);
+                }
+                store.read_part(info, pos, end - pos, want_span).await
+            } else {
+                match ahead {
+                    Some(task) => task.await,
+                    None => store.read_part(info, pos, end - pos, want_span).await,
+                }
+            };
+            match next {
+                Ok(p) if !p.is_empty() => part = Some(p),
+                Ok(_) => {
+                    out.aborted = true;
+                    return Some(out);
                 }
                 Err(e) => {
                     tracing::warn!(key = %req.cache_key, error = %e, "stored object read failed mid-body");
@@ -1019,51 +1009,4 @@ pub async fn stream_origin_response(
         out.aborted = sink.send(h, Bytes::new()).await.is_err();
     }
     out
-}
-
-/// The local sink: write to the viewer's socket, small bodies in the same write as the head.
-pub struct SocketSink<'a> {
-    pub stream: &'a mut monoio::net::TcpStream,
-    pub timeout: std::time::Duration,
-}
-
-impl Sink for SocketSink<'_> {
-    fn can_splice(&self) -> bool {
-        true
-    }
-
-    async fn send_span(&mut self, head: Vec<u8>, span: RamSpan) -> io::Result<()> {
-        crate::splice::send_span(self.stream, head, &span, self.timeout).await
-    }
-
-    async fn send(&mut self, mut head: Vec<u8>, body: Bytes) -> io::Result<()> {
-        use monoio::io::AsyncWriteRentExt;
-        let t = self.timeout;
-        if !head.is_empty() && body.len() <= COALESCE_BODY_BYTES {
-            head.extend_from_slice(&body);
-            return write_timed(self.stream, head, t).await;
-        }
-        if !head.is_empty() {
-            write_timed(self.stream, head, t).await?;
-        }
-        if !body.is_empty() {
-            match monoio::time::timeout(t, self.stream.write_all(body)).await {
-                Ok((r, _)) => r.map(|_| ()),
-                Err(_) => Err(io::ErrorKind::TimedOut.into()),
-            }?;
-        }
-        Ok(())
-    }
-}
-
-async fn write_timed(
-    stream: &mut monoio::net::TcpStream,
-    buf: Vec<u8>,
-    t: std::time::Duration,
-) -> io::Result<()> {
-    use monoio::io::AsyncWriteRentExt;
-    match monoio::time::timeout(t, stream.write_all(buf)).await {
-        Ok((r, _)) => r.map(|_| ()),
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
-    }
 }

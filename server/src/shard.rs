@@ -20,7 +20,8 @@ use crate::config::Config;
 use crate::http::Request;
 use crate::metrics::{CacheResult, ShardMetrics};
 use crate::origin::OriginClient;
-use crate::serve::{CacheRequest, Outcome, ShardCache, Sink};
+use crate::serve::{CacheRequest, Outcome, ShardCache};
+use crate::sink::Sink;
 
 /// A disk as the whole node sees it: which shard owns it and whether it takes keys.
 pub struct DiskEntry {
@@ -539,10 +540,7 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
                 let mut stream = stream;
                 let resp =
                     crate::http::simple_response(503, "arrow", "too many connections", false);
-                let mut sink = crate::serve::SocketSink {
-                    stream: &mut stream,
-                    timeout: Duration::from_secs(1),
-                };
+                let mut sink = crate::sink::SocketSink::new(&mut stream, Duration::from_secs(1));
                 let _ = sink.send(resp, Bytes::new()).await;
             });
             continue;
@@ -654,6 +652,8 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
                 read_bytes: d.read_bytes,
                 read_ops: d.read_ops,
                 read_busy_ns: d.read_busy_ns,
+                object_bytes: d.live_bytes,
+                quarantined_bytes: d.quarantined_bytes,
             })
             .collect(),
         ram: Some(crate::metrics::RamLine {

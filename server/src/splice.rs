@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use arrow_storage::RamSpan;
 
+use crate::pace::Pace;
+
 /// Pipe capacity asked for (F_SETPIPE_SZ); the kernel's default (64 KiB) is kept if refused.
 const PIPE_BYTES: usize = 1 << 20;
 /// Idle pipes kept per shard; more are created while sends are in flight, and closed after.
@@ -164,6 +166,7 @@ pub async fn send_span(
     head: Vec<u8>,
     span: &RamSpan,
     timeout: Duration,
+    mut pace: Option<&mut Pace>,
 ) -> io::Result<()> {
     let sock = stream.as_raw_fd();
     // SAFETY: a valid socket and a live buffer of head.len() bytes.
@@ -215,17 +218,30 @@ pub async fn send_span(
                 Ok(n) => {
                     in_pipe -= n;
                     last_progress = Instant::now();
+                    if let Some(p) = pace.as_deref_mut() {
+                        p.sent(n);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let left = timeout.saturating_sub(last_progress.elapsed());
                     if left.is_zero() {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
+                    // Wake at the end of the pacing window too, to check the delivery rate.
+                    let left = match pace.as_deref() {
+                        Some(p) => {
+                            left.min(p.window_end().saturating_duration_since(Instant::now()))
+                        }
+                        None => left,
+                    };
                     // Blocking again while the ring polls, so no other op sees O_NONBLOCK.
                     drop(guard.take());
-                    match monoio::time::timeout(left, stream.writable(false)).await {
-                        Ok(r) => r?,
-                        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                    let ready = monoio::time::timeout(left, stream.writable(false)).await;
+                    if let Some(p) = pace.as_deref_mut() {
+                        p.check()?;
+                    }
+                    if let Ok(r) = ready {
+                        r?;
                     }
                     guard = Some(NonBlocking::set(sock)?);
                 }

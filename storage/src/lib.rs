@@ -51,7 +51,7 @@ pub use error::StorageError;
 pub use hashing::rendezvous_pick;
 pub use policy::PolicyKind;
 pub use ram_tier::RamSpan;
-pub use store::{DiskStats, RamTierStats, Store, StoreStats};
+pub use store::{BodyPart, DiskStats, RamTierStats, Store, StoreStats};
 pub use writer::ObjectWriter;
 
 use std::fmt;

@@ -21,7 +21,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::rc::Rc;
 
-type Key = (u128, u32);
+/// (disk, unit): a unit is one chunk of one slot, see [`unit`].
+type Key = (u128, u64);
+
+/// The tier's id of chunk `chunk` of the object in slot `slot` (bodies up to one chunk long are
+/// one unit, chunk 0).
+pub fn unit(slot: u32, chunk: u32) -> u64 {
+    u64::from(chunk) << 32 | u64::from(slot)
+}
+
+/// Most units the admission history remembers (bounds its memory: ~40 bytes each).
+const GHOST_UNITS_MAX: usize = 65_536;
 
 /// Bodies at least this large go to the arena (below it, a copy costs less than the splice
 /// system calls).
@@ -217,10 +227,19 @@ pub struct RamTier {
     lru: BTreeMap<u64, Key>,
     next_stamp: u64,
     arena: Option<Rc<Arena>>,
+    /// Admission history: units read from the disk and not admitted, newest last, covering at
+    /// most `capacity_bytes` of bodies (and GHOST_UNITS_MAX units). A unit read again while it is
+    /// remembered is admitted; `ghost` maps it to its sequence number in `ghost_fifo`.
+    ghost: HashMap<Key, u64>,
+    ghost_fifo: std::collections::VecDeque<(Key, u64, u64)>,
+    ghost_bytes: u64,
+    ghost_seq: u64,
     /// Reads served from RAM.
     pub hits: u64,
     /// Reads that went to disk.
     pub misses: u64,
+    /// Units read from the disk that the tier did not take (first read while the tier is full).
+    pub declined: u64,
 }
 
 impl RamTier {
@@ -245,9 +264,47 @@ impl RamTier {
             lru: BTreeMap::new(),
             next_stamp: 0,
             arena,
+            ghost: HashMap::new(),
+            ghost_fifo: std::collections::VecDeque::new(),
+            ghost_bytes: 0,
+            ghost_seq: 0,
             hits: 0,
             misses: 0,
+            declined: 0,
         }
+    }
+
+    /// Whether a unit of `len` bytes just read from the disk should enter the tier: always while
+    /// the tier has room; once it is full, only a unit read before within the last
+    /// `capacity_bytes` of declined reads (its second recent read). A working set many times the
+    /// tier (uniform disk-tier traffic) then streams past it instead of evicting a hot body per
+    /// read, and a body that keeps being asked for gets in on its second read.
+    pub fn admit(&mut self, disk: u128, unit: u64, len: u64) -> bool {
+        if len > self.object_bytes_max() {
+            return false;
+        }
+        let key = (disk, unit);
+        if self.ghost.remove(&key).is_some() {
+            return true;
+        }
+        if self.bytes + len <= self.capacity_bytes {
+            return true;
+        }
+        self.declined += 1;
+        self.ghost_seq += 1;
+        self.ghost.insert(key, self.ghost_seq);
+        self.ghost_fifo.push_back((key, self.ghost_seq, len));
+        self.ghost_bytes += len;
+        while self.ghost_bytes > self.capacity_bytes || self.ghost_fifo.len() > GHOST_UNITS_MAX {
+            let Some((k, seq, l)) = self.ghost_fifo.pop_front() else {
+                break;
+            };
+            self.ghost_bytes -= l;
+            if self.ghost.get(&k) == Some(&seq) {
+                self.ghost.remove(&k);
+            }
+        }
+        false
     }
 
     /// Largest body the tier takes (an eighth of its capacity).
@@ -266,7 +323,7 @@ impl RamTier {
     }
 
     /// The body of (disk, slot) if held for generation `gen`; counts a hit or a miss.
-    pub fn get(&mut self, disk: u128, slot: u32, gen: u32) -> Option<Held> {
+    pub fn get(&mut self, disk: u128, slot: u64, gen: u32) -> Option<Held> {
         let key = (disk, slot);
         match self.map.get_mut(&key) {
             Some(e) if e.gen == gen => {
@@ -301,7 +358,7 @@ impl RamTier {
 
     /// Keep a body; evicts least recently used bodies to stay within capacity. Returns what the
     /// tier now holds for the object (None if it was not taken).
-    pub fn insert(&mut self, disk: u128, slot: u32, gen: u32, body: Bytes) -> Option<Held> {
+    pub fn insert(&mut self, disk: u128, slot: u64, gen: u32, body: Bytes) -> Option<Held> {
         let len = body.len() as u64;
         if len > self.object_bytes_max() {
             return None;
@@ -366,10 +423,17 @@ impl RamTier {
     }
 
     /// Forget (disk, slot).
-    pub fn remove(&mut self, disk: u128, slot: u32) {
+    pub fn remove(&mut self, disk: u128, slot: u64) {
         if let Some(e) = self.map.remove(&(disk, slot)) {
             self.lru.remove(&e.stamp);
             self.bytes -= e.charged_bytes;
+        }
+    }
+
+    /// Drop every unit of the object in `slot` (`chunks` units).
+    pub fn remove_object(&mut self, disk: u128, slot: u32, chunks: u32) {
+        for c in 0..chunks.max(1) {
+            self.remove(disk, unit(slot, c));
         }
     }
 
@@ -396,7 +460,7 @@ mod tests {
     #[test]
     fn lru_stays_within_capacity_and_checks_generation() {
         let mut t = RamTier::new(800);
-        for slot in 0..10u32 {
+        for slot in 0..10u64 {
             t.insert(1, slot, 1, Bytes::from(vec![slot as u8; 100]));
         }
         assert!(t.bytes() <= 800);
@@ -442,14 +506,14 @@ mod tests {
         let held = t.insert(1, 0, 1, first.clone()).expect("taken");
         let span = held.span(0, first.len() as u64).expect("arena body");
         drop(held);
-        for slot in 1..=40u32 {
+        for slot in 1..=40u64 {
             t.insert(1, slot, 1, body(slot as u8 + 1, 1 << 20));
         }
         assert!(t.get(1, 0, 1).is_none(), "evicted");
         assert_eq!(span.to_bytes(), first, "span bytes unchanged");
         assert!(t.bytes() <= 16 << 20);
         // The newest bodies read back intact.
-        for slot in 38..=40u32 {
+        for slot in 38..=40u64 {
             let got = t.get(1, slot, 1).expect("recent body held");
             assert_eq!(got.bytes(0, 1 << 20), body(slot as u8 + 1, 1 << 20));
         }
@@ -457,12 +521,50 @@ mod tests {
     }
 
     #[test]
+    fn a_full_tier_admits_a_unit_on_its_second_recent_read() {
+        let mut t = RamTier::new(1 << 20);
+        // Room: admitted at once.
+        assert!(t.admit(1, unit(0, 0), 100_000));
+        t.insert(1, unit(0, 0), 1, body(0, 100_000));
+        for slot in 1..10u32 {
+            assert!(t.admit(1, unit(slot, 0), 100_000));
+            t.insert(1, unit(slot, 0), 1, body(slot as u8, 100_000));
+        }
+        // Full: a first read is declined, the second recent one admitted.
+        assert!(!t.admit(1, unit(50, 0), 100_000));
+        assert!(!t.admit(1, unit(51, 3), 100_000));
+        assert!(t.admit(1, unit(50, 0), 100_000));
+        assert!(
+            !t.admit(1, unit(50, 0), 100_000),
+            "admission consumed the history entry"
+        );
+        // The history covers about the tier's bytes: a unit read long ago is forgotten.
+        assert!(!t.admit(1, unit(60, 0), 100_000));
+        for slot in 100..120u32 {
+            assert!(!t.admit(1, unit(slot, 0), 100_000));
+        }
+        assert!(!t.admit(1, unit(60, 0), 100_000));
+        assert!(t.ghost_bytes <= 1 << 20);
+        assert_eq!(
+            t.ghost.len(),
+            t.ghost_fifo
+                .iter()
+                .filter(|(k, s, _)| t.ghost.get(k) == Some(s))
+                .count()
+        );
+        // Bodies above the per-object bound never enter.
+        assert!(!t.admit(1, unit(70, 0), 200_000));
+        t.remove_object(1, 0, 1);
+        assert!(t.get(1, unit(0, 0), 1).is_none());
+    }
+
+    #[test]
     fn freed_regions_merge_so_a_large_body_fits_again() {
         let mut t = RamTier::new(2 << 20);
-        for slot in 0..16u32 {
+        for slot in 0..16u64 {
             t.insert(1, slot, 1, body(slot as u8, 128 * 1024));
         }
-        for slot in 0..16u32 {
+        for slot in 0..16u64 {
             t.remove(1, slot);
         }
         assert_eq!(t.bytes(), 0);

@@ -5,7 +5,7 @@ use crate::error::StorageError;
 use crate::hashing::{key_hash128, rendezvous_pick};
 use crate::index::{BODY_LEN_MAX, STATE_LIVE};
 use crate::layout::{BLOCK_BYTES, KEY_BYTES_MAX, META_BYTES_MAX};
-use crate::ram_tier::{Held, RamSpan, RamTier, ARENA_BODY_BYTES_MIN};
+use crate::ram_tier::{self, Held, RamSpan, RamTier};
 use crate::recover::open_disk;
 use crate::uring::DiskRing;
 use crate::writer::ObjectWriter;
@@ -70,6 +70,8 @@ pub struct RamTierStats {
     pub hits: u64,
     /// Reads that went to disk.
     pub misses: u64,
+    /// Units read from the disk that the full tier did not take (first recent read).
+    pub declined: u64,
 }
 
 /// Everything `Store::stats` reports.
@@ -188,27 +190,100 @@ impl Store {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, StorageError> {
-        let d = self.readable(obj, offset, len)?;
-        if !self.ram_eligible(d, obj) {
-            return timed_read(d, obj, offset, len).await;
+        self.readable(obj, offset, len)?;
+        if len == 0 {
+            return Ok(Bytes::new());
         }
-        Ok(self.ram_held(d, obj).await?.bytes(offset, len))
+        let mut parts = Vec::new();
+        let mut pos = offset;
+        while pos < offset + len {
+            let part = match self.read_part(obj, pos, offset + len - pos, false).await? {
+                BodyPart::Bytes(b) => b,
+                BodyPart::Span(s) => s.to_bytes(),
+            };
+            pos += part.len() as u64;
+            parts.push(part);
+        }
+        if parts.len() == 1 {
+            return Ok(parts.pop().expect("one part"));
+        }
+        let mut out = bytes::BytesMut::with_capacity(len as usize);
+        for p in parts {
+            out.extend_from_slice(&p);
+        }
+        Ok(out.freeze())
     }
 
     /// Like [`Store::read`], for senders that can splice: `Some(span)` when the body is (or, after
-    /// one disk read, now is) held in the RAM tier's arena; `None` when it is not eligible (small,
-    /// too large for the tier, or no arena) — then use `read`.
+    /// one disk read, now is) held in the RAM tier's arena and the range lies in one unit;
+    /// `None` otherwise — then use `read`.
     pub async fn read_span(
         &self,
         obj: &ObjectInfo,
         offset: u64,
         len: u64,
     ) -> Result<Option<RamSpan>, StorageError> {
-        let d = self.readable(obj, offset, len)?;
-        if obj.body_len < ARENA_BODY_BYTES_MIN || !self.ram_eligible(d, obj) {
+        self.readable(obj, offset, len)?;
+        if len == 0 {
             return Ok(None);
         }
-        Ok(self.ram_held(d, obj).await?.span(offset, len))
+        match self.read_part(obj, offset, len, true).await? {
+            BodyPart::Span(s) if s.len() == len => Ok(Some(s)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The next piece of `obj`'s body from `offset`: at most `len_max` bytes and never past the
+    /// end of the unit (one chunk of a chunked body, or the whole of a body up to one chunk) that
+    /// holds `offset`. The unit comes from the RAM tier, or from one crc-checked disk read that
+    /// the tier may keep ([`RamTier::admit`]). With `want_span`, a unit held in the tier's arena
+    /// comes back as a [`RamSpan`] (to splice); otherwise as bytes (a slice of the disk buffer,
+    /// not a copy, for a unit the tier declined).
+    pub async fn read_part(
+        &self,
+        obj: &ObjectInfo,
+        offset: u64,
+        len_max: u64,
+        want_span: bool,
+    ) -> Result<BodyPart, StorageError> {
+        let len_max = len_max.min(obj.body_len.saturating_sub(offset));
+        let d = self.readable(obj, offset, len_max)?;
+        if len_max == 0 {
+            return Ok(BodyPart::Bytes(Bytes::new()));
+        }
+        let cb = u64::from(d.geo.chunk_bytes);
+        let (chunk, unit_start, unit_len) = if obj.body_len <= cb {
+            (0u32, 0u64, obj.body_len)
+        } else {
+            let c = offset / cb;
+            (c as u32, c * cb, cb.min(obj.body_len - c * cb))
+        };
+        let at = offset - unit_start;
+        let len = len_max.min(unit_len - at);
+        let unit = ram_tier::unit(obj.slot, chunk);
+        let tier_max = self.ram.borrow().object_bytes_max();
+        if unit_len <= tier_max {
+            if let Some(held) = self.ram.borrow_mut().get(obj.disk.0, unit, obj.gen) {
+                return Ok(part_of(&held, at, len, want_span));
+            }
+        }
+        let body = timed_read(d, obj, unit_start, unit_len).await?;
+        let admitted = unit_len <= tier_max && {
+            let mut ram = self.ram.borrow_mut();
+            ram.admit(obj.disk.0, unit, unit_len)
+                && ram
+                    .insert(obj.disk.0, unit, obj.gen, body.clone())
+                    .is_some()
+        };
+        if admitted {
+            // Re-read through the tier so an arena body is handed out as a span.
+            if let Some(held) = self.ram.borrow_mut().get(obj.disk.0, unit, obj.gen) {
+                return Ok(part_of(&held, at, len, want_span));
+            }
+        }
+        Ok(BodyPart::Bytes(
+            body.slice(at as usize..(at + len) as usize),
+        ))
     }
 
     /// The checks every read makes first: the range lies in the body, the disk is online, and
@@ -238,25 +313,10 @@ impl Store {
         Ok(d)
     }
 
-    /// True if the RAM tier takes this body (not empty, within its per-object bound, one chunk).
-    fn ram_eligible(&self, d: &Disk, obj: &ObjectInfo) -> bool {
-        obj.body_len > 0
-            && obj.body_len <= self.ram.borrow().object_bytes_max()
-            && obj.body_len <= u64::from(d.geo.chunk_bytes)
-    }
-
-    /// The whole body as the RAM tier holds it, read from the disk and offered to the tier first
-    /// if it does not hold it yet (a body the tier declines comes back on the heap).
-    async fn ram_held(&self, d: &Rc<Disk>, obj: &ObjectInfo) -> Result<Held, StorageError> {
-        if let Some(held) = self.ram.borrow_mut().get(obj.disk.0, obj.slot, obj.gen) {
-            return Ok(held);
-        }
-        let body = timed_read(d, obj, 0, obj.body_len).await?;
-        let held = self
-            .ram
-            .borrow_mut()
-            .insert(obj.disk.0, obj.slot, obj.gen, body.clone());
-        Ok(held.unwrap_or(Held::Heap(body)))
+    /// Units of `slot`'s body (for dropping them from the RAM tier).
+    fn units_of(d: &Disk, slot: u32) -> u32 {
+        let len = d.st.borrow().index.slot(slot).body_len();
+        len.div_ceil(u64::from(d.geo.chunk_bytes)).max(1) as u32
     }
 
     /// Start writing `key` to `disk`. Err if the disk is offline or unknown, the key, metadata or
@@ -330,7 +390,8 @@ impl Store {
         let Some(id) = d.st.borrow().index.find(h as u64) else {
             return Ok(false);
         };
-        self.ram.borrow_mut().remove(disk.0, id);
+        let units = Self::units_of(d, id);
+        self.ram.borrow_mut().remove_object(disk.0, id, units);
         d.drop_slots(&[id], false).await?;
         Ok(true)
     }
@@ -364,7 +425,8 @@ impl Store {
                         .get(id)
                         .is_some_and(|s| s.state() == STATE_LIVE && s.gen() == gen);
                 if still {
-                    self.ram.borrow_mut().remove(d.id.0, id);
+                    let units = Self::units_of(d, id);
+                    self.ram.borrow_mut().remove_object(d.id.0, id, units);
                     d.drop_slots(&[id], false).await?;
                     removed += 1;
                 }
@@ -443,8 +505,39 @@ impl Store {
                 capacity_bytes: ram.capacity_bytes(),
                 hits: ram.hits,
                 misses: ram.misses,
+                declined: ram.declined,
             },
         }
+    }
+}
+
+/// A piece of a body as [`Store::read_part`] hands it out.
+pub enum BodyPart {
+    /// Pages of the RAM tier's arena (splice them; they never change while held).
+    Span(RamSpan),
+    /// Bytes (a RAM-tier heap body, or a disk buffer).
+    Bytes(Bytes),
+}
+
+impl BodyPart {
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            BodyPart::Span(s) => s.len(),
+            BodyPart::Bytes(b) => b.len() as u64,
+        }
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn part_of(held: &Held, at: u64, len: u64, want_span: bool) -> BodyPart {
+    match held.span(at, len) {
+        Some(span) if want_span => BodyPart::Span(span),
+        _ => BodyPart::Bytes(held.bytes(at, len)),
     }
 }
 

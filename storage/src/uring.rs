@@ -363,6 +363,9 @@ impl<T: 'static> Future for RingOp<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        // A completed op no longer owns its buffer: submitting its SQE again would let the
+        // kernel write into memory already handed back. Refuse before touching the ring.
+        assert!(this.buf.is_some(), "RingOp polled after completion");
         let idx = match this.idx {
             Some(idx) => idx,
             None => match this.ring.start(&this.sqe) {

@@ -1,6 +1,7 @@
 //! The shard's disk ring (arrow_storage::uring) on real O_DIRECT files: data round-trips, errors
 //! come back as values, more operations than the ring holds all complete, and an operation
-//! dropped before its completion is reaped later without disturbing the others.
+//! dropped before its completion is reaped later without disturbing the others, and an operation
+//! polled again after it completed panics instead of submitting its SQE a second time.
 
 mod common;
 
@@ -168,6 +169,53 @@ fn a_dropped_operation_is_reaped_later_and_the_others_are_unaffected() {
         }
         assert!(ring.in_flight() > 0, "no orphan left to wait for");
         drop(ring);
+    });
+    drop(file);
+}
+
+/// Polls a completed operation once more, inside `catch_unwind`: true if that poll panicked.
+struct PollAgain<F>(F, bool);
+
+impl<F: Future + Unpin> Future for PollAgain<F> {
+    type Output = bool;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let this = &mut *self;
+        if !this.1 {
+            match Pin::new(&mut this.0).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(_) => this.1 = true,
+            }
+        }
+        let op = &mut this.0;
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = Pin::new(op).poll(cx);
+        }));
+        Poll::Ready(again.is_err())
+    }
+}
+
+#[test]
+fn an_operation_polled_after_completion_panics_and_submits_nothing() {
+    let dir = common::odirect_tempdir();
+    let file = open_direct(&dir.path().join("again.slab"), 4);
+    let fd = file.as_raw_fd();
+    common::run(async move {
+        let ring = DiskRing::new().unwrap();
+        let (res, _) = ring.write(fd, block_pattern(0), 0).await;
+        res.unwrap();
+        let before = ring.stats();
+        let panicked = PollAgain(ring.read(fd, AlignedBuf::for_read(BLOCK), 0), false).await;
+        assert!(panicked, "a second poll of a completed read did not panic");
+        // Nothing was resubmitted: no op in flight, and only the one read completed.
+        assert_eq!(ring.in_flight(), 0);
+        monoio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(ring.in_flight(), 0);
+        let after = ring.stats();
+        assert_eq!(
+            after.completions - before.completions,
+            1,
+            "the second poll reached the kernel"
+        );
     });
     drop(file);
 }

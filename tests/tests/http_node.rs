@@ -42,7 +42,9 @@ fn setup(
 }
 
 fn media(req: &SeenRequest) -> OriginReply {
-    let len = if req.path.contains("big") {
+    let len = if req.path.contains("huge") {
+        12 << 20
+    } else if req.path.contains("big") {
         3 << 20
     } else {
         10_000
@@ -91,9 +93,10 @@ fn large_object_streams_and_hits() {
     let b = get(s.node.http, "/v/t1/big.mp4", HOST, &[]).unwrap();
     assert_eq!(b.body, a.body);
     assert_eq!(s.origin.requests(), 1);
-    // 3 MiB is beyond the RAM tier's per-object bound: the hits were disk reads, and the disk's
-    // read counters (the brpu's observed disk bandwidth) show them once the shard's periodic
-    // stats snapshot has run.
+    // The RAM tier (8 MiB here) keeps bodies by chunk (1 MiB units, within its per-object
+    // bound of 1 MiB): the first hit read the three chunks from the disk, and the disk's read
+    // counters (the brpu's observed disk bandwidth) show them once the shard's periodic stats
+    // snapshot has run; later hits come from the tier.
     let total = |m: &str, name: &str| -> f64 {
         m.lines()
             .filter(|l| l.starts_with(name))
@@ -107,8 +110,12 @@ fn large_object_streams_and_hits() {
     });
     assert!(seen, "{m}");
     assert!(
-        total(&m, "arrow_disk_read_bytes_total{") >= (6 << 20) as f64,
+        total(&m, "arrow_disk_read_bytes_total{") >= (3 << 20) as f64,
         "{m}"
+    );
+    assert!(
+        total(&m, "arrow_ram_tier_hits_total{") >= 3.0,
+        "chunks of the second hit came from the RAM tier: {m}"
     );
     assert!(
         total(&m, "arrow_disk_read_busy_seconds_total{") > 0.0,
@@ -699,4 +706,70 @@ fn admin_takes_a_disk_offline_and_only_its_keys_move() {
         disks.contains(&format!("{first} shard=0 online")),
         "{disks}"
     );
+}
+
+/// Sum of every sample of `name` (a metric name, labels or not) in a /metrics text.
+fn metric_sum(m: &str, name: &str) -> f64 {
+    m.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn slow_viewers_hold_no_body_and_are_closed_below_the_minimum_rate() {
+    let dir = scratch_dir("slow-viewers");
+    let origin = Origin::start(media);
+    let (http, admin) = addrs();
+    // A RAM tier too small for any chunk: every piece is a disk read (bytes, not spans).
+    let cfg = node_config(dir.path(), http, admin, &[origin.url()], "")
+        .replace(
+            "[limits]\n",
+            "[limits]\nsend_rate_min_bytes_per_s = 262144\nsend_rate_window_ms = 1500\nsend_hold_ms = 100\n",
+        )
+        .replace("ram_tier_bytes = 8388608", "ram_tier_bytes = 65536");
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    // 12 MiB: more than the kernel's socket buffers of a viewer that never reads.
+    let path = "/v/t9/huge.mp4";
+    let full = body_for(path, 12 << 20);
+    assert_eq!(get(node.http, path, HOST, &[]).unwrap().body, full);
+    assert!(wait_until(Duration::from_secs(5), || {
+        get(node.http, path, HOST, &[]).unwrap().x_cache() == "HIT"
+    }));
+    // Twenty viewers ask for the object and never read.
+    let slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut c = TcpStream::connect(node.http).unwrap();
+            write!(c, "GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
+            c
+        })
+        .collect();
+    // A viewer that reads is served in full meanwhile.
+    let r = get(node.http, path, HOST, &[]).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, full);
+    // The stalled pieces are given back (nothing held while the sockets are full), and after
+    // one rate window below 256 KiB/s every slow viewer is closed and counted.
+    let mut m = String::new();
+    let closed = wait_until(Duration::from_secs(15), || {
+        m = String::from_utf8(get(node.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+        metric_sum(&m, "arrow_slow_viewers_closed_total") >= 20.0
+    });
+    assert!(closed, "{m}");
+    assert!(
+        metric_sum(&m, "arrow_send_pieces_dropped_total") >= 20.0,
+        "{m}"
+    );
+    for mut c in slow {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        assert!(
+            got.len() < full.len(),
+            "a slow viewer got the whole body before it was closed"
+        );
+    }
+    // The node goes on serving.
+    assert_eq!(get(node.http, path, HOST, &[]).unwrap().body, full);
+    assert_eq!(origin.requests(), 1);
 }

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# bench/disktier.sh — disk-tier hits: Arrow serving a working set many times its RAM tier, against
+# fio reading the same slab file, over the same extent, at the same block size and concurrency.
+#
+#   bench/disktier.sh [OUT_DIR]
+#
+# Layout: one Arrow shard pinned to SERVER_CORE with a RAM tier of RAM_BYTES (32 MiB) and one
+# slab of DISK_BYTES (4 GiB); wrk (one thread) and the origin on CLIENT_CORE. For each object
+# size (SIZES, KiB) the origin serves COUNT_<size> objects of that size (working set ≥ 8× the
+# RAM tier); every object is fetched once (fill) and once more (must be a HIT), then, per round
+# and per concurrency C in CONNS, and per key choice in PICKS (uniform, zipf α=0.8):
+#   * wrk -c C for DURATION_S s: Arrow req/s and the node's CPU per hit (utime+stime / requests);
+#   * fio --rw=randread --bs=<size> --iodepth=C --direct=1 --ioengine=io_uring on the slab file,
+#     offset..offset+size = the part of the data area Arrow filled (arrow_disk_used_bytes), so
+#     both read the same extent; fio runs while Arrow is idle.
+# The order of the two alternates by round. Every ratio is Arrow ÷ fio of the same round.
+#
+# Output: OUT_DIR/disktier.jsonl (one row per measurement), a summary table on stdout
+# (median and range of the same-round ratios). Exit 1 if a run failed or a hit run reached the
+# origin.
+#
+# Environment (defaults in brackets): ROUNDS [3] DURATION_S [5] CONNS ["8 32"]
+# SIZES ["1024 64"] PICKS ["uniform zipf"] COUNT_1024 [1500] COUNT_64 [8000] RAM_BYTES [33554432]
+# DISK_BYTES [4294967296] BASE_PORT [18500] SERVER_CORE [1] CLIENT_CORE [0] ARROW_BIN.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=lib/common.sh
+. "$BENCH_DIR/lib/common.sh"
+# shellcheck source=lib/install.sh
+. "$BENCH_DIR/lib/install.sh"
+
+OUT=${1:-$ROOT/bench/out/disktier-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT/logs"
+OUT=$(cd "$OUT" && pwd)
+ROUNDS=${ROUNDS:-3}
+DURATION_S=${DURATION_S:-5}
+CONNS=${CONNS:-"8 32"}
+SIZES=${SIZES:-"1024 64"}
+PICKS=${PICKS:-"uniform zipf"}
+COUNT_1024=${COUNT_1024:-1500}
+COUNT_64=${COUNT_64:-8000}
+export BASE_PORT=${BASE_PORT:-18500}
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ]; then SERVER_CORE=${SERVER_CORE:-1}; else SERVER_CORE=${SERVER_CORE:-0}; fi
+CLIENT_CORE=${CLIENT_CORE:-0}
+ORIGIN_CORE=$CLIENT_CORE
+ARROW_BIN=${ARROW_BIN:-$ROOT/target/release/arrow}
+ARROW_RAM_BYTES=${RAM_BYTES:-33554432}
+ARROW_DISK_BYTES=${DISK_BYTES:-4294967296}
+SCRATCH=${SCRATCH:-$ROOT/target/bench-scratch/disktier-$$}
+FILES=$ROOT/target/bench-scratch/disktier-files
+TCK=$(clk_tck)
+mkdir -p "$SCRATCH"
+
+bench_install wrk fio nginx || die "wrk, fio and nginx are needed"
+[ -x "$ARROW_BIN" ] || (cd "$ROOT" && cargo build --release -p arrow-server --bin arrow)
+
+# shellcheck source=lib/peers.sh
+. "$BENCH_DIR/lib/peers.sh"
+cleanup() {
+    bench_stop_all
+    [ "${KEEP_SCRATCH:-0}" = 1 ] || rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ulimit -n 65536 2>/dev/null || true
+
+# files: FILES/d<size>k/<n> with random bytes, and the 1k/0000 the origin's readiness probe asks.
+for size in $SIZES; do
+    count_var=COUNT_$size
+    count=${!count_var:?set COUNT_$size}
+    dir="$FILES/d${size}k"
+    if [ ! -e "$dir/.generated-$count" ]; then
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        head -c $((count * size * 1024)) /dev/urandom > "$dir/.all"
+        (cd "$dir" && split -a 5 -d -b $((size * 1024)) .all "")
+        rm -f "$dir/.all"
+        touch "$dir/.generated-$count"
+    fi
+done
+mkdir -p "$FILES/1k"
+[ -e "$FILES/1k/0000" ] || head -c 1024 /dev/urandom > "$FILES/1k/0000"
+chmod -R a+rX "$FILES"
+
+start_origin "$FILES"
+start_arrow
+PORT=${PEER_PORT[arrow]}
+PID=${PEER_PID[arrow]}
+SLAB="$SCRATCH/arrow/disk0.slab"
+
+metric() { # metric NAME: the first sample of NAME in Arrow's /metrics
+    curl -s --max-time 5 "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" |
+        awk -v n="$1" '$1 == n || index($1, n "{") == 1 { print $2; exit }'
+}
+
+# fill: every key once (MISS), then once more (every answer must be a HIT).
+for size in $SIZES; do
+    count_var=COUNT_$size
+    count=${!count_var}
+    cfg="$SCRATCH/keys-$size.curl"
+    : > "$cfg"
+    for ((i = 0; i < count; i++)); do
+        printf 'url = "http://127.0.0.1:%s/d%sk/%05d"\noutput = "/dev/null"\n' "$PORT" "$size" "$i" >> "$cfg"
+    done
+    curl -s --max-time 600 -K "$cfg" -w '%{http_code}\n' > "$SCRATCH/fill-$size.txt" || true
+    curl -s --max-time 600 -K "$cfg" -w '%{http_code} %header{x-cache}\n' > "$SCRATCH/check-$size.txt" || true
+    hits=$(grep -c '^200 HIT' "$SCRATCH/check-$size.txt" || true)
+    log "filled ${size} KiB: $hits/$count HIT on the second pass"
+    [ "$hits" = "$count" ] || die "only $hits of $count ${size} KiB objects were stored"
+done
+USED=$(metric arrow_disk_used_bytes)
+# The data area begins after the superblock and the directory (one 512-byte entry per 32 KiB).
+DATA_START=$(((1 + (ARROW_DISK_BYTES / 32768 + 7) / 8) * 4096))
+EXTENT=$((USED - DATA_START))
+log "slab $SLAB: data area from $DATA_START, $EXTENT bytes in use (both engines read this extent)"
+
+ROWS="$OUT/disktier.jsonl"
+: > "$ROWS"
+FAILED=0
+
+run_arrow() { # run_arrow ROUND SIZE COUNT PICK C
+    local round=$1 size=$2 count=$3 pick=$4 c=$5 c0 c1 o0 o1 line args
+    args=(uniform "/d${size}k/" "$count" 5)
+    [ "$pick" = zipf ] && args=(zipf "/d${size}k/" "$count" 5 0.8)
+    o0=$(origin_requests)
+    c0=$(cpu_ticks "$PID")
+    taskset -c "$CLIENT_CORE" wrk -t1 -c"$c" -d"${DURATION_S}s" --timeout 10s --latency \
+        -s "$BENCH_DIR/lib/keys.lua" "http://127.0.0.1:$PORT/" -- "${args[@]}" \
+        > "$OUT/logs/wrk-$size-$pick-c$c-r$round.txt" 2>&1 || true
+    c1=$(cpu_ticks "$PID")
+    origin_settle
+    o1=$(origin_requests)
+    line=$(grep '^WRK_JSON ' "$OUT/logs/wrk-$size-$pick-c$c-r$round.txt" || true)
+    if [ -z "$line" ]; then
+        log "arrow $size KiB $pick c$c r$round: no wrk result"
+        FAILED=1
+        return
+    fi
+    [ "$o1" = "$o0" ] || { log "arrow $size KiB $pick c$c r$round: origin saw $((o1 - o0)) requests"; FAILED=1; }
+    python3 - "$ROWS" "${line#WRK_JSON }" "$round" "$size" "$pick" "$c" "$c0" "$c1" "$TCK" "$((o1 - o0))" <<'PY'
+import json, sys
+out, js, rnd, size, pick, c, c0, c1, tck, origin = sys.argv[1:]
+r = json.loads(js)
+secs = r["duration_us"] / 1e6
+cpu = (int(c1) - int(c0)) / int(tck)
+errs = sum(r[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
+row = {"engine": "arrow", "round": int(rnd), "size_kib": int(size), "pick": pick, "conns": int(c),
+       "ops_per_s": round(r["requests"] / secs, 1), "cpu_us_per_op": round(cpu * 1e6 / max(r["requests"], 1), 1),
+       "p99_us": r["p99_us"], "errors": errs, "origin_requests": int(origin)}
+open(out, "a").write(json.dumps(row) + "\n")
+print(f"arrow {size:>5} KiB {pick:7s} c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} req/s  cpu {row['cpu_us_per_op']} us/hit  p99 {r['p99_us']} us  errors {errs}", file=sys.stderr)
+PY
+}
+
+run_fio() { # run_fio ROUND SIZE C
+    local round=$1 size=$2 c=$3 js="$OUT/logs/fio-$size-c$c-r$round.json"
+    taskset -c "$CLIENT_CORE" fio --name=disktier --filename="$SLAB" --rw=randread --bs="${size}k" \
+        --iodepth="$c" --direct=1 --ioengine=io_uring --offset="$DATA_START" --size="$EXTENT" \
+        --time_based --runtime="$DURATION_S" --randrepeat=0 --norandommap --output-format=json \
+        > "$js" 2> "$OUT/logs/fio.stderr" || { log "fio failed (see $OUT/logs/fio.stderr)"; FAILED=1; return; }
+    python3 - "$ROWS" "$js" "$round" "$size" "$c" <<'PY'
+import json, sys
+out, js, rnd, size, c = sys.argv[1:]
+j = json.load(open(js))["jobs"][0]["read"]
+row = {"engine": "fio", "round": int(rnd), "size_kib": int(size), "conns": int(c),
+       "ops_per_s": round(j["iops"], 1), "p99_us": round(j["clat_ns"]["percentile"].get("99.000000", 0) / 1000)}
+open(out, "a").write(json.dumps(row) + "\n")
+print(f"fio   {size:>5} KiB         c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} reads/s", file=sys.stderr)
+PY
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+    for size in $SIZES; do
+        count_var=COUNT_$size
+        count=${!count_var}
+        for c in $CONNS; do
+            if [ $((round % 2)) = 1 ]; then run_fio "$round" "$size" "$c"; fi
+            for pick in $PICKS; do run_arrow "$round" "$size" "$count" "$pick" "$c"; done
+            if [ $((round % 2)) = 0 ]; then run_fio "$round" "$size" "$c"; fi
+        done
+    done
+done
+curl -s --max-time 5 "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" > "$OUT/logs/arrow-metrics.txt" || true
+
+python3 - "$ROWS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+fio = {(r["round"], r["size_kib"], r["conns"]): r["ops_per_s"] for r in rows if r["engine"] == "fio"}
+groups = {}
+for r in rows:
+    if r["engine"] != "arrow":
+        continue
+    f = fio.get((r["round"], r["size_kib"], r["conns"]))
+    if not f:
+        continue
+    g = groups.setdefault((r["size_kib"], r["pick"], r["conns"]), {"ratio": [], "cpu": [], "ops": [], "fio": []})
+    g["ratio"].append(r["ops_per_s"] / f)
+    g["cpu"].append(r["cpu_us_per_op"])
+    g["ops"].append(r["ops_per_s"])
+    g["fio"].append(f)
+print("| object | keys | conns | Arrow req/s | fio reads/s | Arrow ÷ fio (median, range) | CPU per hit (median, range) |")
+print("|---|---|---|---|---|---|---|")
+for (size, pick, c), g in sorted(groups.items()):
+    med = statistics.median
+    print(f"| {size} KiB | {pick} | {c} | {med(g['ops']):.0f} | {med(g['fio']):.0f} | "
+          f"{med(g['ratio']):.2f} ({min(g['ratio']):.2f}–{max(g['ratio']):.2f}) | "
+          f"{med(g['cpu']):.0f} µs ({min(g['cpu']):.0f}–{max(g['cpu']):.0f}) |")
+PY
+exit "$FAILED"

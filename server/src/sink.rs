@@ -1,0 +1,215 @@
+//! Where a response goes: the [`Sink`] trait, and [`SocketSink`], the viewer's socket.
+//!
+//! `SocketSink` writes with non-blocking `send` calls and waits for room through the ring
+//! (`TcpStream::writable`), so it always knows exactly how many bytes the socket took. That lets
+//! it give a body piece back to the caller when the viewer stops reading ([`Sink::send_part`]):
+//! a slow viewer then costs no user-space memory while it drains, and a viewer below the
+//! minimum delivery rate is closed ([`crate::pace`]).
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use arrow_storage::{BodyPart, RamSpan};
+use bytes::Bytes;
+
+use crate::pace::Pace;
+
+/// Bodies at most this big are sent in the same write as their head.
+const COALESCE_BODY_BYTES: usize = 16 * 1024;
+
+/// Where a response goes: the viewer's socket, or a channel back to the viewer's shard.
+/// Used only on one shard's thread, so its futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
+pub trait Sink {
+    /// Send `head` (may be empty) then `body` (may be empty), all of it.
+    async fn send(&mut self, head: Vec<u8>, body: Bytes) -> io::Result<()>;
+
+    /// True if [`Sink::send_span`] hands spans to a socket without copying them.
+    fn can_splice(&self) -> bool {
+        false
+    }
+
+    /// Send `head` then a RAM-tier span. Sinks that cannot splice copy the span out.
+    async fn send_span(&mut self, head: Vec<u8>, span: RamSpan) -> io::Result<()> {
+        self.send(head, span.to_bytes()).await
+    }
+
+    /// Send `head` then a stored body piece; returns how many body bytes were taken. Fewer than
+    /// `part.len()` means the viewer's socket stayed full for the hold time: the caller drops
+    /// the piece, waits with [`Sink::writable`] and reads the rest again.
+    async fn send_part(&mut self, head: Vec<u8>, part: BodyPart) -> io::Result<u64> {
+        let n = part.len();
+        match part {
+            BodyPart::Span(s) => self.send_span(head, s).await?,
+            BodyPart::Bytes(b) => self.send(head, b).await?,
+        }
+        Ok(n)
+    }
+
+    /// Wait until the sink can take more (a socket with room).
+    async fn writable(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The local sink: the viewer's socket; small bodies go in the same write as the head.
+pub struct SocketSink<'a> {
+    pub stream: &'a mut monoio::net::TcpStream,
+    /// Longest time without progress.
+    pub timeout: Duration,
+    /// Delivery rate and hold bounds (viewer responses; None for the node's own short answers).
+    pub pace: Option<Pace>,
+}
+
+impl<'a> SocketSink<'a> {
+    /// A sink with only the no-progress timeout.
+    pub fn new(stream: &'a mut monoio::net::TcpStream, timeout: Duration) -> SocketSink<'a> {
+        SocketSink {
+            stream,
+            timeout,
+            pace: None,
+        }
+    }
+
+    /// Non-blocking send of `buf[..]` as far as the socket takes it now: Ok(0) when full.
+    fn try_send(&mut self, buf: &[u8], more: bool) -> io::Result<usize> {
+        let mut flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        if more {
+            flags |= libc::MSG_MORE;
+        }
+        // SAFETY: a valid socket held open by `stream`, and a live buffer of buf.len() bytes.
+        let n = unsafe {
+            libc::send(
+                self.stream.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                flags,
+            )
+        };
+        if n >= 0 {
+            if let Some(p) = self.pace.as_mut() {
+                p.sent(n as usize);
+            }
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => Ok(0),
+            io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
+        }
+    }
+
+    /// Wait for room until `until` (Ok(false) if it passed first), within the no-progress
+    /// timeout since `last_progress` and the pacing window.
+    async fn wait_room(
+        &mut self,
+        last_progress: Instant,
+        until: Option<Instant>,
+    ) -> io::Result<bool> {
+        loop {
+            let stall_end = last_progress + self.timeout;
+            let mut wake = stall_end;
+            if let Some(p) = &self.pace {
+                wake = wake.min(p.window_end().max(Instant::now()));
+            }
+            if let Some(u) = until {
+                wake = wake.min(u);
+            }
+            let left = wake.saturating_duration_since(Instant::now());
+            let ready = monoio::time::timeout(left, self.stream.writable(false)).await;
+            if let Some(p) = self.pace.as_mut() {
+                p.check()?;
+            }
+            match ready {
+                Ok(r) => {
+                    r?;
+                    return Ok(true);
+                }
+                Err(_) => {
+                    if Instant::now() >= stall_end {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send all of `bufs` in order; with `give_up_after`, stop (returning the bytes sent) when
+    /// the socket has taken nothing for that long.
+    /// `more_last`: more follows the last buffer (MSG_MORE, so a head shares a segment with it).
+    async fn send_bufs(
+        &mut self,
+        bufs: &[&[u8]],
+        more_last: bool,
+        give_up_after: Option<Duration>,
+    ) -> io::Result<u64> {
+        let mut sent = 0u64;
+        for (i, buf) in bufs.iter().enumerate() {
+            let more = i + 1 < bufs.len() || more_last;
+            let mut off = 0usize;
+            let mut last_progress = Instant::now();
+            while off < buf.len() {
+                let n = self.try_send(&buf[off..], more)?;
+                if n > 0 {
+                    off += n;
+                    sent += n as u64;
+                    last_progress = Instant::now();
+                    continue;
+                }
+                let until = give_up_after.map(|g| last_progress + g);
+                if !self.wait_room(last_progress, until).await? {
+                    return Ok(sent);
+                }
+            }
+        }
+        Ok(sent)
+    }
+}
+
+impl Sink for SocketSink<'_> {
+    fn can_splice(&self) -> bool {
+        true
+    }
+
+    async fn send_span(&mut self, head: Vec<u8>, span: RamSpan) -> io::Result<()> {
+        crate::splice::send_span(self.stream, head, &span, self.timeout, self.pace.as_mut()).await
+    }
+
+    async fn send(&mut self, mut head: Vec<u8>, body: Bytes) -> io::Result<()> {
+        if !head.is_empty() && body.len() <= COALESCE_BODY_BYTES {
+            head.extend_from_slice(&body);
+            self.send_bufs(&[&head], false, None).await?;
+            return Ok(());
+        }
+        self.send_bufs(&[&head, &body], false, None).await?;
+        Ok(())
+    }
+
+    async fn send_part(&mut self, head: Vec<u8>, part: BodyPart) -> io::Result<u64> {
+        match part {
+            BodyPart::Span(s) => {
+                let n = s.len();
+                self.send_span(head, s).await?;
+                Ok(n)
+            }
+            BodyPart::Bytes(b) => {
+                // The head always goes whole; the piece only while the viewer keeps reading.
+                let hold = self.pace.as_ref().map(|p| p.hold);
+                if !head.is_empty() {
+                    self.send_bufs(&[&head], true, None).await?;
+                }
+                self.send_bufs(&[&b], false, hold).await
+            }
+        }
+    }
+
+    async fn writable(&mut self) -> io::Result<()> {
+        let since = Instant::now();
+        self.wait_room(since, None).await.map(|_| ())
+    }
+}
