@@ -71,9 +71,14 @@ pub struct Limits {
     pub request_body_bytes_max: usize,
     /// Largest object stored; bigger ones are streamed uncached. Default 256 MiB.
     pub object_bytes_max: u64,
-    /// Bytes of bodies held in memory by fills in flight per shard; beyond it, misses are
-    /// passed through uncached. Default 512 MiB.
+    /// Bytes of bodies held in memory by fills in flight per shard, a hard bound: each fill holds
+    /// at most `fill_window_bytes`, and a miss whose fill could take the shard past the bound is
+    /// streamed to its viewer through a bounded buffer, uncached (arrow_fills_over_memory_total).
+    /// Default 512 MiB.
     pub fill_buffer_bytes_max: u64,
+    /// Body bytes one fill keeps in memory for its viewers; a viewer further behind reads what
+    /// the disk writer has stored. Default 4 MiB.
+    pub fill_window_bytes: u64,
     /// A viewer must receive at least this many bytes per second, averaged over each
     /// `send_rate_window_ms`, or its connection is closed (counted as a slow viewer). 0 disables.
     /// Default 1024.
@@ -111,6 +116,7 @@ impl Default for Limits {
             request_body_bytes_max: 8 << 20,
             object_bytes_max: 256 << 20,
             fill_buffer_bytes_max: 512 << 20,
+            fill_window_bytes: 4 << 20,
             send_rate_min_bytes_per_s: 1024,
             send_rate_window_ms: 30_000,
             send_hold_ms: 200,
@@ -363,10 +369,17 @@ impl RawConfig {
                 "limits.cross_shard_queue_max",
                 l.cross_shard_queue_max as u64,
             ),
+            ("limits.send_rate_window_ms", l.send_rate_window_ms),
         ] {
             if v == 0 {
                 return Err((key.into(), "must be greater than 0".into()));
             }
+        }
+        if l.fill_window_bytes < 64 * 1024 || l.fill_window_bytes > l.fill_buffer_bytes_max {
+            return Err((
+                "limits.fill_window_bytes".into(),
+                "must be at least 65536 and at most limits.fill_buffer_bytes_max".into(),
+            ));
         }
         if self.storage.chunk_bytes < 4096 || !self.storage.chunk_bytes.is_multiple_of(4096) {
             return Err((

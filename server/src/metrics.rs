@@ -104,6 +104,14 @@ pub struct ShardMetrics {
     /// Gauges: fills still fetching, and body bytes held by fills.
     pub fills_fetching: Counter,
     pub fill_buffer_bytes: Counter,
+    /// Gauge: the bound of `fill_buffer_bytes` (limits.fill_buffer_bytes_max).
+    pub fill_buffer_bytes_max: Counter,
+    /// Misses streamed uncached because fill memory was at its bound.
+    pub fills_over_memory: Counter,
+    /// Fill pieces read back from the disk writer by viewers behind the window.
+    pub fill_disk_reads: Counter,
+    /// Viewers cut off because they fell behind a fill's window with no disk copy to read.
+    pub fill_viewers_cut: Counter,
     pub origin_errors: Counter,
     pub origin_bytes: Counter,
     pub origin_latency: Histogram,
@@ -179,7 +187,27 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 17] = [
+    let counters: [(&str, &str, u64); 21] = [
+        (
+            "arrow_fill_buffer_bytes_max",
+            "Bound of arrow_fill_buffer_bytes (per shard, summed).",
+            sum(&|s| s.fill_buffer_bytes_max.get()),
+        ),
+        (
+            "arrow_fills_over_memory_total",
+            "Misses streamed uncached because fill memory was at its bound.",
+            sum(&|s| s.fills_over_memory.get()),
+        ),
+        (
+            "arrow_fill_disk_reads_total",
+            "Fill pieces read back from the disk by viewers behind the fill window.",
+            sum(&|s| s.fill_disk_reads.get()),
+        ),
+        (
+            "arrow_fill_viewers_cut_total",
+            "Viewers cut off behind a fill window with no disk copy to read.",
+            sum(&|s| s.fill_viewers_cut.get()),
+        ),
         (
             "arrow_slow_viewers_closed_total",
             "Connections closed below send_rate_min_bytes_per_s.",

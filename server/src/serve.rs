@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use arrow_storage::{DiskId, ObjectInfo, Store};
+use arrow_storage::{BodyPart, DiskId, ObjectInfo, Store, WriteProgress};
 use bytes::{Bytes, BytesMut};
 
 use crate::config::{Config, HostRule};
@@ -108,9 +108,37 @@ struct FillHead {
     validators: Option<Meta>,
 }
 
+/// The part of a fill's body held in memory: `pieces` in body order, starting at body offset
+/// `base`, `bytes` in all (at most about `fill_window_bytes`).
+#[derive(Default)]
+struct FillWindow {
+    base: u64,
+    pieces: std::collections::VecDeque<Bytes>,
+    bytes: u64,
+}
+
+impl FillWindow {
+    /// The held bytes from body offset `pos` to the end of the piece that holds it: Ok(None) if
+    /// `pos` has not arrived yet, Err(()) if it was already dropped from the window.
+    fn at(&self, pos: u64) -> Result<Option<Bytes>, ()> {
+        if pos < self.base {
+            return Err(());
+        }
+        let mut start = self.base;
+        for p in &self.pieces {
+            let end = start + p.len() as u64;
+            if pos < end {
+                return Ok(Some(p.slice((pos - start) as usize..)));
+            }
+            start = end;
+        }
+        Ok(None)
+    }
+}
+
 struct Fill {
     state: RefCell<FillState>,
-    chunks: RefCell<Vec<Bytes>>,
+    window: RefCell<FillWindow>,
     received: Cell<u64>,
     /// The whole body has arrived (the disk commit may still be running).
     complete: Cell<bool>,
@@ -119,12 +147,20 @@ struct Fill {
     error: Cell<bool>,
     event: event_listener::Event,
     budget: Rc<Cell<u64>>,
+    /// The disk writer's progress while the body is stored: viewers that fell behind the window
+    /// read from it (read-while-write through storage).
+    progress: RefCell<Option<Rc<WriteProgress>>>,
+    /// A fill only its leader reads (not shared): the bytes the leader has taken. The fill stays
+    /// at most a window ahead of it, so the origin is read at the viewer's pace.
+    consumed: Cell<u64>,
+    /// Viewers streaming this fill right now.
+    readers: Cell<usize>,
 }
 
 impl Drop for Fill {
     fn drop(&mut self) {
-        self.budget
-            .set(self.budget.get().saturating_sub(self.received.get()));
+        let held = self.window.borrow().bytes;
+        self.budget.set(self.budget.get().saturating_sub(held));
     }
 }
 
@@ -144,6 +180,59 @@ impl Fill {
             }
             l.await;
         }
+    }
+
+    /// Append a piece, then drop pieces from the front while the window is over `window_max`
+    /// and every viewer can still get them: from the disk (stored fills), or because the only
+    /// reader has taken them (fills that are not shared). A shared fill without a disk copy
+    /// drops them anyway; a viewer that falls that far behind is cut off.
+    fn push(&self, piece: Bytes, window_max: u64, shared: bool) {
+        let n = piece.len() as u64;
+        let mut w = self.window.borrow_mut();
+        w.pieces.push_back(piece);
+        w.bytes += n;
+        self.budget.set(self.budget.get() + n);
+        drop(w);
+        self.received.set(self.received.get() + n);
+        self.trim(window_max, shared);
+        self.notify();
+    }
+
+    fn trim(&self, window_max: u64, shared: bool) {
+        let mut w = self.window.borrow_mut();
+        let on_disk = self.progress.borrow().as_ref().map(|p| p.readable_bytes());
+        while w.bytes > window_max && w.pieces.len() > 1 {
+            let front = w.pieces[0].len() as u64;
+            let droppable = if !shared {
+                self.consumed.get() >= w.base + front
+            } else {
+                on_disk.is_none_or(|d| d >= w.base + front)
+            };
+            if !droppable {
+                break;
+            }
+            w.pieces.pop_front();
+            w.base += front;
+            w.bytes -= front;
+            self.budget.set(self.budget.get().saturating_sub(front));
+        }
+    }
+}
+
+/// Decrements a fill's reader count when a viewer stops streaming it.
+struct Reading<'a>(&'a Fill);
+
+impl<'a> Reading<'a> {
+    fn new(f: &'a Fill) -> Reading<'a> {
+        f.readers.set(f.readers.get() + 1);
+        Reading(f)
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.readers.set(self.0.readers.get() - 1);
+        self.0.notify();
     }
 }
 
@@ -179,6 +268,9 @@ impl ShardCache {
     pub fn publish_gauges(&self) {
         self.metrics.fills_fetching.set(self.fetching.get() as u64);
         self.metrics.fill_buffer_bytes.set(self.fill_bytes.get());
+        self.metrics
+            .fill_buffer_bytes_max
+            .set(self.cfg.limits.fill_buffer_bytes_max);
     }
 
     fn rule(&self, req: &CacheRequest) -> &HostRule {
@@ -267,8 +359,15 @@ impl ShardCache {
             }
             None => {
                 // Origin fetches of distinct keys are bounded; past the bound a viewer fetches
-                // for itself. (The memory bound decides storing, in run_fill, not coalescing.)
+                // for itself.
                 if self.fetching.get() >= self.cfg.limits.fills_in_flight_max {
+                    return self.pass_through(req, sink).await;
+                }
+                // Fill memory is bounded per shard: a new fill may hold up to one window, so
+                // past the bound the miss streams through a bounded buffer, uncached.
+                let limits = &self.cfg.limits;
+                if self.fill_bytes.get() + limits.fill_window_bytes > limits.fill_buffer_bytes_max {
+                    self.metrics.fills_over_memory.inc();
                     return self.pass_through(req, sink).await;
                 }
                 let (fill, leader) = self.join_or_start(req, None);
@@ -291,13 +390,16 @@ impl ShardCache {
         }
         let fill = Rc::new(Fill {
             state: RefCell::new(FillState::Pending),
-            chunks: RefCell::new(Vec::new()),
+            window: RefCell::new(FillWindow::default()),
             received: Cell::new(0),
             complete: Cell::new(false),
             done: Cell::new(false),
             error: Cell::new(false),
             event: event_listener::Event::new(),
             budget: self.fill_bytes.clone(),
+            progress: RefCell::new(None),
+            consumed: Cell::new(0),
+            readers: Cell::new(0),
         });
         self.fills
             .borrow_mut()
@@ -447,11 +549,8 @@ impl ShardCache {
         if too_big {
             return;
         }
-        // Fill memory over its bound (disk commits lagging behind): still serve and coalesce,
-        // but do not store, so the memory held drains as viewers finish.
-        let store_it = self.fill_bytes.get() < self.cfg.limits.fill_buffer_bytes_max;
         let mut writer = match (&self.store, req.disk, &storable) {
-            (Some(store), Some(disk), Some(meta)) if store_it => {
+            (Some(store), Some(disk), Some(meta)) => {
                 match meta.encode_bounded(arrow_storage::layout::META_BYTES_MAX) {
                     None => {
                         tracing::warn!(key = %req.cache_key, "response headers too large to store");
@@ -470,27 +569,40 @@ impl ShardCache {
             }
             _ => None,
         };
+        *fill.progress.borrow_mut() = writer.as_ref().map(|w| w.progress());
+        let window_max = self.cfg.limits.fill_window_bytes;
         loop {
+            // A fill only its leader reads runs at most a window ahead of it (the origin is read
+            // at the viewer's pace); it ends when that viewer leaves.
+            if !shared && fill.window.borrow().bytes > window_max {
+                let taken = fill.consumed.get();
+                fill.wait_until(|f| f.consumed.get() > taken || f.readers.get() == 0)
+                    .await;
+                if fill.readers.get() == 0 {
+                    fill.error.set(true);
+                    return;
+                }
+                fill.trim(window_max, shared);
+                continue;
+            }
             match resp.body.next().await {
                 Ok(Some(piece)) => {
-                    let n = piece.len() as u64;
-                    fill.chunks.borrow_mut().push(piece.clone());
-                    fill.received.set(fill.received.get() + n);
-                    self.fill_bytes.set(self.fill_bytes.get() + n);
-                    self.metrics.origin_bytes.add(n);
-                    fill.notify();
+                    self.metrics.origin_bytes.add(piece.len() as u64);
+                    fill.push(piece.clone(), window_max, shared);
+                    if let Some(w) = writer.as_mut() {
+                        if let Err(e) = w.write(&piece).await {
+                            tracing::warn!(key = %req.cache_key, error = %e, "disk write failed; object not stored");
+                            writer = None;
+                        }
+                        // A chunk that reached the disk lets the window drop what it covers.
+                        fill.trim(window_max, shared);
+                    }
                     if fill.received.get() > self.cfg.limits.object_bytes_max {
                         // A body without a length outgrew the bound: stop holding it. Viewers
                         // reading this fill see the response cut short (connection closed).
                         tracing::warn!(key = %req.cache_key, "body exceeds object_bytes_max; fill abandoned");
                         fill.error.set(true);
                         return;
-                    }
-                    if let Some(w) = writer.as_mut() {
-                        if let Err(e) = w.write(&piece).await {
-                            tracing::warn!(key = %req.cache_key, error = %e, "disk write failed; object not stored");
-                            writer = None;
-                        }
                     }
                 }
                 Ok(None) => {
@@ -543,6 +655,7 @@ impl ShardCache {
         if !(head.shared || leader && head.buffered) {
             return self.pass_through(req, sink).await;
         }
+        let head_shared = head.shared;
         if req.if_none_match.is_some() || req.if_modified_since.is_some() {
             if let Some(v) = &head.validators {
                 if head.status == 200
@@ -619,47 +732,77 @@ impl ShardCache {
         }
         let mut pending_head = Some(head_bytes);
         let end = last.map(|l| l + 1);
-        let mut pos = 0u64; // offset of chunk `idx` in the body
-        let mut idx = 0usize;
+        let _reading = Reading::new(fill);
+        let mut pos = first; // next body byte this viewer needs
         loop {
-            let next = {
-                let chunks = fill.chunks.borrow();
-                chunks.get(idx).cloned()
-            };
-            match next {
-                Some(c) => {
-                    idx += 1;
-                    let c_start = pos;
-                    pos += c.len() as u64;
-                    let lo = first.max(c_start);
-                    let hi = end.map_or(pos, |e| e.min(pos));
-                    if lo < hi {
-                        let piece = c.slice((lo - c_start) as usize..(hi - c_start) as usize);
-                        let n = piece.len() as u64;
-                        let piece = if chunked { chunk_frame(piece) } else { piece };
-                        let head = pending_head.take().unwrap_or_default();
-                        if sink.send(head, piece).await.is_err() {
-                            out.aborted = true;
-                            return out;
-                        }
-                        out.body_bytes += n;
-                    }
-                    if end.is_some_and(|e| pos >= e) {
-                        break;
-                    }
-                }
-                None => {
+            if end.is_some_and(|e| pos >= e) {
+                break;
+            }
+            let held = fill.window.borrow().at(pos);
+            let piece = match held {
+                Ok(Some(p)) => p,
+                Ok(None) => {
                     if fill.error.get() {
                         out.aborted = true;
                         return out;
                     }
-                    if fill.done.get() {
+                    if fill.done.get() || fill.complete.get() && pos >= fill.received.get() {
                         break;
                     }
-                    fill.wait_until(|f| {
-                        f.chunks.borrow().len() > idx || f.done.get() || f.error.get()
-                    })
-                    .await;
+                    fill.wait_until(|f| f.received.get() > pos || f.done.get() || f.error.get())
+                        .await;
+                    continue;
+                }
+                Err(()) => {
+                    // Behind the window: read what the disk writer has put down.
+                    let progress = fill.progress.borrow().clone();
+                    let read = match (&self.store, progress) {
+                        (Some(store), Some(p)) => store
+                            .read_written(&p, pos, end.map_or(u64::MAX, |e| e - pos))
+                            .await
+                            .ok(),
+                        _ => None,
+                    };
+                    match read {
+                        Some(b) if !b.is_empty() => {
+                            self.metrics.fill_disk_reads.inc();
+                            b
+                        }
+                        _ => {
+                            self.metrics.fill_viewers_cut.inc();
+                            out.aborted = true;
+                            return out;
+                        }
+                    }
+                }
+            };
+            let piece = match end {
+                Some(e) if pos + piece.len() as u64 > e => piece.slice(..(e - pos) as usize),
+                _ => piece,
+            };
+            let plen = piece.len() as u64;
+            let head = pending_head.take().unwrap_or_default();
+            let took = if chunked {
+                sink.send(head, chunk_frame(piece)).await.map(|_| plen)
+            } else {
+                sink.send_part(head, BodyPart::Bytes(piece)).await
+            };
+            match took {
+                Ok(n) => {
+                    pos += n;
+                    out.body_bytes += n;
+                    if !head_shared {
+                        fill.consumed.set(pos);
+                        fill.notify();
+                    }
+                    if n < plen && sink.writable().await.is_err() {
+                        out.aborted = true;
+                        return out;
+                    }
+                }
+                Err(_) => {
+                    out.aborted = true;
+                    return out;
                 }
             }
         }

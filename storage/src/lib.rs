@@ -52,7 +52,7 @@ pub use hashing::rendezvous_pick;
 pub use policy::PolicyKind;
 pub use ram_tier::RamSpan;
 pub use store::{BodyPart, DiskStats, RamTierStats, Store, StoreStats};
-pub use writer::ObjectWriter;
+pub use writer::{ObjectWriter, WriteProgress};
 
 use std::fmt;
 use std::path::PathBuf;

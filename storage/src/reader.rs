@@ -149,6 +149,33 @@ async fn read_chunks(
     Ok(out.freeze())
 }
 
+/// Logical data blocks `[first, first + count)` of `extents`, read into one buffer (for chunks of
+/// an object still being written; the caller checks the crc and that the writer is still alive).
+pub(crate) async fn read_extent_blocks(
+    disk: &Disk,
+    extents: &[Extent],
+    first: u64,
+    count: u64,
+) -> Result<AlignedBuf, StorageError> {
+    let mut buf = AlignedBuf::for_read(count as usize * BLOCK_BYTES as usize);
+    let mut filled = 0u64;
+    for piece in map_blocks(extents, first, count) {
+        let Some(piece) = piece else {
+            return Err(corrupt(disk, "write progress extents", 0));
+        };
+        let from = (filled * BLOCK_BYTES) as usize;
+        let to = from + piece.blocks as usize * BLOCK_BYTES as usize;
+        let (res, slice) = disk
+            .file
+            .read_blocks(buf.slice_mut(from..to), u64::from(piece.start))
+            .await;
+        buf = slice.into_inner();
+        res?;
+        filled += u64::from(piece.blocks);
+    }
+    Ok(buf)
+}
+
 /// Disk pieces of logical data blocks `[first, first + count)`; a None item means the extents do
 /// not cover the range (a corrupt record).
 fn map_blocks(extents: &[Extent], first: u64, count: u64) -> Vec<Option<Extent>> {

@@ -8,7 +8,7 @@ use crate::layout::{BLOCK_BYTES, KEY_BYTES_MAX, META_BYTES_MAX};
 use crate::ram_tier::{self, Held, RamSpan, RamTier};
 use crate::recover::open_disk;
 use crate::uring::DiskRing;
-use crate::writer::ObjectWriter;
+use crate::writer::{ObjectWriter, ProgressState, WriteProgress};
 use crate::{reader, DiskId, DiskRefusal, ObjectInfo, StoreConfig};
 use bytes::Bytes;
 use std::cell::RefCell;
@@ -284,6 +284,70 @@ impl Store {
         Ok(BodyPart::Bytes(
             body.slice(at as usize..(at + len) as usize),
         ))
+    }
+
+    /// Body bytes from `offset` (at most `len_max`, never past the end of its chunk) of an object
+    /// still being written, through its writer's [`WriteProgress`]: whole chunks already on the
+    /// disk are read back and crc-checked; once committed, the stored object is read. `Gone` if
+    /// the writer gave up (its blocks may be reused), `Range` if the chunk is not written yet.
+    pub async fn read_written(
+        &self,
+        progress: &WriteProgress,
+        offset: u64,
+        len_max: u64,
+    ) -> Result<Bytes, StorageError> {
+        let committed = progress.inner.borrow().committed.clone();
+        if let Some(obj) = committed {
+            return Ok(match self.read_part(&obj, offset, len_max, false).await? {
+                BodyPart::Bytes(b) => b,
+                BodyPart::Span(s) => s.to_bytes(),
+            });
+        }
+        let d = self.disk(progress.disk)?;
+        if !d.online() {
+            return Err(d.offline_error());
+        }
+        let cb = u64::from(progress.chunk_bytes);
+        let c = offset / cb;
+        let (extents, crc) = {
+            let p = progress.inner.borrow();
+            if p.state != ProgressState::Writing {
+                return Err(StorageError::Gone);
+            }
+            if (c + 1) * cb > p.written_bytes || len_max == 0 {
+                return Err(StorageError::Range {
+                    offset_bytes: offset,
+                    len_bytes: len_max,
+                    body_len_bytes: p.written_bytes,
+                });
+            }
+            (p.data.clone(), p.chunk_crcs[c as usize])
+        };
+        let timing = d.reads.start();
+        let res =
+            reader::read_extent_blocks(d, &extents, c * cb / BLOCK_BYTES, cb / BLOCK_BYTES).await;
+        // The writer may have given up meanwhile and its blocks been reused: then nothing read
+        // here is this object's.
+        if !progress.alive() {
+            return Err(StorageError::Gone);
+        }
+        let buf = match res {
+            Ok(b) => b,
+            Err(e) => return Err(d.fault(e).await),
+        };
+        if crc32c::crc32c(&buf.as_slice()[..cb as usize]) != crc {
+            return Err(d
+                .fault(StorageError::Corrupt {
+                    what: "chunk",
+                    path: d.path.clone(),
+                    offset_bytes: extents.first().map_or(0, |e| u64::from(e.start)) * BLOCK_BYTES,
+                })
+                .await);
+        }
+        timing.done(cb);
+        let at = (offset - c * cb) as usize;
+        let len = len_max.min(cb - at as u64) as usize;
+        Ok(Bytes::from_owner(buf).slice(at..at + len))
     }
 
     /// The checks every read makes first: the range lies in the body, the disk is online, and

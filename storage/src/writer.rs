@@ -17,8 +17,54 @@ use std::rc::Rc;
 /// Largest number of extents one object may be spread over.
 const EXTENTS_PER_OBJECT_MAX: usize = 65_536;
 
+/// What a writer has put on the disk so far, shared with readers of the object while it is being
+/// written (read-while-write through storage): whole chunks already written (their extents and
+/// crcs), and whether the writer is still at it, committed the object, or gave up (its blocks
+/// may then be reused: nothing may be read through it any more).
+pub struct WriteProgress {
+    pub(crate) disk: DiskId,
+    pub(crate) chunk_bytes: u32,
+    pub(crate) inner: std::cell::RefCell<ProgressInner>,
+}
+
+pub(crate) struct ProgressInner {
+    pub(crate) data: Vec<Extent>,
+    pub(crate) chunk_crcs: Vec<u32>,
+    /// Body bytes in whole written chunks (readable through the progress).
+    pub(crate) written_bytes: u64,
+    pub(crate) state: ProgressState,
+    /// The stored object, once committed.
+    pub(crate) committed: Option<ObjectInfo>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProgressState {
+    Writing,
+    /// Committed as (slot, gen): readable while that slot still holds that generation.
+    Committed(u32, u32),
+    Abandoned,
+}
+
+impl WriteProgress {
+    /// Body bytes that can be read through this progress now (whole chunks written so far; all
+    /// of the body once committed).
+    pub fn readable_bytes(&self) -> u64 {
+        let i = self.inner.borrow();
+        match i.state {
+            ProgressState::Abandoned => 0,
+            _ => i.written_bytes,
+        }
+    }
+
+    /// False once the writer gave up (nothing may be read through it any more).
+    pub fn alive(&self) -> bool {
+        self.inner.borrow().state != ProgressState::Abandoned
+    }
+}
+
 /// Writes one object; see the module doc.
 pub struct ObjectWriter {
+    progress: Rc<WriteProgress>,
     disk: Rc<Disk>,
     key: Vec<u8>,
     key_hash128: u128,
@@ -47,6 +93,17 @@ impl ObjectWriter {
     ) -> ObjectWriter {
         let chunk_bytes = disk.geo.chunk_bytes;
         ObjectWriter {
+            progress: Rc::new(WriteProgress {
+                disk: disk.id,
+                chunk_bytes,
+                inner: std::cell::RefCell::new(ProgressInner {
+                    data: Vec::new(),
+                    chunk_crcs: Vec::new(),
+                    written_bytes: 0,
+                    state: ProgressState::Writing,
+                    committed: None,
+                }),
+            }),
             disk,
             key: key.to_vec(),
             key_hash128,
@@ -75,6 +132,11 @@ impl ObjectWriter {
     /// The disk being written.
     pub fn disk(&self) -> DiskId {
         self.disk.id
+    }
+
+    /// The shared view of what is written so far (see [`WriteProgress`]).
+    pub fn progress(&self) -> Rc<WriteProgress> {
+        Rc::clone(&self.progress)
     }
 
     /// Append body bytes.
@@ -159,6 +221,12 @@ impl ObjectWriter {
             }
         }
         self.chunk_crcs.push(crc);
+        {
+            let mut p = self.progress.inner.borrow_mut();
+            p.data.clone_from(&self.data);
+            p.chunk_crcs.push(crc);
+            p.written_bytes += len as u64;
+        }
         self.buf = Some(buf);
         self.buf_len = 0;
         Ok(())
@@ -254,14 +322,21 @@ impl ObjectWriter {
             st.writes += 1;
         }
         self.done = true;
-        Ok(ObjectInfo {
+        let info = ObjectInfo {
             disk: self.disk.id,
             meta: self.meta.clone(),
             body_len: self.body_len,
             slot: id,
             gen,
             key_hash128: self.key_hash128,
-        })
+        };
+        {
+            let mut p = self.progress.inner.borrow_mut();
+            p.state = ProgressState::Committed(id, gen);
+            p.written_bytes = self.body_len;
+            p.committed = Some(info.clone());
+        }
+        Ok(info)
     }
 
     async fn drop_same_key(&self, key_hash: u64) -> Result<(), StorageError> {
@@ -280,6 +355,7 @@ impl Drop for ObjectWriter {
         if self.done {
             return;
         }
+        self.progress.inner.borrow_mut().state = ProgressState::Abandoned;
         let mut st = self.disk.st.borrow_mut();
         let blocks: u64 = self
             .data

@@ -251,3 +251,57 @@ fn media_mix_space_efficiency_at_least_85_percent() {
         assert!(efficiency >= 0.85, "space efficiency {efficiency}");
     });
 }
+
+#[test]
+fn an_object_being_written_reads_back_by_whole_chunks_until_its_writer_gives_up() {
+    let dir = common::odirect_tempdir();
+    let cfg = common::config(dir.path(), 1, 16 << 20, 16 * 1024, 10);
+    common::run(async {
+        let (store, _) = Store::open(cfg.clone()).await.unwrap();
+        let body = common::body_bytes(3, 100_000);
+        let disk = store.pick_disk(b"live").unwrap();
+        let mut w = store
+            .writer(disk, b"live", Bytes::from_static(b"m"), None)
+            .unwrap();
+        let progress = w.progress();
+        // 40,000 bytes in: two whole 16 KiB chunks are on the disk (the third is buffered).
+        w.write(&body[..40_000]).await.unwrap();
+        assert_eq!(progress.readable_bytes(), 32 * 1024);
+        for off in [0u64, 100, 16 * 1024, 20_000] {
+            let got = store.read_written(&progress, off, 1 << 20).await.unwrap();
+            let chunk_end = (off / 16384 + 1) * 16384;
+            assert_eq!(
+                &got[..],
+                &body[off as usize..chunk_end as usize],
+                "offset {off}"
+            );
+        }
+        assert!(matches!(
+            store.read_written(&progress, 33_000, 10).await,
+            Err(StorageError::Range { .. })
+        ));
+        // Committed: every byte, through the stored object.
+        w.write(&body[40_000..]).await.unwrap();
+        let info = w.finish().await.unwrap();
+        assert_eq!(progress.readable_bytes(), 100_000);
+        let tail = store
+            .read_written(&progress, 98_304, 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(&tail[..], &body[98_304..]);
+        assert_eq!(info.body_len, 100_000);
+        // A writer that gives up: nothing more is read through its progress.
+        let mut w2 = store
+            .writer(disk, b"dropped", Bytes::from_static(b"m"), None)
+            .unwrap();
+        let p2 = w2.progress();
+        w2.write(&body[..50_000]).await.unwrap();
+        assert!(store.read_written(&p2, 0, 10).await.is_ok());
+        drop(w2);
+        assert!(!p2.alive());
+        assert!(matches!(
+            store.read_written(&p2, 0, 10).await,
+            Err(StorageError::Gone)
+        ));
+    });
+}
