@@ -788,7 +788,7 @@ fn a_fill_holds_one_window_and_a_viewer_behind_it_reads_from_the_disk() {
         "[limits]\n",
         "[limits]\nfill_window_bytes = 262144\nfill_buffer_bytes_max = 1048576\n",
     );
-    let node = Node::start(dir.path(), &cfg, http, admin);
+    let _node = Node::start(dir.path(), &cfg, http, admin);
     let path = "/v/t5/huge.mp4";
     let full = body_for(path, 12 << 20);
     let fast = std::thread::spawn(move || get(http, path, HOST, &[]).unwrap());
