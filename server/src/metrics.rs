@@ -55,6 +55,9 @@ impl Counter {
     pub fn dec(&self) {
         self.0.fetch_sub(1, Relaxed);
     }
+    pub fn sub(&self, n: u64) {
+        self.0.fetch_sub(n, Relaxed);
+    }
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }

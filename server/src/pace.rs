@@ -43,6 +43,11 @@ impl Pace {
         }
     }
 
+    /// The shard's counters, if this pacing reports to them.
+    pub fn metrics(&self) -> Option<&ShardMetrics> {
+        self.metrics.as_deref()
+    }
+
     /// `n` bytes reached the socket.
     pub fn sent(&mut self, n: usize) {
         self.window_bytes += n as u64;

@@ -177,7 +177,18 @@ impl Sink for SocketSink<'_> {
     }
 
     async fn send_span(&mut self, head: Vec<u8>, span: RamSpan) -> io::Result<()> {
-        crate::splice::send_span(self.stream, head, &span, self.timeout, self.pace.as_mut()).await
+        // The span pins its RAM-tier region until the socket has taken it: counted while held.
+        let held = span.len();
+        if let Some(m) = self.pace.as_ref().and_then(|p| p.metrics()) {
+            m.ram_span_send_bytes.add(held);
+        }
+        let r =
+            crate::splice::send_span(self.stream, head, &span, self.timeout, self.pace.as_mut())
+                .await;
+        if let Some(m) = self.pace.as_ref().and_then(|p| p.metrics()) {
+            m.ram_span_send_bytes.sub(held);
+        }
+        r
     }
 
     async fn send(&mut self, mut head: Vec<u8>, body: Bytes) -> io::Result<()> {

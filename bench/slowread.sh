@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# bench/slowread.sh — what slow viewers cost: N connections reading 8 MiB objects a few bytes at
+# a time, while a probe measures a normal viewer's latency on the same shard.
+#
+#   bench/slowread.sh [OUT_DIR]
+#
+# One Arrow shard (SERVER_CORE), RAM tier RAM_BYTES; 8 × 8 MiB objects and 20 × 64 KiB probe
+# objects, all cached first. Then:
+#   1. baseline: wrk -c1 over the probe objects for PROBE_S s (p50/p99), node RSS, MemAvailable;
+#   2. SLOW clients (bench/slow_clients.py: SO_RCVBUF 4 KiB, GET an 8 MiB object, read 32 bytes
+#      every 5 s, for HOLD_S s), spread over the 8 objects;
+#   3. after SETTLE_S s: the probe again, node RSS and MemAvailable (the largest of 5 samples);
+#   4. the slow clients end; the node's counters (slow viewers closed, pieces dropped).
+# Reported: memory growth per slow connection (RSS and MemAvailable), probe p99 with the slow
+# clients ÷ idle baseline. Output: OUT_DIR/slowread.json and a line on stdout.
+#
+# Environment: SLOW [1000] HOLD_S [28] SETTLE_S [12] PROBE_S [5] RAM_BYTES [67108864]
+# BASE_PORT [18600] SERVER_CORE [1] CLIENT_CORE [0] ARROW_BIN.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=lib/common.sh
+. "$BENCH_DIR/lib/common.sh"
+# shellcheck source=lib/install.sh
+. "$BENCH_DIR/lib/install.sh"
+
+OUT=${1:-$ROOT/bench/out/slowread-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT/logs"
+OUT=$(cd "$OUT" && pwd)
+SLOW=${SLOW:-1000}
+HOLD_S=${HOLD_S:-28}
+SETTLE_S=${SETTLE_S:-12}
+PROBE_S=${PROBE_S:-5}
+export BASE_PORT=${BASE_PORT:-18600}
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ]; then SERVER_CORE=${SERVER_CORE:-1}; else SERVER_CORE=${SERVER_CORE:-0}; fi
+CLIENT_CORE=${CLIENT_CORE:-0}
+ORIGIN_CORE=$CLIENT_CORE
+ARROW_BIN=${ARROW_BIN:-$ROOT/target/release/arrow}
+ARROW_RAM_BYTES=${RAM_BYTES:-67108864}
+ARROW_DISK_BYTES=${DISK_BYTES:-1073741824}
+SCRATCH=${SCRATCH:-$ROOT/target/bench-scratch/slowread-$$}
+FILES=$ROOT/target/bench-scratch/slowread-files
+mkdir -p "$SCRATCH"
+
+bench_install wrk nginx || die "wrk and nginx are needed"
+[ -x "$ARROW_BIN" ] || (cd "$ROOT" && cargo build --release -p arrow-server --bin arrow)
+# shellcheck source=lib/peers.sh
+. "$BENCH_DIR/lib/peers.sh"
+cleanup() {
+    bench_stop_all
+    [ "${KEEP_SCRATCH:-0}" = 1 ] || rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ulimit -n 65536 2>/dev/null || true
+
+if [ ! -e "$FILES/.generated" ]; then
+    rm -rf "$FILES"
+    mkdir -p "$FILES/d8m" "$FILES/p64k" "$FILES/1k"
+    head -c $((8 * 8 << 20)) /dev/urandom > "$FILES/.big"
+    (cd "$FILES/d8m" && split -a 5 -d -b $((8 << 20)) ../.big "")
+    head -c $((20 * 65536)) /dev/urandom > "$FILES/.small"
+    (cd "$FILES/p64k" && split -a 4 -d -b 65536 ../.small "")
+    head -c 1024 /dev/urandom > "$FILES/1k/0000"
+    rm -f "$FILES/.big" "$FILES/.small"
+    chmod -R a+rX "$FILES"
+    touch "$FILES/.generated"
+fi
+
+start_origin "$FILES"
+start_arrow
+PORT=${PEER_PORT[arrow]}
+PID=${PEER_PID[arrow]}
+for pass in 1 2; do
+    for i in 0 1 2 3 4 5 6 7; do curl -s -o /dev/null "http://127.0.0.1:$PORT/d8m/0000$i"; done
+    for i in $(seq -f %04g 0 19); do curl -s -o /dev/null "http://127.0.0.1:$PORT/p64k/$i"; done
+done
+[ "$(curl -s -o /dev/null -w '%header{x-cache}' "http://127.0.0.1:$PORT/d8m/00000")" = HIT ] ||
+    die "the 8 MiB objects were not cached"
+
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$PID/status"; }
+avail_kib() { awk '/^MemAvailable/ { print $2 }' /proc/meminfo; }
+probe() { # probe NAME: wrk -c1 over the probe objects; prints "p50_us p99_us requests"
+    taskset -c "$CLIENT_CORE" wrk -t1 -c1 -d"${PROBE_S}s" --timeout 10s --latency -s "$BENCH_DIR/lib/keys.lua" \
+        "http://127.0.0.1:$PORT/" -- cycle /p64k/ 20 4 > "$OUT/logs/probe-$1.txt" 2>&1 || true
+    python3 -c '
+import json, sys
+line = [l for l in open(sys.argv[1]) if l.startswith("WRK_JSON ")][0]
+r = json.loads(line[len("WRK_JSON "):])
+print(r["p50_us"], r["p99_us"], r["requests"])' "$OUT/logs/probe-$1.txt"
+}
+
+read -r P50_0 P99_0 N0 < <(probe idle)
+RSS0=$(rss_kib)
+AVAIL0=$(avail_kib)
+log "idle: probe p50 ${P50_0} us p99 ${P99_0} us ($N0 requests), RSS ${RSS0} KiB, MemAvailable ${AVAIL0} KiB"
+
+pids=()
+per=$(((SLOW + 7) / 8))
+for i in 0 1 2 3 4 5 6 7; do
+    taskset -c "$CLIENT_CORE" python3 "$BENCH_DIR/slow_clients.py" --addr "127.0.0.1:$PORT" \
+        --path "/d8m/0000$i" --count "$per" --hold-s "$HOLD_S" > "$OUT/logs/slow-$i.json" 2>&1 &
+    pids+=($!)
+    bench_track "$!"
+done
+sleep "$SETTLE_S"
+RSS1=0
+AVAIL1=$AVAIL0
+for _ in 1 2 3 4 5; do
+    r=$(rss_kib); a=$(avail_kib)
+    [ "$r" -gt "$RSS1" ] && RSS1=$r
+    [ "$a" -lt "$AVAIL1" ] && AVAIL1=$a
+    sleep 0.2
+done
+OPEN=$(ss -Htn state established "( sport = :$PORT )" | wc -l)
+read -r P50_1 P99_1 N1 < <(probe slow)
+log "with $OPEN slow connections open: probe p50 ${P50_1} us p99 ${P99_1} us, RSS ${RSS1} KiB, MemAvailable ${AVAIL1} KiB"
+for p in "${pids[@]}"; do wait "$p" || true; done
+curl -s --max-time 5 "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" > "$OUT/logs/arrow-metrics.txt" || true
+
+python3 - "$OUT" "$OPEN" "$RSS0" "$RSS1" "$AVAIL0" "$AVAIL1" "$P50_0" "$P99_0" "$P50_1" "$P99_1" <<'PY'
+import glob, json, sys
+out, open_, rss0, rss1, av0, av1, p50_0, p99_0, p50_1, p99_1 = sys.argv[1:]
+open_, rss0, rss1, av0, av1 = int(open_), int(rss0), int(rss1), int(av0), int(av1)
+clients = {"connected": 0, "bytes": 0, "closed_by_server": 0, "errors": 0}
+for f in glob.glob(f"{out}/logs/slow-*.json"):
+    for line in open(f):
+        if line.startswith("{"):
+            for k, v in json.loads(line).items():
+                clients[k] += v
+metrics = {}
+for line in open(f"{out}/logs/arrow-metrics.txt"):
+    if line.startswith("arrow_") and " " in line:
+        k, v = line.rsplit(" ", 1)
+        metrics[k] = float(v)
+n = max(open_, 1)
+row = {
+    "slow_connections_open": open_, "clients": clients,
+    "rss_growth_kib_per_conn": round((rss1 - rss0) / n, 2),
+    "memavailable_drop_kib_per_conn": round((av0 - av1) / n, 2),
+    "probe_p50_us": [int(p50_0), int(p50_1)], "probe_p99_us": [int(p99_0), int(p99_1)],
+    "probe_p99_ratio": round(int(p99_1) / max(int(p99_0), 1), 2),
+    "slow_viewers_closed": metrics.get("arrow_slow_viewers_closed_total"),
+    "send_pieces_dropped": metrics.get("arrow_send_pieces_dropped_total"),
+}
+json.dump(row, open(f"{out}/slowread.json", "w"), indent=1)
+print(f"slowread: {open_} slow connections: RSS +{row['rss_growth_kib_per_conn']} KiB/conn, "
+      f"MemAvailable -{row['memavailable_drop_kib_per_conn']} KiB/conn, probe p99 {p99_0} -> {p99_1} us "
+      f"(x{row['probe_p99_ratio']}), clients {clients}")
+PY
