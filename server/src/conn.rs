@@ -338,17 +338,24 @@ async fn respond(
     if shard == ctx.shard {
         return ctx.cache.serve(&creq, &mut sink).await;
     }
-    // Cross-shard: the owning shard serves into a bounded channel; we relay to the socket.
+    // Cross-shard: the owning shard writes the response to the viewer's socket itself (a
+    // duplicate descriptor; this shard waits and writes nothing meanwhile), so a hit keeps its
+    // zero-copy send and costs the same wherever its connection landed. If the descriptor cannot
+    // be duplicated, the owning shard serves into a bounded channel and this shard relays.
     ctx.metrics.cross_shard.inc();
     let (tx, rx) = async_channel::bounded::<Reply>(8);
-    if ctx.node.senders[shard]
-        .send(ShardMsg::Serve {
+    let msg = match dup_socket(sink.stream) {
+        Some(socket) => ShardMsg::ServeOnSocket {
+            req: Box::new(creq.clone()),
+            socket,
+            reply: tx,
+        },
+        None => ShardMsg::Serve {
             req: Box::new(creq.clone()),
             reply: tx,
-        })
-        .await
-        .is_err()
-    {
+        },
+    };
+    if ctx.node.senders[shard].send(msg).await.is_err() {
         return ctx
             .cache
             .error(&creq, 503, "owning shard unavailable", &mut sink)
@@ -375,4 +382,18 @@ async fn respond(
         body_bytes: 0,
         aborted: true,
     }
+}
+
+/// A close-on-exec duplicate of the viewer's socket, for the owning shard to write to.
+fn dup_socket(stream: &TcpStream) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: fcntl on a descriptor the stream keeps open; the result is a new descriptor that
+    // only the OwnedFd owns.
+    let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "dup of a viewer socket failed");
+        return None;
+    }
+    // SAFETY: fd is fresh and owned by nothing else.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }

@@ -305,6 +305,19 @@ pub fn render(
         };
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     }
+    o.push_str("# HELP arrow_shard_connections_total Client connections accepted per shard (how the kernel's steering spreads them).\n# TYPE arrow_shard_connections_total counter\n");
+    for (i, s) in shards.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "arrow_shard_connections_total{{shard=\"{i}\"}} {}",
+            s.connections_total.get()
+        );
+        let _ = writeln!(
+            o,
+            "arrow_shard_cross_shard_requests_total{{shard=\"{i}\"}} {}",
+            s.cross_shard.get()
+        );
+    }
     o.push_str("# HELP arrow_origin_latency_seconds Time to origin response head.\n# TYPE arrow_origin_latency_seconds histogram\n");
     for (i, b) in LATENCY_BUCKETS_S.iter().enumerate() {
         let v: u64 = shards

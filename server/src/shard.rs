@@ -39,6 +39,14 @@ pub enum ShardMsg {
         req: Box<CacheRequest>,
         reply: async_channel::Sender<Reply>,
     },
+    /// Serve a cacheable request whose disk this shard owns straight to the viewer's socket
+    /// (`socket` is a duplicate of the accepting shard's descriptor, which waits and writes
+    /// nothing meanwhile, so pipelined responses stay in order); replies carry only the outcome.
+    ServeOnSocket {
+        req: Box<CacheRequest>,
+        socket: std::os::fd::OwnedFd,
+        reply: async_channel::Sender<Reply>,
+    },
     /// Remove a key (from every disk of the shard) or every key under a prefix.
     Purge {
         key: Option<String>,
@@ -565,6 +573,29 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
         ShardMsg::Serve { req, reply } => {
             let mut sink = ChannelSink(reply.clone());
             let out = ctx.cache.serve(&req, &mut sink).await;
+            let _ = reply.send(Reply::Done(out)).await;
+        }
+        ShardMsg::ServeOnSocket { req, socket, reply } => {
+            let out = match monoio::net::TcpStream::from_std(std::net::TcpStream::from(socket)) {
+                Ok(mut stream) => {
+                    let limits = &ctx.node.cfg.limits;
+                    let mut sink = crate::sink::SocketSink::new(
+                        &mut stream,
+                        Duration::from_millis(limits.body_timeout_ms),
+                    );
+                    sink.pace = Some(crate::pace::Pace::new(limits, Some(ctx.metrics.clone())));
+                    let out = ctx.cache.serve(&req, &mut sink).await;
+                    drop(sink);
+                    drop(stream);
+                    out
+                }
+                Err(e) => {
+                    // Not registered here: relay through the channel instead.
+                    tracing::warn!(error = %e, "cross-shard socket hand-over failed; relaying");
+                    let mut sink = ChannelSink(reply.clone());
+                    ctx.cache.serve(&req, &mut sink).await
+                }
+            };
             let _ = reply.send(Reply::Done(out)).await;
         }
         ShardMsg::Purge { key, prefix, reply } => {

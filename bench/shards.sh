@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# bench/shards.sh — CPU per hit with 1 and 2 shards: does a hit cost the same wherever its
+# connection landed?
+#
+#   bench/shards.sh [OUT_DIR]
+#
+# The same objects and config apart from the shard count: `cores = [1]` with one disk, or
+# `cores = [0, 1]` with one disk per shard (keys spread over both disks, so about half of the
+# hits are for the other shard's disk). wrk (one thread, CONNS connections) is pinned to core 0
+# in both cases. Scenarios:
+#   hit1k   1 KiB objects, 1000 keys cycled       (RAM tier)
+#   hit1m   1 MiB objects, 150 keys cycled        (RAM tier, 256 MiB per shard)
+#   disk1m  1 MiB objects, 1500 keys, uniform     (disk tier: RAM tier 32 MiB per shard)
+# Reported per scenario and shard count: req/s, the node's CPU per hit (utime+stime ÷
+# requests), the share of cross-shard requests and the accepts per shard, and the ratio of the
+# 2-shard to the 1-shard median CPU per hit (the node restarts between shard counts, so the two
+# are measured back to back per scenario, not in one round).
+#
+# Environment: ROUNDS [3] DURATION_S [5] CONNS [32] SCENARIOS ["hit1k hit1m disk1m"]
+# BASE_PORT [18700] ARROW_BIN.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=lib/common.sh
+. "$BENCH_DIR/lib/common.sh"
+# shellcheck source=lib/install.sh
+. "$BENCH_DIR/lib/install.sh"
+
+OUT=${1:-$ROOT/bench/out/shards-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT/logs"
+OUT=$(cd "$OUT" && pwd)
+ROUNDS=${ROUNDS:-3}
+DURATION_S=${DURATION_S:-5}
+CONNS=${CONNS:-32}
+SCENARIOS=${SCENARIOS:-"hit1k hit1m disk1m"}
+export BASE_PORT=${BASE_PORT:-18700}
+[ "$(nproc)" -ge 2 ] || die "needs 2 cores"
+CLIENT_CORE=0
+ORIGIN_CORE=0
+SERVER_CORE=1
+ARROW_BIN=${ARROW_BIN:-$ROOT/target/release/arrow}
+SCRATCH=${SCRATCH:-$ROOT/target/bench-scratch/shards-$$}
+FILES=$ROOT/target/bench-scratch/shards-files
+TCK=$(clk_tck)
+mkdir -p "$SCRATCH"
+
+bench_install wrk nginx || die "wrk and nginx are needed"
+[ -x "$ARROW_BIN" ] || (cd "$ROOT" && cargo build --release -p arrow-server --bin arrow)
+# shellcheck source=lib/peers.sh
+. "$BENCH_DIR/lib/peers.sh"
+cleanup() {
+    bench_stop_all
+    [ "${KEEP_SCRATCH:-0}" = 1 ] || rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ulimit -n 65536 2>/dev/null || true
+
+gen_files "$FILES" 1000 150
+if [ ! -e "$FILES/d1m/.generated" ]; then
+    mkdir -p "$FILES/d1m"
+    head -c $((1500 << 20)) /dev/urandom > "$FILES/d1m/.all"
+    (cd "$FILES/d1m" && split -a 5 -d -b $((1 << 20)) .all "")
+    rm -f "$FILES/d1m/.all"
+    touch "$FILES/d1m/.generated"
+fi
+chmod -R a+rX "$FILES"
+start_origin "$FILES"
+PORT=${PEER_PORT[arrow]}
+PID=""
+
+# start_node SHARDS RAM_BYTES
+start_node() {
+    local shards=$1 ram=$2 dir="$SCRATCH/arrow-$1" cores disks="" i
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if [ "$shards" = 1 ]; then cores="[1]"; else cores="[0, 1]"; fi
+    for ((i = 0; i < shards; i++)); do
+        disks+="[[disk]]
+path = \"$dir/disk$i.slab\"
+size_bytes = $((2 << 30))
+shard = $i
+"
+    done
+    cat > "$dir/arrow.toml" <<EOF
+[node]
+name = "bench.arrow.test"
+cores = $cores
+listen = ["127.0.0.1:$PORT"]
+admin_listen = "127.0.0.1:$ARROW_ADMIN_PORT"
+admin_token = "bench-admin-token-not-secret"
+
+[storage]
+ram_tier_bytes = $ram
+
+$disks
+[[host]]
+hosts = ["*"]
+technical_labels = 1
+origins = ["http://127.0.0.1:$ORIGIN_PORT"]
+default_ttl_s = 3600
+EOF
+    RUST_LOG=${RUST_LOG:-warn} "$ARROW_BIN" run --config "$dir/arrow.toml" > "$dir/arrow.log" 2>&1 &
+    PID=$!
+    bench_track "$PID"
+    wait_http "http://127.0.0.1:$ARROW_ADMIN_PORT/health" 300 || { tail "$dir/arrow.log" >&2; die "arrow did not start"; }
+}
+
+warm() { # warm PREFIX COUNT DIGITS
+    local cfg="$SCRATCH/warm.curl" i
+    : > "$cfg"
+    for ((i = 0; i < $2; i++)); do
+        printf 'url = "http://127.0.0.1:%s%s%0*d"\noutput = "/dev/null"\n' "$PORT" "$1" "$3" "$i" >> "$cfg"
+    done
+    curl -s --max-time 900 -K "$cfg" > /dev/null || true
+    curl -s --max-time 900 -K "$cfg" -w '%header{x-cache}\n' > "$SCRATCH/warm.txt" || true
+    [ "$(grep -c HIT "$SCRATCH/warm.txt")" = "$2" ] || die "warm $1: $(grep -c HIT "$SCRATCH/warm.txt")/$2 hits"
+}
+
+metric_sum() { curl -s --max-time 5 "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" | awk -v n="$1" 'index($1, n) == 1 { s += $2 } END { print s + 0 }'; }
+
+ROWS="$OUT/shards.jsonl"
+: > "$ROWS"
+measure() { # measure ROUND SCENARIO SHARDS
+    local args c0 c1 x0 x1 line txt="$OUT/logs/wrk-$2-$3-r$1.txt" accepts
+    case $2 in
+        hit1k) args=(cycle /1k/ 1000 4) ;;
+        hit1m) args=(cycle /1m/ 150 3) ;;
+        disk1m) args=(uniform /d1m/ 1500 5) ;;
+    esac
+    c0=$(cpu_ticks "$PID"); x0=$(metric_sum arrow_cross_shard_requests_total)
+    taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNS" -d"${DURATION_S}s" --timeout 10s --latency \
+        -s "$BENCH_DIR/lib/keys.lua" "http://127.0.0.1:$PORT/" -- "${args[@]}" > "$txt" 2>&1 || true
+    c1=$(cpu_ticks "$PID"); x1=$(metric_sum arrow_cross_shard_requests_total)
+    accepts=$(curl -s "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" | awk '/^arrow_shard_connections_total/ { printf "%s ", $2 }')
+    line=$(grep '^WRK_JSON ' "$txt" || true)
+    [ -n "$line" ] || { log "no result for $2 with $3 shards"; return; }
+    python3 - "$ROWS" "${line#WRK_JSON }" "$1" "$2" "$3" "$c0" "$c1" "$TCK" "$x0" "$x1" "$accepts" <<'PY'
+import json, sys
+out, js, rnd, scen, shards, c0, c1, tck, x0, x1, accepts = sys.argv[1:]
+r = json.loads(js)
+secs = r["duration_us"] / 1e6
+cpu = (int(c1) - int(c0)) / int(tck)
+n = max(r["requests"], 1)
+errs = sum(r[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
+row = {"round": int(rnd), "scenario": scen, "shards": int(shards), "req_per_s": round(n / secs, 1),
+       "cpu_us_per_hit": round(cpu * 1e6 / n, 1), "cross_shard_share": round((float(x1) - float(x0)) / n, 3),
+       "accepts_per_shard": [int(float(a)) for a in accepts.split()], "errors": errs}
+open(out, "a").write(json.dumps(row) + "\n")
+print(f"{scen:7s} shards {shards} r{rnd}: {row['req_per_s']:9.0f} req/s  cpu {row['cpu_us_per_hit']} us/hit  "
+      f"cross-shard {row['cross_shard_share']}  accepts {row['accepts_per_shard']}  errors {errs}", file=sys.stderr)
+PY
+}
+
+for s in $SCENARIOS; do
+    ram=268435456
+    [ "$s" = disk1m ] && ram=33554432
+    for shards in 1 2; do
+        start_node "$shards" "$ram"
+        case $s in
+            hit1k) warm /1k/ 1000 4 ;;
+            hit1m) warm /1m/ 150 3 ;;
+            disk1m) warm /d1m/ 1500 5 ;;
+        esac
+        for ((round = 1; round <= ROUNDS; round++)); do measure "$round" "$s" "$shards"; done
+        bench_stop "$PID"
+    done
+done
+
+python3 - "$ROWS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("| scenario | shards | req/s (median) | CPU per hit (median, range) | cross-shard share | 2 ÷ 1 shards CPU per hit |")
+print("|---|---|---|---|---|---|")
+for scen in dict.fromkeys(r["scenario"] for r in rows):
+    med = {}
+    for shards in (1, 2):
+        rs = [r for r in rows if r["scenario"] == scen and r["shards"] == shards]
+        if not rs:
+            continue
+        cpu = [r["cpu_us_per_hit"] for r in rs]
+        med[shards] = statistics.median(cpu)
+        ratio = f"{med[2] / med[1]:.2f}" if shards == 2 and 1 in med else ""
+        print(f"| {scen} | {shards} | {statistics.median(r['req_per_s'] for r in rs):.0f} | "
+              f"{med[shards]:.1f} µs ({min(cpu):.1f}–{max(cpu):.1f}) | "
+              f"{statistics.median(r['cross_shard_share'] for r in rs):.2f} | {ratio} |")
+PY
