@@ -16,8 +16,8 @@ use bytes::Bytes;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
+use crate::ctx::{ShardCtx, ShardMsg, ShardStats};
 use crate::http;
-use crate::shard::{ShardCtx, ShardMsg, ShardStats};
 use crate::sink::{Sink, SocketSink};
 
 const ADMIN_HEAD_BYTES_MAX: usize = 8192;

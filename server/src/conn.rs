@@ -10,16 +10,15 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
+use crate::cluster_link::Route;
+use crate::ctx::{Reply, ShardCtx, ShardMsg};
 use crate::http::connection_value;
 use crate::http::{self, BodyKind, Request};
 use crate::keys;
 use crate::metrics::CacheResult;
-use crate::route::Route;
 use crate::serve::{CacheRequest, Outcome};
-use crate::shard::{Reply, ShardCtx, ShardMsg};
 use crate::sink::SocketSink;
 
 const READ_BYTES: usize = 16 * 1024;
@@ -177,29 +176,6 @@ async fn read_head(ctx: &ShardCtx, stream: &mut TcpStream, buf: &mut Vec<u8>) ->
     }
 }
 
-/// Read more bytes after those already in `buf` (growing it by `READ_BYTES` when nearly full).
-pub(crate) async fn read_more(
-    stream: &mut TcpStream,
-    buf: Vec<u8>,
-) -> (io::Result<usize>, Vec<u8>) {
-    read_more_by(stream, buf, READ_BYTES).await
-}
-
-/// [`read_more`] with the growth step given.
-pub(crate) async fn read_more_by(
-    stream: &mut TcpStream,
-    mut buf: Vec<u8>,
-    grow_bytes: usize,
-) -> (io::Result<usize>, Vec<u8>) {
-    let len = buf.len();
-    if buf.capacity() - len < grow_bytes / 16 {
-        buf.reserve(grow_bytes);
-    }
-    let slice = monoio::buf::IoBufMut::slice_mut(buf, len..);
-    let (res, slice) = stream.read(slice).await;
-    (res, slice.into_inner())
-}
-
 async fn read_body(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
@@ -209,7 +185,8 @@ async fn read_body(
 ) -> io::Result<Vec<u8>> {
     while buf.len() < head_len + n {
         let spare = std::mem::take(buf);
-        let (res, b) = match monoio::time::timeout(t, read_more(stream, spare)).await {
+        let (res, b) = match monoio::time::timeout(t, crate::netio::read_more(stream, spare)).await
+        {
             Ok(x) => x,
             Err(_) => return Err(io::ErrorKind::TimedOut.into()),
         };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use arrow_dns::{Answer, Directory};
 
-use crate::shard::Node;
+use crate::ctx::Node;
 
 /// Directory over the cluster table (or over this node alone when no cluster is configured).
 pub struct ClusterDirectory {

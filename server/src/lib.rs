@@ -12,14 +12,17 @@
 //! counters, `node.rs` start-up and shutdown, `demo.rs` the built-in demo origin.
 
 pub mod admin;
+pub mod cluster_link;
 pub mod config;
 pub mod conn;
+pub mod ctx;
 pub mod demo;
 pub mod dns_link;
 pub mod freshness;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod netio;
 pub mod node;
 pub mod origin;
 pub mod pace;

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::shard::{self, DiskEntry, Node, ShardMsg, ShardStart};
+use crate::ctx::{DiskEntry, Node, ShardMsg};
+use crate::shard::{self, ShardStart};
 
 /// Raise RLIMIT_NOFILE to its hard limit and RLIMIT_MEMLOCK as far as allowed (io_uring on
 /// kernels before 5.12 charges its rings to memlock).
@@ -115,7 +116,7 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
             let handle =
                 arrow_cluster::start(c.clone(), name.clone(), listen[0].port(), local.clone())
                     .map_err(|e| format!("cluster: {e}"))?;
-            Some(crate::route::ClusterLink {
+            Some(crate::cluster_link::ClusterLink {
                 handle,
                 local,
                 guarantee_bps: c.brpu_guarantee_bps,

@@ -382,7 +382,7 @@ impl OriginClient {
 }
 
 async fn read_more(conn: &mut TcpStream, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-    crate::conn::read_more_by(conn, buf, READ_BYTES).await
+    crate::netio::read_more_by(conn, buf, READ_BYTES).await
 }
 
 impl BodyReader {

@@ -1,0 +1,218 @@
+//! A shard's context and the node-wide state the shards share: the disk map, the cross-shard
+//! messages, the node (config, channels, counters, cluster link) and `ShardCtx`, the state of one
+//! shard's thread that every request handler reads.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arrow_storage::DiskId;
+use bytes::Bytes;
+use monoio::net::TcpStream;
+
+use crate::config::Config;
+use crate::http::Request;
+use crate::metrics::{CacheResult, ShardMetrics};
+use crate::serve::{CacheRequest, Outcome, ShardCache};
+
+/// A disk as the whole node sees it: which shard owns it and whether it takes keys.
+pub struct DiskEntry {
+    pub id: DiskId,
+    pub weight: u64,
+    pub shard: usize,
+    pub path: String,
+    pub online: AtomicBool,
+}
+
+/// Messages between shards (the only cross-shard traffic on the data path).
+pub enum ShardMsg {
+    /// Serve a cacheable request whose disk this shard owns; replies stream back.
+    Serve {
+        req: Box<CacheRequest>,
+        reply: async_channel::Sender<Reply>,
+    },
+    /// Serve a cacheable request whose disk this shard owns straight to the viewer's socket
+    /// (`socket` is a duplicate of the accepting shard's descriptor, which waits and writes
+    /// nothing meanwhile, so pipelined responses stay in order); replies carry only the outcome.
+    ServeOnSocket {
+        req: Box<CacheRequest>,
+        socket: std::os::fd::OwnedFd,
+        reply: async_channel::Sender<Reply>,
+    },
+    /// Remove a key (from every disk of the shard) or every key under a prefix.
+    Purge {
+        key: Option<String>,
+        prefix: Option<String>,
+        reply: async_channel::Sender<Result<usize, String>>,
+    },
+    /// Storage statistics, rendered as text lines by the shard.
+    Stats {
+        reply: async_channel::Sender<ShardStats>,
+    },
+    SetDisk {
+        disk: DiskId,
+        online: bool,
+        reply: async_channel::Sender<Result<(), String>>,
+    },
+}
+
+pub enum Reply {
+    Data(Vec<u8>, Bytes),
+    Done(Outcome),
+}
+
+#[derive(Default)]
+pub struct ShardStats {
+    pub disks: Vec<crate::metrics::DiskLine>,
+    pub ram: Option<crate::metrics::RamLine>,
+}
+
+/// Node-wide state shared by every shard.
+pub struct Node {
+    pub cfg: Arc<Config>,
+    pub name: String,
+    pub disks: OnceLock<Vec<DiskEntry>>,
+    pub senders: Vec<async_channel::Sender<ShardMsg>>,
+    pub metrics: Vec<Arc<ShardMetrics>>,
+    pub cluster: Option<crate::cluster_link::ClusterLink>,
+    pub(crate) shutdown: AtomicBool,
+}
+
+impl Node {
+    pub fn new(
+        cfg: Arc<Config>,
+        name: String,
+        senders: Vec<async_channel::Sender<ShardMsg>>,
+        cluster: Option<crate::cluster_link::ClusterLink>,
+    ) -> Node {
+        let metrics = (0..cfg.node.cores.len())
+            .map(|_| Arc::new(ShardMetrics::default()))
+            .collect();
+        Node {
+            cfg,
+            name,
+            disks: OnceLock::new(),
+            senders,
+            metrics,
+            cluster,
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    /// Active viewers on the node (open viewer connections).
+    pub fn users(&self) -> u32 {
+        self.metrics
+            .iter()
+            .map(|m| m.connections_open.get())
+            .sum::<u64>() as u32
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    /// Key-to-disk hashing over the node's online disks: (disk, owning shard).
+    pub fn owner(&self, cache_key: &str) -> Option<(DiskId, usize)> {
+        let disks = self.disks.get()?;
+        let id = arrow_storage::rendezvous_pick(
+            cache_key.as_bytes(),
+            disks
+                .iter()
+                .filter(|d| d.online.load(Ordering::Relaxed))
+                .map(|d| (d.id, d.weight)),
+        )?;
+        disks.iter().find(|d| d.id == id).map(|d| (id, d.shard))
+    }
+}
+
+/// A shard's own state, used only on its thread.
+pub struct ShardCtx {
+    pub shard: usize,
+    pub node: Arc<Node>,
+    pub cache: Rc<ShardCache>,
+    pub metrics: Arc<ShardMetrics>,
+    pub(crate) idle: RefCell<HashSet<RawFd>>,
+    pub(crate) access_log: Option<RefCell<std::io::BufWriter<Box<dyn std::io::Write>>>>,
+    pub(crate) connections: std::cell::Cell<usize>,
+    pub route_cache: RefCell<crate::cluster_link::RouteCache>,
+}
+
+impl ShardCtx {
+    /// Read into `buf` for at most `wait`; `None` on timeout. While waiting between requests
+    /// (`idle`) the connection is registered, so a shutdown can end the read at once.
+    pub async fn timed_read(
+        &self,
+        stream: &mut TcpStream,
+        buf: Vec<u8>,
+        wait: Duration,
+        idle: bool,
+    ) -> Option<(std::io::Result<usize>, Vec<u8>)> {
+        let fd = stream.as_raw_fd();
+        if idle {
+            if self.node.shutting_down() {
+                return None;
+            }
+            self.idle.borrow_mut().insert(fd);
+        }
+        let r = monoio::time::timeout(wait, crate::netio::read_more(stream, buf)).await;
+        if idle {
+            self.idle.borrow_mut().remove(&fd);
+        }
+        r.ok()
+    }
+
+    pub fn debug(&self, req: &Request) -> bool {
+        self.node.cfg.node.debug_headers
+            || req
+                .header("x-arrow-debug")
+                .is_some_and(|_| self.node.cfg.node.debug_headers)
+    }
+
+    pub fn access_log(
+        &self,
+        peer: SocketAddr,
+        method: &str,
+        target: &str,
+        status: u16,
+        bytes: u64,
+        result: CacheResult,
+    ) {
+        if let Some(log) = &self.access_log {
+            let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+            // Combined Log Format, with the cache result appended.
+            let _ = writeln!(
+                log.borrow_mut(),
+                "{} - - [{}] \"{} {} HTTP/1.1\" {} {} \"-\" \"-\" {}",
+                peer.ip(),
+                now,
+                method,
+                target.replace('"', "%22"),
+                status,
+                bytes,
+                result.as_str()
+            );
+        }
+    }
+
+    pub(crate) fn flush_log(&self) {
+        if let Some(log) = &self.access_log {
+            let _ = log.borrow_mut().flush();
+        }
+    }
+}
+
+impl ShardCtx {
+    pub(crate) fn cache_idle(&self) -> bool {
+        self.cache.fills_in_flight() == 0
+    }
+}
