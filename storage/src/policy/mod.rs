@@ -15,6 +15,7 @@
 //! Ids are dense `u32` slot ids allocated by the caller's index arena; each policy keeps its
 //! per-object state in flat arenas indexed by id, bounded by `capacity_objects`.
 
+pub mod byte_freq;
 pub mod byte_mode;
 pub mod lru_sp;
 
