@@ -304,7 +304,7 @@ pub struct ReplayArgs {
     /// Cache capacity in payload bytes.
     #[arg(long)]
     pub capacity_bytes: u64,
-    /// Eviction policy: lru-sp or byte-mode.
+    /// Eviction policy: lru-sp, byte-mode or byte-freq.
     #[arg(long)]
     pub policy: PolicyKind,
     /// Where to write the `key,hit` decisions CSV (for compare.py).
@@ -471,7 +471,7 @@ mod tests {
     #[test]
     fn replay_ratios_are_sane_for_both_policies() {
         let trace = generated_trace(2_000, 7);
-        for policy in [PolicyKind::LruSp, PolicyKind::ByteMode] {
+        for policy in PolicyKind::ALL {
             let outcome = replay(&trace, &config(policy, 100_000_000)).unwrap();
             assert_eq!(outcome.hits.len(), 2_000);
             assert!((0.0..=1.0).contains(&outcome.object_hit_ratio));

@@ -158,7 +158,7 @@ pub struct DiskConfig {
     /// Index of the shard (position in `node.cores`) that owns this disk. Default 0.
     #[serde(default)]
     pub shard: usize,
-    /// "lru-sp" (default) or "byte-mode".
+    /// "lru-sp" (default), "byte-mode" or "byte-freq".
     #[serde(default = "default_policy")]
     pub policy: String,
     /// I/O or checksum errors before the disk is taken offline. Default 16.
@@ -411,7 +411,10 @@ impl RawConfig {
             {
                 return Err((
                     format!("disk[{i}].policy"),
-                    format!("unknown policy {:?} (lru-sp or byte-mode)", d.policy),
+                    format!(
+                        "unknown policy {:?} (lru-sp, byte-mode or byte-freq)",
+                        d.policy
+                    ),
                 ));
             }
             if !seen_paths.insert(d.path.clone()) {
@@ -587,6 +590,25 @@ origins = ["http://127.0.0.1:9000"]
         );
         let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
         assert!(e.contains("disk[0].shard"), "{e}");
+    }
+
+    #[test]
+    fn every_policy_name_is_accepted_and_others_are_not() {
+        for name in ["lru-sp", "byte-mode", "byte-freq"] {
+            let text = format!(
+                "{MINIMAL}\n[[disk]]\npath = \"/tmp/x.slab\"\nsize_bytes = 67108864\npolicy = \"{name}\"\n"
+            );
+            let c = Config::parse(&text, "t.toml").unwrap();
+            assert_eq!(c.disks[0].policy, name);
+        }
+        let text = format!(
+            "{MINIMAL}\n[[disk]]\npath = \"/tmp/x.slab\"\nsize_bytes = 67108864\npolicy = \"lfu\"\n"
+        );
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("disk[0].policy") && e.contains("byte-freq"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -126,7 +126,7 @@ const EMPTY_QUEUE: Queue = Queue {
 
 /// A bounded FIFO of fingerprints of objects evicted from SMALL.
 #[derive(Debug)]
-struct Ghost {
+pub(crate) struct Ghost {
     /// fingerprint → sequence number (wrapping) of its live ring entry.
     live: HashMap<u32, u32>,
     /// (fingerprint, size); the entry at index i has sequence `front_seq + i`. Entries whose
@@ -139,7 +139,7 @@ struct Ghost {
 }
 
 impl Ghost {
-    fn new(bytes_max: u64, entries_max: usize) -> Self {
+    pub(crate) fn new(bytes_max: u64, entries_max: usize) -> Self {
         Ghost {
             live: HashMap::new(),
             ring: VecDeque::new(),
@@ -151,7 +151,7 @@ impl Ghost {
     }
 
     /// Forgets `fingerprint`; true if it was remembered.
-    fn take(&mut self, fingerprint: u32) -> bool {
+    pub(crate) fn take(&mut self, fingerprint: u32) -> bool {
         let Some(seq) = self.live.remove(&fingerprint) else {
             return false;
         };
@@ -161,7 +161,7 @@ impl Ghost {
         true
     }
 
-    fn remember(&mut self, fingerprint: u32, size: PackedSize) {
+    pub(crate) fn remember(&mut self, fingerprint: u32, size: PackedSize) {
         if self.entries_max == 0 || size.bytes() > self.bytes_max {
             return;
         }
