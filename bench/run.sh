@@ -7,12 +7,14 @@
 #   --full   HTTP scenarios, 5 rounds × 10 s, then storage, dns and policy      (< 30 minutes)
 #   --smoke  Arrow + the origin only, 1 KiB hits, one 1 s wrk run (a curl loop when wrk is
 #            absent); installs nothing; exit status 0 only if every check held  (seconds)
-#   --only   one of: hit1k hit1m longtail miss http storage dns policy
+#   --only   one of: hit1k hit1m longtail miss http storage dns policy disktier slowread shards
 #
 # HTTP peers: arrow, nginx (proxy_cache), varnish (malloc), ats (Traffic Server, disk only); see
 # bench/http_bench.sh for the layout and scenarios. storage, dns and policy are the scripts
 # bench/storage_vs_fio.sh, bench/dns_bench.sh and bench/policy_compare.sh (skipped when absent);
-# their printed output is kept under OUT/extra/ and folded into the report.
+# disktier, slowread and shards are bench/disktier.sh (disk-tier hits ÷ fio on the same extent),
+# bench/slowread.sh (memory per slow viewer, a probe's p99) and bench/shards.sh (CPU per hit with
+# 1 and 2 shards); their printed output is kept under OUT/extra/ and folded into the report.
 #
 # Results: OUT (default bench/out/<UTC timestamp>/) gets runs.jsonl, machine.json,
 # results.json, results.md and plots (req_per_s.png, p99.png, cpu_per_req.png).
@@ -56,10 +58,10 @@ done
 
 HTTP_SCENARIOS="hit1k hit1m longtail miss"
 case $ONLY in
-    "") EXTRAS=$([ "$MODE" = full ] && echo "storage dns policy" || true); SCEN=$HTTP_SCENARIOS ;;
+    "") EXTRAS=$([ "$MODE" = full ] && echo "storage disktier slowread shards dns policy" || true); SCEN=$HTTP_SCENARIOS ;;
     http) EXTRAS=""; SCEN=$HTTP_SCENARIOS ;;
     hit1k | hit1m | longtail | miss) EXTRAS=""; SCEN=$ONLY ;;
-    storage | dns | policy) EXTRAS=$ONLY; SCEN="" ;;
+    storage | dns | policy | disktier | slowread | shards) EXTRAS=$ONLY; SCEN="" ;;
     *) die "--only: unknown scenario $ONLY" ;;
 esac
 
@@ -118,7 +120,7 @@ else
     want=(curl)
     [ -n "$SCEN" ] && want+=(wrk nginx varnishd traffic_server matplotlib)
     for x in $EXTRAS; do
-        case $x in storage) want+=(fio) ;; dns) want+=(dnsperf) ;; esac
+        case $x in storage | disktier) want+=(fio wrk nginx) ;; slowread | shards) want+=(wrk nginx) ;; dns) want+=(dnsperf) ;; esac
     done
     bench_install "${want[@]}" || log "some packages could not be installed; their peers are skipped"
     ARROW_BIN=${ARROW_BIN:-$ROOT/target/release/arrow}
@@ -155,6 +157,8 @@ for x in $EXTRAS; do
                  args=(/var/tmp/arrow-bench 1073741824 "${STORAGE_SECONDS:-5}")
                  env_extra=(ROUNDS="${STORAGE_ROUNDS:-3}") ;;
         dns) script=$BENCH_DIR/dns_bench.sh ;;
+        disktier | slowread | shards) script=$BENCH_DIR/$x.sh; args=("$OUT/$x")
+                 env_extra=(ROUNDS="${EXTRA_ROUNDS:-3}" DURATION_S="${EXTRA_SECONDS:-5}") ;;
         policy) script=$BENCH_DIR/policy_compare.sh ;;
     esac
     if [ ! -f "$script" ]; then
@@ -164,7 +168,9 @@ for x in $EXTRAS; do
     fi
     log "$x: $(basename "$script")"
     rc=0
-    run_child "$OUT/extra/$x.txt" env "${env_extra[@]}" timeout "${EXTRA_TIMEOUT_S:-240}" bash "$script" "${args[@]}" || rc=$?
+    timeout_s=${EXTRA_TIMEOUT_S:-240}
+    case $x in disktier | shards) timeout_s=${EXTRA_TIMEOUT_S:-900} ;; esac
+    run_child "$OUT/extra/$x.txt" env "${env_extra[@]}" timeout "$timeout_s" bash "$script" "${args[@]}" || rc=$?
     [ "$rc" = 0 ] || { log "$x exited with status $rc"; echo "exit status $rc" >> "$OUT/extra/$x.txt"; }
 done
 
