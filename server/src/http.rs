@@ -288,6 +288,20 @@ impl HeadWriter {
         self.buf.extend_from_slice(block);
         self
     }
+    /// `block` (header lines ending in CRLF) minus the lines whose field name is in `names`
+    /// (ASCII case-insensitive): fields the cache writes itself.
+    pub fn raw_without(&mut self, block: &[u8], names: &[&str]) -> &mut Self {
+        for line in block.split_inclusive(|&b| b == b'\n') {
+            let name = line.split(|&b| b == b':').next().unwrap_or(&[]);
+            if !names
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+            {
+                self.buf.extend_from_slice(line);
+            }
+        }
+        self
+    }
     pub fn finish(mut self) -> Vec<u8> {
         self.buf.extend_from_slice(b"\r\n");
         self.buf
@@ -312,6 +326,17 @@ pub fn connection_value(keep_alive: bool) -> &'static str {
 }
 
 /// A complete small response (errors, admin answers) with a text body.
+/// What a viewer is told about an upstream failure: a short generic text. The detail (which
+/// origin or node, which error) goes to the node's log only, never to the viewer.
+pub fn upstream_failure_text(status: u16) -> &'static str {
+    match status {
+        502 => "bad gateway: the upstream could not be reached or failed",
+        503 => "service unavailable, try again",
+        504 => "gateway timeout",
+        _ => "upstream error",
+    }
+}
+
 pub fn simple_response(status: u16, server: &str, body: &str, keep_alive: bool) -> Vec<u8> {
     let mut h = HeadWriter::new(status);
     h.header("Server", server)
@@ -330,6 +355,23 @@ mod tests {
 
     fn p(s: &str) -> Result<Option<Request>, Refusal> {
         parse_request(s.as_bytes(), 64)
+    }
+
+    #[test]
+    fn raw_without_drops_the_named_fields_only() {
+        let mut h = HeadWriter::new(200);
+        h.raw_without(
+            b"Accept-Ranges: bytes\r\nETag: \"x\"\r\ncontent-range: bytes 0-1/2\r\nX-Accept-Ranges-Like: 1\r\n",
+            &["accept-ranges", "content-range"],
+        );
+        let out = String::from_utf8(h.finish()).unwrap();
+        assert!(out.contains("ETag: \"x\"\r\n"), "{out}");
+        assert!(out.contains("X-Accept-Ranges-Like: 1\r\n"), "{out}");
+        assert!(
+            !out.to_ascii_lowercase().contains("accept-ranges: bytes"),
+            "{out}"
+        );
+        assert!(!out.to_ascii_lowercase().contains("content-range"), "{out}");
     }
 
     #[test]

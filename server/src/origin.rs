@@ -252,31 +252,39 @@ impl OriginClient {
         r.map_err(io_err("write request"))?;
         let timeout = Duration::from_millis(self.limits.origin_response_timeout_ms);
         let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+        // Read only when what is held does not parse yet: an interim 1xx and the final head often
+        // arrive in one read, and the final head must not wait for bytes that will never come.
+        let mut need_read = true;
         let (status, headers, head_len) = loop {
-            if buf.len() >= ORIGIN_HEAD_BYTES_MAX {
-                return Err(FetchError::Protocol {
-                    origin: origin.url.clone(),
-                    reason: "response head too large".into(),
-                });
-            }
-            let spare = std::mem::take(&mut buf);
-            let (res, b) = match monoio::time::timeout(timeout, read_more(&mut conn, spare)).await {
-                Ok(x) => x,
-                Err(_) => {
-                    return Err(FetchError::Timeout {
+            if !need_read {
+                need_read = true;
+            } else {
+                if buf.len() >= ORIGIN_HEAD_BYTES_MAX {
+                    return Err(FetchError::Protocol {
                         origin: origin.url.clone(),
-                        what: "response head",
-                    })
+                        reason: "response head too large".into(),
+                    });
                 }
-            };
-            buf = b;
-            let n = res.map_err(io_err("read response"))?;
-            if n == 0 {
-                return Err(FetchError::Io {
-                    origin: origin.url.clone(),
-                    what: "read response",
-                    source: io::ErrorKind::UnexpectedEof.into(),
-                });
+                let spare = std::mem::take(&mut buf);
+                let (res, b) =
+                    match monoio::time::timeout(timeout, read_more(&mut conn, spare)).await {
+                        Ok(x) => x,
+                        Err(_) => {
+                            return Err(FetchError::Timeout {
+                                origin: origin.url.clone(),
+                                what: "response head",
+                            })
+                        }
+                    };
+                buf = b;
+                let n = res.map_err(io_err("read response"))?;
+                if n == 0 {
+                    return Err(FetchError::Io {
+                        origin: origin.url.clone(),
+                        what: "read response",
+                        source: io::ErrorKind::UnexpectedEof.into(),
+                    });
+                }
             }
             let mut hs = [httparse::EMPTY_HEADER; ORIGIN_HEADERS_MAX];
             let mut resp = httparse::Response::new(&mut hs);
@@ -284,8 +292,9 @@ impl OriginClient {
                 Ok(httparse::Status::Complete(n)) => {
                     let status = resp.code.unwrap_or(0);
                     if status < 200 {
-                        // 1xx interim: drop it and keep reading.
+                        // 1xx interim: drop it; the final head may already be held.
                         buf.drain(..n);
+                        need_read = buf.is_empty();
                         continue;
                     }
                     let headers: Vec<(String, String)> = resp

@@ -227,7 +227,14 @@ async fn relay_error(
     keep_alive: bool,
     sink: &mut impl Sink,
 ) -> Outcome {
-    let r = crate::http::simple_response(status, &ctx.node.name, reason, keep_alive);
+    // The reason names an origin or a node: logged, never shown to the viewer.
+    tracing::warn!(status, reason, "relay answered with an error");
+    let r = crate::http::simple_response(
+        status,
+        &ctx.node.name,
+        crate::http::upstream_failure_text(status),
+        keep_alive,
+    );
     let aborted = sink.send(r, bytes::Bytes::new()).await.is_err();
     Outcome {
         status,

@@ -55,6 +55,10 @@ pub struct Outcome {
     pub aborted: bool,
 }
 
+/// Fields a cached answer writes itself (whatever the origin's stored head said): one
+/// Accept-Ranges and one Content-Range, never two.
+const CACHE_WRITES_FIELDS: &[&str] = &["accept-ranges", "content-range"];
+
 /// Per-shard cache state.
 pub struct ShardCache {
     pub store: Option<Rc<Store>>,
@@ -705,7 +709,7 @@ impl ShardCache {
         };
         let chunked = len.is_none();
         let mut h = HeadWriter::new(status);
-        h.raw(&head.header_block);
+        h.raw_without(&head.header_block, CACHE_WRITES_FIELDS);
         self.common_headers(&mut h, req, result, 0);
         if status == 206 {
             h.header(
@@ -877,7 +881,7 @@ impl ShardCache {
             }
         };
         let mut h = HeadWriter::new(status);
-        h.raw(&meta.header_block);
+        h.raw_without(&meta.header_block, CACHE_WRITES_FIELDS);
         self.common_headers(&mut h, req, result, age);
         if status == 206 {
             h.header("Content-Range", format!("bytes {first}-{}/{len}", end - 1));
@@ -999,9 +1003,12 @@ impl ShardCache {
         reason: &str,
         sink: &mut impl Sink,
     ) -> Outcome {
-        let body = format!("{reason}\n");
+        // The reason may name an origin or a node: logged, never shown to the viewer.
+        tracing::warn!(key = %req.cache_key, status, reason, "answered with an error");
+        let body = format!("{}\n", crate::http::upstream_failure_text(status));
         let mut h = HeadWriter::new(status);
         h.header("Server", &*self.node_name)
+            .header("X-Cache", "ERROR")
             .header("Content-Type", "text/plain; charset=utf-8")
             .header("Content-Length", body.len())
             .header("Connection", connection_value(req.keep_alive))

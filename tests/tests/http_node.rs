@@ -342,9 +342,15 @@ fn stale_if_error_with_origin_down() {
     assert_eq!(b.status, 200);
     assert_eq!(b.x_cache(), "STALE");
     assert_eq!(b.body, a.body);
-    // Without a stored copy, a down origin is a 502.
+    // Without a stored copy, a down origin is a 502 that names no origin address.
     let c = get(s.node.http, "/v/s/missing.ts", HOST, &[]).unwrap();
     assert_eq!(c.status, 502);
+    assert_eq!(c.x_cache(), "ERROR");
+    let text = String::from_utf8_lossy(&c.body).to_string();
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("http://"),
+        "the error body reveals the origin: {text}"
+    );
 }
 
 #[test]
@@ -845,4 +851,106 @@ fn a_fill_holds_one_window_and_a_viewer_behind_it_reads_from_the_disk() {
         get(http, path, HOST, &[]).unwrap().x_cache() == "HIT"
     }));
     assert_eq!(origin.requests_for(path), 1);
+}
+
+/// Raw response head lines (status line excluded) of one GET on a fresh connection.
+fn raw_head_lines(addr: SocketAddr, path: &str, extra: &str) -> Vec<String> {
+    let mut c = TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+    head.lines().skip(1).map(str::to_string).collect()
+}
+
+fn count_field(lines: &[String], name: &str) -> usize {
+    lines
+        .iter()
+        .filter(|l| {
+            l.split(':')
+                .next()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
+        })
+        .count()
+}
+
+#[test]
+fn cached_answers_carry_one_accept_ranges_and_one_content_range() {
+    let s = setup("one-range", "", |req| {
+        OriginReply::ok(body_for(&req.path, 5000), "max-age=300").header("Accept-Ranges", "bytes")
+    });
+    assert_eq!(
+        get(s.node.http, "/v/r/a.ts", HOST, &[]).unwrap().status,
+        200
+    );
+    let whole = raw_head_lines(s.node.http, "/v/r/a.ts", "");
+    assert_eq!(count_field(&whole, "accept-ranges"), 1, "{whole:?}");
+    let ranged = raw_head_lines(s.node.http, "/v/r/a.ts", "Range: bytes=10-19\r\n");
+    assert_eq!(count_field(&ranged, "accept-ranges"), 1, "{ranged:?}");
+    assert_eq!(count_field(&ranged, "content-range"), 1, "{ranged:?}");
+    assert!(
+        ranged
+            .iter()
+            .any(|l| l == "Content-Range: bytes 10-19/5000"),
+        "{ranged:?}"
+    );
+}
+
+#[test]
+fn an_interim_1xx_in_the_same_read_as_the_final_head_does_not_stall_the_fill() {
+    // An origin that answers every request with 103 Early Hints and the final 200 in one write.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin_addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match c.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    let body = b"hello after early hints";
+                    let reply = format!(
+                        "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
+                         HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let mut out = reply.into_bytes();
+                    out.extend_from_slice(body);
+                    if c.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dir = scratch_dir("early-hints");
+    let (http, admin) = addrs();
+    let cfg = node_config(
+        dir.path(),
+        http,
+        admin,
+        &[format!("http://{origin_addr}")],
+        "",
+    );
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    let r = get(node.http, "/v/e/page.ts", HOST, &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", node.log());
+    assert_eq!(r.body, b"hello after early hints");
+    assert_eq!(r.x_cache(), "MISS");
+    let again = get(node.http, "/v/e/page.ts", HOST, &[]).unwrap();
+    assert_eq!(again.x_cache(), "HIT");
 }
