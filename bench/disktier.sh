@@ -15,13 +15,21 @@
 #     both read the same extent; fio runs while Arrow is idle.
 # The order of the two alternates by round. Every ratio is Arrow ÷ fio of the same round.
 #
-# Output: OUT_DIR/disktier.jsonl (one row per measurement), a summary table on stdout
-# (median and range of the same-round ratios). Exit 1 if a run failed or a hit run reached the
-# origin.
+# The peers (PEERS: nginx proxy_cache, Varnish with file storage, Traffic Server on disk) serve the
+# same keys from the same origin, each — Arrow too — confined to the same memory budget by a
+# cgroup (v1) memory limit of MEM_LIMIT_BYTES, which charges the page cache, so no peer serves
+# from RAM a working set that Arrow serves from disk; every cache is sized to hold the whole set.
+# The caches are filled unconfined; then the page cache is dropped (sync; drop_caches) and each
+# cache is confined before the measured runs.
+# Peers run the uniform key choice (PEER_PICKS) in the same rounds as Arrow.
+#
+# Output: OUT_DIR/disktier.jsonl (one row per measurement), summary tables on stdout (median and
+# range of the same-round ratios). Exit 1 if a run failed or a hit run reached the origin.
 #
 # Environment (defaults in brackets): ROUNDS [3] DURATION_S [5] CONNS ["8 32"]
-# SIZES ["1024 64"] PICKS ["uniform zipf"] COUNT_1024 [1500] COUNT_64 [8000] RAM_BYTES [33554432]
-# DISK_BYTES [4294967296] BASE_PORT [18500] SERVER_CORE [1] CLIENT_CORE [0] ARROW_BIN.
+# SIZES ["1024 64"] PICKS ["uniform zipf"] PEER_PICKS ["uniform"] COUNT_1024 [1500] COUNT_64 [8000]
+# RAM_BYTES [33554432] DISK_BYTES [4294967296] PEERS ["nginx varnish ats"]
+# MEM_LIMIT_BYTES [134217728] BASE_PORT [18500] SERVER_CORE [1] CLIENT_CORE [0] ARROW_BIN.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -39,6 +47,9 @@ DURATION_S=${DURATION_S:-5}
 CONNS=${CONNS:-"8 32"}
 SIZES=${SIZES:-"1024 64"}
 PICKS=${PICKS:-"uniform zipf"}
+PEER_PICKS=${PEER_PICKS:-uniform}
+PEERS=${PEERS-"nginx varnish ats"}
+MEM_LIMIT_BYTES=${MEM_LIMIT_BYTES:-134217728}
 COUNT_1024=${COUNT_1024:-1500}
 COUNT_64=${COUNT_64:-8000}
 export BASE_PORT=${BASE_PORT:-18500}
@@ -55,14 +66,46 @@ TCK=$(clk_tck)
 mkdir -p "$SCRATCH"
 
 bench_install wrk fio nginx || die "wrk, fio and nginx are needed"
+for p in $PEERS; do
+    case $p in varnish) bench_install varnishd || true ;; ats) bench_install traffic_server || true ;; esac
+done
+# Every cache holds the whole working set; only the memory limit keeps it on disk.
+export NGINX_CACHE_MAX=4g VARNISH_STORAGE="file,$SCRATCH/varnish-storage.bin,4G" ATS_SPAN_BYTES=$((4 << 30))
+CGROUP_ROOT=/sys/fs/cgroup/memory
+[ -w "$CGROUP_ROOT" ] || die "needs the cgroup v1 memory controller at $CGROUP_ROOT (and root)"
 [ -x "$ARROW_BIN" ] || (cd "$ROOT" && cargo build --release -p arrow-server --bin arrow)
 
 # shellcheck source=lib/peers.sh
 . "$BENCH_DIR/lib/peers.sh"
+CGROUPS=()
 cleanup() {
     bench_stop_all
+    local cg
+    for cg in "${CGROUPS[@]}"; do rmdir "$cg" 2>/dev/null || true; done
     [ "${KEEP_SCRATCH:-0}" = 1 ] || rm -rf "$SCRATCH"
 }
+
+# tree_pids ROOT: ROOT and all its descendants.
+tree_pids() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
+        { line = $0; sub(/^[0-9]+ \(.*\) /, "", line); split(line, f, " "); ppid[$1] = f[2] }
+        END { want[root] = 1; changed = 1
+              while (changed) { changed = 0; for (p in ppid) if (!(p in want) && (ppid[p] in want)) { want[p] = 1; changed = 1 } }
+              for (p in want) print p }'
+}
+
+# confine NAME PID: move PID's process tree (and its charges) into a memory cgroup of
+# MEM_LIMIT_BYTES; children started later inherit it.
+confine() {
+    local cg="$CGROUP_ROOT/arrow-disktier-$$-$1" pid
+    mkdir -p "$cg"
+    CGROUPS+=("$cg")
+    echo 3 > "$cg/memory.move_charge_at_immigrate" 2>/dev/null || true
+    echo "$MEM_LIMIT_BYTES" > "$cg/memory.limit_in_bytes"
+    for pid in $(tree_pids "$2"); do echo "$pid" > "$cg/cgroup.procs" 2>/dev/null || true; done
+    log "$1: pid $2 confined to $((MEM_LIMIT_BYTES >> 20)) MiB (cgroup $cg)"
+}
+cgroup_peak() { cat "$CGROUP_ROOT/arrow-disktier-$$-$1/memory.max_usage_in_bytes" 2>/dev/null || echo 0; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n 65536 2>/dev/null || true
@@ -86,9 +129,16 @@ mkdir -p "$FILES/1k"
 chmod -R a+rX "$FILES"
 
 start_origin "$FILES"
-start_arrow
+STARTED=()
+for p in arrow $PEERS; do
+    if start_peer "$p"; then
+        STARTED+=("$p")
+    else
+        log "peer $p did not start; left out"
+        stop_peer "$p" || true
+    fi
+done
 PORT=${PEER_PORT[arrow]}
-PID=${PEER_PID[arrow]}
 SLAB="$SCRATCH/arrow/disk0.slab"
 
 metric() { # metric NAME: the first sample of NAME in Arrow's /metrics
@@ -96,21 +146,31 @@ metric() { # metric NAME: the first sample of NAME in Arrow's /metrics
         awk -v n="$1" '$1 == n || index($1, n "{") == 1 { print $2; exit }'
 }
 
-# fill: every key once (MISS), then once more (every answer must be a HIT).
-for size in $SIZES; do
-    count_var=COUNT_$size
-    count=${!count_var}
-    cfg="$SCRATCH/keys-$size.curl"
-    : > "$cfg"
-    for ((i = 0; i < count; i++)); do
-        printf 'url = "http://127.0.0.1:%s/d%sk/%05d"\noutput = "/dev/null"\n' "$PORT" "$size" "$i" >> "$cfg"
+# fill: every key once (MISS), then once more (every answer must be a HIT), on every cache.
+for p in "${STARTED[@]}"; do
+    for size in $SIZES; do
+        count_var=COUNT_$size
+        count=${!count_var}
+        cfg="$SCRATCH/keys-$p-$size.curl"
+        : > "$cfg"
+        for ((i = 0; i < count; i++)); do
+            printf 'url = "http://127.0.0.1:%s/d%sk/%05d"\noutput = "/dev/null"\n' "${PEER_PORT[$p]}" "$size" "$i" >> "$cfg"
+        done
+        curl -s --max-time 900 -K "$cfg" -w '%{http_code}\n' > "$SCRATCH/fill-$p-$size.txt" || true
+        # Traffic Server's xdebug answers X-Cache: hit-fresh; the others HIT.
+        curl -s --max-time 900 -H 'X-Debug: X-Cache' -K "$cfg" -w '%{http_code} %header{x-cache}\n' \
+            > "$SCRATCH/check-$p-$size.txt" || true
+        hits=$(grep -ci '^200 .*hit' "$SCRATCH/check-$p-$size.txt" || true)
+        log "$p: filled ${size} KiB: $hits/$count hits on the second pass"
+        [ "$hits" = "$count" ] || log "$p: only $hits of $count ${size} KiB objects were hits on the second pass"
     done
-    curl -s --max-time 600 -K "$cfg" -w '%{http_code}\n' > "$SCRATCH/fill-$size.txt" || true
-    curl -s --max-time 600 -K "$cfg" -w '%{http_code} %header{x-cache}\n' > "$SCRATCH/check-$size.txt" || true
-    hits=$(grep -c '^200 HIT' "$SCRATCH/check-$size.txt" || true)
-    log "filled ${size} KiB: $hits/$count HIT on the second pass"
-    [ "$hits" = "$count" ] || die "only $hits of $count ${size} KiB objects were stored"
 done
+# Filled unconfined (a memory-limited fill crawls through reclaim); then the page cache the
+# fills left behind is dropped, so no cache starts with its working set in RAM, and every cache
+# is confined from here on (pages it still maps move into its cgroup with it).
+sync
+echo 1 > /proc/sys/vm/drop_caches
+for p in "${STARTED[@]}"; do confine "$p" "${PEER_PID[$p]}"; done
 USED=$(metric arrow_disk_used_bytes)
 # The data area begins after the superblock and the directory (one 512-byte entry per 32 KiB).
 DATA_START=$(((1 + (ARROW_DISK_BYTES / 32768 + 7) / 8) * 4096))
@@ -121,37 +181,48 @@ ROWS="$OUT/disktier.jsonl"
 : > "$ROWS"
 FAILED=0
 
-run_arrow() { # run_arrow ROUND SIZE COUNT PICK C
-    local round=$1 size=$2 count=$3 pick=$4 c=$5 c0 c1 o0 o1 line args
+run_peer() { # run_peer PEER ROUND SIZE COUNT PICK C
+    local peer=$1
+    shift
+    local round=$1 size=$2 count=$3 pick=$4 c=$5 c0 c1 o0 o1 line args PID=${PEER_PID[$peer]} PORT=${PEER_PORT[$peer]}
     args=(uniform "/d${size}k/" "$count" 5)
     [ "$pick" = zipf ] && args=(zipf "/d${size}k/" "$count" 5 0.8)
     o0=$(origin_requests)
     c0=$(cpu_ticks "$PID")
-    taskset -c "$CLIENT_CORE" wrk -t1 -c"$c" -d"${DURATION_S}s" --timeout 10s --latency \
+    # wrk runs under a bash whose children's CPU time (after the wait) is the client's CPU: a
+    # run where it nears 1.0 was bound by the load generator, not the cache.
+    taskset -c "$CLIENT_CORE" bash -c '"$@"; awk '"'"'{ sub(/^[0-9]+ \(.*\) /, ""); print "CLIENT_TICKS", $14 + $15 }'"'"' /proc/$$/stat' \
+        _ wrk -t1 -c"$c" -d"${DURATION_S}s" --timeout 10s --latency \
         -s "$BENCH_DIR/lib/keys.lua" "http://127.0.0.1:$PORT/" -- "${args[@]}" \
-        > "$OUT/logs/wrk-$size-$pick-c$c-r$round.txt" 2>&1 || true
+        > "$OUT/logs/wrk-$peer-$size-$pick-c$c-r$round.txt" 2>&1 || true
     c1=$(cpu_ticks "$PID")
     origin_settle
     o1=$(origin_requests)
-    line=$(grep '^WRK_JSON ' "$OUT/logs/wrk-$size-$pick-c$c-r$round.txt" || true)
+    line=$(grep '^WRK_JSON ' "$OUT/logs/wrk-$peer-$size-$pick-c$c-r$round.txt" || true)
     if [ -z "$line" ]; then
-        log "arrow $size KiB $pick c$c r$round: no wrk result"
+        log "$peer $size KiB $pick c$c r$round: no wrk result"
         FAILED=1
         return
     fi
-    [ "$o1" = "$o0" ] || { log "arrow $size KiB $pick c$c r$round: origin saw $((o1 - o0)) requests"; FAILED=1; }
-    python3 - "$ROWS" "${line#WRK_JSON }" "$round" "$size" "$pick" "$c" "$c0" "$c1" "$TCK" "$((o1 - o0))" <<'PY'
+    if [ "$o1" != "$o0" ]; then
+        log "$peer $size KiB $pick c$c r$round: origin saw $((o1 - o0)) requests"
+        [ "$peer" = arrow ] && FAILED=1
+    fi
+    local cticks
+    cticks=$(awk '$1 == "CLIENT_TICKS" { print $2 }' "$OUT/logs/wrk-$peer-$size-$pick-c$c-r$round.txt")
+    python3 - "$ROWS" "${line#WRK_JSON }" "$round" "$size" "$pick" "$c" "$c0" "$c1" "$TCK" "$((o1 - o0))" "$peer" "$(cgroup_peak "$peer")" "${cticks:-0}" <<'PY'
 import json, sys
-out, js, rnd, size, pick, c, c0, c1, tck, origin = sys.argv[1:]
+out, js, rnd, size, pick, c, c0, c1, tck, origin, peer, peak, cticks = sys.argv[1:]
 r = json.loads(js)
 secs = r["duration_us"] / 1e6
 cpu = (int(c1) - int(c0)) / int(tck)
 errs = sum(r[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
-row = {"engine": "arrow", "round": int(rnd), "size_kib": int(size), "pick": pick, "conns": int(c),
+row = {"engine": peer, "mem_peak_bytes": int(peak), "round": int(rnd), "size_kib": int(size), "pick": pick, "conns": int(c),
        "ops_per_s": round(r["requests"] / secs, 1), "cpu_us_per_op": round(cpu * 1e6 / max(r["requests"], 1), 1),
-       "p99_us": r["p99_us"], "errors": errs, "origin_requests": int(origin)}
+       "p99_us": r["p99_us"], "errors": errs, "origin_requests": int(origin),
+       "wrk_cpu_util": round(int(cticks) / int(tck) / secs, 2) if secs else None}
 open(out, "a").write(json.dumps(row) + "\n")
-print(f"arrow {size:>5} KiB {pick:7s} c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} req/s  cpu {row['cpu_us_per_op']} us/hit  p99 {r['p99_us']} us  errors {errs}", file=sys.stderr)
+print(f"{peer:7s} {size:>5} KiB {pick:7s} c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} req/s  cpu {row['cpu_us_per_op']} us/hit  p99 {r['p99_us']} us  wrk cpu {row['wrk_cpu_util']}  errors {errs}", file=sys.stderr)
 PY
 }
 
@@ -168,7 +239,7 @@ j = json.load(open(js))["jobs"][0]["read"]
 row = {"engine": "fio", "round": int(rnd), "size_kib": int(size), "conns": int(c),
        "ops_per_s": round(j["iops"], 1), "p99_us": round(j["clat_ns"]["percentile"].get("99.000000", 0) / 1000)}
 open(out, "a").write(json.dumps(row) + "\n")
-print(f"fio   {size:>5} KiB         c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} reads/s", file=sys.stderr)
+print(f"fio     {size:>5} KiB         c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} reads/s", file=sys.stderr)
 PY
 }
 
@@ -178,7 +249,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
         count=${!count_var}
         for c in $CONNS; do
             if [ $((round % 2)) = 1 ]; then run_fio "$round" "$size" "$c"; fi
-            for pick in $PICKS; do run_arrow "$round" "$size" "$count" "$pick" "$c"; done
+            for pick in $PICKS; do run_peer arrow "$round" "$size" "$count" "$pick" "$c"; done
+            for p in "${STARTED[@]}"; do
+                [ "$p" = arrow ] && continue
+                for pick in $PEER_PICKS; do run_peer "$p" "$round" "$size" "$count" "$pick" "$c"; done
+            done
             if [ $((round % 2)) = 0 ]; then run_fio "$round" "$size" "$c"; fi
         done
     done
@@ -188,25 +263,50 @@ curl -s --max-time 5 "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" > "$OUT/logs/a
 python3 - "$ROWS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+med = statistics.median
 fio = {(r["round"], r["size_kib"], r["conns"]): r["ops_per_s"] for r in rows if r["engine"] == "fio"}
+arrow = {(r["round"], r["size_kib"], r["pick"], r["conns"]): r for r in rows if r["engine"] == "arrow"}
 groups = {}
-for r in rows:
-    if r["engine"] != "arrow":
-        continue
-    f = fio.get((r["round"], r["size_kib"], r["conns"]))
+for (rnd, size, pick, c), r in arrow.items():
+    f = fio.get((rnd, size, c))
     if not f:
         continue
-    g = groups.setdefault((r["size_kib"], r["pick"], r["conns"]), {"ratio": [], "cpu": [], "ops": [], "fio": []})
+    g = groups.setdefault((size, pick, c), {"ratio": [], "cpu": [], "ops": [], "fio": [], "mem": []})
     g["ratio"].append(r["ops_per_s"] / f)
     g["cpu"].append(r["cpu_us_per_op"])
     g["ops"].append(r["ops_per_s"])
     g["fio"].append(f)
-print("| object | keys | conns | Arrow req/s | fio reads/s | Arrow ÷ fio (median, range) | CPU per hit (median, range) |")
+    g["mem"].append(r.get("mem_peak_bytes", 0))
+print("| object | keys | conns | Arrow req/s | fio reads/s | Arrow ÷ fio (median, range) | Arrow CPU per hit (median, range) |")
 print("|---|---|---|---|---|---|---|")
 for (size, pick, c), g in sorted(groups.items()):
-    med = statistics.median
     print(f"| {size} KiB | {pick} | {c} | {med(g['ops']):.0f} | {med(g['fio']):.0f} | "
           f"{med(g['ratio']):.2f} ({min(g['ratio']):.2f}–{max(g['ratio']):.2f}) | "
           f"{med(g['cpu']):.0f} µs ({min(g['cpu']):.0f}–{max(g['cpu']):.0f}) |")
+peers = sorted({r["engine"] for r in rows} - {"arrow", "fio"})
+if peers:
+    print()
+    print("| object | keys | conns | peer | peer req/s | peer CPU per hit | Arrow ÷ peer req/s (median, range) | Arrow ÷ peer CPU per hit | peer memory peak (cgroup) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for p in peers:
+        pg = {}
+        for r in rows:
+            if r["engine"] != p:
+                continue
+            a = arrow.get((r["round"], r["size_kib"], r["pick"], r["conns"]))
+            if not a:
+                continue
+            g = pg.setdefault((r["size_kib"], r["pick"], r["conns"]), {"ops": [], "cpu": [], "r": [], "rc": [], "mem": []})
+            g["ops"].append(r["ops_per_s"])
+            g["cpu"].append(r["cpu_us_per_op"])
+            g["r"].append(a["ops_per_s"] / max(r["ops_per_s"], 1e-9))
+            g["rc"].append(a["cpu_us_per_op"] / max(r["cpu_us_per_op"], 1e-9))
+            g["mem"].append(r.get("mem_peak_bytes", 0))
+        for (size, pick, c), g in sorted(pg.items()):
+            print(f"| {size} KiB | {pick} | {c} | {p} | {med(g['ops']):.0f} | {med(g['cpu']):.0f} µs | "
+                  f"{med(g['r']):.2f} ({min(g['r']):.2f}–{max(g['r']):.2f}) | {med(g['rc']):.2f} | "
+                  f"{max(g['mem']) / 1048576:.0f} MiB |")
+    am = max((r.get("mem_peak_bytes", 0) for r in rows if r["engine"] == "arrow"), default=0)
+    print(f"\nArrow memory peak (cgroup): {am / 1048576:.0f} MiB")
 PY
 exit "$FAILED"

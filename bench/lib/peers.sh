@@ -6,7 +6,8 @@
 # (nginx: master + worker; varnish: manager + child; arrow: the node; ats: traffic_server),
 # and PEER_PORT[<peer>] its HTTP port.
 #
-# Inputs: BENCH_DIR (repo's bench/), SCRATCH, SERVER_CORE, ORIGIN_CORE, BASE_PORT, ARROW_BIN.
+# Inputs: BENCH_DIR (repo's bench/), SCRATCH, SERVER_CORE, ORIGIN_CORE, BASE_PORT, ARROW_BIN;
+# optional NGINX_CACHE_MAX [1g] (proxy_cache max_size), VARNISH_STORAGE [malloc,256m] (-s).
 
 declare -A PEER_PID PEER_PORT
 ORIGIN_PORT=$((BASE_PORT + 1))
@@ -119,7 +120,7 @@ start_nginx() {
     rm -rf "$dir"
     mkdir -p "$dir/tmp" "$dir/cache"
     render "$BENCH_DIR/peers/nginx-cache.conf.in" "$dir/nginx.conf" \
-        DIR="$dir" PORT="$port" ORIGIN_PORT="$ORIGIN_PORT"
+        DIR="$dir" PORT="$port" ORIGIN_PORT="$ORIGIN_PORT" CACHE_MAX="${NGINX_CACHE_MAX:-1g}"
     taskset -c "$SERVER_CORE" nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" \
         > "$dir/stdout.log" 2>&1 &
     PEER_PID[nginx]=$!
@@ -139,7 +140,7 @@ start_varnish() {
     render "$BENCH_DIR/peers/varnish.vcl.in" "$dir/bench.vcl" ORIGIN_PORT="$ORIGIN_PORT"
     chmod 644 "$dir/bench.vcl"
     taskset -c "$SERVER_CORE" varnishd -F -n "$dir/work" -a "127.0.0.1:$port" -f "$dir/bench.vcl" \
-        -s malloc,256m -p thread_pools=1 -P "$dir/varnishd.pid" > "$dir/varnishd.log" 2>&1 &
+        -s "${VARNISH_STORAGE:-malloc,256m}" -p thread_pools=1 -P "$dir/varnishd.pid" > "$dir/varnishd.log" 2>&1 &
     PEER_PID[varnish]=$!
     bench_track "${PEER_PID[varnish]}"
     wait_http "http://127.0.0.1:$port/" 150 || {
