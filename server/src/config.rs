@@ -83,6 +83,10 @@ pub struct Limits {
     /// `send_rate_window_ms`, or its connection is closed (counted as a slow viewer). 0 disables.
     /// Default 1024.
     pub send_rate_min_bytes_per_s: u64,
+    /// Bytes the kernel may queue for a viewer beyond those in flight (TCP_NOTSENT_LOWAT): what a
+    /// viewer that stops reading holds in kernel memory, instead of a whole autotuned send buffer
+    /// (several MiB on loopback). 0 keeps the kernel's default. Default 262144.
+    pub send_unsent_bytes_max: u64,
     /// The window of `send_rate_min_bytes_per_s`. Default 30000 ms.
     pub send_rate_window_ms: u64,
     /// How long a body piece read for a viewer is kept in memory while the viewer's socket takes
@@ -118,6 +122,7 @@ impl Default for Limits {
             fill_buffer_bytes_max: 512 << 20,
             fill_window_bytes: 4 << 20,
             send_rate_min_bytes_per_s: 1024,
+            send_unsent_bytes_max: 256 << 10,
             send_rate_window_ms: 30_000,
             send_hold_ms: 200,
             fills_in_flight_max: 256,

@@ -32,6 +32,7 @@ enum ReadHead {
 pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::SocketAddr) {
     let _ = stream.set_nodelay(true);
     let limits = ctx.node.cfg.limits.clone();
+    limit_unsent(&stream, limits.send_unsent_bytes_max);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
     let body_timeout = Duration::from_millis(limits.body_timeout_ms);
     let mut served = 0u64;
@@ -373,4 +374,28 @@ fn dup_socket(stream: &TcpStream) -> Option<std::os::fd::OwnedFd> {
     }
     // SAFETY: fd is fresh and owned by nothing else.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Bound the bytes the kernel queues for a viewer beyond what is in flight (TCP_NOTSENT_LOWAT):
+/// a viewer that stops reading then holds at most about this much kernel memory (plus its
+/// receive window) instead of a whole autotuned send buffer; 0 leaves the kernel's default.
+fn limit_unsent(stream: &TcpStream, bytes: u64) {
+    use std::os::fd::AsRawFd;
+    if bytes == 0 {
+        return;
+    }
+    let v = bytes.min(i32::MAX as u64) as libc::c_int;
+    // SAFETY: setsockopt on a socket the stream keeps open, with a c_int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "TCP_NOTSENT_LOWAT not set");
+    }
 }
