@@ -20,7 +20,8 @@
 # cgroup (v1) memory limit of MEM_LIMIT_BYTES, which charges the page cache, so no peer serves
 # from RAM a working set that Arrow serves from disk; every cache is sized to hold the whole set.
 # The caches are filled unconfined; then the page cache is dropped (sync; drop_caches) and each
-# cache is confined before the measured runs.
+# cache is confined before the measured runs — except Varnish, whose file storage is a mapping
+# (mapped pages survive drop_caches uncharged), so it runs confined from its start.
 # Peers run the uniform key choice (PEER_PICKS) in the same rounds as Arrow.
 #
 # Output: OUT_DIR/disktier.jsonl (one row per measurement), summary tables on stdout (median and
@@ -133,6 +134,9 @@ STARTED=()
 for p in arrow $PEERS; do
     if start_peer "$p"; then
         STARTED+=("$p")
+        # Varnish's file storage is a mapping: pages it faults in while unconfined stay resident
+        # and uncharged (drop_caches keeps mapped pages), so it is confined from the start.
+        [ "$p" = varnish ] && confine "$p" "${PEER_PID[$p]}"
     else
         log "peer $p did not start; left out"
         stop_peer "$p" || true
@@ -170,7 +174,7 @@ done
 # is confined from here on (pages it still maps move into its cgroup with it).
 sync
 echo 1 > /proc/sys/vm/drop_caches
-for p in "${STARTED[@]}"; do confine "$p" "${PEER_PID[$p]}"; done
+for p in "${STARTED[@]}"; do [ "$p" = varnish ] || confine "$p" "${PEER_PID[$p]}"; done
 USED=$(metric arrow_disk_used_bytes)
 # The data area begins after the superblock and the directory (one 512-byte entry per 32 KiB).
 DATA_START=$(((1 + (ARROW_DISK_BYTES / 32768 + 7) / 8) * 4096))

@@ -589,6 +589,26 @@ origins = ["http://127.0.0.1:9000"]
     }
 
     #[test]
+    fn a_fill_window_outside_its_bounds_is_rejected() {
+        for window in ["1024", "1073741824"] {
+            let text = format!("{MINIMAL}\n[limits]\nfill_window_bytes = {window}\n");
+            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(e.contains("limits.fill_window_bytes"), "{e}");
+        }
+        let text = format!("{MINIMAL}\n[limits]\nfill_window_bytes = 1048576\n");
+        assert_eq!(
+            Config::parse(&text, "t.toml")
+                .unwrap()
+                .limits
+                .fill_window_bytes,
+            1 << 20
+        );
+        let text = format!("{MINIMAL}\n[limits]\nsend_rate_window_ms = 0\n");
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("limits.send_rate_window_ms"), "{e}");
+    }
+
+    #[test]
     fn disk_on_missing_shard_is_rejected() {
         let text = format!(
             "{MINIMAL}\n[[disk]]\npath = \"/tmp/x.slab\"\nsize_bytes = 67108864\nshard = 3\n"

@@ -76,14 +76,11 @@ pub struct RingStats {
 impl DiskRing {
     /// A ring and its reaper task on the current monoio runtime.
     pub fn new() -> io::Result<Rc<DiskRing>> {
-        // COOP_TASKRUN: a completion does not interrupt the running shard (it is posted at the
-        // shard's next syscall, and a sleeping shard is still woken); SINGLE_ISSUER: only this
-        // thread submits. Kernels before 6.0 refuse these flags: use a plain ring there.
-        let ring = match IoUring::builder()
-            .setup_coop_taskrun()
-            .setup_single_issuer()
-            .build(RING_ENTRIES)
-        {
+        // SINGLE_ISSUER: only this thread submits. Not COOP_TASKRUN: with it, a completion
+        // waited for the shard's next entry into the kernel, and at low concurrency a 64 KiB
+        // disk-tier hit took 2x the time and 1.6x the CPU (bench/disktier.sh CONNS=1: 1,573 vs
+        // 2,900 req/s). Kernels before 6.0 refuse SINGLE_ISSUER: use a plain ring there.
+        let ring = match IoUring::builder().setup_single_issuer().build(RING_ENTRIES) {
             Ok(ring) => ring,
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 IoUring::builder().build(RING_ENTRIES)?
