@@ -580,12 +580,18 @@ impl ShardCache {
             // at the viewer's pace); it ends when that viewer leaves.
             if !shared && fill.window.borrow().bytes > window_max {
                 let taken = fill.consumed.get();
+                if fill.readers.get() == 0 {
+                    // The viewer may not have started reading yet (or asked only for the head):
+                    // give it a moment, then stop fetching a body nobody reads.
+                    monoio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    if fill.readers.get() == 0 && fill.consumed.get() == taken {
+                        fill.error.set(true);
+                        return;
+                    }
+                    continue;
+                }
                 fill.wait_until(|f| f.consumed.get() > taken || f.readers.get() == 0)
                     .await;
-                if fill.readers.get() == 0 {
-                    fill.error.set(true);
-                    return;
-                }
                 fill.trim(window_max, shared);
                 continue;
             }

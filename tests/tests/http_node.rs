@@ -954,3 +954,42 @@ fn an_interim_1xx_in_the_same_read_as_the_final_head_does_not_stall_the_fill() {
     let again = get(node.http, "/v/e/page.ts", HOST, &[]).unwrap();
     assert_eq!(again.x_cache(), "HIT");
 }
+
+#[test]
+fn an_uncacheable_body_larger_than_the_window_streams_at_the_viewers_pace() {
+    let dir = scratch_dir("private-window");
+    let origin = Origin::start(|req: &SeenRequest| {
+        OriginReply::ok(body_for(&req.path, 12 << 20), "private, max-age=60")
+    });
+    let (http, admin) = addrs();
+    let cfg = node_config(dir.path(), http, admin, &[origin.url()], "")
+        .replace("[limits]\n", "[limits]\nfill_window_bytes = 262144\n");
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    let path = "/v/p/private.bin";
+    // A viewer that starts reading late: the fill waits for it, a window ahead, then streams.
+    let mut c = TcpStream::connect(http).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let r = read_response(&mut c, false, &mut Vec::new()).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.x_cache(), "MISS");
+    assert!(r.body == body_for(path, 12 << 20), "the body differs");
+    // The fill's memory is released once the viewer is done (the gauge follows within 100 ms).
+    let mut m = String::new();
+    let released = wait_until(Duration::from_secs(5), || {
+        m = String::from_utf8(get(admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+        metric_sum(&m, "arrow_fill_buffer_bytes") == 0.0
+    });
+    assert!(released, "{m}");
+    // HEAD of the same: answered from the head; the body nobody reads is not fetched to the end.
+    let h = request(http, "HEAD", path, HOST, &[]).unwrap();
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("content-length"), Some("12582912"));
+    assert_eq!(get(http, "/v/p/other.ts", HOST, &[]).unwrap().status, 200);
+    assert_eq!(node.log().matches("panicked").count(), 0, "{}", node.log());
+}
