@@ -681,7 +681,7 @@ impl ShardCache {
                             h.header(name, x);
                         }
                     }
-                    self.common_headers(&mut h, req, result, 0);
+                    self.common_headers(&mut h, req, result, v.current_age_s(freshness::now_s()));
                     let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
                     return Outcome {
                         status: 304,
@@ -714,9 +714,14 @@ impl ShardCache {
             (None, _) => (head.status, 0, None),
         };
         let chunked = len.is_none();
+        // Age as RFC 9111 §4.2.3 computes it (the origin's Age and Date included), not 0.
+        let age = head
+            .validators
+            .as_ref()
+            .map_or(0, |m| m.current_age_s(freshness::now_s()));
         let mut h = HeadWriter::new(status);
         h.raw_without(&head.header_block, CACHE_WRITES_FIELDS);
-        self.common_headers(&mut h, req, result, 0);
+        self.common_headers(&mut h, req, result, age);
         if status == 206 {
             h.header(
                 "Content-Range",

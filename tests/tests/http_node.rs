@@ -993,3 +993,17 @@ fn an_uncacheable_body_larger_than_the_window_streams_at_the_viewers_pace() {
     assert_eq!(get(http, "/v/p/other.ts", HOST, &[]).unwrap().status, 200);
     assert_eq!(node.log().matches("panicked").count(), 0, "{}", node.log());
 }
+
+#[test]
+fn a_miss_reports_the_age_the_origin_gave() {
+    let s = setup("age", "", |req| {
+        OriginReply::ok(body_for(&req.path, 2000), "max-age=86400").header("Age", "7200")
+    });
+    let a = get(s.node.http, "/v/a/seg.ts", HOST, &[]).unwrap();
+    assert_eq!(a.x_cache(), "MISS");
+    let age: u64 = a.header("age").unwrap().parse().unwrap();
+    assert!((7200..7260).contains(&age), "MISS Age {age}");
+    let b = get(s.node.http, "/v/a/seg.ts", HOST, &[]).unwrap();
+    let age: u64 = b.header("age").unwrap().parse().unwrap();
+    assert!((7200..7260).contains(&age), "{} Age {age}", b.x_cache());
+}
