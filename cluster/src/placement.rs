@@ -183,7 +183,10 @@ pub fn pick_by_headroom_bounded(
     if total == 0 {
         return None;
     }
-    let mut point = (u128::from(splitmix64(seed)) * total) >> 64;
+    // point = ⌊seed · total / 2^64⌋ < total, computed without overflow: total exceeds 2^64 when
+    // nodes report capacities near u64::MAX (unmeasured), and `seed * total` would wrap.
+    let s = u128::from(splitmix64(seed));
+    let mut point = s * (total >> 64) + ((s * (total & u128::from(u64::MAX))) >> 64);
     for node in eligible() {
         let h = headroom(node);
         if point < h {
@@ -291,6 +294,27 @@ mod tests {
         for seed in 0..1000 {
             let pick = pick_by_headroom_bounded(&nodes, seed, 5_000_000).unwrap();
             assert_ne!(pick.name, "c");
+        }
+    }
+
+    #[test]
+    fn pick_by_headroom_spreads_over_nodes_of_huge_capacity() {
+        // Capacities near u64::MAX (a node that has measured nothing yet) made the sum of
+        // headrooms exceed 2^64, and the pick wrapped onto the first node every time.
+        let nodes = vec![node("a", 1), node("b", 1), node("c", 1)]
+            .into_iter()
+            .map(|mut n| {
+                n.capacity_bps = u64::MAX;
+                n
+            })
+            .collect::<Vec<_>>();
+        let mut counts = [0u32; 3];
+        for seed in 0..30_000 {
+            let pick = pick_by_headroom(&nodes, seed).unwrap();
+            counts[nodes.iter().position(|n| n.name == pick.name).unwrap()] += 1;
+        }
+        for c in counts {
+            assert!((9_000..11_000).contains(&c), "{counts:?}");
         }
     }
 }
