@@ -199,6 +199,29 @@ pub struct RawHostRule {
     /// responses are not cached).
     #[serde(default)]
     pub default_ttl_s: Option<u64>,
+    /// The query string in the cache key: `"drop"` (default: media segments and manifests whose
+    /// queries are tokens or cache busters), `"keep"` (every parameter), or a list of the
+    /// parameter names that select different content (`["quality", "lang"]`). Kept parameters
+    /// are sorted by name in the key, so their order in the URL does not matter.
+    #[serde(default)]
+    pub query: Option<RawQuery>,
+}
+
+/// `host.query` as written: a mode or a list of parameter names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawQuery {
+    Mode(String),
+    Names(Vec<String>),
+}
+
+/// Which query parameters enter the cache key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryKey {
+    Drop,
+    Keep,
+    /// These names only (sorted).
+    Allow(Vec<String>),
 }
 
 fn default_labels() -> usize {
@@ -217,6 +240,7 @@ pub struct HostRule {
     pub origins: Vec<Origin>,
     pub origin_host: Option<String>,
     pub default_ttl_s: Option<u64>,
+    pub query: QueryKey,
 }
 
 /// One origin: where to connect and how to name it.
@@ -489,7 +513,33 @@ impl RawHostRule {
         for o in &self.origins {
             origins.push(parse_origin(o).map_err(|m| (format!("host[{i}].origins"), m))?);
         }
+        let query = match self.query {
+            None => QueryKey::Drop,
+            Some(RawQuery::Mode(m)) if m == "drop" => QueryKey::Drop,
+            Some(RawQuery::Mode(m)) if m == "keep" => QueryKey::Keep,
+            Some(RawQuery::Mode(m)) => {
+                return Err((
+                    format!("host[{i}].query"),
+                    format!("{m:?} is not \"drop\", \"keep\" or a list of parameter names"),
+                ))
+            }
+            Some(RawQuery::Names(mut names)) => {
+                if names
+                    .iter()
+                    .any(|n| n.is_empty() || n.contains(['&', '=', '?', '#']))
+                {
+                    return Err((
+                        format!("host[{i}].query"),
+                        "parameter names must be non-empty and free of & = ? #".into(),
+                    ));
+                }
+                names.sort();
+                names.dedup();
+                QueryKey::Allow(names)
+            }
+        };
         Ok(HostRule {
+            query,
             hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             technical_labels: self.technical_labels,
             hash_input,

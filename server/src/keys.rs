@@ -4,7 +4,7 @@
 //! default hash-input regex gives cache key `claw.ac/assets3/matrix/manifest.mpd`, hash input
 //! `/assets3/matrix` and cluster key `claw.ac` + md5 hex of `/assets3/matrix`.
 
-use crate::config::HostRule;
+use crate::config::{HostRule, QueryKey};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -73,7 +73,28 @@ pub fn derive(rule: &HostRule, host: &str, path_and_query: &str, with_cluster_ke
     } else {
         String::new()
     };
-    let cache_key = format!("{domain}{path}");
+    let mut cache_key = format!("{domain}{path}");
+    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    if rule.query != QueryKey::Drop && !query.is_empty() {
+        // Kept parameters sorted by name (stable: repeated names keep their order).
+        let mut kept: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter(|p| match &rule.query {
+                QueryKey::Allow(names) => {
+                    let name = p.split_once('=').map_or(*p, |(n, _)| n);
+                    names.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+                }
+                _ => true,
+            })
+            .collect();
+        kept.sort_by_key(|p| p.split_once('=').map_or(*p, |(n, _)| n));
+        if !kept.is_empty() {
+            cache_key.push('?');
+            cache_key.push_str(&kept.join("&"));
+        }
+    }
     Keys {
         domain,
         cache_key,
@@ -112,6 +133,39 @@ mod tests {
         assert_eq!(k.hash_input, "/assets/matrix");
         assert!(k.cluster_key.starts_with("foo.com"));
         assert_eq!(k.cluster_key.len(), "foo.com".len() + 32);
+    }
+
+    fn rule_with_query(query: &str) -> HostRule {
+        let text = format!(
+            "[node]\nlisten=[\"127.0.0.1:1\"]\n[[host]]\nhosts=[\"*\"]\norigins=[\"http://127.0.0.1:9\"]\nquery = {query}\n"
+        );
+        Config::parse(&text, "t").unwrap().hosts.remove(0)
+    }
+
+    #[test]
+    fn query_in_the_cache_key_per_rule() {
+        let key = |r: &HostRule, pq: &str| derive(r, "cdn.foo.com", pq, false).cache_key;
+        let keep = rule_with_query("\"keep\"");
+        assert_eq!(key(&keep, "/v/a.ts?b=2&a=1"), "foo.com/v/a.ts?a=1&b=2");
+        assert_eq!(key(&keep, "/v/a.ts?a=1&b=2"), "foo.com/v/a.ts?a=1&b=2");
+        assert_eq!(key(&keep, "/v/a.ts?"), "foo.com/v/a.ts");
+        assert_eq!(key(&keep, "/v/a.ts"), "foo.com/v/a.ts");
+        let allow = rule_with_query("[\"q\", \"lang\"]");
+        assert_eq!(
+            key(&allow, "/v/a.ts?token=x&q=hd&lang=en"),
+            "foo.com/v/a.ts?lang=en&q=hd"
+        );
+        assert_eq!(key(&allow, "/v/a.ts?token=y"), "foo.com/v/a.ts");
+        assert_eq!(
+            key(&allow, "/v/a.ts?quality=hd"),
+            "foo.com/v/a.ts",
+            "prefix of a name"
+        );
+        let drop = rule_with_query("\"drop\"");
+        assert_eq!(key(&drop, "/v/a.ts?a=1"), "foo.com/v/a.ts");
+        let bad = "[node]\nlisten=[\"127.0.0.1:1\"]\n[[host]]\nhosts=[\"*\"]\norigins=[\"http://127.0.0.1:9\"]\nquery = \"some\"\n";
+        let e = Config::parse(bad, "t").unwrap_err().to_string();
+        assert!(e.contains("host[0].query"), "{e}");
     }
 
     #[test]

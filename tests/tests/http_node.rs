@@ -1007,3 +1007,24 @@ fn a_miss_reports_the_age_the_origin_gave() {
     let age: u64 = b.header("age").unwrap().parse().unwrap();
     assert!((7200..7260).contains(&age), "{} Age {age}", b.x_cache());
 }
+
+#[test]
+fn a_host_rule_puts_the_query_in_the_cache_key() {
+    let s = setup("query-keep", "query = [\"v\"]", media);
+    let a1 = get(s.node.http, "/v/q/seg.ts?v=1&token=a", HOST, &[]).unwrap();
+    assert_eq!(a1.x_cache(), "MISS");
+    assert_eq!(a1.body, body_for("/v/q/seg.ts?v=1&token=a", 10_000));
+    // Another token, same v: the same object.
+    let a2 = get(s.node.http, "/v/q/seg.ts?token=b&v=1", HOST, &[]).unwrap();
+    assert_eq!(a2.x_cache(), "HIT");
+    assert_eq!(a2.body, a1.body);
+    assert_eq!(
+        a2.header("x-arrow-cache-key"),
+        Some("example.test/v/q/seg.ts?v=1")
+    );
+    // Another v: another object, fetched with its own query.
+    let b = get(s.node.http, "/v/q/seg.ts?v=2", HOST, &[]).unwrap();
+    assert_eq!(b.x_cache(), "MISS");
+    assert_eq!(b.body, body_for("/v/q/seg.ts?v=2", 10_000));
+    assert_eq!(s.origin.requests(), 2);
+}
