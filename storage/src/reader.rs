@@ -113,24 +113,11 @@ async fn read_chunks(
         let chunk_start = c * cb;
         let chunk_len = cb.min(rec.body_len - chunk_start) as usize;
         let blocks = blocks_for(chunk_len as u64);
-        let mut buf = AlignedBuf::for_read(blocks as usize * BLOCK_BYTES as usize);
-        let mut filled = 0u64;
-        for piece in map_blocks(&rec.extents, chunk_start / BLOCK_BYTES, blocks) {
-            let Some(piece) = piece else {
-                return Err(failed(disk, obj, corrupt(disk, "record extents", 0)).await);
+        let buf =
+            match read_extent_blocks(disk, &rec.extents, chunk_start / BLOCK_BYTES, blocks).await {
+                Ok(b) => b,
+                Err(e) => return Err(failed(disk, obj, e).await),
             };
-            let from = (filled * BLOCK_BYTES) as usize;
-            let to = from + piece.blocks as usize * BLOCK_BYTES as usize;
-            let (res, slice) = disk
-                .file
-                .read_blocks(buf.slice_mut(from..to), u64::from(piece.start))
-                .await;
-            buf = slice.into_inner();
-            if let Err(e) = res {
-                return Err(failed(disk, obj, e).await);
-            }
-            filled += u64::from(piece.blocks);
-        }
         if crc32c::crc32c(&buf.as_slice()[..chunk_len]) != rec.chunk_crcs[c as usize] {
             let block = rec.extents[0].start;
             return Err(failed(disk, obj, corrupt(disk, "chunk", block)).await);
@@ -149,8 +136,9 @@ async fn read_chunks(
     Ok(out.freeze())
 }
 
-/// Logical data blocks `[first, first + count)` of `extents`, read into one buffer (for chunks of
-/// an object still being written; the caller checks the crc and that the writer is still alive).
+/// Logical data blocks `[first, first + count)` of `extents`, read into one buffer (a chunk of a
+/// stored object, or of one still being written); the caller checks the crc and that the object
+/// is still the one it asked for. Extents that do not cover the range are a corrupt record.
 pub(crate) async fn read_extent_blocks(
     disk: &Disk,
     extents: &[Extent],
@@ -161,7 +149,7 @@ pub(crate) async fn read_extent_blocks(
     let mut filled = 0u64;
     for piece in map_blocks(extents, first, count) {
         let Some(piece) = piece else {
-            return Err(corrupt(disk, "write progress extents", 0));
+            return Err(corrupt(disk, "record extents", 0));
         };
         let from = (filled * BLOCK_BYTES) as usize;
         let to = from + piece.blocks as usize * BLOCK_BYTES as usize;
