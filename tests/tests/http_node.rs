@@ -1028,3 +1028,21 @@ fn a_host_rule_puts_the_query_in_the_cache_key() {
     assert_eq!(b.body, body_for("/v/q/seg.ts?v=2", 10_000));
     assert_eq!(s.origin.requests(), 2);
 }
+
+#[test]
+fn every_answer_carries_one_date() {
+    let s = setup("date", "", media);
+    let lines = raw_head_lines(s.node.http, "/v/d/seg.ts", "");
+    assert_eq!(count_field(&lines, "date"), 1, "MISS: {lines:?}");
+    let lines = raw_head_lines(s.node.http, "/v/d/seg.ts", "");
+    assert_eq!(count_field(&lines, "date"), 1, "HIT: {lines:?}");
+    let lines = raw_head_lines(s.node.http, "/v/d/seg.ts", "If-None-Match: \"11\"\r\n");
+    assert_eq!(count_field(&lines, "date"), 1, "304: {lines:?}");
+    let lines = raw_head_lines(s.node.http, "/v/d/seg.ts", "Range: bytes=999999-\r\n");
+    assert_eq!(count_field(&lines, "date"), 1, "416: {lines:?}");
+    let date = lines
+        .iter()
+        .find(|l| l.to_ascii_lowercase().starts_with("date:"))
+        .unwrap();
+    assert!(date.ends_with(" GMT"), "{date}");
+}
