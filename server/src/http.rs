@@ -286,8 +286,8 @@ thread_local! {
     static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
 }
 
-/// The current time as an HTTP date (cached for the second).
-pub fn http_date_now() -> String {
+/// Append the current time as an HTTP date (formatted once per second, no allocation after).
+fn push_http_date_now(out: &mut Vec<u8>) {
     let now = std::time::SystemTime::now();
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
@@ -297,7 +297,7 @@ pub fn http_date_now() -> String {
         if d.0 != secs || d.1.is_empty() {
             *d = (secs, httpdate::fmt_http_date(now));
         }
-        d.1.clone()
+        out.extend_from_slice(d.1.as_bytes());
     })
 }
 
@@ -342,7 +342,9 @@ impl HeadWriter {
     }
     pub fn finish(mut self) -> Vec<u8> {
         if !self.has_date {
-            let _ = write!(Wrap(&mut self.buf), "Date: {}\r\n", http_date_now());
+            self.buf.extend_from_slice(b"Date: ");
+            push_http_date_now(&mut self.buf);
+            self.buf.extend_from_slice(b"\r\n");
         }
         self.buf.extend_from_slice(b"\r\n");
         self.buf
