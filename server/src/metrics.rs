@@ -169,6 +169,8 @@ pub struct RamLine {
     pub capacity: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Units read from the disk that the full tier did not take (their first recent read).
+    pub declined: u64,
 }
 
 pub fn render(
@@ -398,6 +400,11 @@ pub fn render(
             o,
             "arrow_ram_tier_misses_total{{shard=\"{}\"}} {}",
             r.shard, r.misses
+        );
+        let _ = writeln!(
+            o,
+            "arrow_ram_tier_declined_total{{shard=\"{}\"}} {}",
+            r.shard, r.declined
         );
     }
     o.push_str(extra);

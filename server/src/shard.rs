@@ -494,6 +494,7 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
             capacity: s.ram_tier.capacity_bytes,
             hits: s.ram_tier.hits,
             misses: s.ram_tier.misses,
+            declined: s.ram_tier.declined,
         }),
     }
 }

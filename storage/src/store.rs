@@ -214,25 +214,6 @@ impl Store {
         Ok(out.freeze())
     }
 
-    /// Like [`Store::read`], for senders that can splice: `Some(span)` when the body is (or, after
-    /// one disk read, now is) held in the RAM tier's arena and the range lies in one unit;
-    /// `None` otherwise — then use `read`.
-    pub async fn read_span(
-        &self,
-        obj: &ObjectInfo,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<RamSpan>, StorageError> {
-        self.readable(obj, offset, len)?;
-        if len == 0 {
-            return Ok(None);
-        }
-        match self.read_part(obj, offset, len, true).await? {
-            BodyPart::Span(s) if s.len() == len => Ok(Some(s)),
-            _ => Ok(None),
-        }
-    }
-
     /// The next piece of `obj`'s body from `offset`: at most `len_max` bytes and never past the
     /// end of the unit (one chunk of a chunked body, or the whole of a body up to one chunk) that
     /// holds `offset`. The unit comes from the RAM tier, or from one crc-checked disk read that
