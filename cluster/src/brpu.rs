@@ -4,8 +4,10 @@
 //! For each bottleneck a capacity in bits/s of viewer egress:
 //! - `C_net  = line_rate × net_safety` (unconstrained when the line rate is unknown);
 //! - `C_cpu  = EWMA(egress bits per executor-busy second) × shards` — measured only over
-//!   intervals with at least [`MIN_BUSY_NS`] of busy time (an idle node keeps its last estimate;
-//!   unconstrained until first measured);
+//!   intervals with at least [`MIN_BUSY_NS`] of busy time and [`MIN_BUSY_SHARE`] of the
+//!   interval's executor time busy (a lightly loaded node keeps its last estimate; unconstrained,
+//!   shown as "unmeasured", until first measured — so before it has measured anything a node's
+//!   capacity is what its line rate justifies);
 //! - `C_disk = disk bandwidth / miss share`, where the disk bandwidth is the larger of the start
 //!   probe (scaled by online/total disks) and the EWMA of observed read throughput per busy disk
 //!   second × online disks (it refines the probe upward, as deeper queues show more), capped by
@@ -19,6 +21,10 @@ use crate::table::NodeView;
 
 /// Busy time an interval needs before its egress/busy ratio updates C_cpu.
 pub const MIN_BUSY_NS: u64 = 10_000_000;
+/// Share of the interval's executor time (all shards) that must be busy before its egress/busy
+/// ratio updates C_cpu: under light load fixed costs (timers, comets, metrics) dominate the busy
+/// time, and extrapolating from them reads a capacity far below what the node can do.
+pub const MIN_BUSY_SHARE: f64 = 0.2;
 /// Egress bytes an interval needs before its RAM-tier miss share updates the EWMA.
 pub const MIN_SHARE_BYTES: u64 = 1 << 20;
 /// Miss share below which the disk is not a constraint.
@@ -27,6 +33,9 @@ pub const MISS_SHARE_FLOOR: f64 = 0.001;
 /// Cumulative counters of this node at one instant (from [`crate::LocalStats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BrpuSample {
+    /// When the sample was taken (CLOCK_MONOTONIC ns); 0: unknown (then only
+    /// [`MIN_BUSY_NS`] gates C_cpu).
+    pub at_ns: u64,
     /// Executor busy time summed over shards, ns.
     pub busy_ns: u64,
     /// Viewer egress, bytes.
@@ -170,7 +179,10 @@ impl BrpuMeter {
                 d(sample.busy_ns, prev.busy_ns),
                 d(sample.bytes_sent, prev.bytes_sent),
             ) {
-                if busy >= MIN_BUSY_NS && sent > 0 {
+                let elapsed_ns = sample.at_ns.saturating_sub(prev.at_ns);
+                let loaded = busy as f64
+                    >= elapsed_ns as f64 * f64::from(self.limits.shards.max(1)) * MIN_BUSY_SHARE;
+                if busy >= MIN_BUSY_NS && loaded && sent > 0 {
                     let per_busy_second = sent as f64 * 8.0 / (busy as f64 / 1e9);
                     self.cpu_bps_per_shard =
                         Some(ewma(self.cpu_bps_per_shard, per_busy_second, alpha));
@@ -256,7 +268,11 @@ impl BrpuMeter {
             c_disk_bps: c_disk,
             capacity_bps: capacity,
             users: s.users,
-            brpu_bps: capacity / u64::from(s.users.max(1)),
+            brpu_bps: if capacity == u64::MAX {
+                u64::MAX
+            } else {
+                capacity / u64::from(s.users.max(1))
+            },
             guarantee_bps: l.guarantee_bps,
             admit_next: admits(capacity, s.users, l.guarantee_bps),
             bottleneck,
@@ -430,6 +446,46 @@ mod tests {
         });
         assert_eq!(s.c_disk_bps, 0);
         assert!(!s.admit_next);
+    }
+
+    #[test]
+    fn light_load_does_not_measure_cpu_capacity() {
+        // 4 shards for 1 s = 4 s of executor time; 0.5 s busy (12.5 %) carrying small answers
+        // would read 4 × 1.4 Mbit/s: not measured, capacity stays what the line rate justifies.
+        let mut meter = BrpuMeter::new(limits());
+        meter.observe(BrpuSample {
+            at_ns: 1_000_000_000,
+            ..Default::default()
+        });
+        let s = meter.observe(BrpuSample {
+            at_ns: 2_000_000_000,
+            busy_ns: 500_000_000,
+            bytes_sent: 90_000,
+            users: 2,
+            ..Default::default()
+        });
+        assert_eq!(s.c_cpu_bps, u64::MAX, "unmeasured under light load");
+        assert_eq!(s.capacity_bps, 22_500_000_000);
+        // 1 s busy of 4 (25 %): measured.
+        let s = meter.observe(BrpuSample {
+            at_ns: 3_000_000_000,
+            busy_ns: 1_500_000_000,
+            bytes_sent: 90_000 + 250_000_000,
+            users: 2,
+            ..Default::default()
+        });
+        assert_eq!(s.c_cpu_bps, 8 * GBIT);
+        // Nothing measured at all: brpu is unmeasured too, not capacity / users.
+        let mut meter = BrpuMeter::new(BrpuLimits {
+            line_rate_bps: None,
+            ..limits()
+        });
+        let s = meter.observe(BrpuSample {
+            users: 6,
+            ..Default::default()
+        });
+        assert_eq!((s.capacity_bps, s.brpu_bps), (u64::MAX, u64::MAX));
+        assert!(s.admits(1_000_000));
     }
 
     #[test]

@@ -349,17 +349,20 @@ pub enum Freshness {
 }
 
 /// Replay rule. A comet is fresh when `(boot_id, sequence)` is larger (lexicographically) than
-/// the last accepted pair of its sender. A restarted sender has a larger boot id (its start
-/// time), so its sequence may start again from 1. Two guards cover clocks:
+/// the last accepted pair of its sender: a restarted sender has a larger boot id (its start
+/// time, kept above its previous boot id by the sender), so its sequence may start again from 1,
+/// and nothing captured from an earlier boot is ever accepted while the receiver remembers a
+/// later one. Two guards cover clocks:
 /// - the send time must be within `max_clock_skew_ms` of the receiver's wall clock (0 disables),
 ///   which bounds how old a captured comet can be when replayed;
-/// - a sender out of service whose new boot id is *smaller* (its clock stepped back across a
-///   restart) is accepted as a restart when its send time passes the skew check, since an old
-///   comet cannot pass it.
+/// - a sender silent for longer than `max_clock_skew_ms` whose boot id is *smaller* (its clock
+///   stepped back across a restart and its own table was lost) is accepted as a restart: every
+///   comet it sent before falling silent is older than the skew by then, so no capture can pass
+///   the first guard.
 pub fn freshness(
     comet: &Comet,
     last: Option<(u64, u64)>,
-    sender_in_service: bool,
+    silent_ms: u64,
     wall_now_ms: u64,
     max_clock_skew_ms: u64,
 ) -> Freshness {
@@ -370,7 +373,9 @@ pub fn freshness(
         None => Freshness::Fresh,
         Some(last) if (comet.boot_id, comet.sequence) > last => Freshness::Fresh,
         Some((last_boot, _))
-            if !sender_in_service && max_clock_skew_ms != 0 && comet.boot_id != last_boot =>
+            if max_clock_skew_ms != 0
+                && comet.boot_id != last_boot
+                && silent_ms > max_clock_skew_ms =>
         {
             Freshness::Fresh
         }
@@ -536,38 +541,37 @@ mod tests {
         let mut comet = sample();
         let now = comet.time_ms;
         let last = Some((comet.boot_id, comet.sequence));
-        assert_eq!(
-            freshness(&comet, None, false, now, 60_000),
-            Freshness::Fresh
-        );
-        assert_eq!(
-            freshness(&comet, last, true, now, 60_000),
-            Freshness::Replayed
-        );
+        assert_eq!(freshness(&comet, None, 0, now, 60_000), Freshness::Fresh);
+        assert_eq!(freshness(&comet, last, 0, now, 60_000), Freshness::Replayed);
         comet.sequence += 1;
-        assert_eq!(freshness(&comet, last, true, now, 60_000), Freshness::Fresh);
+        assert_eq!(freshness(&comet, last, 0, now, 60_000), Freshness::Fresh);
         // Restart: larger boot id, sequence from 1.
         comet.boot_id += 1;
         comet.sequence = 1;
-        assert_eq!(freshness(&comet, last, true, now, 60_000), Freshness::Fresh);
-        // An old boot replayed while the sender is up.
+        assert_eq!(freshness(&comet, last, 0, now, 60_000), Freshness::Fresh);
+        // An earlier boot replayed: refused whether the sender is up or was just marked out.
         comet.boot_id -= 2;
+        comet.sequence = 1_000_000;
+        for silent_ms in [0, 1_500, 59_999, 60_000] {
+            assert_eq!(
+                freshness(&comet, last, silent_ms, now, 60_000),
+                Freshness::Replayed,
+                "silent {silent_ms} ms"
+            );
+        }
+        // Clock stepped back across a restart: accepted once the sender has been silent longer
+        // than the skew (every capture is stale by then).
         assert_eq!(
-            freshness(&comet, last, true, now, 60_000),
-            Freshness::Replayed
-        );
-        // Clock stepped back across a restart: accepted once the sender is out of service.
-        assert_eq!(
-            freshness(&comet, last, false, now, 60_000),
+            freshness(&comet, last, 60_001, now, 60_000),
             Freshness::Fresh
         );
         // A captured comet replayed much later fails the skew check.
         assert_eq!(
-            freshness(&comet, last, false, now + 120_000, 60_000),
+            freshness(&comet, last, 120_000, now + 120_000, 60_000),
             Freshness::Stale
         );
         assert_eq!(
-            freshness(&comet, last, false, now + 120_000, 0),
+            freshness(&comet, last, 120_000, now + 120_000, 0),
             Freshness::Replayed
         );
     }

@@ -52,6 +52,26 @@ pub struct ClusterConfig {
     pub missing_intervals: u32,
     /// Cluster secret authenticating comets (HMAC-SHA256); at least 16 bytes. Required.
     pub secret: String,
+    /// The secret being rotated out: comets signed with it are still accepted (this node signs
+    /// with `secret` only). Rotate by setting the new `secret` and the old one here on every
+    /// node, then removing this key once every node has been reloaded. Default: none.
+    #[serde(default)]
+    pub secret_previous: Option<String>,
+    /// A new node does not act as the designated node for any key until it has listened to the
+    /// cluster this long (it waits, then routes with what it heard), so a restarted node never
+    /// fills other nodes' keys from the origin. Default: two comet intervals.
+    #[serde(default)]
+    pub warmup_ms: Option<u64>,
+    /// A connection counts as a viewer (for brpu and admission) while it delivered media bytes
+    /// within this many milliseconds; idle connections and pulls by other nodes never count.
+    /// Default: 10000.
+    #[serde(default = "default_viewer_window_ms")]
+    pub viewer_window_ms: u64,
+    /// Comets accepted per second from one source address before the rest are dropped unread
+    /// (counted as `rate_limited`), so a flood costs bounded CPU. Default: four per comet
+    /// interval, at least 8.
+    #[serde(default)]
+    pub comets_per_source_per_s: Option<u32>,
     /// Records in the cluster table: the most nodes this cluster holds. Default: 256.
     #[serde(default = "default_max_nodes")]
     pub max_nodes: u32,
@@ -104,6 +124,9 @@ fn default_mirror_high_watermark() -> f64 {
 fn default_max_clock_skew_ms() -> u64 {
     60_000
 }
+fn default_viewer_window_ms() -> u64 {
+    10_000
+}
 
 impl ClusterConfig {
     /// A config with every default and the given secret (for tests and examples).
@@ -119,6 +142,10 @@ impl ClusterConfig {
             comet_interval_ms: default_comet_interval_ms(),
             missing_intervals: default_missing_intervals(),
             secret: secret.to_owned(),
+            secret_previous: None,
+            warmup_ms: None,
+            viewer_window_ms: default_viewer_window_ms(),
+            comets_per_source_per_s: None,
             max_nodes: default_max_nodes(),
             brpu_guarantee_bps: 0,
             line_rate_bps: None,
@@ -129,10 +156,38 @@ impl ClusterConfig {
         }
     }
 
+    /// How long a starting node listens before it acts as a designated node.
+    pub fn warmup_ms(&self) -> u64 {
+        self.warmup_ms.unwrap_or(2 * self.comet_interval_ms)
+    }
+
+    /// Comets per second accepted from one source.
+    pub fn comets_per_source_per_s(&self) -> u32 {
+        self.comets_per_source_per_s.unwrap_or_else(|| {
+            let per_s = 4_000 / self.comet_interval_ms.max(1);
+            (per_s as u32).max(8)
+        })
+    }
+
     /// Checks the relations between fields; the message names the offending key.
     pub fn validate(&self) -> Result<(), String> {
         if self.secret.len() < 16 {
             return Err("cluster.secret must be at least 16 bytes".into());
+        }
+        if self.secret_previous.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err("cluster.secret_previous must be at least 16 bytes".into());
+        }
+        if self.warmup_ms.is_some_and(|w| w > 600_000) {
+            return Err("cluster.warmup_ms must be at most 600000".into());
+        }
+        if !(100..=3_600_000).contains(&self.viewer_window_ms) {
+            return Err(format!(
+                "cluster.viewer_window_ms = {} must be within 100..=3600000",
+                self.viewer_window_ms
+            ));
+        }
+        if self.comets_per_source_per_s == Some(0) {
+            return Err("cluster.comets_per_source_per_s must be > 0".into());
         }
         if !(10..=60_000).contains(&self.comet_interval_ms) {
             return Err(format!(

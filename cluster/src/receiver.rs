@@ -1,7 +1,7 @@
 //! Comet admission: datagram → authenticate + parse → own echo? → replay/freshness check →
 //! table upsert. Every drop is counted by cause.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ pub struct ClusterCounters {
     pub(crate) dropped_replayed: AtomicU64,
     pub(crate) dropped_stale: AtomicU64,
     pub(crate) dropped_table_full: AtomicU64,
+    pub(crate) dropped_rate_limited: AtomicU64,
     pub(crate) own_echo: AtomicU64,
     pub(crate) name_conflicts: AtomicU64,
     pub(crate) recv_errors: AtomicU64,
@@ -43,6 +44,8 @@ pub struct CounterSnapshot {
     pub dropped_stale: u64,
     /// No record free for a new node.
     pub dropped_table_full: u64,
+    /// Over the per-source (or overall) receive rate: dropped before authentication.
+    pub dropped_rate_limited: u64,
     /// Our own comets (multicast loop, or ourselves in the peer list).
     pub own_echo: u64,
     /// Comets bearing our name from another boot: two nodes configured with one name.
@@ -58,6 +61,7 @@ impl CounterSnapshot {
             + self.dropped_replayed
             + self.dropped_stale
             + self.dropped_table_full
+            + self.dropped_rate_limited
     }
 }
 
@@ -73,6 +77,7 @@ impl ClusterCounters {
             dropped_replayed: l(&self.dropped_replayed),
             dropped_stale: l(&self.dropped_stale),
             dropped_table_full: l(&self.dropped_table_full),
+            dropped_rate_limited: l(&self.dropped_rate_limited),
             own_echo: l(&self.own_echo),
             name_conflicts: l(&self.name_conflicts),
             recv_errors: l(&self.recv_errors),
@@ -94,11 +99,73 @@ pub enum Admission {
     Replayed,
     Stale,
     TableFull,
+    RateLimited,
+}
+
+/// Sources remembered by the rate limiter; beyond this, new sources share one bucket.
+const RATE_SOURCES_MAX: usize = 4096;
+
+/// Token buckets per source address plus one for every source together, refilled per second:
+/// a flood from one address (or spoofed from many) costs at most this many HMAC checks.
+#[derive(Debug)]
+struct RateLimiter {
+    per_source_per_s: f64,
+    all_per_s: f64,
+    sources: std::collections::HashMap<IpAddr, (f64, u64)>,
+    overflow: (f64, u64),
+    all: (f64, u64),
+}
+
+impl RateLimiter {
+    fn new(per_source_per_s: u32, max_nodes: u32) -> Self {
+        let per_source_per_s = f64::from(per_source_per_s.max(1));
+        let all_per_s = per_source_per_s * f64::from(max_nodes.max(1)) * 2.0;
+        RateLimiter {
+            per_source_per_s,
+            all_per_s,
+            sources: std::collections::HashMap::new(),
+            overflow: (per_source_per_s, 0),
+            all: (all_per_s, 0),
+        }
+    }
+
+    /// Takes one token from `bucket` (burst: one second's worth) at `now_ms`.
+    fn take(bucket: &mut (f64, u64), per_s: f64, now_ms: u64) -> bool {
+        let elapsed_s = now_ms.saturating_sub(bucket.1) as f64 / 1000.0;
+        bucket.0 = (bucket.0 + elapsed_s * per_s).min(per_s);
+        bucket.1 = now_ms;
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn allow(&mut self, source: Option<IpAddr>, now_ms: u64) -> bool {
+        let per_source = self.per_source_per_s;
+        if self.sources.len() >= RATE_SOURCES_MAX {
+            // Forget sources silent for a minute before sharing the overflow bucket.
+            self.sources
+                .retain(|_, b| now_ms.saturating_sub(b.1) < 60_000);
+        }
+        let full = self.sources.len() >= RATE_SOURCES_MAX;
+        let bucket = match source {
+            Some(ip) if !full || self.sources.contains_key(&ip) => self
+                .sources
+                .entry(ip)
+                .or_insert((per_source, now_ms)),
+            _ => &mut self.overflow,
+        };
+        Self::take(bucket, per_source, now_ms) && Self::take(&mut self.all, self.all_per_s, now_ms)
+    }
 }
 
 /// Admits comets into the table (the table's single writer).
 pub struct Receiver {
-    key: CometKey,
+    /// The current secret first, then the one being rotated out.
+    keys: Vec<CometKey>,
+    limiter: std::sync::Mutex<RateLimiter>,
     table: Arc<Table>,
     self_name: String,
     self_boot_id: u64,
@@ -107,16 +174,24 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// `keys`: the current secret first, then any being rotated out (at least one).
+    /// `per_source_per_s`: comets accepted per second from one address; `max_nodes` bounds the
+    /// rate of all sources together (twice that many sources' worth).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        key: CometKey,
+        keys: Vec<CometKey>,
         table: Arc<Table>,
         self_name: String,
         self_boot_id: u64,
         max_clock_skew_ms: u64,
         counters: Arc<ClusterCounters>,
+        per_source_per_s: u32,
+        max_nodes: u32,
     ) -> Self {
+        assert!(!keys.is_empty(), "a receiver needs a secret");
         Receiver {
-            key,
+            keys,
+            limiter: std::sync::Mutex::new(RateLimiter::new(per_source_per_s, max_nodes)),
             table,
             self_name,
             self_boot_id,
@@ -135,7 +210,22 @@ impl Receiver {
         wall_now_ms: u64,
     ) -> Admission {
         let c = &self.counters;
-        let mut comet = match Comet::decode(bytes, &self.key) {
+        let allowed = self
+            .limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(source.map(|s| s.ip()), mono_now_ms);
+        if !allowed {
+            bump(&c.dropped_rate_limited);
+            return Admission::RateLimited;
+        }
+        let mut decoded = Comet::decode(bytes, &self.keys[0]);
+        for key in &self.keys[1..] {
+            if matches!(&decoded, Err(e) if e.is_forged()) {
+                decoded = Comet::decode(bytes, key);
+            }
+        }
+        let mut comet = match decoded {
             Ok(comet) => comet,
             Err(e) if e.is_forged() => {
                 bump(&c.dropped_forged);
@@ -169,7 +259,7 @@ impl Receiver {
         let verdict = freshness(
             &comet,
             last.map(|(pair, _)| pair),
-            last.is_some_and(|(_, in_service)| in_service),
+            last.map_or(0, |(_, silent_ms)| silent_ms),
             wall_now_ms,
             self.max_clock_skew_ms,
         );

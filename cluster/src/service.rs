@@ -192,18 +192,31 @@ pub fn start(
         guarantee_bps: cfg.brpu_guarantee_bps,
         brpu: Mutex::new(None),
     });
-    let boot_id = wall_ns().max(1);
+    // The boot id orders this node's lives for the receivers' replay rule: above the previous
+    // boot's even if the clock stepped back (our own record survives in the table).
+    let previous_boot = table
+        .last_accepted(&node_name, monotonic_ms())
+        .map_or(0, |((boot, _), _)| boot);
+    let boot_id = wall_ns().max(previous_boot.saturating_add(1)).max(1);
     let advertise = cfg
         .advertise_addr
         .or_else(|| cfg.listen.map(|l| l.ip()).filter(|ip| !ip.is_unspecified()));
     let key = CometKey::new(cfg.secret.as_bytes());
+    let mut keys = vec![key.clone()];
+    keys.extend(
+        cfg.secret_previous
+            .as_ref()
+            .map(|s| CometKey::new(s.as_bytes())),
+    );
     let receiver = Receiver::new(
-        key.clone(),
+        keys,
         Arc::clone(&table),
         node_name.clone(),
         boot_id,
         cfg.max_clock_skew_ms,
         counters,
+        cfg.comets_per_source_per_s(),
+        cfg.max_nodes,
     );
     let state = Loop {
         interval_ms: cfg.comet_interval_ms,

@@ -157,6 +157,7 @@ impl LocalStats {
     /// Sums the shard slots into one sample for the brpu meter.
     pub fn sample(&self) -> BrpuSample {
         let mut s = BrpuSample {
+            at_ns: crate::monotonic_ms().saturating_mul(1_000_000),
             disks_online: self.disks_online.load(Ordering::Relaxed),
             disks_total: self.disks_total.load(Ordering::Relaxed),
             disk_probe_bps: self.disk_probe_bps.load(Ordering::Relaxed),

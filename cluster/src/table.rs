@@ -519,9 +519,9 @@ impl Table {
         }
     }
 
-    /// `(boot_id, sequence)` last accepted from `name` and whether it is in service at
-    /// `now_ms`: the replay state the receiver checks. Writer side.
-    pub fn last_accepted(&self, name: &str, now_ms: u64) -> Option<((u64, u64), bool)> {
+    /// `(boot_id, sequence)` last accepted from `name` and how long it has been silent at
+    /// `now_ms`, in ms: the replay state the receiver checks. Writer side.
+    pub fn last_accepted(&self, name: &str, now_ms: u64) -> Option<((u64, u64), u64)> {
         let Mapping::Writer { state, .. } = &self.mapping else {
             return None;
         };
@@ -531,8 +531,7 @@ impl Table {
             .by_name
             .get(name)?;
         let w = self.read_record(slot)?;
-        let in_service = now_ms.saturating_sub(w[4]) <= self.liveness().max_age_ms();
-        Some(((w[6], w[7]), in_service))
+        Some(((w[6], w[7]), now_ms.saturating_sub(w[4])))
     }
 }
 

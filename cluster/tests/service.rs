@@ -38,12 +38,14 @@ fn receiver_drops_and_counts_bad_comets() {
     let counters = Arc::new(ClusterCounters::default());
     let key = CometKey::new(SECRET.as_bytes());
     let rx = Receiver::new(
-        key.clone(),
+        vec![key.clone()],
         Arc::clone(&table),
         "self.example".into(),
         1,
         60_000,
         Arc::clone(&counters),
+        1000,
+        8,
     );
     let wall = 1_700_000_000_000;
     let src: SocketAddr = "10.1.2.3:7777".parse().unwrap();
@@ -92,14 +94,71 @@ fn receiver_drops_and_counts_bad_comets() {
         Admission::Replayed,
         "old boot"
     );
+    // The sender dies: its earlier boot replayed 2 s later (out of service, comet within the
+    // skew) is still refused; only after a silence longer than the skew may an earlier boot id
+    // return (a clock stepped back), and by then every capture is stale.
+    let much_later = comet("peer.example", 5, 99, wall).encode(&key).unwrap();
+    assert_eq!(
+        rx.admit(&much_later, Some(src), 2_170, wall + 2_000),
+        Admission::Replayed,
+        "earlier boot after the sender died"
+    );
     let c = counters.snapshot();
     assert_eq!(c.accepted, 3);
-    assert_eq!(c.dropped_replayed, 2);
+    assert_eq!(c.dropped_replayed, 3);
     assert_eq!(c.dropped_forged, 1);
     assert_eq!(c.dropped_malformed, 2);
     assert_eq!(c.dropped_stale, 1);
     assert_eq!(c.own_echo, 1);
-    assert_eq!(c.dropped(), 6);
+    assert_eq!(c.dropped(), 7);
+}
+
+#[test]
+fn rotated_secret_is_accepted_and_floods_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let table =
+        Arc::new(Table::create_with(&dir.path().join("t"), 8, Liveness::default()).unwrap());
+    let counters = Arc::new(ClusterCounters::default());
+    let current = CometKey::new(b"the new cluster secret 2026");
+    let previous = CometKey::new(SECRET.as_bytes());
+    let rx = Receiver::new(
+        vec![current.clone(), previous.clone()],
+        Arc::clone(&table),
+        "self.example".into(),
+        1,
+        60_000,
+        Arc::clone(&counters),
+        10,
+        8,
+    );
+    let wall = 1_700_000_000_000;
+    let a: SocketAddr = "10.1.2.3:7777".parse().unwrap();
+    let b: SocketAddr = "10.1.2.4:7777".parse().unwrap();
+    // A node still on the previous secret and one on the new secret are both heard.
+    let old = comet("old.example", 5, 1, wall).encode(&previous).unwrap();
+    let new = comet("new.example", 5, 1, wall).encode(&current).unwrap();
+    assert_eq!(rx.admit(&old, Some(a), 0, wall), Admission::Accepted);
+    assert_eq!(rx.admit(&new, Some(b), 0, wall), Admission::Accepted);
+    // A third secret is not.
+    let other = comet("x.example", 5, 1, wall)
+        .encode(&CometKey::new(b"a secret nobody configured"))
+        .unwrap();
+    assert_eq!(rx.admit(&other, Some(b), 0, wall), Admission::Forged);
+    // 1,000 datagrams from one source within a second: at most 10 per second are read.
+    let mut limited = 0;
+    for seq in 2..1_002u64 {
+        let c = comet("old.example", 5, seq, wall).encode(&previous).unwrap();
+        if rx.admit(&c, Some(a), 500, wall) == Admission::RateLimited {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 990, "rate limited {limited} of 1000");
+    // Another source is not starved by the flood, and the flooder recovers a second later.
+    let next = comet("new.example", 5, 2, wall).encode(&current).unwrap();
+    assert_eq!(rx.admit(&next, Some(b), 600, wall), Admission::Accepted);
+    let later = comet("old.example", 5, 5_000, wall).encode(&previous).unwrap();
+    assert_eq!(rx.admit(&later, Some(a), 1_700, wall), Admission::Accepted);
+    assert_eq!(counters.snapshot().dropped_rate_limited, limited);
 }
 
 /// Two free UDP ports on 127.0.0.1 (bound then released).

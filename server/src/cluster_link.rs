@@ -20,12 +20,29 @@ pub struct ClusterLink {
     pub local: std::sync::Arc<arrow_cluster::LocalStats>,
     pub guarantee_bps: u64,
     pub overflow: Option<crate::config::OverflowConfig>,
+    /// Until then the node is still hearing the cluster: cacheable requests wait before they
+    /// are routed, so a starting node never acts as the designated node of others' keys.
+    pub warm_at: Instant,
+    /// How long a node that refused a pull is treated as out of service by this node: until the
+    /// table has had the time to mark it out (missing intervals + 1).
+    pub unreachable_ms: u64,
+}
+
+impl ClusterLink {
+    /// Time left before the node has heard the cluster long enough to route.
+    pub fn warmup_left(&self) -> Option<Duration> {
+        let left = self.warm_at.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
 }
 
 #[derive(Default)]
 pub struct RouteCache {
     pub(crate) at: Option<Instant>,
     pub(crate) nodes: Rc<Vec<NodeView>>,
+    /// Nodes this shard could not reach for a pull, until when (bounded by the table's size:
+    /// one entry per node name of the table at most).
+    pub(crate) unreachable: Vec<(String, Instant)>,
 }
 
 pub enum Route {
@@ -85,7 +102,7 @@ impl ClusterLink {
         let b = self.handle.brpu();
         let c = self.handle.counters();
         let mut o = String::new();
-        let _ = writeln!(o, "# HELP arrow_brpu_bps Bitrate per user this node can sustain now.\n# TYPE arrow_brpu_bps gauge\narrow_brpu_bps {}", b.brpu_bps);
+        let _ = writeln!(o, "# HELP arrow_brpu_bps Bitrate per user this node can sustain now.\n# TYPE arrow_brpu_bps gauge\narrow_brpu_bps {}", prom_bps(b.brpu_bps));
         let _ = writeln!(o, "# TYPE arrow_capacity_bps gauge");
         for (r, v) in [
             ("cpu", b.c_cpu_bps),
@@ -93,7 +110,7 @@ impl ClusterLink {
             ("disk", b.c_disk_bps),
             ("min", b.capacity_bps),
         ] {
-            let _ = writeln!(o, "arrow_capacity_bps{{resource=\"{r}\"}} {v}");
+            let _ = writeln!(o, "arrow_capacity_bps{{resource=\"{r}\"}} {}", prom_bps(v));
         }
         let _ = writeln!(
             o,
@@ -119,6 +136,7 @@ impl ClusterLink {
             ("replayed", c.dropped_replayed),
             ("stale", c.dropped_stale),
             ("table_full", c.dropped_table_full),
+            ("rate_limited", c.dropped_rate_limited),
         ] {
             let _ = writeln!(o, "arrow_comets_dropped_total{{reason=\"{reason}\"}} {v}");
         }
@@ -138,5 +156,14 @@ impl ClusterLink {
             );
         }
         o
+    }
+}
+
+/// A rate for Prometheus: unmeasured (unconstrained, `u64::MAX`) is `+Inf`.
+fn prom_bps(bps: u64) -> String {
+    if bps == u64::MAX {
+        "+Inf".into()
+    } else {
+        bps.to_string()
     }
 }

@@ -36,6 +36,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
     let body_timeout = Duration::from_millis(limits.body_timeout_ms);
     let mut served = 0u64;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     loop {
         if ctx.node.shutting_down() && buf.is_empty() {
             break;
@@ -103,7 +104,16 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
             buf.drain(..req.head_len);
         }
         let keep_alive = req.keep_alive && !ctx.node.shutting_down();
-        let out = respond(&ctx, &req, served == 0, body, keep_alive, &mut stream).await;
+        // A viewer counts from its request on; pulls by other nodes never count.
+        let viewer = !ctx.is_pull(&req, peer.ip());
+        if viewer {
+            ctx.viewers.begin(fd, &ctx.metrics.viewers_active);
+        }
+        let out = respond(&ctx, &req, served == 0, viewer, body, keep_alive, &mut stream).await;
+        if viewer {
+            ctx.viewers
+                .end(fd, out.body_bytes > 0, arrow_cluster::monotonic_ms());
+        }
         served += 1;
         ctx.metrics.request(out.status, out.result, out.body_bytes);
         ctx.access_log(
@@ -122,7 +132,11 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
             break;
         }
     }
+    ctx.viewers.close(fd, &ctx.metrics.viewers_active);
 }
+
+/// Designated nodes tried for one request before this node serves it from the origin.
+const PEER_FAILOVERS_MAX: u32 = 3;
 
 /// Read until a full head is in `buf`; enforce byte and time bounds.
 async fn read_head(ctx: &ShardCtx, stream: &mut TcpStream, buf: &mut Vec<u8>) -> ReadHead {
@@ -228,6 +242,7 @@ async fn respond(
     ctx: &Rc<ShardCtx>,
     req: &Request,
     first_on_connection: bool,
+    viewer: bool,
     body: Vec<u8>,
     keep_alive: bool,
     stream: &mut TcpStream,
@@ -257,36 +272,60 @@ async fn respond(
         && req.header("authorization").is_none()
         && body.is_empty();
 
-    let route = ctx.route(&k, req, cacheable, first_on_connection);
-    let mut extra = String::new();
-    if debug {
-        route.debug_headers(&k, &ctx.node.name, path, &mut extra);
+    // A starting node first listens to the cluster (at most the warm-up), so it never acts as
+    // the designated node of keys it is unsure of.
+    if viewer && cacheable {
+        if let Some(left) = ctx.node.cluster.as_ref().and_then(|l| l.warmup_left()) {
+            ctx.metrics.warmup_waits.inc();
+            monoio::time::sleep(left).await;
+        }
     }
-    let upstream_peer = match route {
-        Route::Overflow { location } => {
-            let mut h = http::HeadWriter::new(302);
-            h.header("Location", &location)
-                .header("Server", &*ctx.node.name)
-                .header("Cache-Control", "no-store")
-                .header("Content-Length", 0)
-                .header("Connection", connection_value(keep_alive))
-                .raw(extra.as_bytes());
-            let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
-            return Outcome {
-                status: 302,
-                result: CacheResult::Local,
-                body_bytes: 0,
-                aborted,
-            };
+    let mut extra = String::new();
+    let mut failovers = 0;
+    let upstream_peer = loop {
+        let admit = first_on_connection && viewer && failovers == 0;
+        let route = ctx.route(&k, req, cacheable, admit, !viewer);
+        extra.clear();
+        if debug {
+            route.debug_headers(&k, &ctx.node.name, path, &mut extra);
         }
-        Route::Peer { ref node, addr, .. } => {
-            ctx.metrics.peer_pulls.inc();
-            return crate::route::pull_from_peer(
-                ctx, req, &host, node, addr, keep_alive, &extra, &mut sink,
-            )
-            .await;
+        match route {
+            Route::Overflow { location } => {
+                let mut h = http::HeadWriter::new(302);
+                h.header("Location", &location)
+                    .header("Server", &*ctx.node.name)
+                    .header("Cache-Control", "no-store")
+                    .header("Content-Length", 0)
+                    .header("Connection", connection_value(keep_alive))
+                    .raw(extra.as_bytes());
+                let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
+                return Outcome {
+                    status: 302,
+                    result: CacheResult::Local,
+                    body_bytes: 0,
+                    aborted,
+                };
+            }
+            Route::Peer { ref node, addr, .. } => {
+                ctx.metrics.peer_pulls.inc();
+                if let Some(o) = crate::route::pull_from_peer(
+                    ctx, req, &host, node, addr, keep_alive, &extra, &mut sink,
+                )
+                .await
+                {
+                    return o;
+                }
+                // The designated node is gone before the table knows: the next node in
+                // placement order (or this node, from the origin) serves, within this request.
+                ctx.mark_unreachable(node);
+                ctx.metrics.peer_failovers.inc();
+                failovers += 1;
+                if failovers >= PEER_FAILOVERS_MAX {
+                    break None;
+                }
+            }
+            Route::Local { mirror_from, .. } => break mirror_from,
         }
-        Route::Local { mirror_from, .. } => mirror_from,
     };
 
     if !cacheable {

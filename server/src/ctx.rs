@@ -105,11 +105,12 @@ impl Node {
         }
     }
 
-    /// Active viewers on the node (open viewer connections).
+    /// Viewers on the node: connections answered now or that delivered body bytes within the
+    /// viewer window ([`crate::viewers`]).
     pub fn users(&self) -> u32 {
         self.metrics
             .iter()
-            .map(|m| m.connections_open.get())
+            .map(|m| m.viewers_active.get())
             .sum::<u64>() as u32
     }
 
@@ -145,6 +146,7 @@ pub struct ShardCtx {
     pub(crate) access_log: Option<RefCell<std::io::BufWriter<Box<dyn std::io::Write>>>>,
     pub(crate) connections: std::cell::Cell<usize>,
     pub route_cache: RefCell<crate::cluster_link::RouteCache>,
+    pub viewers: crate::viewers::Viewers,
 }
 
 impl ShardCtx {

@@ -32,3 +32,4 @@ pub mod shard;
 pub mod sink;
 pub mod splice;
 pub mod steer;
+pub mod viewers;

@@ -100,6 +100,13 @@ pub struct ShardMetrics {
     requests: [[Counter; CacheResult::ALL.len()]; STATUS_CLASSES],
     pub body_bytes: Counter,
     pub connections_open: Counter,
+    /// Viewers (gauge): connections answered now or that delivered body bytes recently.
+    pub viewers_active: Counter,
+    /// Requests whose designated node could not be reached, served by the next node in
+    /// placement order or from the origin.
+    pub peer_failovers: Counter,
+    /// Requests that waited for the start-up warm-up before being routed.
+    pub warmup_waits: Counter,
     pub connections_total: Counter,
     pub connections_refused: Counter,
     pub bad_requests: Counter,
@@ -192,7 +199,7 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 21] = [
+    let counters: [(&str, &str, u64); 24] = [
         (
             "arrow_fill_buffer_bytes_max",
             "Bound of arrow_fill_buffer_bytes (per shard, summed).",
@@ -297,6 +304,21 @@ pub fn render(
             "arrow_connections_open",
             "Open client connections.",
             sum(&|s| s.connections_open.get()),
+        ),
+        (
+            "arrow_viewers_active",
+            "Viewers: connections answered now or that delivered body bytes within the viewer window (idle sockets and pulls by other nodes excluded).",
+            sum(&|s| s.viewers_active.get()),
+        ),
+        (
+            "arrow_peer_failovers_total",
+            "Requests whose designated node could not be reached, served by the next node in placement order or from the origin.",
+            sum(&|s| s.peer_failovers.get()),
+        ),
+        (
+            "arrow_warmup_waits_total",
+            "Requests that waited for the start-up warm-up (hearing the cluster) before being routed.",
+            sum(&|s| s.warmup_waits.get()),
         ),
     ];
     for (name, help, v) in counters {

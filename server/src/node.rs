@@ -5,6 +5,7 @@
 //! → cluster service (comets, table) → shard threads open their disks → node-wide disk table
 //! → shards accept → [DNS core] → sigwait → stop accepting, finish in-flight, flush → exit.
 
+use std::time::Duration;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -121,6 +122,8 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
                 local,
                 guarantee_bps: c.brpu_guarantee_bps,
                 overflow: cfg.overflow.clone(),
+                warm_at: std::time::Instant::now() + Duration::from_millis(c.warmup_ms()),
+                unreachable_ms: u64::from(c.missing_intervals + 1) * c.comet_interval_ms,
             })
         }
         None => None,

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow_cluster::NodeView;
 
@@ -26,20 +26,54 @@ impl ShardCtx {
         let link = self.node.cluster.as_ref()?;
         let mut c = self.route_cache.borrow_mut();
         if c.at.is_none_or(|t| t.elapsed() > SNAPSHOT_TTL) {
-            c.nodes = Rc::new(link.handle.table().snapshot());
-            c.at = Some(Instant::now());
+            let now = Instant::now();
+            c.unreachable.retain(|(_, until)| *until > now);
+            let mut nodes = link.handle.table().snapshot();
+            // A node that just refused a pull is out for this shard until the table catches up.
+            for n in nodes.iter_mut() {
+                if c.unreachable.iter().any(|(name, _)| *name == n.name) {
+                    n.in_service = false;
+                }
+            }
+            c.nodes = Rc::new(nodes);
+            c.at = Some(now);
         }
         Some(c.nodes.clone())
     }
 
-    /// Decide where a request is served.
-    pub fn route(
-        &self,
-        k: &Keys,
-        req: &Request,
-        cacheable: bool,
-        first_on_connection: bool,
-    ) -> Route {
+    /// A pull from `node` failed before any response: route around it until the table has had
+    /// time to mark it out (or it answers comets again and the entry expires).
+    pub fn mark_unreachable(&self, node: &str) {
+        let Some(link) = self.node.cluster.as_ref() else {
+            return;
+        };
+        let until = Instant::now() + Duration::from_millis(link.unreachable_ms);
+        let mut c = self.route_cache.borrow_mut();
+        match c.unreachable.iter_mut().find(|(n, _)| n == node) {
+            Some(e) => e.1 = until,
+            None => c.unreachable.push((node.to_string(), until)),
+        }
+        c.at = None;
+    }
+
+    /// Is `req` a pull by another node of the cluster? It must carry the pull header naming a
+    /// node of the table and come from that node's address: a viewer that sends the header is
+    /// still a viewer (admitted, counted and routed as one).
+    pub fn is_pull(&self, req: &Request, peer: std::net::IpAddr) -> bool {
+        let Some(name) = req.header(PULL_HEADER) else {
+            return false;
+        };
+        let peer = peer.to_canonical();
+        self.cluster_nodes().is_some_and(|nodes| {
+            nodes.iter().any(|n| {
+                n.name.eq_ignore_ascii_case(name) && n.addr.map(|a| a.to_canonical()) == Some(peer)
+            })
+        })
+    }
+
+    /// Decide where a request is served. `admit`: a viewer's first request on its connection
+    /// (checked against the brpu guarantee); `pulled`: a verified pull by another node.
+    pub fn route(&self, k: &Keys, req: &Request, cacheable: bool, admit: bool, pulled: bool) -> Route {
         let Some(link) = self.node.cluster.as_ref() else {
             return Route::Local {
                 self_serving: true,
@@ -47,7 +81,6 @@ impl ShardCtx {
                 mirror_from: None,
             };
         };
-        let pulled = req.header(PULL_HEADER).is_some();
         let Some(nodes) = self.cluster_nodes() else {
             return Route::Local {
                 self_serving: true,
@@ -63,8 +96,7 @@ impl ShardCtx {
             })
         };
         // Admission of a new viewer on this node (never for intra-cluster pulls).
-        if first_on_connection && !pulled && !link.handle.admit(self.node.users().saturating_sub(1))
-        {
+        if admit && !pulled && !link.handle.admit(self.node.users().saturating_sub(1)) {
             if let Some(r) = overflow(self) {
                 return r;
             }
@@ -159,7 +191,9 @@ pub async fn pass_to_origin(
     }
 }
 
-/// Pull from the designated peer (marked so the peer never forwards it again).
+/// Pull from the designated peer (marked so the peer never forwards it again). `None`: the peer
+/// could not be reached or gave no response (connect refused, timeout, reset); nothing was sent
+/// to the viewer.
 #[allow(clippy::too_many_arguments)]
 pub async fn pull_from_peer(
     ctx: &Rc<ShardCtx>,
@@ -170,7 +204,7 @@ pub async fn pull_from_peer(
     keep_alive: bool,
     extra: &str,
     sink: &mut impl Sink,
-) -> Outcome {
+) -> Option<Outcome> {
     let headers = forwarded_headers(req, Some(&ctx.node.name));
     let origin = crate::config::Origin {
         url: format!("http://{node}:{}", addr.port()),
@@ -205,17 +239,12 @@ pub async fn pull_from_peer(
             )
             .await;
             o.result = CacheResult::Peer;
-            o
+            Some(o)
         }
         Err(e) => {
-            relay_error(
-                ctx,
-                502,
-                &format!("designated node {node}: {e}"),
-                keep_alive,
-                sink,
-            )
-            .await
+            // Nothing was sent to the viewer: the caller routes around the node.
+            tracing::warn!(node, error = %e, "designated node unreachable; failing over");
+            None
         }
     }
 }

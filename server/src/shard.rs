@@ -167,6 +167,12 @@ async fn shard_main(start: ShardStart) {
         access_log,
         connections: std::cell::Cell::new(0),
         route_cache: RefCell::new(crate::cluster_link::RouteCache::default()),
+        viewers: crate::viewers::Viewers::new(
+            node.cfg
+                .cluster
+                .as_ref()
+                .map_or(10_000, |c| c.viewer_window_ms),
+        ),
     });
 
     // Inbox: cross-shard requests and admin calls.
@@ -269,6 +275,9 @@ fn thread_cpu_ns() -> u64 {
 /// Feed the brpu inputs: executor busy time (this thread's CPU time), egress bytes, users,
 /// RAM-tier hit/miss share; shard 0 also reports the node's disks and weight.
 fn feed_cluster_stats(ctx: &ShardCtx, store: Option<&Store>, fed: &mut FedCounters) {
+    let viewers = ctx
+        .viewers
+        .sweep(arrow_cluster::monotonic_ms(), &ctx.metrics.viewers_active);
     let Some(link) = ctx.node.cluster.as_ref() else {
         return;
     };
@@ -279,7 +288,7 @@ fn feed_cluster_stats(ctx: &ShardCtx, store: Option<&Store>, fed: &mut FedCounte
     let body = ctx.metrics.body_bytes.get();
     slot.add_bytes_sent(body - fed.body_bytes.min(body));
     fed.body_bytes = body;
-    slot.set_users(ctx.connections.get() as u32);
+    slot.set_users(viewers as u32);
     if let Some(store) = store {
         let s = store.stats();
         // Bytes are not split by tier in the stats: count objects as a proxy for the share.
