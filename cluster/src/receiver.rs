@@ -151,10 +151,9 @@ impl RateLimiter {
         }
         let full = self.sources.len() >= RATE_SOURCES_MAX;
         let bucket = match source {
-            Some(ip) if !full || self.sources.contains_key(&ip) => self
-                .sources
-                .entry(ip)
-                .or_insert((per_source, now_ms)),
+            Some(ip) if !full || self.sources.contains_key(&ip) => {
+                self.sources.entry(ip).or_insert((per_source, now_ms))
+            }
             _ => &mut self.overflow,
         };
         Self::take(bucket, per_source, now_ms) && Self::take(&mut self.all, self.all_per_s, now_ms)

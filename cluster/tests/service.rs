@@ -147,7 +147,9 @@ fn rotated_secret_is_accepted_and_floods_are_rate_limited() {
     // 1,000 datagrams from one source within a second: at most 10 per second are read.
     let mut limited = 0;
     for seq in 2..1_002u64 {
-        let c = comet("old.example", 5, seq, wall).encode(&previous).unwrap();
+        let c = comet("old.example", 5, seq, wall)
+            .encode(&previous)
+            .unwrap();
         if rx.admit(&c, Some(a), 500, wall) == Admission::RateLimited {
             limited += 1;
         }
@@ -156,7 +158,9 @@ fn rotated_secret_is_accepted_and_floods_are_rate_limited() {
     // Another source is not starved by the flood, and the flooder recovers a second later.
     let next = comet("new.example", 5, 2, wall).encode(&current).unwrap();
     assert_eq!(rx.admit(&next, Some(b), 600, wall), Admission::Accepted);
-    let later = comet("old.example", 5, 5_000, wall).encode(&previous).unwrap();
+    let later = comet("old.example", 5, 5_000, wall)
+        .encode(&previous)
+        .unwrap();
     assert_eq!(rx.admit(&later, Some(a), 1_700, wall), Admission::Accepted);
     assert_eq!(counters.snapshot().dropped_rate_limited, limited);
 }

@@ -109,7 +109,16 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
         if viewer {
             ctx.viewers.begin(fd, &ctx.metrics.viewers_active);
         }
-        let out = respond(&ctx, &req, served == 0, viewer, body, keep_alive, &mut stream).await;
+        let out = respond(
+            &ctx,
+            &req,
+            served == 0,
+            viewer,
+            body,
+            keep_alive,
+            &mut stream,
+        )
+        .await;
         if viewer {
             ctx.viewers
                 .end(fd, out.body_bytes > 0, arrow_cluster::monotonic_ms());

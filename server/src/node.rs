@@ -5,8 +5,9 @@
 //! → cluster service (comets, table) → shard threads open their disks → node-wide disk table
 //! → shards accept → [DNS core] → sigwait → stop accepting, finish in-flight, flush → exit.
 
-use std::time::Duration;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::ctx::{DiskEntry, Node, ShardMsg};
@@ -104,9 +105,7 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         }
     }
     let admin = match cfg.node.admin_listen {
-        Some(a) => Some(
-            std::net::TcpListener::bind(a).map_err(|e| format!("node.admin_listen {a}: {e}"))?,
-        ),
+        Some(a) => Some(bind_admin(a).map_err(|e| format!("node.admin_listen {a}: {e}"))?),
         None => None,
     };
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
@@ -210,4 +209,37 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
     }
     tracing::info!("arrow node stopped");
     Ok(())
+}
+
+/// The admin listener, with SO_REUSEADDR like the HTTP listeners: a node restarted right after a
+/// crash binds its port again although connections of the previous process are in TIME_WAIT.
+/// A crashed process's listener outlives it until the kernel has torn its io_uring down, so an
+/// address in use is retried for up to [`ADMIN_BIND_RETRY`].
+fn bind_admin(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let started = std::time::Instant::now();
+    loop {
+        match bind_admin_once(addr) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < ADMIN_BIND_RETRY =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+const ADMIN_BIND_RETRY: Duration = Duration::from_secs(3);
+
+fn bind_admin_once(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
 }

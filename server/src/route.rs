@@ -73,7 +73,14 @@ impl ShardCtx {
 
     /// Decide where a request is served. `admit`: a viewer's first request on its connection
     /// (checked against the brpu guarantee); `pulled`: a verified pull by another node.
-    pub fn route(&self, k: &Keys, req: &Request, cacheable: bool, admit: bool, pulled: bool) -> Route {
+    pub fn route(
+        &self,
+        k: &Keys,
+        req: &Request,
+        cacheable: bool,
+        admit: bool,
+        pulled: bool,
+    ) -> Route {
         let Some(link) = self.node.cluster.as_ref() else {
             return Route::Local {
                 self_serving: true,

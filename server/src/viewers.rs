@@ -75,7 +75,8 @@ impl Viewers {
     pub fn sweep(&self, now_ms: u64, gauge: &Counter) -> u64 {
         let mut active = 0;
         for e in self.entries.borrow_mut().values_mut() {
-            let recent = e.delivered_ms != 0 && now_ms.saturating_sub(e.delivered_ms) <= self.window_ms;
+            let recent =
+                e.delivered_ms != 0 && now_ms.saturating_sub(e.delivered_ms) <= self.window_ms;
             let counts = e.in_flight || recent;
             if e.counted && !counts {
                 e.counted = false;

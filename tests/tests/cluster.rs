@@ -19,6 +19,7 @@ struct Cluster {
     net: TestNet,
     children: Vec<Option<Child>>,
     logs: Vec<PathBuf>,
+    configs: Vec<PathBuf>,
     _origin: Option<OriginHandle>,
     _dir: tempfile::TempDir,
 }
@@ -77,6 +78,7 @@ fn start_cluster(n: usize, extra: &str, tail: &str) -> Option<Cluster> {
     let origin = origin_in_hub(&net);
     let mut logs = Vec::new();
     let mut children = Vec::new();
+    let mut configs = Vec::new();
     for i in 0..n {
         let nd = dir.path().join(format!("n{i}"));
         std::fs::create_dir_all(&nd).unwrap();
@@ -92,11 +94,13 @@ fn start_cluster(n: usize, extra: &str, tail: &str) -> Option<Cluster> {
         let log = nd.join("arrow.log");
         children.push(Some(net.spawn_node(i, &path, &log)));
         logs.push(log);
+        configs.push(path);
     }
     let c = Cluster {
         net,
         children,
         logs,
+        configs,
         _origin: Some(origin),
         _dir: dir,
     };
@@ -125,11 +129,20 @@ impl Cluster {
             .map(|r| String::from_utf8_lossy(&r.body).into_owned())
     }
 
+    fn try_http_get(&self, i: usize, path: &str) -> std::io::Result<Response> {
+        let ns = self.net.hub.clone();
+        let addr: SocketAddr = format!("10.77.0.{}:8080", i + 1).parse().unwrap();
+        let path = path.to_string();
+        TestNet::within(&ns, move || get(addr, &path, HOST, &[]))
+    }
+
     fn http_get(&self, i: usize, path: &str) -> Response {
         let ns = self.net.hub.clone();
         let addr: SocketAddr = format!("10.77.0.{}:8080", i + 1).parse().unwrap();
         let path = path.to_string();
-        TestNet::within(&ns, move || get(addr, &path, HOST, &[]).unwrap())
+        TestNet::within(&ns, move || {
+            get(addr, &path, HOST, &[]).unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+        })
     }
 
     fn designations(&self, i: usize, n: usize) -> Vec<String> {
@@ -137,6 +150,73 @@ impl Cluster {
             .unwrap_or_default()
             .lines()
             .map(str::to_string)
+            .collect()
+    }
+
+    /// Start node `i` again with its config; returns once its HTTP port accepts.
+    fn restart(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "node {i} still runs");
+        // The dead process's sockets linger until the kernel tears its io_uring down: wait until
+        // nothing listens in the namespace, so no probe lands on a dying listener.
+        let ns = self.net.nodes[i].clone();
+        let quiet = wait_until(Duration::from_secs(10), || {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &ns, "ss", "-Htln"])
+                .output()
+                .is_ok_and(|o| o.status.success() && o.stdout.trim_ascii().is_empty())
+        });
+        assert!(quiet, "node {i}'s listeners outlived it");
+        self.children[i] = Some(self.net.spawn_node(i, &self.configs[i], &self.logs[i]));
+        let ns = self.net.hub.clone();
+        let addr: SocketAddr = format!("10.77.0.{}:8080", i + 1).parse().unwrap();
+        let up = TestNet::within(&ns, move || {
+            wait_until(Duration::from_secs(20), || {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+            })
+        });
+        assert!(up, "node {i} did not come back; log:\n{}", self.log(i));
+        let exited = self.children[i].as_mut().unwrap().try_wait().unwrap();
+        assert!(
+            exited.is_none(),
+            "node {i} exited: {exited:?}; log:\n{}",
+            self.log(i)
+        );
+    }
+
+    fn metric(&self, i: usize, line_start: &str) -> u64 {
+        self.admin_get(i, "/metrics")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn origin_count(&self) -> u64 {
+        self._origin
+            .as_ref()
+            .unwrap()
+            .count
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Keys `/v/title-{t}` (t < n) with the node designated for each, as node `i` sees it.
+    fn titles(&self, i: usize, n: usize) -> Vec<(String, usize)> {
+        (0..n)
+            .map(|t| {
+                let key = arrow_cluster::cluster_key("example.test", &format!("/v/title-{t}"));
+                let d = self
+                    .admin_get(i, &format!("/designate?key={key}"))
+                    .unwrap_or_default();
+                let di = self
+                    .net
+                    .names
+                    .iter()
+                    .position(|n| *n == d.trim())
+                    .unwrap_or_else(|| panic!("no designated node for {key}: {d:?}"));
+                (format!("/v/title-{t}/seg-1.ts"), di)
+            })
             .collect()
     }
 
@@ -298,6 +378,11 @@ fn overflow_when_the_line_rate_cannot_keep_the_guarantee() {
     let ok = TestNet::within(&hub, move || {
         use std::io::Write;
         let addr: SocketAddr = "10.77.0.1:8080".parse().unwrap();
+        // Idle sockets are not viewers: 50 of them change nothing for the viewers below.
+        let idle: Vec<std::net::TcpStream> = (0..50)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
         let mut viewers = Vec::new();
         for v in 0..2 {
             let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -315,6 +400,15 @@ fn overflow_when_the_line_rate_cannot_keep_the_guarantee() {
             r.header("location"),
             Some("https://cdn.overflow.test/v/t9/seg.ts?a=b")
         );
+        // Claiming to be a pull by a node of the cluster does not get a viewer past admission.
+        let r = get(
+            addr,
+            "/v/t9/seg.ts",
+            HOST,
+            &[("X-Arrow-Pull", "n01.test.arrow")],
+        )
+        .unwrap();
+        assert_eq!(r.status, 302, "a forged pull header is a viewer");
         // Admitted viewers keep being served on their connections.
         for (v, s) in viewers.iter_mut().enumerate() {
             s.write_all(format!("GET /v/t{v}/seg2.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
@@ -323,6 +417,7 @@ fn overflow_when_the_line_rate_cannot_keep_the_guarantee() {
             assert_eq!(r.status, 200);
         }
         drop(viewers);
+        drop(idle);
         // Once they leave, new viewers are admitted again.
         wait_until(Duration::from_secs(5), || {
             get(addr, "/v/t1/seg.ts", HOST, &[])
@@ -454,4 +549,161 @@ fn content_aware_dns_agrees_with_http_designation() {
     // Outside the zone: REFUSED.
     let r = dig(&hub, "10.77.0.2", "www.example.org");
     assert!(r.contains("status: REFUSED"), "{r}");
+}
+
+#[test]
+fn replayed_comets_from_an_earlier_boot_never_bring_a_dead_node_back() {
+    let Some(mut c) = start_cluster(3, "", "") else {
+        return;
+    };
+    let victim = 2;
+    let name = c.net.names[victim].clone();
+    // Capture the victim's comets from the hub (the attacker on the LAN) for a while.
+    let hub = c.net.hub.clone();
+    let captured: Vec<Vec<u8>> = TestNet::within(&hub, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:17777").unwrap();
+        s.join_multicast_v4(
+            &"239.255.77.77".parse().unwrap(),
+            &"10.77.0.254".parse().unwrap(),
+        )
+        .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let key = arrow_cluster::CometKey::new(SECRET.as_bytes());
+        let mut out = Vec::new();
+        let start = Instant::now();
+        let mut buf = [0u8; 2048];
+        while start.elapsed() < Duration::from_millis(10 * INTERVAL_MS) {
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                if arrow_cluster::Comet::decode(&buf[..n], &key).is_ok_and(|m| m.name == name) {
+                    out.push(buf[..n].to_vec());
+                }
+            }
+        }
+        out
+    });
+    assert!(captured.len() >= 5, "captured {} comets", captured.len());
+    // Restart the victim once (a new boot), let the survivors hear it, then kill it for good.
+    c.kill9(victim);
+    c.restart(victim);
+    std::thread::sleep(Duration::from_millis(5 * INTERVAL_MS));
+    assert!(c.designations(0, 300).contains(&c.net.names[victim]));
+    c.kill9(victim);
+    let gone = wait_until(Duration::from_secs(10), || {
+        (0..2).all(|i| !c.designations(i, 300).contains(&c.net.names[victim]))
+    });
+    assert!(gone, "killed node never left service");
+    let replayed_before: Vec<u64> = (0..2)
+        .map(|i| c.metric(i, "arrow_comets_dropped_total{reason=\"replayed\""))
+        .collect();
+    // Replay the capture (well within the clock-skew window) for two seconds while watching.
+    let hub = c.net.hub.clone();
+    let sent = captured.len();
+    let replay = std::thread::spawn(move || {
+        TestNet::within(&hub, move || {
+            let s = std::net::UdpSocket::bind("10.77.0.254:0").unwrap();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(2) {
+                for d in &captured {
+                    s.send_to(d, GROUP).unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(INTERVAL_MS / 2));
+            }
+        })
+    });
+    let mut resurrected = 0;
+    while !replay.is_finished() {
+        for i in 0..2 {
+            if c.designations(i, 1_000).contains(&c.net.names[victim]) {
+                resurrected += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    replay.join().unwrap();
+    assert_eq!(resurrected, 0, "a dead node came back on replayed comets");
+    for (i, before) in replayed_before.iter().enumerate() {
+        let after = c.metric(i, "arrow_comets_dropped_total{reason=\"replayed\"");
+        assert!(
+            after >= before + sent as u64,
+            "node {i}: replayed counter {before} -> {after}, {sent} comets replayed per round"
+        );
+    }
+    // Every request for the dead node's keys is still served.
+    for (path, _) in c.titles(0, 20) {
+        let r = c.http_get(0, &path);
+        assert_eq!(r.status, 200, "{path}: {:?}", r.headers);
+    }
+}
+
+#[test]
+fn a_dead_designated_node_costs_no_failed_request() {
+    let Some(mut c) = start_cluster(3, "", "") else {
+        return;
+    };
+    let victim = 1;
+    let titles = c.titles(0, 60);
+    let theirs: Vec<String> = titles
+        .iter()
+        .filter(|(_, d)| *d == victim)
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert!(theirs.len() >= 5, "{} keys on the victim", theirs.len());
+    c.kill9(victim);
+    // At once, before the table can know: every key of the dead node is still served, by
+    // node 0 and node 2 alike.
+    let mut failed = Vec::new();
+    for path in &theirs {
+        for i in [0, 2] {
+            let r = c.http_get(i, path);
+            if r.status != 200 || r.body != body_for(path, 20_000) {
+                failed.push((i, path.clone(), r.status));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    let failovers =
+        c.metric(0, "arrow_peer_failovers_total") + c.metric(2, "arrow_peer_failovers_total");
+    assert!(failovers >= 1, "failovers counted: {failovers}");
+    // Error bodies never name a node, and the log says which node failed.
+    assert!(c.log(0).contains("failing over") || c.log(2).contains("failing over"));
+}
+
+#[test]
+fn a_restarted_node_hears_the_cluster_before_it_serves_others_keys() {
+    // A warm-up of 10 intervals, so the requests below surely arrive during it.
+    let Some(mut c) = start_cluster(3, "warmup_ms = 1000\n", "") else {
+        return;
+    };
+    let x = 0;
+    let others: Vec<(String, usize)> = c
+        .titles(1, 60)
+        .into_iter()
+        .filter(|(_, d)| *d != x)
+        .take(20)
+        .collect();
+    // Fill every key through its designated node: the origin sees each once.
+    for (path, d) in &others {
+        assert_eq!(c.http_get(*d, path).status, 200);
+    }
+    let filled = c.origin_count();
+    assert_eq!(filled, others.len() as u64);
+    // Restart x as after a host reboot (its table gone), and ask it for those keys at once.
+    c.kill9(x);
+    let table = c.configs[x].parent().unwrap().join(format!("table-{x}"));
+    let _ = std::fs::remove_file(&table);
+    c.restart(x);
+    for (path, _) in &others {
+        let r = c
+            .try_http_get(x, path)
+            .unwrap_or_else(|e| panic!("{path}: {e}; log:\n{}", c.log(x)));
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.body, body_for(path, 20_000));
+    }
+    assert_eq!(
+        c.origin_count(),
+        filled,
+        "the restarted node fetched other nodes' keys from the origin; log:\n{}",
+        c.log(x)
+    );
+    assert!(c.metric(x, "arrow_warmup_waits_total") >= 1);
 }
