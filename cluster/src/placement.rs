@@ -81,8 +81,9 @@ pub fn ln_portable(x: f64) -> f64 {
     2.0 * sum + exp as f64 * LN2
 }
 
-/// `u ∈ (0, 1)` from the 53 high bits of a hash.
-fn unit_interval(hash: u64) -> f64 {
+/// `u ∈ (0, 1]` from the 53 high bits of a hash (1.0 only for a hash whose 53 high bits are
+/// all set: `+ 0.5` rounds to even above 2^52; see PLACEMENT.md).
+pub fn unit_interval(hash: u64) -> f64 {
     ((hash >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
 }
 
