@@ -50,8 +50,8 @@ pub use config::{ClusterConfig, MAX_NODES_LIMIT};
 pub use error::ClusterError;
 pub use identity::{cluster_key, resolve_node_name, NODE_NAME_MAX_BYTES};
 pub use placement::{
-    designated, home, hrw_hash, hrw_score, ln_portable, pick_by_headroom, pick_by_headroom_bounded,
-    ranked,
+    designated, fmix64, fnv1a64, home, hrw_hash, hrw_score, ln_portable, pick_by_headroom,
+    pick_by_headroom_bounded, ranked, unit_interval,
 };
 pub use receiver::{Admission, ClusterCounters, CounterSnapshot, Receiver};
 pub use service::{start, wall_ms, ClusterHandle, ClusterService};
