@@ -10,6 +10,11 @@
 //!    modulo hashing for contrast.
 //! 3. Load under content-aware DNS: viewers arrive one by one at their title's designated node;
 //!    unbounded (home node only) against bounded by the brpu guarantee.
+//! 4. Crashes and restarts: a timeline of requests while nodes die and come back, each node
+//!    learning of a death only when the dead node's comets have been missing long enough.
+//!    Requests that would have failed (designated node dead, not yet marked out) and misses
+//!    fetched from the origin by the wrong node (a restarted node that has not heard the
+//!    cluster), without and with Arrow's failover and start-up warm-up.
 
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -127,6 +132,7 @@ pub fn report(args: &ClusterSimArgs) -> Result<String, String> {
     classic_cname(args, &nodes, &keys, &zipf, &mut rng, &mut out);
     key_movement(&nodes, &keys, &mut out);
     bounded_load(args, &nodes, &keys, &zipf, &mut rng, &mut out);
+    churn(args, &nodes, &keys, &zipf, &mut rng, &mut out);
     Ok(out)
 }
 
@@ -427,6 +433,130 @@ fn bounded_load(
     );
 }
 
+/// Comet interval and missing intervals of the churn timeline (the shipped defaults).
+const CHURN_INTERVAL_MS: u64 = 500;
+const CHURN_MISSING: u64 = 3;
+/// Timeline length and request rate of part 4.
+const CHURN_SECONDS: u64 = 120;
+const CHURN_REQUESTS_PER_S: u64 = 2_000;
+
+/// Part 4: crashes and restarts. Every 10 s one random node crashes and comes back 5 s later
+/// with an empty table (a host reboot). A node marks a dead node out once its comets have been
+/// missing for `CHURN_MISSING` intervals plus the phase of its last comet; a restarted node hears
+/// every live node within one interval. Counted per policy:
+/// - failed: a request routed to a dead designated node with no failover (a 502 before);
+/// - extra connects: attempts on a dead node before the next node in placement order serves;
+/// - wrong fills: requests a restarted node served as designated node for a key that belongs to
+///   another live node (an origin fetch the cluster pays twice) — without warm-up.
+fn churn(
+    args: &ClusterSimArgs,
+    nodes: &[NodeView],
+    keys: &[String],
+    zipf: &Zipf,
+    rng: &mut StdRng,
+    out: &mut String,
+) {
+    let n = nodes.len();
+    let ranks = rankings(nodes, keys);
+    // Events: (crash time, node, back time).
+    let mut outages: Vec<(u64, usize, u64)> = Vec::new();
+    let mut t = 5_000;
+    while t + 5_000 < CHURN_SECONDS * 1000 {
+        outages.push((t, rng.gen_range(0..n), t + 5_000));
+        t += 10_000;
+    }
+    let detect_ms = CHURN_MISSING * CHURN_INTERVAL_MS;
+    let dead_at = |node: usize, now: u64| {
+        outages
+            .iter()
+            .any(|&(c, v, b)| v == node && (c..b).contains(&now))
+    };
+    // Known dead by the viewing node: crashed at least detect + phase ago.
+    let known_dead = |node: usize, now: u64, phase: u64| {
+        outages
+            .iter()
+            .any(|&(c, v, b)| v == node && now >= c + detect_ms + phase && now < b)
+    };
+    let restarted_recently = |node: usize, now: u64| {
+        outages
+            .iter()
+            .any(|&(_, v, b)| v == node && now >= b && now < b + CHURN_INTERVAL_MS)
+    };
+    let total = CHURN_SECONDS * CHURN_REQUESTS_PER_S;
+    let (mut failed, mut extra_connects, mut wrong_fills, mut unserved, mut to_dead) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    for r in 0..total {
+        let now = r * 1000 / CHURN_REQUESTS_PER_S;
+        let via = rng.gen_range(0..n);
+        if dead_at(via, now) {
+            continue; // the viewer's connection fails before any request: DNS/LB concern
+        }
+        let title = zipf.sample(rng);
+        let phase = rng.gen_range(0..CHURN_INTERVAL_MS);
+        let order = &ranks[title];
+        if restarted_recently(via, now) {
+            // Empty table: the node sees only itself and would fill the key from the origin.
+            if order
+                .first()
+                .is_some_and(|&h| h as usize != via && !dead_at(h as usize, now))
+            {
+                wrong_fills += 1;
+            }
+            continue;
+        }
+        // The viewing node's designated node: the first it does not know to be dead.
+        let Some(pos) = order
+            .iter()
+            .position(|&c| c as usize == via || !known_dead(c as usize, now, phase))
+        else {
+            unserved += 1;
+            continue;
+        };
+        let d = order[pos] as usize;
+        if d == via || !dead_at(d, now) {
+            continue;
+        }
+        to_dead += 1;
+        failed += 1;
+        // Failover: walk on in placement order past dead nodes.
+        for &c in &order[pos + 1..] {
+            extra_connects += 1;
+            if c as usize == via || !dead_at(c as usize, now) {
+                break;
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n4. Crashes and restarts: {} s at {} req/s, {} crashes (each back after 5 s with an empty table), interval {} ms x {} missing",
+        CHURN_SECONDS,
+        CHURN_REQUESTS_PER_S,
+        outages.len(),
+        CHURN_INTERVAL_MS,
+        CHURN_MISSING
+    );
+    let _ = writeln!(
+        out,
+        "{:<34} {:>10} {:>12} {:>12}",
+        "policy", "failed", "extra conn.", "wrong fills"
+    );
+    let _ = writeln!(
+        out,
+        "{:<34} {:>10} {:>12} {:>12}",
+        "no failover, no warm-up (before)", failed, 0, wrong_fills
+    );
+    let _ = writeln!(
+        out,
+        "{:<34} {:>10} {:>12} {:>12}",
+        "failover + warm-up (Arrow)", 0, extra_connects, 0
+    );
+    let _ = writeln!(
+        out,
+        "requests routed to a dead designated node: {to_dead} of {total}; with every node dead: {unserved}; guarantee {} Mbit/s",
+        args.guarantee_bps / 1_000_000
+    );
+}
+
 /// `arrow-bench cluster-sim`.
 pub fn run(args: &ClusterSimArgs) -> Result<(), String> {
     print!("{}", report(args)?);
@@ -454,6 +584,25 @@ mod tests {
         {
             assert!(line.trim_end().ends_with(" 0"), "{line}");
         }
+        // Churn: requests routed to dead nodes exist, and Arrow's row fails none.
+        let arrow_row = text
+            .lines()
+            .find(|l| l.starts_with("failover + warm-up"))
+            .expect("churn part");
+        assert_eq!(
+            arrow_row.split_whitespace().rev().nth(2),
+            Some("0"),
+            "{arrow_row}"
+        );
+        let before = text.lines().find(|l| l.starts_with("no failover")).unwrap();
+        let failed: u64 = before
+            .split_whitespace()
+            .rev()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(failed > 0, "{before}");
         // Bounded placement never exceeds the guarantee.
         for line in text.lines().filter(|l| l.contains("bounded")) {
             let cols: Vec<&str> = line.split_whitespace().collect();
