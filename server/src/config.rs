@@ -205,6 +205,14 @@ pub struct RawHostRule {
     /// are sorted by name in the key, so their order in the URL does not matter.
     #[serde(default)]
     pub query: Option<RawQuery>,
+    /// Request headers set on every request to this rule's origins (replacing the viewer's
+    /// field of the same name), e.g. `{ "X-Origin-Token" = "s3cr3t" }`. Default: none.
+    #[serde(default)]
+    pub origin_request_headers: std::collections::BTreeMap<String, String>,
+    /// Viewer request headers never sent to this rule's origins, e.g. `["Cookie"]`. Default:
+    /// none (every end-to-end header is forwarded).
+    #[serde(default)]
+    pub origin_request_headers_remove: Vec<String>,
 }
 
 /// `host.query` as written: a mode or a list of parameter names.
@@ -241,6 +249,11 @@ pub struct HostRule {
     pub origin_host: Option<String>,
     pub default_ttl_s: Option<u64>,
     pub query: QueryKey,
+    /// Header lines (`Name: value\r\n`) set on requests to the origins.
+    pub origin_headers_set: String,
+    /// Lower-case names of viewer headers (and of the set ones) not forwarded as the viewer
+    /// sent them.
+    pub origin_headers_drop: Vec<String>,
 }
 
 /// One origin: where to connect and how to name it.
@@ -538,8 +551,38 @@ impl RawHostRule {
                 QueryKey::Allow(names)
             }
         };
+        let mut origin_headers_set = String::new();
+        let mut origin_headers_drop = Vec::new();
+        for (name, value) in &self.origin_request_headers {
+            let key = format!("host[{i}].origin_request_headers");
+            if !crate::forward::is_token(name) {
+                return Err((key, format!("{name:?} is not a header field name")));
+            }
+            if crate::forward::is_managed(name) {
+                return Err((
+                    key,
+                    format!("{name} is managed by the cache and cannot be set"),
+                ));
+            }
+            if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                return Err((key, format!("the value of {name} holds control characters")));
+            }
+            origin_headers_set.push_str(&format!("{name}: {value}\r\n"));
+            origin_headers_drop.push(name.to_ascii_lowercase());
+        }
+        for name in &self.origin_request_headers_remove {
+            if !crate::forward::is_token(name) {
+                return Err((
+                    format!("host[{i}].origin_request_headers_remove"),
+                    format!("{name:?} is not a header field name"),
+                ));
+            }
+            origin_headers_drop.push(name.to_ascii_lowercase());
+        }
         Ok(HostRule {
             query,
+            origin_headers_set,
+            origin_headers_drop,
             hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             technical_labels: self.technical_labels,
             hash_input,

@@ -14,6 +14,7 @@ use monoio::net::TcpStream;
 
 use crate::cluster_link::Route;
 use crate::ctx::{Reply, ShardCtx, ShardMsg};
+use crate::forward::{upstream_headers, Purpose};
 use crate::http::connection_value;
 use crate::http::{self, BodyKind, Request};
 use crate::keys;
@@ -112,6 +113,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
         let out = respond(
             &ctx,
             &req,
+            peer.ip(),
             served == 0,
             viewer,
             body,
@@ -247,9 +249,11 @@ fn local_response(
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn respond(
     ctx: &Rc<ShardCtx>,
     req: &Request,
+    peer: std::net::IpAddr,
     first_on_connection: bool,
     viewer: bool,
     body: Vec<u8>,
@@ -274,6 +278,15 @@ async fn respond(
         return Outcome { aborted, ..o };
     };
     let rule = &ctx.node.cfg.hosts[rule_idx];
+    let upstream = |purpose| {
+        upstream_headers(
+            req,
+            peer,
+            purpose,
+            &rule.origin_headers_set,
+            &rule.origin_headers_drop,
+        )
+    };
     let path = req.path_and_query();
     let debug = ctx.debug(req);
     let k = keys::derive(rule, &host, path, debug || ctx.node.cluster.is_some());
@@ -317,8 +330,9 @@ async fn respond(
             }
             Route::Peer { ref node, addr, .. } => {
                 ctx.metrics.peer_pulls.inc();
+                let headers = upstream(Purpose::Relay);
                 if let Some(o) = crate::route::pull_from_peer(
-                    ctx, req, &host, node, addr, keep_alive, &extra, &mut sink,
+                    ctx, req, &host, node, addr, &headers, keep_alive, &extra, &mut sink,
                 )
                 .await
                 {
@@ -338,8 +352,9 @@ async fn respond(
     };
 
     if !cacheable {
+        let headers = upstream(Purpose::Relay);
         return crate::route::pass_to_origin(
-            ctx, rule_idx, req, &host, body, keep_alive, &extra, &mut sink,
+            ctx, rule_idx, req, &host, &headers, body, keep_alive, &extra, &mut sink,
         )
         .await;
     }
@@ -360,6 +375,7 @@ async fn respond(
         keep_alive,
         extra_headers: extra,
         upstream_peer,
+        forward_headers: upstream(Purpose::Fill),
     };
     if shard == ctx.shard {
         return ctx.cache.serve(&creq, &mut sink).await;

@@ -104,6 +104,18 @@ pub fn is_unreplayed_header(name: &str) -> bool {
     SKIP.iter().any(|s| name.eq_ignore_ascii_case(s))
 }
 
+/// Lower-case field names a message's `Connection` header lists: hop-by-hop for that message
+/// (RFC 9110 §7.6.1), so never stored, replayed or forwarded.
+pub fn connection_named(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 /// The stored metadata of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
@@ -199,8 +211,9 @@ pub fn evaluate(
     let initial_age_s = apparent_age.max(corrected_age_value);
 
     let mut block = BytesMut::with_capacity(256);
+    let named = connection_named(head.headers);
     for (n, v) in head.headers {
-        if is_unreplayed_header(n) {
+        if is_unreplayed_header(n) || named.iter().any(|c| n.eq_ignore_ascii_case(c)) {
             continue;
         }
         block.put_slice(n.as_bytes());

@@ -18,6 +18,7 @@ pub mod conn;
 pub mod ctx;
 pub mod demo;
 pub mod dns_link;
+pub mod forward;
 pub mod freshness;
 pub mod http;
 pub mod keys;

@@ -160,13 +160,13 @@ pub async fn pass_to_origin(
     rule_idx: usize,
     req: &Request,
     host: &str,
+    headers: &str,
     body: Vec<u8>,
     keep_alive: bool,
     extra: &str,
     sink: &mut impl Sink,
 ) -> Outcome {
     let rule = &ctx.node.cfg.hosts[rule_idx];
-    let headers = forwarded_headers(req, None);
     let resp = ctx
         .cache
         .origin
@@ -208,11 +208,12 @@ pub async fn pull_from_peer(
     host: &str,
     node: &str,
     addr: SocketAddr,
+    headers: &str,
     keep_alive: bool,
     extra: &str,
     sink: &mut impl Sink,
 ) -> Option<Outcome> {
-    let headers = forwarded_headers(req, Some(&ctx.node.name));
+    let headers = format!("{headers}{PULL_HEADER}: {}\r\n", ctx.node.name);
     let origin = crate::config::Origin {
         url: format!("http://{node}:{}", addr.port()),
         host_port: host.to_string(),
@@ -278,35 +279,4 @@ async fn relay_error(
         body_bytes: 0,
         aborted,
     }
-}
-
-/// End-to-end request headers for a relay (hop-by-hop and Host dropped), plus the pull mark.
-fn forwarded_headers(req: &Request, pull_by: Option<&str>) -> String {
-    const HOP: [&str; 8] = [
-        "host",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "te",
-        "upgrade",
-        "content-length",
-    ];
-    let mut s = String::new();
-    for (n, v) in &req.headers {
-        if HOP.iter().any(|h| n.eq_ignore_ascii_case(h)) || n.eq_ignore_ascii_case(PULL_HEADER) {
-            continue;
-        }
-        s.push_str(n);
-        s.push_str(": ");
-        s.push_str(v);
-        s.push_str("\r\n");
-    }
-    if let Some(name) = pull_by {
-        s.push_str("X-Arrow-Pull: ");
-        s.push_str(name);
-        s.push_str("\r\n");
-    }
-    s.push_str("Via: 1.1 arrow\r\n");
-    s
 }

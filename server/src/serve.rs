@@ -43,6 +43,9 @@ pub struct CacheRequest {
     pub extra_headers: String,
     /// Fill from this designated node instead of the origin (mirroring).
     pub upstream_peer: Option<std::net::SocketAddr>,
+    /// The viewer's request headers for the origin on a fill ([`crate::forward`], without
+    /// Range and conditionals; with Via and X-Forwarded-For).
+    pub forward_headers: String,
 }
 
 /// What happened, for the access log and metrics.
@@ -437,7 +440,7 @@ impl ShardCache {
         fetching: Fetching,
     ) {
         let rule = self.rule(req);
-        let mut extra = String::from("Via: 1.1 arrow\r\n");
+        let mut extra = req.forward_headers.clone();
         if let Some(m) = stale {
             if let Some(e) = &m.etag {
                 extra.push_str(&format!("If-None-Match: {e}\r\n"));
@@ -1043,7 +1046,7 @@ impl ShardCache {
     pub async fn pass_through(&self, req: &CacheRequest, sink: &mut impl Sink) -> Outcome {
         let rule = self.rule(req);
         let host = rule.origin_host.as_deref().unwrap_or(&req.host);
-        let mut extra = String::from("Via: 1.1 arrow\r\n");
+        let mut extra = req.forward_headers.clone();
         if let Some(r) = &req.range {
             extra.push_str(&format!("Range: {r}\r\n"));
         }
@@ -1084,8 +1087,11 @@ impl ShardCache {
 /// The origin's headers minus hop-by-hop and recomputed ones, rendered as lines.
 pub fn render_origin_headers(resp: &OriginResponse) -> Bytes {
     let mut b = BytesMut::with_capacity(256);
+    let named = freshness::connection_named(&resp.headers);
     for (n, v) in &resp.headers {
-        if freshness::is_unreplayed_header(n) && !n.eq_ignore_ascii_case("set-cookie") {
+        if (freshness::is_unreplayed_header(n) && !n.eq_ignore_ascii_case("set-cookie"))
+            || named.iter().any(|c| n.eq_ignore_ascii_case(c))
+        {
             continue;
         }
         b.extend_from_slice(n.as_bytes());

@@ -1046,3 +1046,126 @@ fn every_answer_carries_one_date() {
         .unwrap();
     assert!(date.ends_with(" GMT"), "{date}");
 }
+
+#[test]
+fn viewer_request_headers_reach_the_origin_on_fills_and_passes() {
+    let s = setup(
+        "fwd-headers",
+        "origin_request_headers = { \"X-Origin-Token\" = \"t0k\", \"User-Agent\" = \"arrow-fill\" }\norigin_request_headers_remove = [\"Cookie\"]\n",
+        |req: &SeenRequest| {
+            // The origin answers with a hop-by-hop field named by its Connection header.
+            media(req)
+                .header("Connection", "X-Hop-Only")
+                .header("X-Hop-Only", "secret")
+        },
+    );
+    let http = s.node.http;
+    let viewer = [
+        ("Accept-Encoding", "gzip"),
+        ("X-Request-Id", "req-42"),
+        ("Cookie", "session=abc"),
+        ("Connection", "keep-alive, X-Private-Hop"),
+        ("X-Private-Hop", "1"),
+        ("Via", "1.1 player-proxy"),
+        ("X-Forwarded-For", "192.0.2.7"),
+        ("Range", "bytes=0-99"),
+        ("If-None-Match", "\"nope\""),
+        ("User-Agent", "hls.js"),
+    ];
+    let r = get(http, "/v/fwd/seg-1.ts", HOST, &viewer).unwrap();
+    assert_eq!(r.status, 206, "{:?}", r.headers);
+    assert_eq!(
+        r.header("x-hop-only"),
+        None,
+        "a field named by the origin's Connection header reached the viewer"
+    );
+    // The hit is replayed from the stored head: the hop-by-hop field was not stored either.
+    let hit = get(http, "/v/fwd/seg-1.ts", HOST, &[]).unwrap();
+    assert_eq!(hit.x_cache(), "HIT");
+    assert_eq!(hit.header("x-hop-only"), None, "{:?}", hit.headers);
+    // A pass (POST) relays the viewer's own Range and conditionals.
+    let p = request(
+        http,
+        "POST",
+        "/v/fwd/api",
+        HOST,
+        &[("X-Request-Id", "req-43"), ("Range", "bytes=5-9")],
+    )
+    .unwrap();
+    assert_eq!(p.status, 200);
+    let seen = s.origin.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let fill = &seen[0];
+    assert_eq!(fill.header("accept-encoding"), Some("gzip"));
+    assert_eq!(fill.header("x-request-id"), Some("req-42"));
+    assert_eq!(
+        fill.header("x-origin-token"),
+        Some("t0k"),
+        "set by the host rule"
+    );
+    assert_eq!(
+        fill.header("user-agent"),
+        Some("arrow-fill"),
+        "overridden by the host rule"
+    );
+    assert_eq!(fill.header("cookie"), None, "removed by the host rule");
+    assert_eq!(
+        fill.header("x-private-hop"),
+        None,
+        "named by the viewer's Connection"
+    );
+    assert_eq!(fill.header("range"), None, "a fill asks for the whole body");
+    assert_eq!(
+        fill.header("if-none-match"),
+        None,
+        "a fill uses the cache's validators"
+    );
+    assert_eq!(fill.header("via"), Some("1.1 player-proxy, 1.1 arrow"));
+    assert_eq!(fill.header("x-forwarded-for"), Some("192.0.2.7, 127.0.0.1"));
+    let pass = &seen[1];
+    assert_eq!(pass.method, "POST");
+    assert_eq!(pass.header("x-request-id"), Some("req-43"));
+    assert_eq!(pass.header("range"), Some("bytes=5-9"));
+    assert_eq!(pass.header("x-forwarded-for"), Some("127.0.0.1"));
+}
+
+#[test]
+fn origin_request_header_rules_are_checked() {
+    let dir = scratch_dir("fwd-bad");
+    let (http, admin) = addrs();
+    for (extra, needle) in [
+        (
+            "origin_request_headers = { \"Range\" = \"bytes=0-1\" }\n",
+            "managed by the cache",
+        ),
+        (
+            "origin_request_headers = { \"Bad Name\" = \"x\" }\n",
+            "not a header field name",
+        ),
+        (
+            "origin_request_headers_remove = [\"a:b\"]\n",
+            "not a header field name",
+        ),
+    ] {
+        let cfg = node_config(
+            dir.path(),
+            http,
+            admin,
+            &["http://127.0.0.1:9".into()],
+            extra,
+        );
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let out = std::process::Command::new(arrow_bin())
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra}: accepted");
+        assert!(
+            err.contains("host[0].origin_request_headers") && err.contains(needle),
+            "{extra}: {err}"
+        );
+    }
+}
