@@ -90,7 +90,9 @@ pub fn run(args: &DnsServeArgs) -> Result<(), String> {
         zones: vec![bench_zone(args.nodes)],
         core: args.core,
         tcp_connections_max: 256,
+        tcp_connections_per_source_max: 16,
         tcp_idle_ms: 10_000,
+        tcp_message_ms: 500,
     };
     let handle = arrow_dns::spawn(cfg, dir).map_err(|e| e.to_string())?;
     for addr in handle.local_addrs() {

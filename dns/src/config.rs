@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::Deserialize;
 
+use crate::error::DnsError;
+
 /// The responder: where it listens, which zones it is authoritative for, where it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,12 +23,55 @@ pub struct DnsConfig {
     /// CPU core the responder's thread is pinned to. Default: not pinned.
     #[serde(default)]
     pub core: Option<usize>,
-    /// Open TCP connections at most; further ones are accepted and closed at once. Default 256.
+    /// Open TCP connections at most. When all are open, a new connection evicts the one idle the
+    /// longest (waiting for the first byte of its next query); if none is idle, the new one is
+    /// accepted and closed at once. Default 256.
     #[serde(default = "default_tcp_connections_max")]
     pub tcp_connections_max: usize,
-    /// A TCP connection with no complete query for this long is closed. Default 10000.
+    /// Open TCP connections from one source address at most (IPv4-mapped IPv6 counts as the
+    /// IPv4 address); further ones from that address are accepted and closed at once, so one
+    /// client cannot take every slot. Within `1..=tcp_connections_max`. Default 16.
+    #[serde(default = "default_tcp_connections_per_source_max")]
+    pub tcp_connections_per_source_max: usize,
+    /// A TCP connection waiting this long for the first byte of its next query is closed.
+    /// Default 10000.
     #[serde(default = "default_tcp_idle_ms")]
     pub tcp_idle_ms: u64,
+    /// Once the first byte of a TCP query (its length prefix) has arrived, the whole query must
+    /// arrive within this long, and its answer must then be written within this long; else the
+    /// connection is closed (a client dribbling bytes cannot hold it). Default 500 (as Knot's
+    /// `tcp-io-timeout`).
+    #[serde(default = "default_tcp_message_ms")]
+    pub tcp_message_ms: u64,
+}
+
+impl DnsConfig {
+    /// Checks the server-level settings (zones are validated by [`crate::Zones::new`]); the
+    /// error names the offending key.
+    pub fn validate(&self) -> Result<(), DnsError> {
+        let bad = |reason: String| Err(DnsError::Server { reason });
+        if self.listen.is_empty() {
+            return bad("listen: at least one address is required".to_string());
+        }
+        if self.tcp_connections_max == 0 {
+            return bad("tcp_connections_max: must be at least 1".to_string());
+        }
+        if self.tcp_connections_per_source_max == 0
+            || self.tcp_connections_per_source_max > self.tcp_connections_max
+        {
+            return bad(format!(
+                "tcp_connections_per_source_max: {} is not within 1..=tcp_connections_max ({})",
+                self.tcp_connections_per_source_max, self.tcp_connections_max
+            ));
+        }
+        if self.tcp_idle_ms == 0 {
+            return bad("tcp_idle_ms: must be at least 1".to_string());
+        }
+        if self.tcp_message_ms == 0 {
+            return bad("tcp_message_ms: must be at least 1".to_string());
+        }
+        Ok(())
+    }
 }
 
 /// One zone delegated to the cluster, e.g. `dx.claw.ac` for customer domain `claw.ac`.
@@ -126,8 +171,14 @@ pub fn demo_zone() -> ZoneConfig {
 fn default_tcp_connections_max() -> usize {
     256
 }
+fn default_tcp_connections_per_source_max() -> usize {
+    16
+}
 fn default_tcp_idle_ms() -> u64 {
     10_000
+}
+fn default_tcp_message_ms() -> u64 {
+    500
 }
 fn default_soa_serial() -> u32 {
     1
@@ -180,8 +231,11 @@ mod tests {
         "#;
         let cfg: DnsConfig = toml::from_str(text).expect("parses");
         assert_eq!(cfg.tcp_connections_max, 256);
+        assert_eq!(cfg.tcp_connections_per_source_max, 16);
         assert_eq!(cfg.tcp_idle_ms, 10_000);
+        assert_eq!(cfg.tcp_message_ms, 500);
         assert_eq!(cfg.core, None);
+        cfg.validate().expect("defaults are valid");
         let zone = &cfg.zones[0];
         assert_eq!(zone.content_ttl_s, 300);
         assert_eq!(zone.headroom_ttl_s, 5);
@@ -197,6 +251,41 @@ mod tests {
             tcp_idle = 5
         "#;
         assert!(toml::from_str::<DnsConfig>(text).is_err());
+    }
+
+    #[test]
+    fn invalid_tcp_limits_name_their_key() {
+        let base: DnsConfig = toml::from_str(r#"listen = ["127.0.0.1:5353"]"#).unwrap();
+        type Change = fn(&mut DnsConfig);
+        let cases: [(&str, Change); 6] = [
+            ("tcp_connections_max", |c| c.tcp_connections_max = 0),
+            ("tcp_connections_per_source_max", |c| {
+                c.tcp_connections_per_source_max = 0
+            }),
+            ("tcp_connections_per_source_max", |c| {
+                c.tcp_connections_per_source_max = c.tcp_connections_max + 1
+            }),
+            ("tcp_idle_ms", |c| c.tcp_idle_ms = 0),
+            ("tcp_message_ms", |c| c.tcp_message_ms = 0),
+            ("listen", |c| c.listen.clear()),
+        ];
+        for (key, change) in cases {
+            let mut cfg = base.clone();
+            change(&mut cfg);
+            let err = cfg.validate().expect_err(key).to_string();
+            assert!(err.contains(&format!("{key}:")), "{key}: {err}");
+        }
+        let cfg: DnsConfig = toml::from_str(
+            r#"
+            listen = ["127.0.0.1:5353"]
+            tcp_connections_max = 8
+            tcp_connections_per_source_max = 8
+            tcp_message_ms = 250
+        "#,
+        )
+        .unwrap();
+        cfg.validate().expect("valid");
+        assert_eq!(cfg.tcp_message_ms, 250);
     }
 
     #[test]

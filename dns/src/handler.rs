@@ -5,9 +5,18 @@
 //! records (the [`Directory`] picks CNAME targets) → encode → fit to the transport's size
 //! (drop additional, else TC=1 with an empty answer) → response bytes.
 //!
+//! UDP size: an answer is at most min(the requestor's EDNS payload size, the
+//! [`EDNS_ADVERTISED_BYTES`] = 1232 we advertise), and 512 without EDNS; a larger one is
+//! truncated (TC=1) so the requestor retries over TCP.
+//!
 //! Choices where the RFCs leave room:
-//! - QTYPE ANY (RFC 8482): one RRset answers — the CNAME at a CNAME name, the SOA at the apex,
-//!   the addresses of a host. Never NOTIMP, never the whole node.
+//! - QTYPE ANY (RFC 8482 §4.2, "a subset of the available RRsets"): one RRset answers — the
+//!   CNAME at a CNAME name, the SOA at the apex, the A RRset of a host (its AAAA RRset if it has
+//!   no IPv4 address). Never NOTIMP, never the whole node, so ANY cannot amplify.
+//! - Malformed EDNS options (an option whose length disagrees with the OPT RDATA, or a payload
+//!   too short for its option, e.g. a 2-byte client subnet): FORMERR. They are checked before
+//!   hickory decodes the OPT record, which would otherwise drop them with a WARN per packet;
+//!   the handler itself never logs malformed input.
 //! - QCLASS CH, HS, NONE or ANY: REFUSED (no zone of ours is in those classes); an unassigned
 //!   class value: FORMERR.
 //! - AXFR/IXFR: REFUSED (no zone transfers). QTYPE OPT, TSIG or other meta types: FORMERR.
@@ -15,6 +24,7 @@
 //! - EDNS version > 0: BADVERS. The DO bit is copied; EDNS options are not echoed.
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
@@ -26,10 +36,11 @@ use crate::{Answer, Directory};
 pub const HEADER_BYTES: usize = 12;
 /// UDP responses are never cut below this size (RFC 1035), with or without EDNS.
 pub const UDP_PAYLOAD_MIN_BYTES: u16 = 512;
-/// Default cap on the UDP response size, whatever a requestor advertises.
-pub const UDP_PAYLOAD_CAP_BYTES: u16 = 4096;
 /// The UDP payload size this responder advertises in its OPT record (DNS flag day 2020).
 pub const EDNS_ADVERTISED_BYTES: u16 = 1232;
+/// Cap on the UDP response size, whatever a requestor advertises: what we advertise, so an
+/// answer is never larger than we said datagrams should be (no IP fragmentation).
+pub const UDP_PAYLOAD_CAP_BYTES: u16 = EDNS_ADVERTISED_BYTES;
 /// Additional records accepted in a query (OPT, TSIG, …); more is FORMERR before decoding.
 pub const QUERY_ADDITIONAL_MAX: u16 = 4;
 
@@ -41,7 +52,8 @@ const RD_BIT: u8 = 0b0000_0001;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     /// UDP: the response fits in the requestor's EDNS payload size (512 without EDNS), clamped
-    /// to `[512, payload_max_bytes]`; larger answers are truncated (TC=1).
+    /// to `[512, payload_max_bytes]`, and `payload_max_bytes` to at most
+    /// [`EDNS_ADVERTISED_BYTES`]; larger answers are truncated (TC=1).
     Udp { payload_max_bytes: u16 },
     /// TCP: up to 65535 bytes (the 2-byte length prefix).
     Tcp,
@@ -56,7 +68,7 @@ impl Transport {
     fn limit_bytes(self, edns: Option<&Edns>) -> usize {
         match self {
             Transport::Udp { payload_max_bytes } => {
-                let cap = payload_max_bytes.max(UDP_PAYLOAD_MIN_BYTES);
+                let cap = payload_max_bytes.clamp(UDP_PAYLOAD_MIN_BYTES, UDP_PAYLOAD_CAP_BYTES);
                 let asked = edns.map_or(UDP_PAYLOAD_MIN_BYTES, Edns::max_payload);
                 usize::from(asked.clamp(UDP_PAYLOAD_MIN_BYTES, cap))
             }
@@ -155,6 +167,9 @@ fn handle_inner(
 fn read_edns(decoder: &mut BinDecoder<'_>, count: u16) -> Option<Option<Edns>> {
     let mut edns = None;
     for _ in 0..count {
+        if !opt_options_well_formed(decoder) {
+            return None;
+        }
         let record = Record::read(decoder).ok()?;
         if record.record_type() != RecordType::OPT {
             continue;
@@ -169,6 +184,61 @@ fn read_edns(decoder: &mut BinDecoder<'_>, count: u16) -> Option<Option<Edns>> {
         edns = Some(Edns::from(&record));
     }
     Some(edns)
+}
+
+/// Whether the record at the decoder's position, if it is an OPT record, carries well-formed
+/// options: they tile its RDATA exactly (code, length, that many bytes) and each decodes as its
+/// option (a client subnet needs at least 4 bytes and exactly the address bytes its prefix
+/// implies). hickory 0.24 would accept an OPT whose last option is cut short, dropping its
+/// options with a WARN per packet; this is checked first, with hickory's decoder, so such a
+/// query is FORMERR without a log line. Records that are not OPT, or that hickory cannot frame,
+/// pass here and are judged by `Record::read`.
+fn opt_options_well_formed(decoder: &BinDecoder<'_>) -> bool {
+    let Ok(at) = u16::try_from(decoder.index()) else {
+        return true;
+    };
+    let mut record = decoder.clone(at);
+    if Name::read(&mut record).is_err() {
+        return true;
+    }
+    match RecordType::read(&mut record) {
+        Ok(RecordType::OPT) => {}
+        _ => return true,
+    }
+    // CLASS (the payload size) and TTL (extended RCODE, version, flags), then RDLENGTH.
+    if record.read_slice(6).is_err() {
+        return true;
+    }
+    let Ok(rdata_len) = record.read_u16().map(|l| l.unverified()) else {
+        return true;
+    };
+    let Ok(rdata) = record
+        .read_slice(usize::from(rdata_len))
+        .map(|r| r.unverified())
+    else {
+        return true;
+    };
+    let mut options = BinDecoder::new(rdata);
+    while !options.is_empty() {
+        let Ok(code) = options.read_u16().map(|c| c.unverified()) else {
+            return false;
+        };
+        let Ok(len) = options.read_u16().map(|l| l.unverified()) else {
+            return false;
+        };
+        let Ok(value) = options.read_slice(usize::from(len)).map(|v| v.unverified()) else {
+            return false;
+        };
+        let Ok(option) = EdnsOption::try_from((EdnsCode::from(code), value)) else {
+            return false;
+        };
+        // Re-encoding gives back the same bytes unless the payload had bytes the option does
+        // not use (RFC 7871 §7.1.2: a client subnet with extra address bytes is FORMERR).
+        if Vec::<u8>::try_from(&option).map_or(true, |v| v.len() != value.len()) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Fills `response` for a well-formed query and returns its RCODE.
@@ -220,6 +290,15 @@ fn answer(
             _ => no_data(zone, response),
         },
         NameClass::Host(host) => {
+            // ANY answers one RRset (RFC 8482): the A RRset, or the AAAA RRset of a host with
+            // no IPv4 address.
+            let qtype = match qtype {
+                RecordType::ANY if host.addrs.iter().any(|(addr, _)| addr.is_ipv4()) => {
+                    RecordType::A
+                }
+                RecordType::ANY => RecordType::AAAA,
+                other => other,
+            };
             let records: Vec<Record> = host
                 .addrs
                 .iter()
@@ -254,7 +333,6 @@ fn addr_matches(qtype: RecordType, addr: &std::net::IpAddr) -> bool {
     match qtype {
         RecordType::A => addr.is_ipv4(),
         RecordType::AAAA => addr.is_ipv6(),
-        RecordType::ANY => true,
         _ => false,
     }
 }

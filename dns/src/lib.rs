@@ -12,6 +12,19 @@
 //! - `handler.rs`: the pure, panic-free [`handle`]: wire bytes in, wire bytes (or drop) out.
 //! - `server.rs`: [`spawn`] — a std thread pinned to one core running a monoio io_uring
 //!   runtime with a UDP socket and a TCP listener per listen address.
+//! - `stats.rs`: [`DnsStats`], the counters of the defences below ([`DnsHandle::stats`]).
+//! - `log_limit.rs`: at most one log line per second per kind of peer-caused event.
+//!
+//! Defences (no single client can take the responder from the others):
+//! - TCP: at most `tcp_connections_per_source_max` (default 16) connections per source address
+//!   and `tcp_connections_max` (default 256) in all; when all are open, the connection idle the
+//!   longest is evicted for a new one; a query must arrive whole within `tcp_message_ms`
+//!   (default 500) of its first byte, and a connection may wait `tcp_idle_ms` (default 10000)
+//!   between queries.
+//! - UDP: an answer is at most min(the requestor's EDNS payload size, the 1232 bytes we
+//!   advertise), 512 without EDNS; a larger one is truncated (TC=1).
+//! - ANY answers a single RRset (RFC 8482), never the whole node.
+//! - Malformed queries, malformed EDNS options included, get FORMERR and no log line per packet.
 //!
 //! Zone semantics, for zone `dx.claw.ac` of customer domain `claw.ac`:
 //! - `<32 hex>.dx.claw.ac` → CNAME (TTL `content_ttl_s`, default 300) to the designated node of
@@ -26,7 +39,9 @@
 mod config;
 mod error;
 mod handler;
+mod log_limit;
 mod server;
+mod stats;
 mod zone;
 
 pub use config::{demo_zone, DnsConfig, ZoneConfig};
@@ -36,6 +51,7 @@ pub use handler::{
     UDP_PAYLOAD_CAP_BYTES, UDP_PAYLOAD_MIN_BYTES,
 };
 pub use server::{spawn, DnsHandle, TCP_MESSAGE_MAX_BYTES};
+pub use stats::{DnsCounters, DnsStats};
 pub use zone::{Zones, CONTENT_LABEL_BYTES};
 
 /// Where CNAME targets come from. The server implements it over the cluster table; tests and

@@ -1,16 +1,30 @@
 //! The responder's thread: sockets bound by the caller, one monoio io_uring runtime, pinned.
 //!
-//! spawn(cfg) → validate zones → bind UDP + TCP per listen address (errors returned here) →
-//! std thread (pinned to `core`) → IoUringDriver runtime → per UDP socket: recv_from → handle →
-//! send_to; per TCP listener: accept (≤ `tcp_connections_max` open) → per connection: read
-//! len16 + message (idle timeout) → handle → write len16 + response.
+//! spawn(cfg) → validate config and zones → bind UDP + TCP per listen address (errors returned
+//! here) → std thread (pinned to `core`) → IoUringDriver runtime → per UDP socket: recv_from →
+//! handle → send_to; per TCP listener: accept → admit → per connection: wait for the first
+//! byte of a query (`tcp_idle_ms`) → the rest of len16 + message within `tcp_message_ms` →
+//! handle → write len16 + response within `tcp_message_ms`.
 //! `DnsHandle::shutdown` wakes the runtime from any thread, cancels every pending accept/recv
 //! and joins the thread.
+//!
+//! TCP limits (one client must not be able to take DNS over TCP from everyone else):
+//! - at most `tcp_connections_per_source_max` open connections per source address; further
+//!   ones from it are closed at accept;
+//! - at most `tcp_connections_max` open in all; when full, a new connection evicts the one idle
+//!   the longest (waiting for the first byte of its next query; one reading a query or writing
+//!   an answer is never evicted); with none idle, the new one is closed at accept;
+//! - a query must arrive whole within `tcp_message_ms` of its first byte, so a client that
+//!   dribbles bytes is closed; between queries a connection may stay idle `tcp_idle_ms`.
+//!
+//! The table of open connections (`TcpTable`) holds at most `tcp_connections_max` entries in
+//! each of its maps. Counters are kept in [`DnsStats`]; whatever a peer causes is logged at most
+//! once per second per kind, with the number of lines held back.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,13 +34,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRentExt, Canceller};
+use monoio::io::{
+    AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent, CancelableAsyncReadRentExt, Canceller,
+};
 use monoio::net::udp::UdpSocket;
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::config::DnsConfig;
 use crate::error::DnsError;
-use crate::handler::{handle, handle_cacheable, Transport};
+use crate::handler::{handle, handle_cacheable, Transport, HEADER_BYTES};
+use crate::log_limit::LogLimit;
+use crate::stats::DnsStats;
 use crate::zone::Zones;
 use crate::Directory;
 
@@ -43,10 +61,23 @@ const UDP_RECEIVERS_PER_SOCKET: usize = 8;
 const EPHEMERAL_BIND_ATTEMPTS: usize = 16;
 /// Pause after a failed accept (EMFILE, ENOBUFS) so the loop does not spin.
 const ACCEPT_BACKOFF_MS: u64 = 10;
+/// At most one log line per this long for each kind of peer-caused event.
+const PEER_LOG_INTERVAL_MS: u64 = 1000;
+/// RCODE FORMERR, in the low bits of the header's fourth byte.
+const RCODE_FORMERR: u8 = 1;
+const RCODE_BITS: u8 = 0x0f;
+/// TC, in the header's third byte.
+const TC_BIT: u8 = 0b0000_0010;
+
+/// Malformed queries (answered FORMERR).
+static MALFORMED_LOG: LogLimit = LogLimit::new(PEER_LOG_INTERVAL_MS);
+/// TCP connections refused, evicted or timed out.
+static TCP_LIMIT_LOG: LogLimit = LogLimit::new(PEER_LOG_INTERVAL_MS);
 
 /// A running responder. Dropping it shuts the responder down, like [`DnsHandle::shutdown`].
 pub struct DnsHandle {
     local_addrs: Vec<SocketAddr>,
+    stats: Arc<DnsStats>,
     stop: Arc<StopSignal>,
     thread: Option<JoinHandle<()>>,
 }
@@ -55,6 +86,12 @@ impl DnsHandle {
     /// The bound addresses, one per configured `listen` entry (UDP and TCP share each).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The responder's counters (refused, evicted and timed-out TCP connections, truncated UDP
+    /// answers, FORMERR answers); live, readable from any thread.
+    pub fn stats(&self) -> Arc<DnsStats> {
+        self.stats.clone()
     }
 
     /// Stops accepting and receiving, and waits for the responder's thread to exit.
@@ -81,16 +118,7 @@ impl Drop for DnsHandle {
 /// Starts the responder on its own thread. Config, bind, runtime and pinning errors are
 /// returned here, before any query is served.
 pub fn spawn(cfg: DnsConfig, dir: Arc<dyn Directory>) -> Result<DnsHandle, DnsError> {
-    if cfg.listen.is_empty() {
-        return Err(DnsError::Server {
-            reason: "listen: at least one address is required".to_string(),
-        });
-    }
-    if cfg.tcp_connections_max == 0 || cfg.tcp_idle_ms == 0 {
-        return Err(DnsError::Server {
-            reason: "tcp_connections_max and tcp_idle_ms must be positive".to_string(),
-        });
-    }
+    cfg.validate()?;
     let zones = Zones::new(&cfg.zones)?;
     let mut udp = Vec::with_capacity(cfg.listen.len());
     let mut tcp = Vec::with_capacity(cfg.listen.len());
@@ -103,21 +131,34 @@ pub fn spawn(cfg: DnsConfig, dir: Arc<dyn Directory>) -> Result<DnsHandle, DnsEr
     }
     let limits = TcpLimits {
         connections_max: cfg.tcp_connections_max,
+        per_source_max: cfg.tcp_connections_per_source_max,
         idle: Duration::from_millis(cfg.tcp_idle_ms),
+        message: Duration::from_millis(cfg.tcp_message_ms),
     };
+    let stats = Arc::new(DnsStats::default());
+    let thread_stats = stats.clone();
     let stop = Arc::new(StopSignal::default());
     let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), DnsError>>(1);
     let thread_stop = stop.clone();
     let core = cfg.core;
     let thread = std::thread::Builder::new()
         .name("arrow-dns".to_string())
-        .spawn(move || run(core, zones, dir, udp, tcp, limits, thread_stop, ready_tx))
+        .spawn(move || {
+            let serving = Serving {
+                zones: Rc::new(zones),
+                dir,
+                limits,
+                stats: thread_stats,
+            };
+            run(core, serving, udp, tcp, thread_stop, ready_tx)
+        })
         .map_err(|e| DnsError::Thread {
             reason: e.to_string(),
         })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(DnsHandle {
             local_addrs,
+            stats,
             stop,
             thread: Some(thread),
         }),
@@ -170,17 +211,25 @@ fn bind_pair(
 #[derive(Debug, Clone, Copy)]
 struct TcpLimits {
     connections_max: usize,
+    per_source_max: usize,
     idle: Duration,
+    message: Duration,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every task of the responder answers with and counts into.
+#[derive(Clone)]
+struct Serving {
+    zones: Rc<Zones>,
+    dir: Arc<dyn Directory>,
+    limits: TcpLimits,
+    stats: Arc<DnsStats>,
+}
+
 fn run(
     core: Option<usize>,
-    zones: Zones,
-    dir: Arc<dyn Directory>,
+    serving: Serving,
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
-    limits: TcpLimits,
     stop: Arc<StopSignal>,
     ready: mpsc::SyncSender<Result<(), DnsError>>,
 ) {
@@ -203,15 +252,13 @@ fn run(
             return;
         }
     };
-    runtime.block_on(serve(Rc::new(zones), dir, udp, tcp, limits, stop, ready));
+    runtime.block_on(serve(serving, udp, tcp, stop, ready));
 }
 
 async fn serve(
-    zones: Rc<Zones>,
-    dir: Arc<dyn Directory>,
+    serving: Serving,
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
-    limits: TcpLimits,
     stop: Arc<StopSignal>,
     ready: mpsc::SyncSender<Result<(), DnsError>>,
 ) {
@@ -257,22 +304,19 @@ async fn serve(
         for _ in 0..UDP_RECEIVERS_PER_SOCKET {
             tasks.push(monoio::spawn(udp_loop(
                 socket.clone(),
-                zones.clone(),
-                dir.clone(),
+                serving.clone(),
                 cache.clone(),
                 canceller.handle(),
                 stopping.clone(),
             )));
         }
     }
-    let open = Rc::new(Cell::new(0usize));
+    let table = Rc::new(RefCell::new(TcpTable::new(serving.limits)));
     for listener in listeners {
         tasks.push(monoio::spawn(accept_loop(
             listener,
-            zones.clone(),
-            dir.clone(),
-            limits,
-            open.clone(),
+            serving.clone(),
+            table.clone(),
             canceller.handle(),
             stopping.clone(),
         )));
@@ -281,6 +325,10 @@ async fn serve(
     StopWait { signal: &stop }.await;
     stopping.set(true);
     let _ = canceller.cancel();
+    let open = table.borrow_mut().take_all();
+    for conn in open {
+        let _ = conn.cancel();
+    }
     for task in tasks {
         task.await;
     }
@@ -338,8 +386,7 @@ impl AnswerCache {
 
 async fn udp_loop(
     socket: Rc<UdpSocket>,
-    zones: Rc<Zones>,
-    dir: Arc<dyn Directory>,
+    serving: Serving,
     cache: Rc<RefCell<AnswerCache>>,
     cancel: CancelHandle,
     stopping: Rc<Cell<bool>>,
@@ -355,11 +402,11 @@ async fn udp_loop(
             Ok((len_bytes, peer)) => {
                 let query = &buf[..len_bytes.min(buf.len())];
                 let now = Instant::now();
-                let mut ready = query.len() >= crate::HEADER_BYTES
-                    && cache.borrow().answer_into(query, now, &mut out);
+                let mut ready =
+                    query.len() >= HEADER_BYTES && cache.borrow().answer_into(query, now, &mut out);
                 if !ready {
                     if let Some((r, cacheable)) =
-                        handle_cacheable(&zones, &*dir, query, Transport::UDP)
+                        handle_cacheable(&serving.zones, &*serving.dir, query, Transport::UDP)
                     {
                         if cacheable && r.len() >= 2 {
                             cache.borrow_mut().put(query, now, &r);
@@ -369,6 +416,10 @@ async fn udp_loop(
                     }
                 }
                 if ready {
+                    count_answer(&serving.stats, &out, peer);
+                    if out.get(2).is_some_and(|flags| flags & TC_BIT != 0) {
+                        serving.stats.truncated();
+                    }
                     let (sent, back) = socket.send_to(out, peer).await;
                     out = back;
                     if let Err(e) = sent {
@@ -383,32 +434,72 @@ async fn udp_loop(
     }
 }
 
+/// Counts a FORMERR answer and logs it, at most once per second per process.
+fn count_answer(stats: &DnsStats, response: &[u8], peer: SocketAddr) {
+    if response
+        .get(3)
+        .is_some_and(|rcode| rcode & RCODE_BITS == RCODE_FORMERR)
+    {
+        stats.formerr();
+        if let Some(suppressed) = MALFORMED_LOG.check_now() {
+            tracing::info!(%peer, suppressed, "dns: malformed query answered FORMERR");
+        }
+    }
+}
+
+/// Logs a TCP connection refused, evicted or timed out, at most once per second per process.
+fn log_tcp_limit(peer: IpAddr, what: &'static str) {
+    if let Some(suppressed) = TCP_LIMIT_LOG.check_now() {
+        tracing::debug!(%peer, suppressed, "dns tcp: {what}");
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    zones: Rc<Zones>,
-    dir: Arc<dyn Directory>,
-    limits: TcpLimits,
-    open: Rc<Cell<usize>>,
+    serving: Serving,
+    table: Rc<RefCell<TcpTable>>,
     cancel: CancelHandle,
     stopping: Rc<Cell<bool>>,
 ) {
     while !stopping.get() {
         match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => {
-                if open.get() >= limits.connections_max {
-                    tracing::debug!(%peer, "dns tcp connection limit reached, closing");
-                    drop(stream);
-                    continue;
+                let source = peer.ip().to_canonical();
+                let admitted = table.borrow_mut().admit(source);
+                match admitted {
+                    Admit::Open {
+                        id,
+                        cancel,
+                        evicted,
+                    } => {
+                        if let Some(evicted) = evicted {
+                            // The evicted connection's pending read ends with ECANCELED.
+                            let _ = evicted.cancel();
+                            serving.stats.idle_evicted();
+                            log_tcp_limit(source, "connection limit reached, idle one evicted");
+                        }
+                        monoio::spawn(connection(
+                            stream,
+                            peer,
+                            serving.clone(),
+                            ConnGuard {
+                                table: table.clone(),
+                                id,
+                            },
+                            cancel,
+                        ));
+                    }
+                    Admit::SourceFull => {
+                        serving.stats.refused_per_source();
+                        log_tcp_limit(source, "per-source connection limit reached, closing");
+                        drop(stream);
+                    }
+                    Admit::Full => {
+                        serving.stats.refused_full();
+                        log_tcp_limit(source, "connection limit reached and none idle, closing");
+                        drop(stream);
+                    }
                 }
-                let guard = OpenGuard::new(open.clone());
-                monoio::spawn(connection(
-                    stream,
-                    zones.clone(),
-                    dir.clone(),
-                    limits.idle,
-                    cancel.clone(),
-                    guard,
-                ));
             }
             Err(e) => {
                 if stopping.get() {
@@ -421,73 +512,273 @@ async fn accept_loop(
     }
 }
 
-/// Serves length-prefixed queries on one connection until EOF, an error, the idle timeout or
-/// shutdown. Queries are answered in order.
+/// Why a connection's loop ended early.
+enum Ended {
+    /// EOF, an error, the idle timeout, eviction or shutdown: nothing to count.
+    Quietly,
+    /// A query did not arrive whole, or its answer was not written, within `tcp_message_ms`.
+    MessageTimeout,
+}
+
+/// Serves length-prefixed queries on one connection until EOF, an error, the idle timeout, the
+/// message deadline, eviction or shutdown. Queries are answered in order.
 async fn connection(
     mut stream: TcpStream,
-    zones: Rc<Zones>,
-    dir: Arc<dyn Directory>,
-    idle: Duration,
+    peer: SocketAddr,
+    serving: Serving,
+    guard: ConnGuard,
     cancel: CancelHandle,
-    _open: OpenGuard,
 ) {
+    if let Ended::MessageTimeout =
+        serve_connection(&mut stream, peer, &serving, &guard, &cancel).await
+    {
+        serving.stats.message_timeout();
+        log_tcp_limit(
+            peer.ip(),
+            "query or answer not done within tcp_message_ms, closing",
+        );
+    }
+}
+
+async fn serve_connection(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    serving: &Serving,
+    guard: &ConnGuard,
+    cancel: &CancelHandle,
+) -> Ended {
+    let limits = serving.limits;
     loop {
-        let Some(prefix) = read_exact(&mut stream, 2, idle, &cancel).await else {
-            return;
-        };
-        let len_bytes = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
-        if len_bytes == 0 {
-            return;
+        // Idle (evictable): wait for the first byte of the next query.
+        let first = Vec::with_capacity(2);
+        let prefix =
+            match monoio::time::timeout(limits.idle, stream.cancelable_read(first, cancel.clone()))
+                .await
+            {
+                Ok((Ok(n), prefix)) if n > 0 => prefix,
+                _ => return Ended::Quietly,
+            };
+        // Busy: the rest of the query must arrive by the deadline.
+        if !guard.set_busy() {
+            return Ended::Quietly;
         }
-        let Some(query) = read_exact(&mut stream, len_bytes, idle, &cancel).await else {
-            return;
+        let deadline = Instant::now() + limits.message;
+        let prefix = if prefix.len() < 2 {
+            match read_exact(stream, 1, deadline, cancel).await {
+                Read::Done(rest) => [prefix[0], rest[0]],
+                Read::TimedOut => return Ended::MessageTimeout,
+                Read::Failed => return Ended::Quietly,
+            }
+        } else {
+            [prefix[0], prefix[1]]
         };
-        let Some(response) = handle(&zones, &*dir, &query, Transport::Tcp) else {
-            continue;
+        let len_bytes = usize::from(u16::from_be_bytes(prefix));
+        if len_bytes == 0 {
+            return Ended::Quietly;
+        }
+        let query = match read_exact(stream, len_bytes, deadline, cancel).await {
+            Read::Done(query) => query,
+            Read::TimedOut => return Ended::MessageTimeout,
+            Read::Failed => return Ended::Quietly,
         };
-        debug_assert!(response.len() <= TCP_MESSAGE_MAX_BYTES);
-        let Ok(len_prefix) = u16::try_from(response.len()) else {
-            return;
-        };
-        let mut framed = Vec::with_capacity(2 + response.len());
-        framed.extend_from_slice(&len_prefix.to_be_bytes());
-        framed.extend_from_slice(&response);
-        match monoio::time::timeout(idle, stream.write_all(framed)).await {
-            Ok((Ok(_), _)) => {}
-            _ => return,
+        if let Some(response) = handle(&serving.zones, &*serving.dir, &query, Transport::Tcp) {
+            count_answer(&serving.stats, &response, peer);
+            debug_assert!(response.len() <= TCP_MESSAGE_MAX_BYTES);
+            let Ok(len_prefix) = u16::try_from(response.len()) else {
+                return Ended::Quietly;
+            };
+            let mut framed = Vec::with_capacity(2 + response.len());
+            framed.extend_from_slice(&len_prefix.to_be_bytes());
+            framed.extend_from_slice(&response);
+            match monoio::time::timeout(limits.message, stream.write_all(framed)).await {
+                Ok((Ok(_), _)) => {}
+                Ok((Err(_), _)) => return Ended::Quietly,
+                Err(_) => return Ended::MessageTimeout,
+            }
+        }
+        if !guard.set_idle() {
+            return Ended::Quietly;
         }
     }
 }
 
-/// Reads exactly `len_bytes`, or `None` on EOF, error, timeout or shutdown.
+enum Read {
+    Done(Vec<u8>),
+    TimedOut,
+    /// EOF, an error or cancellation (eviction, shutdown).
+    Failed,
+}
+
+/// Reads exactly `len_bytes` by `deadline`.
 async fn read_exact(
     stream: &mut TcpStream,
     len_bytes: usize,
-    idle: Duration,
+    deadline: Instant,
     cancel: &CancelHandle,
-) -> Option<Vec<u8>> {
+) -> Read {
     let buf = Vec::with_capacity(len_bytes).slice_mut(0..len_bytes);
-    match monoio::time::timeout(idle, stream.cancelable_read_exact(buf, cancel.clone())).await {
-        Ok((Ok(_), buf)) => Some(buf.into_inner()),
-        _ => None,
+    let left = deadline.saturating_duration_since(Instant::now());
+    match monoio::time::timeout(left, stream.cancelable_read_exact(buf, cancel.clone())).await {
+        Ok((Ok(_), buf)) => Read::Done(buf.into_inner()),
+        Ok((Err(_), _)) => Read::Failed,
+        Err(_) => Read::TimedOut,
     }
 }
 
-/// Counts an open TCP connection for as long as it lives.
-struct OpenGuard {
-    open: Rc<Cell<usize>>,
+/// The open TCP connections of every listener, for the per-source limit and eviction. Each map
+/// holds at most `tcp_connections_max` entries.
+struct TcpTable {
+    limits: TcpLimits,
+    next_id: u64,
+    next_idle_seq: u64,
+    conns: HashMap<u64, OpenConn, rustc_hash::FxBuildHasher>,
+    per_source: HashMap<IpAddr, usize, rustc_hash::FxBuildHasher>,
+    /// Idle connections by when they became idle (a sequence number): the first is the one
+    /// idle the longest.
+    idle: BTreeMap<u64, u64>,
 }
 
-impl OpenGuard {
-    fn new(open: Rc<Cell<usize>>) -> OpenGuard {
-        open.set(open.get() + 1);
-        OpenGuard { open }
+struct OpenConn {
+    source: IpAddr,
+    /// The key in `TcpTable::idle` while idle.
+    idle_seq: Option<u64>,
+    /// Cancels the connection's pending read (eviction, shutdown).
+    canceller: Canceller,
+}
+
+/// The outcome of a new connection.
+enum Admit {
+    /// Served: its table id and the handle its reads are cancelled through; `evicted` is the
+    /// canceller of the idle connection that made room for it, to be cancelled by the caller.
+    Open {
+        id: u64,
+        cancel: CancelHandle,
+        evicted: Option<Canceller>,
+    },
+    /// Its source has `tcp_connections_per_source_max` open.
+    SourceFull,
+    /// `tcp_connections_max` are open and none is idle.
+    Full,
+}
+
+impl TcpTable {
+    fn new(limits: TcpLimits) -> TcpTable {
+        TcpTable {
+            limits,
+            next_id: 0,
+            next_idle_seq: 0,
+            conns: HashMap::with_hasher(rustc_hash::FxBuildHasher),
+            per_source: HashMap::with_hasher(rustc_hash::FxBuildHasher),
+            idle: BTreeMap::new(),
+        }
+    }
+
+    /// Admits a connection from `source` (it starts idle), evicting the connection idle the
+    /// longest if every slot is taken.
+    fn admit(&mut self, source: IpAddr) -> Admit {
+        if self.per_source.get(&source).copied().unwrap_or(0) >= self.limits.per_source_max {
+            return Admit::SourceFull;
+        }
+        let mut evicted = None;
+        if self.conns.len() >= self.limits.connections_max {
+            let Some((_, oldest)) = self.idle.pop_first() else {
+                return Admit::Full;
+            };
+            evicted = self.remove(oldest).map(|conn| conn.canceller);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let canceller = Canceller::new();
+        let cancel = canceller.handle();
+        let idle_seq = self.idle_seq();
+        self.idle.insert(idle_seq, id);
+        self.conns.insert(
+            id,
+            OpenConn {
+                source,
+                idle_seq: Some(idle_seq),
+                canceller,
+            },
+        );
+        *self.per_source.entry(source).or_insert(0) += 1;
+        Admit::Open {
+            id,
+            cancel,
+            evicted,
+        }
+    }
+
+    fn idle_seq(&mut self) -> u64 {
+        let seq = self.next_idle_seq;
+        self.next_idle_seq += 1;
+        seq
+    }
+
+    /// Marks `id` busy (not evictable); false if it is no longer open (evicted).
+    fn set_busy(&mut self, id: u64) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        if let Some(seq) = conn.idle_seq.take() {
+            self.idle.remove(&seq);
+        }
+        true
+    }
+
+    /// Marks `id` idle (evictable, youngest); false if it is no longer open.
+    fn set_idle(&mut self, id: u64) -> bool {
+        let seq = self.idle_seq();
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        if let Some(old) = conn.idle_seq.replace(seq) {
+            self.idle.remove(&old);
+        }
+        self.idle.insert(seq, id);
+        true
+    }
+
+    /// Forgets `id` (no-op if it was evicted already).
+    fn remove(&mut self, id: u64) -> Option<OpenConn> {
+        let conn = self.conns.remove(&id)?;
+        if let Some(seq) = conn.idle_seq {
+            self.idle.remove(&seq);
+        }
+        if let Some(count) = self.per_source.get_mut(&conn.source) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_source.remove(&conn.source);
+            }
+        }
+        Some(conn)
+    }
+
+    /// Forgets every connection, returning their cancellers (shutdown).
+    fn take_all(&mut self) -> Vec<Canceller> {
+        self.idle.clear();
+        self.per_source.clear();
+        self.conns.drain().map(|(_, conn)| conn.canceller).collect()
     }
 }
 
-impl Drop for OpenGuard {
+/// A connection's entry in the [`TcpTable`], removed when the connection's task ends.
+struct ConnGuard {
+    table: Rc<RefCell<TcpTable>>,
+    id: u64,
+}
+
+impl ConnGuard {
+    fn set_busy(&self) -> bool {
+        self.table.borrow_mut().set_busy(self.id)
+    }
+    fn set_idle(&self) -> bool {
+        self.table.borrow_mut().set_idle(self.id)
+    }
+}
+
+impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.open.set(self.open.get() - 1);
+        self.table.borrow_mut().remove(self.id);
     }
 }
 

@@ -159,7 +159,9 @@ default_ttl_s = 60
             zones: vec![arrow_dns::demo_zone()],
             core: None,
             tcp_connections_max: 256,
+            tcp_connections_per_source_max: 16,
             tcp_idle_ms: 10_000,
+            tcp_message_ms: 500,
         });
     }
     let r = arrow_server::node::run(cfg, |s| {

@@ -189,6 +189,9 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         Some(d) => Some(crate::dns_link::start(d.clone(), &node).map_err(|e| format!("dns: {e}"))?),
         None => None,
     };
+    if let Some(d) = &dns {
+        tracing::info!(listen = ?d.local_addrs(), "dns responder serving");
+    }
 
     tracing::info!(node = %name, shards, listen = ?listen, admin = ?admin_addr, "arrow node accepting");
     on_start(&Started {

@@ -305,6 +305,128 @@ fn any_answers_one_rrset() {
     assert_eq!(msg.answers()[0].record_type(), RecordType::SOA);
 }
 
+#[test]
+fn any_at_a_host_answers_one_address_rrset() {
+    let mut cfg = claw_zone();
+    cfg.glue.insert(
+        "dual.dx.claw.ac".into(),
+        vec![
+            IpAddr::from([192, 0, 2, 10]),
+            "2001:db8::10".parse().unwrap(),
+            IpAddr::from([192, 0, 2, 11]),
+        ],
+    );
+    cfg.glue.insert(
+        "six.dx.claw.ac".into(),
+        vec![
+            "2001:db8::6".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        ],
+    );
+    let zones = Zones::new(&[cfg]).unwrap();
+    let dir = FakeDirectory::new();
+    let types = |msg: &Message| -> Vec<RecordType> {
+        msg.answers().iter().map(|r| r.record_type()).collect()
+    };
+    let dual = ask(
+        &zones,
+        &dir,
+        &query("dual.dx.claw.ac.", RecordType::ANY, None),
+        Transport::UDP,
+    );
+    assert_eq!(types(&dual), [RecordType::A, RecordType::A]);
+    let six = ask(
+        &zones,
+        &dir,
+        &query("six.dx.claw.ac.", RecordType::ANY, None),
+        Transport::UDP,
+    );
+    assert_eq!(types(&six), [RecordType::AAAA, RecordType::AAAA]);
+    // A and AAAA are still answered in full.
+    let aaaa = ask(
+        &zones,
+        &dir,
+        &query("dual.dx.claw.ac.", RecordType::AAAA, None),
+        Transport::UDP,
+    );
+    assert_eq!(types(&aaaa), [RecordType::AAAA]);
+}
+
+/// Counts tracing events at DEBUG or more severe emitted on this thread (hickory traces every
+/// record it decodes).
+struct CountEvents(std::sync::Arc<AtomicUsize>);
+
+impl tracing::Subscriber for CountEvents {
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        *meta.level() <= tracing::Level::DEBUG
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if self.enabled(event.metadata()) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A query with EDNS whose OPT RDATA is `rdata` (the OPT record is the message's last record,
+/// ending in its RDLENGTH when empty).
+fn query_with_opt_rdata(rdata: &[u8]) -> Vec<u8> {
+    let mut q = query("c.dx.claw.ac.", RecordType::A, Some(1232));
+    let at = q.len() - 2;
+    assert_eq!(&q[at..], &[0, 0], "empty OPT RDATA at the end");
+    q.truncate(at);
+    q.extend_from_slice(&u16::try_from(rdata.len()).unwrap().to_be_bytes());
+    q.extend_from_slice(rdata);
+    q
+}
+
+#[test]
+fn malformed_edns_options_are_formerr_without_a_log_line() {
+    let zones = zones();
+    let dir = FakeDirectory::new();
+    let malformed: [&[u8]; 5] = [
+        // An option code with no length (2-byte RDATA).
+        &[0, 10],
+        // A cookie announcing 8 bytes with 2 present: the length disagrees with the payload.
+        &[0, 10, 0, 8, 1, 2],
+        // A client subnet (code 8) with a 2-byte payload: it needs at least 4.
+        &[0, 8, 0, 2, 0, 1],
+        // A client subnet /24 with 4 address bytes (RFC 7871: exactly 3).
+        &[0, 8, 0, 8, 0, 1, 24, 0, 192, 0, 2, 1],
+        // A good cookie then a cut option.
+        &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 3, 0],
+    ];
+    let events = std::sync::Arc::new(AtomicUsize::new(0));
+    let subscriber = CountEvents(events.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        for rdata in malformed {
+            for _ in 0..50 {
+                let out = handle(&zones, &dir, &query_with_opt_rdata(rdata), Transport::UDP)
+                    .expect("an answer");
+                assert_eq!(rcode_of(&out), 1, "FORMERR for {rdata:?}");
+                assert_eq!(&out[..2], &[0x12, 0x34]);
+            }
+        }
+        // Well-formed options are accepted (and not echoed).
+        let good: [&[u8]; 3] = [
+            &[],
+            &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8],
+            &[0, 8, 0, 7, 0, 1, 24, 0, 192, 0, 2, 0, 10, 0, 0],
+        ];
+        for rdata in good {
+            let msg = ask(&zones, &dir, &query_with_opt_rdata(rdata), Transport::UDP);
+            assert_eq!(msg.response_code(), ResponseCode::NoError, "{rdata:?}");
+        }
+    });
+    assert_eq!(events.load(Ordering::Relaxed), 0, "the handler logged");
+}
+
 fn big_zone() -> Zones {
     let mut cfg = claw_zone();
     cfg.ns = (0..40)
@@ -336,18 +458,50 @@ fn udp_size_is_512_without_edns_and_requested_with_edns() {
         small.extensions().as_ref().map(|e| e.max_payload()),
         Some(EDNS_ADVERTISED_BYTES)
     );
+    // Asking for 4096 gets at most the 1232 we advertise: this answer does not fit, so TC.
+    for transport in [
+        Transport::UDP,
+        Transport::Udp {
+            payload_max_bytes: 4096,
+        },
+    ] {
+        let out = handle(
+            &zones,
+            &dir,
+            &query("dx.claw.ac.", RecordType::NS, Some(4096)),
+            transport,
+        )
+        .unwrap();
+        assert!(out.len() <= 1232, "{}", out.len());
+        let cut = Message::from_vec(&out).unwrap();
+        assert!(cut.truncated());
+        assert!(cut.answers().is_empty());
+        assert!(cut.extensions().as_ref().is_some());
+    }
+    // An answer between 512 and 1232 bytes fits with EDNS 4096 (and 1232), not without EDNS.
+    let mut cfg = claw_zone();
+    cfg.ns = (0..20)
+        .map(|i| format!("name-server-number-{i:02}.provider.example.net"))
+        .collect();
+    let medium = Zones::new(&[cfg]).unwrap();
     let out = handle(
-        &zones,
+        &medium,
         &dir,
         &query("dx.claw.ac.", RecordType::NS, Some(4096)),
         Transport::UDP,
     )
     .unwrap();
-    assert!(out.len() > 1232 && out.len() <= 4096, "{}", out.len());
+    assert!(out.len() > 512 && out.len() <= 1232, "{}", out.len());
     let full = Message::from_vec(&out).unwrap();
     assert!(!full.truncated());
-    assert_eq!(full.answers().len(), 40);
-    assert!(full.extensions().as_ref().is_some());
+    assert_eq!(full.answers().len(), 20);
+    assert!(ask(
+        &medium,
+        &dir,
+        &query("dx.claw.ac.", RecordType::NS, None),
+        Transport::UDP
+    )
+    .truncated());
     // A requestor asking for less than 512 still gets 512; TCP gets everything.
     let tiny = handle(
         &zones,
