@@ -113,12 +113,15 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
                 .filter_map(|s| s.ram.as_ref())
                 .map(|r| crate::metrics::RamLine { ..*r })
                 .collect();
-            let extra = ctx
+            let mut extra = ctx
                 .node
                 .cluster
                 .as_ref()
                 .map(|c| c.metrics_text())
                 .unwrap_or_default();
+            if let Some(d) = ctx.node.dns_stats.get() {
+                crate::dns_link::metrics_text(&d.snapshot(), &mut extra);
+            }
             (
                 200,
                 crate::metrics::render(&ctx.node.metrics, &disks, &ram, &extra),

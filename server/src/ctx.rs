@@ -81,6 +81,8 @@ pub struct Node {
     pub senders: Vec<async_channel::Sender<ShardMsg>>,
     pub metrics: Vec<Arc<ShardMetrics>>,
     pub cluster: Option<crate::cluster_link::ClusterLink>,
+    /// The DNS responder's counters, once it runs.
+    pub dns_stats: OnceLock<Arc<arrow_dns::DnsStats>>,
     pub(crate) shutdown: AtomicBool,
 }
 
@@ -101,6 +103,7 @@ impl Node {
             senders,
             metrics,
             cluster,
+            dns_stats: OnceLock::new(),
             shutdown: AtomicBool::new(false),
         }
     }

@@ -81,3 +81,21 @@ pub fn start(cfg: arrow_dns::DnsConfig, node: &Arc<Node>) -> Result<arrow_dns::D
     let dir: Arc<dyn Directory> = Arc::new(ClusterDirectory::new(node));
     arrow_dns::spawn(cfg, dir).map_err(|e| e.to_string())
 }
+
+/// Prometheus lines for the DNS responder's defences.
+pub fn metrics_text(c: &arrow_dns::DnsCounters, o: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        o,
+        "# HELP arrow_dns_tcp_refused_total DNS TCP connections closed at accept, by reason.\n# TYPE arrow_dns_tcp_refused_total counter\narrow_dns_tcp_refused_total{{reason=\"per_source\"}} {}\narrow_dns_tcp_refused_total{{reason=\"full\"}} {}",
+        c.tcp_refused_per_source, c.tcp_refused_full
+    );
+    for (name, help, v) in [
+        ("arrow_dns_tcp_idle_evicted_total", "Idle DNS TCP connections closed to make room for a new one.", c.tcp_idle_evicted),
+        ("arrow_dns_tcp_message_timeouts_total", "DNS TCP connections closed because a message did not arrive (or leave) within tcp_message_ms.", c.tcp_message_timeouts),
+        ("arrow_dns_udp_truncated_total", "UDP answers cut to the advertised size with TC set.", c.udp_truncated),
+        ("arrow_dns_formerr_total", "Queries answered FORMERR (malformed, including EDNS options).", c.formerr),
+    ] {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
+}

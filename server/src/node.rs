@@ -191,6 +191,7 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
     };
     if let Some(d) = &dns {
         tracing::info!(listen = ?d.local_addrs(), "dns responder serving");
+        let _ = node.dns_stats.set(d.stats());
     }
 
     tracing::info!(node = %name, shards, listen = ?listen, admin = ?admin_addr, "arrow node accepting");

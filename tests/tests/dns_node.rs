@@ -129,7 +129,8 @@ ns = ["ns1.dx.example.test"]
 glue = { "ns1.dx.example.test" = ["127.0.0.1"] }
 "#,
     );
-    let mut flood: Vec<TcpStream> = (0..300)
+    // 10x the node's connection limit (256), all from one source.
+    let mut flood: Vec<TcpStream> = (0..2_560)
         .map(|_| TcpStream::connect(s.dns).expect("connect"))
         .collect();
     // All but 16 are closed by the responder at once (the idle timeout is 10 s).
@@ -155,5 +156,18 @@ glue = { "ns1.dx.example.test" = ["127.0.0.1"] }
     assert_eq!(
         msg.answers().iter().map(|r| r.data()).collect::<Vec<_>>(),
         [Some(&RData::A(std::net::Ipv4Addr::LOCALHOST.into()))]
+    );
+    // The operator sees the refusals on /metrics.
+    let m = get(s.node.admin, "/metrics", "admin", &[]).unwrap();
+    let m = String::from_utf8_lossy(&m.body);
+    let refused: u64 = m
+        .lines()
+        .find(|l| l.starts_with("arrow_dns_tcp_refused_total{reason=\"per_source\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        refused >= 2_544,
+        "per-source refusals on /metrics: {refused}\n{m}"
     );
 }
