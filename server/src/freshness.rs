@@ -104,6 +104,63 @@ pub fn is_unreplayed_header(name: &str) -> bool {
     SKIP.iter().any(|s| name.eq_ignore_ascii_case(s))
 }
 
+/// The stored header block updated by a 304 (RFC 9111 §3.2): every field the 304 carries
+/// replaces the stored field of that name, except Content-Length and the fields never replayed
+/// (hop-by-hop, recomputed per response, named by the 304's Connection).
+pub fn updated_block(stored: &Bytes, update: &[(String, String)]) -> Bytes {
+    let named = connection_named(update);
+    let replaces = |n: &str| {
+        !is_unreplayed_header(n)
+            && !n.eq_ignore_ascii_case("content-length")
+            && !named.iter().any(|c| n.eq_ignore_ascii_case(c))
+    };
+    let mut block = BytesMut::with_capacity(stored.len() + 64);
+    for line in stored.split_inclusive(|&b| b == b'\n') {
+        let name_end = line.iter().position(|&b| b == b':').unwrap_or(0);
+        let name = std::str::from_utf8(&line[..name_end]).unwrap_or("");
+        let replaced = update
+            .iter()
+            .any(|(n, _)| replaces(n) && n.eq_ignore_ascii_case(name));
+        if !replaced {
+            block.put_slice(line);
+        }
+    }
+    for (n, v) in update {
+        if replaces(n) {
+            block.put_slice(n.as_bytes());
+            block.put_slice(b": ");
+            block.put_slice(v.as_bytes());
+            block.put_slice(b"\r\n");
+        }
+    }
+    block.freeze()
+}
+
+/// The stored fields a 304 answered from the cache carries (RFC 9110 §15.4.5: those a 200
+/// would have had among Cache-Control, Content-Location, Expires and Vary), plus the CORS
+/// fields a browser needs to read the 304, as header lines.
+pub fn not_modified_fields(block: &Bytes) -> Bytes {
+    const FIELDS: [&str; 8] = [
+        "cache-control",
+        "content-location",
+        "expires",
+        "vary",
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-expose-headers",
+        "timing-allow-origin",
+    ];
+    let mut out = BytesMut::new();
+    for line in block.split_inclusive(|&b| b == b'\n') {
+        let name_end = line.iter().position(|&b| b == b':').unwrap_or(0);
+        let name = std::str::from_utf8(&line[..name_end]).unwrap_or("");
+        if FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+            out.put_slice(line);
+        }
+    }
+    out.freeze()
+}
+
 /// Lower-case field names a message's `Connection` header lists: hop-by-hop for that message
 /// (RFC 9110 §7.6.1), so never stored, replayed or forwarded.
 pub fn connection_named(headers: &[(String, String)]) -> Vec<String> {
@@ -284,6 +341,7 @@ impl Meta {
             headers: head.headers,
         };
         let mut m = self.clone();
+        m.header_block = updated_block(&self.header_block, head.headers);
         if let Storable::Yes(fresh) =
             evaluate(&probe, request_time_s, response_time_s, default_ttl_s)
         {

@@ -11,6 +11,8 @@ pub enum CacheResult {
     Miss,
     Fetching,
     Stale,
+    /// A stored copy the origin confirmed just now (conditional request answered 304).
+    Revalidated,
     /// Not cacheable: passed to the origin.
     Pass,
     /// Pulled from the designated peer.
@@ -20,11 +22,12 @@ pub enum CacheResult {
 }
 
 impl CacheResult {
-    pub const ALL: [CacheResult; 7] = [
+    pub const ALL: [CacheResult; 8] = [
         CacheResult::Hit,
         CacheResult::Miss,
         CacheResult::Fetching,
         CacheResult::Stale,
+        CacheResult::Revalidated,
         CacheResult::Pass,
         CacheResult::Peer,
         CacheResult::Local,
@@ -35,6 +38,7 @@ impl CacheResult {
             CacheResult::Miss => "MISS",
             CacheResult::Fetching => "FETCHING",
             CacheResult::Stale => "STALE",
+            CacheResult::Revalidated => "REVALIDATED",
             CacheResult::Pass => "PASS",
             CacheResult::Peer => "PEER",
             CacheResult::Local => "LOCAL",

@@ -319,7 +319,13 @@ impl ShardCache {
                             match state {
                                 Some(Ok(m)) => {
                                     if let Some(o) = self
-                                        .serve_stored(req, &info, &m, CacheResult::Hit, sink)
+                                        .serve_stored(
+                                            req,
+                                            &info,
+                                            &m,
+                                            CacheResult::Revalidated,
+                                            sink,
+                                        )
                                         .await
                                     {
                                         return o;
@@ -356,6 +362,19 @@ impl ShardCache {
         let existing = self.fills.borrow().get(&req.cache_key).cloned();
         match existing {
             Some(fill) => {
+                // Freshness on arrival (RFC 9111 §4.2): once the fill's answer is known, a viewer
+                // arriving later joins it only while that answer is fresh — one stale on arrival
+                // (max-age=0, Expires ≤ Date, Age beyond max-age) is fetched anew.
+                let stale_on_arrival = match &*fill.state.borrow() {
+                    FillState::Head(h) => h
+                        .validators
+                        .as_ref()
+                        .is_some_and(|m| m.usability(now) != Usability::Fresh),
+                    _ => false,
+                };
+                if stale_on_arrival {
+                    return self.pass_through(req, sink).await;
+                }
                 // A body that has fully arrived is served from memory with no origin wait.
                 let result = if fill.complete.get() {
                     CacheResult::Hit
@@ -684,6 +703,7 @@ impl ShardCache {
                             h.header(name, x);
                         }
                     }
+                    h.raw(&freshness::not_modified_fields(&v.header_block));
                     self.common_headers(&mut h, req, result, v.current_age_s(freshness::now_s()));
                     let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
                     return Outcome {
@@ -862,6 +882,7 @@ impl ShardCache {
                     h.header(name, v);
                 }
             }
+            h.raw(&freshness::not_modified_fields(&meta.header_block));
             self.common_headers(&mut h, req, result, age);
             let aborted = sink.send(h.finish(), Bytes::new()).await.is_err();
             return Some(Outcome {

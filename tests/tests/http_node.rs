@@ -291,14 +291,18 @@ fn conditional_requests_and_revalidation() {
                 status: 304,
                 headers: vec![
                     ("ETag".into(), etag),
-                    ("Cache-Control".into(), "max-age=1".into()),
+                    ("Cache-Control".into(), "max-age=1, public".into()),
+                    ("X-Policy".into(), "updated".into()),
+                    ("Content-Length".into(), "1".into()),
                 ],
                 body: vec![],
                 delay: Duration::ZERO,
                 piece_delay: Duration::ZERO,
             };
         }
-        OriginReply::ok(body_for(&etag, 5000), "max-age=1").header("ETag", &etag)
+        OriginReply::ok(body_for(&etag, 5000), "max-age=1")
+            .header("ETag", &etag)
+            .header("X-Policy", "original")
     });
     let a = get(s.node.http, "/m/t/manifest.m3u8", HOST, &[]).unwrap();
     assert_eq!(a.status, 200);
@@ -312,13 +316,25 @@ fn conditional_requests_and_revalidation() {
     .unwrap();
     assert_eq!(b.status, 304);
     assert_eq!(b.header("etag"), Some("\"v1\""));
+    // A 304 carries what the 200 would have among Cache-Control, Expires, Vary (RFC 9110
+    // §15.4.5), and a Date.
+    assert_eq!(b.header("cache-control"), Some("max-age=1"));
+    assert!(b.header("date").is_some());
     assert_eq!(s.origin.requests(), 1);
     // After expiry: a conditional request upstream; the origin's 304 refreshes the copy.
     std::thread::sleep(Duration::from_millis(2100));
     let c = get(s.node.http, "/m/t/manifest.m3u8", HOST, &[]).unwrap();
     assert_eq!(c.status, 200);
     assert_eq!(c.body, a.body);
-    assert_eq!(c.x_cache(), "HIT");
+    assert_eq!(c.x_cache(), "REVALIDATED");
+    // The 304's fields replace the stored ones (RFC 9111 §3.2), except Content-Length.
+    assert_eq!(c.header("x-policy"), Some("updated"), "{:?}", c.headers);
+    assert_eq!(c.header("cache-control"), Some("max-age=1, public"));
+    assert_eq!(c.header("content-length"), Some("5000"));
+    // ... and are stored: the next hit replays them.
+    let c2 = get(s.node.http, "/m/t/manifest.m3u8", HOST, &[]).unwrap();
+    assert_eq!(c2.x_cache(), "HIT");
+    assert_eq!(c2.header("x-policy"), Some("updated"));
     assert_eq!(s.origin.requests(), 2);
     let seen = s.origin.seen.lock().unwrap().clone();
     assert_eq!(seen[1].header("if-none-match"), Some("\"v1\""));
@@ -1167,5 +1183,38 @@ fn origin_request_header_rules_are_checked() {
             err.contains("host[0].origin_request_headers") && err.contains(needle),
             "{extra}: {err}"
         );
+    }
+}
+
+#[test]
+fn responses_stale_on_arrival_are_never_hits() {
+    let s = setup("stale-on-arrival", "", |req: &SeenRequest| {
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let body = body_for(&req.path, 200_000);
+        let r = OriginReply {
+            headers: Vec::new(),
+            ..OriginReply::ok(body.clone(), "")
+        };
+        match req.path.as_str() {
+            // Age beyond max-age.
+            "/v/a/old.ts" => OriginReply::ok(body, "max-age=60").header("Age", "7200"),
+            // Expires equal to Date.
+            "/v/a/expires.ts" => r.header("Date", &date).header("Expires", &date),
+            // An invalid Expires means already expired (RFC 9111 §5.3).
+            _ => r.header("Date", &date).header("Expires", "0"),
+        }
+    });
+    for path in ["/v/a/old.ts", "/v/a/expires.ts", "/v/a/invalid.ts"] {
+        // Two requests right after each other on one keep-alive connection.
+        let mut c = TcpStream::connect(s.node.http).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        for i in 0..2 {
+            write!(c, "GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
+            let r = read_response(&mut c, false, &mut buf).unwrap();
+            assert_eq!(r.status, 200);
+            assert_ne!(r.x_cache(), "HIT", "{path} request {i}: {:?}", r.headers);
+        }
+        assert_eq!(s.origin.requests_for(path), 2, "{path}: fetched for each request");
     }
 }
