@@ -45,6 +45,16 @@ pub struct NodeConfig {
     /// Access log file (Combined Log Format); "-" for stdout. Default: none.
     #[serde(default)]
     pub access_log: Option<String>,
+    /// The response field an origin uses to tell this CDN alone how to cache (RFC 9213
+    /// targeted field, Cache-Control syntax as a Structured Fields Dictionary). It beats
+    /// CDN-Cache-Control, which beats Cache-Control and Expires; it is never sent to viewers.
+    /// Default: `Arrow-Cache-Control`.
+    #[serde(default = "default_targeted_field")]
+    pub targeted_cache_control: String,
+}
+
+fn default_targeted_field() -> String {
+    "Arrow-Cache-Control".into()
 }
 
 fn default_cores() -> Vec<usize> {
@@ -213,6 +223,10 @@ pub struct RawHostRule {
     /// none (every end-to-end header is forwarded).
     #[serde(default)]
     pub origin_request_headers_remove: Vec<String>,
+    /// Pass CDN-Cache-Control on to viewers (when another CDN sits below this one). Default:
+    /// false (Arrow honours it and removes it).
+    #[serde(default)]
+    pub keep_cdn_cache_control: bool,
 }
 
 /// `host.query` as written: a mode or a list of parameter names.
@@ -254,6 +268,7 @@ pub struct HostRule {
     /// Lower-case names of viewer headers (and of the set ones) not forwarded as the viewer
     /// sent them.
     pub origin_headers_drop: Vec<String>,
+    pub keep_cdn_cache_control: bool,
 }
 
 /// One origin: where to connect and how to name it.
@@ -372,6 +387,19 @@ impl RawConfig {
         }
         if node.listen.is_empty() {
             return Err(("node.listen".into(), "needs at least one address".into()));
+        }
+        if !crate::forward::is_token(&node.targeted_cache_control)
+            || node
+                .targeted_cache_control
+                .eq_ignore_ascii_case("cache-control")
+        {
+            return Err((
+                "node.targeted_cache_control".into(),
+                format!(
+                    "{:?} is not a field name of its own (e.g. \"Arrow-Cache-Control\")",
+                    node.targeted_cache_control
+                ),
+            ));
         }
         if node.admin_listen.is_some() && node.admin_token.as_deref().unwrap_or("").len() < 8 {
             return Err((
@@ -583,6 +611,7 @@ impl RawHostRule {
             query,
             origin_headers_set,
             origin_headers_drop,
+            keep_cdn_cache_control: self.keep_cdn_cache_control,
             hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             technical_labels: self.technical_labels,
             hash_input,

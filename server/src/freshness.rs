@@ -56,6 +56,79 @@ impl CacheControl {
     }
 }
 
+/// The name of CDN-Cache-Control (RFC 9213), which every CDN honours.
+pub const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
+
+/// How a host rule's responses are judged: its default freshness and the targeted fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    /// Freshness given to responses without explicit freshness (None: not stored).
+    pub default_ttl_s: Option<u64>,
+    /// Arrow's own targeted field (RFC 9213 §2), lower case, e.g. `arrow-cache-control`:
+    /// highest precedence, never sent to viewers.
+    pub own_field: &'a str,
+    /// Keep CDN-Cache-Control in responses to viewers (a CDN further down honours it).
+    pub keep_cdn_cache_control: bool,
+}
+
+impl Policy<'_> {
+    /// A policy with only a default TTL (Arrow-Cache-Control as the own field).
+    pub const fn with_ttl(default_ttl_s: Option<u64>) -> Policy<'static> {
+        Policy {
+            default_ttl_s,
+            own_field: "arrow-cache-control",
+            keep_cdn_cache_control: false,
+        }
+    }
+
+    /// A targeted field this node consumes and does not pass on to viewers.
+    pub fn strips(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case(self.own_field)
+            || (!self.keep_cdn_cache_control && name.eq_ignore_ascii_case(CDN_CACHE_CONTROL))
+    }
+}
+
+/// The directives of the first targeted field present that parses (RFC 9213 §2.1: the field is
+/// a Structured Fields Dictionary; an invalid one is ignored), in precedence order: the node's
+/// own field, then CDN-Cache-Control. `None`: no usable targeted field (Cache-Control rules).
+fn targeted(head: &OriginHead, policy: &Policy) -> Option<CacheControl> {
+    for name in [policy.own_field, CDN_CACHE_CONTROL] {
+        let values: Vec<&str> = head.all(name).collect();
+        if values.is_empty() {
+            continue;
+        }
+        let joined = values.join(", ");
+        let Ok(dict) = sfv::Parser::new(joined.as_bytes()).parse_dictionary::<sfv::Dictionary>()
+        else {
+            continue;
+        };
+        let mut cc = CacheControl::default();
+        for (key, entry) in &dict {
+            let sfv::ListEntry::Item(item) = entry else {
+                continue;
+            };
+            let secs = item
+                .bare_item
+                .as_integer()
+                .and_then(|i| u64::try_from(i64::from(i)).ok());
+            let flag = item.bare_item.as_boolean() == Some(true);
+            match key.as_str() {
+                "max-age" => cc.max_age_s = secs.or(cc.max_age_s),
+                "s-maxage" => cc.s_maxage_s = secs.or(cc.s_maxage_s),
+                "no-store" => cc.no_store |= flag,
+                "no-cache" => cc.no_cache |= flag,
+                "private" => cc.private |= flag,
+                "must-revalidate" | "proxy-revalidate" => cc.must_revalidate |= flag,
+                "stale-while-revalidate" => cc.stale_while_revalidate_s = secs,
+                "stale-if-error" => cc.stale_if_error_s = secs,
+                _ => {}
+            }
+        }
+        return Some(cc);
+    }
+    None
+}
+
 pub const STORABLE_STATUSES: [u16; 8] = [200, 203, 204, 300, 301, 308, 404, 410];
 
 /// What the cache needs from an origin response head to decide and to serve it later.
@@ -107,10 +180,11 @@ pub fn is_unreplayed_header(name: &str) -> bool {
 /// The stored header block updated by a 304 (RFC 9111 §3.2): every field the 304 carries
 /// replaces the stored field of that name, except Content-Length and the fields never replayed
 /// (hop-by-hop, recomputed per response, named by the 304's Connection).
-pub fn updated_block(stored: &Bytes, update: &[(String, String)]) -> Bytes {
+pub fn updated_block(stored: &Bytes, update: &[(String, String)], policy: &Policy) -> Bytes {
     let named = connection_named(update);
     let replaces = |n: &str| {
         !is_unreplayed_header(n)
+            && !policy.strips(n)
             && !n.eq_ignore_ascii_case("content-length")
             && !named.iter().any(|c| n.eq_ignore_ascii_case(c))
     };
@@ -211,16 +285,21 @@ pub fn now_s() -> u64 {
 
 /// Decide whether `head` (the answer to a GET sent at `request_time_s`) is storable, and if so
 /// build its metadata. `default_ttl_s` is the host rule's default.
+/// A targeted field (Arrow's own, then CDN-Cache-Control) replaces Cache-Control and Expires
+/// for Arrow's caching when present and valid (RFC 9213 §2.2).
 pub fn evaluate(
     head: &OriginHead,
     request_time_s: u64,
     response_time_s: u64,
-    default_ttl_s: Option<u64>,
+    policy: &Policy,
 ) -> Storable {
     if !STORABLE_STATUSES.contains(&head.status) {
         return Storable::No("status not cacheable");
     }
-    let cc = CacheControl::parse(head.all("cache-control"));
+    let default_ttl_s = policy.default_ttl_s;
+    let targeted = targeted(head, policy);
+    let by_target = targeted.is_some();
+    let cc = targeted.unwrap_or_else(|| CacheControl::parse(head.all("cache-control")));
     if cc.no_store {
         return Storable::No("no-store");
     }
@@ -238,7 +317,7 @@ pub fn evaluate(
         .and_then(|d| httpdate::parse_http_date(d).ok())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs());
-    let expires_lifetime = head.header("expires").map(|e| {
+    let expires_lifetime = head.header("expires").filter(|_| !by_target).map(|e| {
         match httpdate::parse_http_date(e)
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -270,7 +349,10 @@ pub fn evaluate(
     let mut block = BytesMut::with_capacity(256);
     let named = connection_named(head.headers);
     for (n, v) in head.headers {
-        if is_unreplayed_header(n) || named.iter().any(|c| n.eq_ignore_ascii_case(c)) {
+        if is_unreplayed_header(n)
+            || named.iter().any(|c| n.eq_ignore_ascii_case(c))
+            || policy.strips(n)
+        {
             continue;
         }
         block.put_slice(n.as_bytes());
@@ -334,17 +416,15 @@ impl Meta {
         head: &OriginHead,
         request_time_s: u64,
         response_time_s: u64,
-        default_ttl_s: Option<u64>,
+        policy: &Policy,
     ) -> Meta {
         let probe = OriginHead {
             status: self.status,
             headers: head.headers,
         };
         let mut m = self.clone();
-        m.header_block = updated_block(&self.header_block, head.headers);
-        if let Storable::Yes(fresh) =
-            evaluate(&probe, request_time_s, response_time_s, default_ttl_s)
-        {
+        m.header_block = updated_block(&self.header_block, head.headers, policy);
+        if let Storable::Yes(fresh) = evaluate(&probe, request_time_s, response_time_s, policy) {
             m.stored_at_s = fresh.stored_at_s;
             m.initial_age_s = fresh.initial_age_s;
             m.lifetime_s = fresh.lifetime_s;
@@ -545,8 +625,73 @@ mod tests {
             },
             request_time_s,
             response_time_s,
-            default_ttl_s,
+            &Policy::with_ttl(default_ttl_s),
         )
+    }
+
+    #[test]
+    fn targeted_fields_take_precedence_in_order() {
+        let lifetime = |h: &[(&str, &str)]| match evaluate_200(&head(h), 100, 100, None) {
+            Storable::Yes(m) => Some(m.lifetime_s),
+            Storable::No(_) => None,
+        };
+        // CDN-Cache-Control beats Cache-Control and Expires.
+        assert_eq!(
+            lifetime(&[
+                ("Cache-Control", "no-store"),
+                ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+                ("CDN-Cache-Control", "max-age=600"),
+            ]),
+            Some(600)
+        );
+        // Arrow's own field beats CDN-Cache-Control.
+        assert_eq!(
+            lifetime(&[
+                ("Cache-Control", "max-age=5"),
+                ("CDN-Cache-Control", "max-age=600"),
+                ("Arrow-Cache-Control", "max-age=86400, stale-if-error=60"),
+            ]),
+            Some(86_400)
+        );
+        assert_eq!(
+            lifetime(&[
+                ("Cache-Control", "max-age=600"),
+                ("CDN-Cache-Control", "no-store"),
+            ]),
+            None
+        );
+        // An invalid targeted field (not a Structured Fields Dictionary) is ignored.
+        assert_eq!(
+            lifetime(&[
+                ("Cache-Control", "max-age=7"),
+                ("CDN-Cache-Control", "max-age=\"600"),
+            ]),
+            Some(7)
+        );
+        // Targeted fields are consumed: not stored for viewers (CDN-Cache-Control unless kept).
+        let h = head(&[
+            ("Cache-Control", "max-age=7"),
+            ("CDN-Cache-Control", "max-age=60"),
+            ("Arrow-Cache-Control", "max-age=60"),
+        ]);
+        let Storable::Yes(m) = evaluate_200(&h, 100, 100, None) else {
+            panic!()
+        };
+        let block = String::from_utf8_lossy(&m.header_block).to_ascii_lowercase();
+        assert!(!block.contains("cdn-cache-control") && !block.contains("arrow-cache-control"));
+        let keep = Policy {
+            keep_cdn_cache_control: true,
+            ..Policy::with_ttl(None)
+        };
+        let o = OriginHead {
+            status: 200,
+            headers: &h,
+        };
+        let Storable::Yes(m) = evaluate(&o, 100, 100, &keep) else {
+            panic!()
+        };
+        let block = String::from_utf8_lossy(&m.header_block).to_ascii_lowercase();
+        assert!(block.contains("cdn-cache-control") && !block.contains("arrow-cache-control"));
     }
 
     #[test]

@@ -190,6 +190,11 @@ pub async fn pass_to_origin(
                 req.method == "HEAD",
                 extra,
                 None,
+                Some(&crate::freshness::Policy {
+                    default_ttl_s: rule.default_ttl_s,
+                    own_field: &ctx.node.cfg.node.targeted_cache_control,
+                    keep_cdn_cache_control: rule.keep_cdn_cache_control,
+                }),
                 sink,
             )
             .await
@@ -243,6 +248,7 @@ pub async fn pull_from_peer(
                 req.method == "HEAD",
                 extra,
                 label.as_deref(),
+                None,
                 sink,
             )
             .await;

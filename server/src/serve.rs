@@ -280,6 +280,15 @@ impl ShardCache {
             .set(self.cfg.limits.fill_buffer_bytes_max);
     }
 
+    /// How `rule`'s responses are judged (default TTL, targeted cache-control fields).
+    fn policy<'a>(&'a self, rule: &HostRule) -> freshness::Policy<'a> {
+        freshness::Policy {
+            default_ttl_s: rule.default_ttl_s,
+            own_field: &self.cfg.node.targeted_cache_control,
+            keep_cdn_cache_control: rule.keep_cdn_cache_control,
+        }
+    }
+
     fn rule(&self, req: &CacheRequest) -> &HostRule {
         &self.cfg.hosts[req.rule]
     }
@@ -528,7 +537,7 @@ impl ShardCache {
             headers: &resp.headers,
         };
         if let (Some(m), 304) = (stale, resp.status) {
-            let refreshed = m.refreshed(&head, request_time, response_time, rule.default_ttl_s);
+            let refreshed = m.refreshed(&head, request_time, response_time, &self.policy(rule));
             if let (Some(store), Some(disk)) = (&self.store, req.disk) {
                 if let Some(blob) = refreshed.encode_bounded(arrow_storage::layout::META_BYTES_MAX)
                 {
@@ -550,7 +559,7 @@ impl ShardCache {
             return;
         }
         let storable =
-            match freshness::evaluate(&head, request_time, response_time, rule.default_ttl_s) {
+            match freshness::evaluate(&head, request_time, response_time, &self.policy(rule)) {
                 Storable::Yes(m) => Some(m),
                 Storable::No(why) => {
                     tracing::debug!(key = %req.cache_key, why, "not storable");
@@ -562,7 +571,7 @@ impl ShardCache {
             .len
             .is_some_and(|l| l > self.cfg.limits.object_bytes_max);
         let shared = storable.is_some() && !too_big;
-        let header_block = render_origin_headers(&resp);
+        let header_block = render_origin_headers(&resp, Some(&self.policy(rule)));
         *fill.state.borrow_mut() = FillState::Head(Rc::new(FillHead {
             status: resp.status,
             header_block,
@@ -1093,6 +1102,7 @@ impl ShardCache {
                     req.head_only,
                     &req.extra_headers,
                     None,
+                    Some(&self.policy(rule)),
                     sink,
                 )
                 .await
@@ -1106,12 +1116,14 @@ impl ShardCache {
 }
 
 /// The origin's headers minus hop-by-hop and recomputed ones, rendered as lines.
-pub fn render_origin_headers(resp: &OriginResponse) -> Bytes {
+/// `policy`: the host rule's, whose targeted cache-control fields are not passed on.
+pub fn render_origin_headers(resp: &OriginResponse, policy: Option<&freshness::Policy>) -> Bytes {
     let mut b = BytesMut::with_capacity(256);
     let named = freshness::connection_named(&resp.headers);
     for (n, v) in &resp.headers {
         if (freshness::is_unreplayed_header(n) && !n.eq_ignore_ascii_case("set-cookie"))
             || named.iter().any(|c| n.eq_ignore_ascii_case(c))
+            || policy.is_some_and(|p| p.strips(n))
         {
             continue;
         }
@@ -1132,6 +1144,7 @@ fn chunk_frame(piece: Bytes) -> Bytes {
 }
 
 /// Relay an origin response to a viewer uncached (X-Cache: MISS, not stored).
+#[allow(clippy::too_many_arguments)]
 pub async fn stream_origin_response(
     mut resp: OriginResponse,
     node_name: &str,
@@ -1139,10 +1152,11 @@ pub async fn stream_origin_response(
     head_only: bool,
     extra_headers: &str,
     x_cache: Option<&str>,
+    policy: Option<&freshness::Policy<'_>>,
     sink: &mut impl Sink,
 ) -> Outcome {
     let mut h = HeadWriter::new(resp.status);
-    h.raw(&render_origin_headers(&resp));
+    h.raw(&render_origin_headers(&resp, policy));
     h.header("X-Cache", x_cache.unwrap_or(CacheResult::Pass.as_str()))
         .header("Server", node_name)
         .header("Connection", connection_value(keep_alive))

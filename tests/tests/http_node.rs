@@ -1215,6 +1215,51 @@ fn responses_stale_on_arrival_are_never_hits() {
             assert_eq!(r.status, 200);
             assert_ne!(r.x_cache(), "HIT", "{path} request {i}: {:?}", r.headers);
         }
-        assert_eq!(s.origin.requests_for(path), 2, "{path}: fetched for each request");
+        assert_eq!(
+            s.origin.requests_for(path),
+            2,
+            "{path}: fetched for each request"
+        );
     }
+}
+
+#[test]
+fn cdn_cache_control_and_arrows_own_field_rule_arrows_caching() {
+    let s = setup("targeted-cc", "", |req: &SeenRequest| {
+        match req.path.as_str() {
+            // Browsers must not store it; CDNs may for 5 minutes.
+            "/v/t/cdn.ts" => OriginReply::ok(body_for(&req.path, 5000), "no-store")
+                .header("CDN-Cache-Control", "max-age=300"),
+            // Everyone may store it for 5 minutes, but not Arrow.
+            "/v/t/not-arrow.ts" => OriginReply::ok(body_for(&req.path, 5000), "max-age=300")
+                .header("CDN-Cache-Control", "max-age=300")
+                .header("Arrow-Cache-Control", "no-store"),
+            _ => OriginReply::ok(body_for(&req.path, 5000), "max-age=300"),
+        }
+    });
+    let http = s.node.http;
+    let a = get(http, "/v/t/cdn.ts", HOST, &[]).unwrap();
+    assert_eq!(a.header("cache-control"), Some("no-store"));
+    assert_eq!(a.header("cdn-cache-control"), None, "consumed by Arrow");
+    let hit = wait_until(Duration::from_secs(5), || {
+        get(http, "/v/t/cdn.ts", HOST, &[]).unwrap().x_cache() == "HIT"
+    });
+    assert!(
+        hit,
+        "CDN-Cache-Control: max-age=300 beats Cache-Control: no-store"
+    );
+    let b = get(http, "/v/t/cdn.ts", HOST, &[]).unwrap();
+    assert_eq!(
+        b.header("cache-control"),
+        Some("no-store"),
+        "viewers still told no-store"
+    );
+    assert_eq!(b.header("cdn-cache-control"), None);
+    for _ in 0..3 {
+        let c = get(http, "/v/t/not-arrow.ts", HOST, &[]).unwrap();
+        assert_ne!(c.x_cache(), "HIT");
+        assert_eq!(c.header("arrow-cache-control"), None);
+    }
+    assert_eq!(s.origin.requests_for("/v/t/not-arrow.ts"), 3);
+    assert_eq!(s.origin.requests_for("/v/t/cdn.ts"), 1);
 }
