@@ -111,6 +111,8 @@ pub struct ShardMetrics {
     pub peer_failovers: Counter,
     /// Requests that waited for the start-up warm-up before being routed.
     pub warmup_waits: Counter,
+    /// Cache keys invalidated by a non-error answer to an unsafe method.
+    pub invalidations: Counter,
     pub connections_total: Counter,
     pub connections_refused: Counter,
     pub bad_requests: Counter,
@@ -203,7 +205,7 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 24] = [
+    let counters: [(&str, &str, u64); 25] = [
         (
             "arrow_fill_buffer_bytes_max",
             "Bound of arrow_fill_buffer_bytes (per shard, summed).",
@@ -318,6 +320,11 @@ pub fn render(
             "arrow_peer_failovers_total",
             "Requests whose designated node could not be reached, served by the next node in placement order or from the origin.",
             sum(&|s| s.peer_failovers.get()),
+        ),
+        (
+            "arrow_invalidations_total",
+            "Cache keys invalidated by a non-error answer to an unsafe method (RFC 9111 4.4).",
+            sum(&|s| s.invalidations.get()),
         ),
         (
             "arrow_warmup_waits_total",

@@ -183,6 +183,15 @@ pub async fn pass_to_origin(
         .await;
     match resp {
         Ok(r) => {
+            let safe = matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE");
+            if !safe && (200..400).contains(&r.status) {
+                let targets = [
+                    Some(req.path_and_query()),
+                    r.header("location"),
+                    r.header("content-location"),
+                ];
+                invalidate(ctx, rule, host, targets.into_iter().flatten()).await;
+            }
             stream_origin_response(
                 r,
                 &ctx.node.name,
@@ -261,6 +270,58 @@ pub async fn pull_from_peer(
             None
         }
     }
+}
+
+/// RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the stored responses for
+/// the target URI and for the same-host URIs in Location and Content-Location (on this node;
+/// the copies on other nodes of the cluster expire by their freshness).
+async fn invalidate<'a>(
+    ctx: &ShardCtx,
+    rule: &crate::config::HostRule,
+    host: &str,
+    targets: impl Iterator<Item = &'a str>,
+) {
+    let mut keys = Vec::new();
+    for t in targets {
+        let Some(path) = same_host_path(t, host) else {
+            continue;
+        };
+        let key = crate::keys::derive(rule, host, path, false).cache_key;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    for key in keys {
+        let mut removed = 0;
+        for tx in &ctx.node.senders {
+            let (rtx, rrx) = async_channel::bounded(1);
+            let msg = crate::ctx::ShardMsg::Purge {
+                key: Some(key.clone()),
+                prefix: None,
+                reply: rtx,
+            };
+            if tx.send(msg).await.is_ok() {
+                if let Ok(Ok(n)) = rrx.recv().await {
+                    removed += n;
+                }
+            }
+        }
+        ctx.metrics.invalidations.inc();
+        tracing::debug!(key, removed, "invalidated by an unsafe method");
+    }
+}
+
+/// The path and query of `target` (a path, or an absolute http(s) URL) when it names `host`.
+fn same_host_path<'a>(target: &'a str, host: &str) -> Option<&'a str> {
+    if target.starts_with('/') {
+        return Some(target);
+    }
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let name = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    (name.eq_ignore_ascii_case(host) && path.starts_with('/')).then_some(path)
 }
 
 async fn relay_error(

@@ -1263,3 +1263,68 @@ fn cdn_cache_control_and_arrows_own_field_rule_arrows_caching() {
     assert_eq!(s.origin.requests_for("/v/t/not-arrow.ts"), 3);
     assert_eq!(s.origin.requests_for("/v/t/cdn.ts"), 1);
 }
+
+#[test]
+fn unsafe_methods_invalidate_the_target_and_same_host_locations() {
+    let s = setup("invalidate", "", |req: &SeenRequest| {
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", _) => media(req),
+            ("POST", "/v/inv/fail.ts") => OriginReply {
+                status: 500,
+                ..OriginReply::ok(Vec::new(), "no-store")
+            },
+            ("POST", _) => OriginReply::ok(b"ok".to_vec(), "no-store")
+                .header("Location", "/v/inv/b.ts")
+                .header("Content-Location", "http://elsewhere.test/v/inv/c.ts"),
+            _ => OriginReply::ok(b"ok".to_vec(), "no-store"),
+        }
+    });
+    let http = s.node.http;
+    let hit = |path: &str| {
+        wait_until(Duration::from_secs(5), || {
+            get(http, path, HOST, &[]).unwrap().x_cache() == "HIT"
+        })
+    };
+    for p in [
+        "/v/inv/a.ts",
+        "/v/inv/b.ts",
+        "/v/inv/c.ts",
+        "/v/inv/fail.ts",
+    ] {
+        get(http, p, HOST, &[]).unwrap();
+        assert!(hit(p), "{p} cached");
+    }
+    // A 2xx to POST invalidates the target and the same-host Location, not another host's.
+    let r = request(http, "POST", "/v/inv/a.ts", HOST, &[]).unwrap();
+    assert_eq!(r.status, 200);
+    assert_ne!(
+        get(http, "/v/inv/a.ts", HOST, &[]).unwrap().x_cache(),
+        "HIT"
+    );
+    assert_ne!(
+        get(http, "/v/inv/b.ts", HOST, &[]).unwrap().x_cache(),
+        "HIT"
+    );
+    assert_eq!(
+        get(http, "/v/inv/c.ts", HOST, &[]).unwrap().x_cache(),
+        "HIT"
+    );
+    // An error answer invalidates nothing.
+    let r = request(http, "POST", "/v/inv/fail.ts", HOST, &[]).unwrap();
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        get(http, "/v/inv/fail.ts", HOST, &[]).unwrap().x_cache(),
+        "HIT"
+    );
+    // DELETE too.
+    assert_eq!(
+        request(http, "DELETE", "/v/inv/c.ts", HOST, &[])
+            .unwrap()
+            .status,
+        200
+    );
+    assert_ne!(
+        get(http, "/v/inv/c.ts", HOST, &[]).unwrap().x_cache(),
+        "HIT"
+    );
+}
