@@ -17,6 +17,9 @@
 #   WORK_ROOT        where the suite copy + node_modules live (default /tmp/arrow-cachetests)
 #   ARROW_DEBUG_HEADERS=1  turn on Arrow's debug response headers (off by default: extra
 #                    headers are harmless to most tests but this is not what production sends)
+#   ARROW_HOST_EXTRA extra TOML lines appended to the [[host]] rule, e.g.
+#                    ARROW_HOST_EXTRA='keep_cdn_cache_control = true' (newer builds: the suite
+#                    checks that CDN-Cache-Control reaches the client in cdn-private/cdn-no-cache)
 #   KEEP_TMP=1       keep the run directory (config, logs) even on success
 set -euo pipefail
 
@@ -106,6 +109,7 @@ EOF
 )
 
 RUN=$(mktemp -d "$WORK_ROOT/run.XXXXXX")
+HOST_EXTRA=${ARROW_HOST_EXTRA:-}
 DEBUG_HEADERS=false; [[ -n "${ARROW_DEBUG_HEADERS:-}" && "${ARROW_DEBUG_HEADERS}" != 0 ]] && DEBUG_HEADERS=true
 ORIGIN_PID=""; ARROW_PID=""
 cleanup() {
@@ -159,6 +163,7 @@ origins = ["http://127.0.0.1:$ORIGIN_PORT"]
 # default_ttl_s unset: no freshness is invented for responses without explicit freshness.
 # The suite makes distinct URLs with query strings (other.mjs query-args-*), so keep them all.
 query = "keep"
+$HOST_EXTRA
 EOF
 "$ARROW_BIN" check-config "$RUN/arrow.toml" >"$RUN/check-config.log" 2>&1 \
   || { cat "$RUN/check-config.log" >&2; exit 1; }

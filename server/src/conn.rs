@@ -48,25 +48,29 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
             ReadHead::Closed => break,
             ReadHead::Refused(status, reason) => {
                 ctx.metrics.bad_requests.inc();
-                let resp = http::simple_response(status, &ctx.node.name, &reason, false);
+                let rid = ctx.next_request_id();
+                let resp = http::error_response(status, &ctx.node.name, &reason, false, &rid, b"");
                 let mut sink = SocketSink::new(&mut stream, body_timeout);
                 use crate::sink::Sink;
                 let _ = sink.send(resp, Bytes::new()).await;
                 ctx.metrics.request(status, CacheResult::Local, 0);
-                ctx.access_log(peer, "-", "-", status, 0, CacheResult::Local);
+                ctx.access_log(peer, "-", "-", status, 0, CacheResult::Local, &rid);
                 break;
             }
         };
+        let rid = ctx.next_request_id();
         let started = Instant::now();
         // Request bodies: read (bounded) for methods passed to the origin.
         let body = match req.body {
             BodyKind::None => Vec::new(),
             BodyKind::Chunked => {
-                let resp = http::simple_response(
+                let resp = http::error_response(
                     411,
                     &ctx.node.name,
                     "chunked request bodies are not accepted; send Content-Length",
                     false,
+                    &rid,
+                    b"",
                 );
                 let _ = write_all(&mut stream, resp, body_timeout).await;
                 ctx.metrics.request(411, CacheResult::Local, 0);
@@ -74,7 +78,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
             }
             BodyKind::Length(n) => {
                 if n > limits.request_body_bytes_max as u64 {
-                    let resp = http::simple_response(
+                    let resp = http::error_response(
                         413,
                         &ctx.node.name,
                         &format!(
@@ -82,6 +86,8 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
                             limits.request_body_bytes_max
                         ),
                         false,
+                        &rid,
+                        b"",
                     );
                     let _ = write_all(&mut stream, resp, body_timeout).await;
                     ctx.metrics.request(413, CacheResult::Local, 0);
@@ -113,6 +119,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
         let out = respond(
             &ctx,
             &req,
+            &rid,
             peer.ip(),
             served == 0,
             viewer,
@@ -134,6 +141,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
             out.status,
             out.body_bytes,
             out.result,
+            &rid,
         );
         tracing::trace!(
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -237,9 +245,10 @@ fn local_response(
     status: u16,
     reason: &str,
     keep_alive: bool,
+    rid: &str,
 ) -> (Vec<u8>, Outcome) {
     (
-        http::simple_response(status, &ctx.node.name, reason, keep_alive),
+        http::error_response(status, &ctx.node.name, reason, keep_alive, rid, b""),
         Outcome {
             status,
             result: CacheResult::Local,
@@ -253,6 +262,7 @@ fn local_response(
 async fn respond(
     ctx: &Rc<ShardCtx>,
     req: &Request,
+    rid: &str,
     peer: std::net::IpAddr,
     first_on_connection: bool,
     viewer: bool,
@@ -268,12 +278,18 @@ async fn respond(
     ));
     use crate::sink::Sink;
     let Some(host) = req.host().and_then(keys::normalize_host) else {
-        let (r, o) = local_response(ctx, 400, "missing or invalid Host", keep_alive);
+        let (r, o) = local_response(ctx, 400, "missing or invalid Host", keep_alive, rid);
         let aborted = sink.send(r, Bytes::new()).await.is_err();
         return Outcome { aborted, ..o };
     };
     let Some(rule_idx) = ctx.node.cfg.hosts.iter().position(|r| r.matches(&host)) else {
-        let (r, o) = local_response(ctx, 404, &format!("no host rule serves {host}"), keep_alive);
+        let (r, o) = local_response(
+            ctx,
+            404,
+            &format!("no host rule serves {host}"),
+            keep_alive,
+            rid,
+        );
         let aborted = sink.send(r, Bytes::new()).await.is_err();
         return Outcome { aborted, ..o };
     };
@@ -354,7 +370,7 @@ async fn respond(
     if !cacheable {
         let headers = upstream(Purpose::Relay);
         return crate::route::pass_to_origin(
-            ctx, rule_idx, req, &host, &headers, body, keep_alive, &extra, &mut sink,
+            ctx, rule_idx, req, rid, &host, &headers, body, keep_alive, &extra, &mut sink,
         )
         .await;
     }
@@ -376,6 +392,7 @@ async fn respond(
         extra_headers: extra,
         upstream_peer,
         forward_headers: upstream(Purpose::Fill),
+        request_id: rid.to_string(),
     };
     if shard == ctx.shard {
         return ctx.cache.serve(&creq, &mut sink).await;

@@ -83,6 +83,8 @@ pub struct Node {
     pub cluster: Option<crate::cluster_link::ClusterLink>,
     /// The DNS responder's counters, once it runs.
     pub dns_stats: OnceLock<Arc<arrow_dns::DnsStats>>,
+    /// This run's start time (unix seconds): the first part of request ids.
+    pub run_id: u64,
     pub(crate) shutdown: AtomicBool,
 }
 
@@ -104,6 +106,9 @@ impl Node {
             metrics,
             cluster,
             dns_stats: OnceLock::new(),
+            run_id: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             shutdown: AtomicBool::new(false),
         }
     }
@@ -150,6 +155,8 @@ pub struct ShardCtx {
     pub(crate) connections: std::cell::Cell<usize>,
     pub route_cache: RefCell<crate::cluster_link::RouteCache>,
     pub viewers: crate::viewers::Viewers,
+    /// Requests this shard has read (the sequence in request ids).
+    pub(crate) requests_seen: std::cell::Cell<u64>,
 }
 
 impl ShardCtx {
@@ -183,6 +190,15 @@ impl ShardCtx {
                 .is_some_and(|_| self.node.cfg.node.debug_headers)
     }
 
+    /// A new request's id: unique per node run (start time, shard, sequence), short enough to
+    /// read aloud from a viewer's error report and find in the access log.
+    pub fn next_request_id(&self) -> String {
+        let seq = self.requests_seen.get() + 1;
+        self.requests_seen.set(seq);
+        format!("{:x}-{}-{seq:x}", self.node.run_id, self.shard)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub fn access_log(
         &self,
         peer: SocketAddr,
@@ -191,20 +207,22 @@ impl ShardCtx {
         status: u16,
         bytes: u64,
         result: CacheResult,
+        request_id: &str,
     ) {
         if let Some(log) = &self.access_log {
             let now = httpdate::fmt_http_date(std::time::SystemTime::now());
             // Combined Log Format, with the cache result appended.
             let _ = writeln!(
                 log.borrow_mut(),
-                "{} - - [{}] \"{} {} HTTP/1.1\" {} {} \"-\" \"-\" {}",
+                "{} - - [{}] \"{} {} HTTP/1.1\" {} {} \"-\" \"-\" {} {}",
                 peer.ip(),
                 now,
                 method,
                 target.replace('"', "%22"),
                 status,
                 bytes,
-                result.as_str()
+                result.as_str(),
+                request_id
             );
         }
     }

@@ -210,29 +210,38 @@ pub fn updated_block(stored: &Bytes, update: &[(String, String)], policy: &Polic
     block.freeze()
 }
 
-/// The stored fields a 304 answered from the cache carries (RFC 9110 §15.4.5: those a 200
-/// would have had among Cache-Control, Content-Location, Expires and Vary), plus the CORS
-/// fields a browser needs to read the 304, as header lines.
-pub fn not_modified_fields(block: &Bytes) -> Bytes {
-    const FIELDS: [&str; 8] = [
-        "cache-control",
-        "content-location",
-        "expires",
-        "vary",
-        "access-control-allow-origin",
-        "access-control-allow-credentials",
-        "access-control-expose-headers",
-        "timing-allow-origin",
-    ];
+/// The lines of a header block whose field name passes `keep`.
+fn lines_where(block: &[u8], keep: impl Fn(&str) -> bool) -> Bytes {
     let mut out = BytesMut::new();
     for line in block.split_inclusive(|&b| b == b'\n') {
         let name_end = line.iter().position(|&b| b == b':').unwrap_or(0);
-        let name = std::str::from_utf8(&line[..name_end]).unwrap_or("");
-        if FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+        if keep(std::str::from_utf8(&line[..name_end]).unwrap_or("")) {
             out.put_slice(line);
         }
     }
     out.freeze()
+}
+
+/// CORS fields (`Access-Control-*`, `Timing-Allow-Origin`): what a browser needs to read an
+/// answer, including an error the node generates itself.
+pub fn is_cors_field(name: &str) -> bool {
+    (name.len() > 15 && name[..15].eq_ignore_ascii_case("access-control-"))
+        || name.eq_ignore_ascii_case("timing-allow-origin")
+}
+
+/// The CORS lines of a header block.
+pub fn cors_fields(block: &[u8]) -> Bytes {
+    lines_where(block, is_cors_field)
+}
+
+/// The stored fields a 304 answered from the cache carries (RFC 9110 §15.4.5: those a 200
+/// would have had among Cache-Control, Content-Location, Expires and Vary), plus the CORS
+/// fields a browser needs to read the 304, as header lines.
+pub fn not_modified_fields(block: &Bytes) -> Bytes {
+    const FIELDS: [&str; 4] = ["cache-control", "content-location", "expires", "vary"];
+    lines_where(block, |n| {
+        FIELDS.iter().any(|f| n.eq_ignore_ascii_case(f)) || is_cors_field(n)
+    })
 }
 
 /// Lower-case field names a message's `Connection` header lists: hop-by-hop for that message

@@ -380,6 +380,30 @@ pub fn upstream_failure_text(status: u16) -> &'static str {
     }
 }
 
+/// An error the node answers itself: a short text, `X-Cache: ERROR`, the request's id (also in
+/// the access log) and `extra` header lines (the host's CORS fields, so a browser can read it).
+pub fn error_response(
+    status: u16,
+    server: &str,
+    body: &str,
+    keep_alive: bool,
+    request_id: &str,
+    extra: &[u8],
+) -> Vec<u8> {
+    let mut h = HeadWriter::new(status);
+    h.raw(extra);
+    h.header("Server", server)
+        .header("X-Cache", "ERROR")
+        .header("X-Request-Id", request_id)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Content-Length", body.len() + 1)
+        .header("Connection", connection_value(keep_alive));
+    let mut out = h.finish();
+    out.extend_from_slice(body.as_bytes());
+    out.push(b'\n');
+    out
+}
+
 pub fn simple_response(status: u16, server: &str, body: &str, keep_alive: bool) -> Vec<u8> {
     let mut h = HeadWriter::new(status);
     h.header("Server", server)

@@ -159,6 +159,7 @@ pub async fn pass_to_origin(
     ctx: &Rc<ShardCtx>,
     rule_idx: usize,
     req: &Request,
+    rid: &str,
     host: &str,
     headers: &str,
     body: Vec<u8>,
@@ -176,13 +177,14 @@ pub async fn pass_to_origin(
                 method: &req.method,
                 path_and_query: req.path_and_query(),
                 host: rule.origin_host.as_deref().unwrap_or(host),
-                extra_headers: &headers,
+                extra_headers: headers,
                 body: &body,
             },
         )
         .await;
     match resp {
         Ok(r) => {
+            ctx.cache.learn_cors(rule_idx, &r.headers);
             let safe = matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE");
             if !safe && (200..400).contains(&r.status) {
                 let targets = [
@@ -208,7 +210,7 @@ pub async fn pass_to_origin(
             )
             .await
         }
-        Err(e) => relay_error(ctx, 502, &e.to_string(), keep_alive, sink).await,
+        Err(e) => relay_error(ctx, rule_idx, rid, 502, &e.to_string(), keep_alive, sink).await,
     }
 }
 
@@ -324,20 +326,30 @@ fn same_host_path<'a>(target: &'a str, host: &str) -> Option<&'a str> {
     (name.eq_ignore_ascii_case(host) && path.starts_with('/')).then_some(path)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn relay_error(
     ctx: &ShardCtx,
+    rule_idx: usize,
+    rid: &str,
     status: u16,
     reason: &str,
     keep_alive: bool,
     sink: &mut impl Sink,
 ) -> Outcome {
     // The reason names an origin or a node: logged, never shown to the viewer.
-    tracing::warn!(status, reason, "relay answered with an error");
-    let r = crate::http::simple_response(
+    tracing::warn!(
+        status,
+        reason,
+        request_id = rid,
+        "relay answered with an error"
+    );
+    let r = crate::http::error_response(
         status,
         &ctx.node.name,
         crate::http::upstream_failure_text(status),
         keep_alive,
+        rid,
+        &ctx.cache.cors_of(rule_idx),
     );
     let aborted = sink.send(r, bytes::Bytes::new()).await.is_err();
     Outcome {

@@ -43,6 +43,8 @@ pub struct CacheRequest {
     pub extra_headers: String,
     /// Fill from this designated node instead of the origin (mirroring).
     pub upstream_peer: Option<std::net::SocketAddr>,
+    /// The request's id, in the access log and on error answers (`X-Request-Id`).
+    pub request_id: String,
     /// The viewer's request headers for the origin on a fill ([`crate::forward`], without
     /// Range and conditionals; with Via and X-Forwarded-For).
     pub forward_headers: String,
@@ -70,6 +72,9 @@ pub struct ShardCache {
     pub metrics: Arc<ShardMetrics>,
     pub node_name: Rc<str>,
     fills: RefCell<HashMap<String, Rc<Fill>>>,
+    /// The CORS fields each host rule's origins sent last (by rule index), for the errors this
+    /// node generates itself.
+    cors: RefCell<HashMap<usize, Bytes>>,
     fill_bytes: Rc<Cell<u64>>,
     /// Fills still receiving from upstream (the bound of `fills_in_flight_max`; fills that
     /// only wait for their disk commit do not count).
@@ -262,6 +267,7 @@ impl ShardCache {
             metrics,
             node_name,
             fills: RefCell::new(HashMap::new()),
+            cors: RefCell::new(HashMap::new()),
             fill_bytes: Rc::new(Cell::new(0)),
             fetching: Rc::new(Cell::new(0)),
         })
@@ -278,6 +284,30 @@ impl ShardCache {
         self.metrics
             .fill_buffer_bytes_max
             .set(self.cfg.limits.fill_buffer_bytes_max);
+    }
+
+    /// The CORS lines the origins of host rule `rule` sent last (empty if none yet).
+    pub fn cors_of(&self, rule: usize) -> Bytes {
+        self.cors.borrow().get(&rule).cloned().unwrap_or_default()
+    }
+
+    /// Remember the CORS fields of an origin answer for host rule `rule`.
+    pub fn learn_cors(&self, rule: usize, headers: &[(String, String)]) {
+        if !headers.iter().any(|(n, _)| freshness::is_cors_field(n)) {
+            return;
+        }
+        let mut b = BytesMut::new();
+        for (n, v) in headers.iter().filter(|(n, _)| freshness::is_cors_field(n)) {
+            b.extend_from_slice(n.as_bytes());
+            b.extend_from_slice(b": ");
+            b.extend_from_slice(v.as_bytes());
+            b.extend_from_slice(b"\r\n");
+        }
+        let b = b.freeze();
+        let mut cors = self.cors.borrow_mut();
+        if cors.get(&rule) != Some(&b) {
+            cors.insert(rule, b);
+        }
     }
 
     /// How `rule`'s responses are judged (default TTL, targeted cache-control fields).
@@ -532,6 +562,7 @@ impl ShardCache {
             }
         };
         let response_time = freshness::now_s();
+        self.learn_cors(req.rule, &resp.headers);
         let head = OriginHead {
             status: resp.status,
             headers: &resp.headers,
@@ -740,7 +771,9 @@ impl ShardCache {
         let (status, first, last) = match (len, parse_range(range_value, len.unwrap_or(0))) {
             (Some(_), RangeSpec::Bytes { first, last }) => (206, first, Some(last)),
             (Some(l), RangeSpec::Unsatisfiable) => {
-                return self.unsatisfiable(req, l, result, sink).await;
+                return self
+                    .unsatisfiable(req, l, &head.header_block, result, sink)
+                    .await;
             }
             (Some(l), RangeSpec::Whole) => (head.status, 0, l.checked_sub(1)),
             (None, _) => (head.status, 0, None),
@@ -907,7 +940,10 @@ impl ShardCache {
             RangeSpec::Whole => (meta.status, 0, len),
             RangeSpec::Bytes { first, last } => (206, first, last + 1),
             RangeSpec::Unsatisfiable => {
-                return Some(self.unsatisfiable(req, len, result, sink).await);
+                return Some(
+                    self.unsatisfiable(req, len, &meta.header_block, result, sink)
+                        .await,
+                );
             }
         };
         // The first piece is read before the head, so a bad object falls back to a fill.
@@ -1005,14 +1041,18 @@ impl ShardCache {
         Some(out)
     }
 
+    /// 416 for a range past the end of a body whose stored head is `block` (its CORS fields
+    /// go along, so a browser player can read the status).
     async fn unsatisfiable(
         &self,
         req: &CacheRequest,
         len: u64,
+        block: &[u8],
         result: CacheResult,
         sink: &mut impl Sink,
     ) -> Outcome {
         let mut h = HeadWriter::new(416);
+        h.raw(&freshness::cors_fields(block));
         self.common_headers(&mut h, req, result, 0);
         h.header("Content-Range", format!("bytes */{len}"))
             .header("Content-Length", 0);
@@ -1048,11 +1088,13 @@ impl ShardCache {
         sink: &mut impl Sink,
     ) -> Outcome {
         // The reason may name an origin or a node: logged, never shown to the viewer.
-        tracing::warn!(key = %req.cache_key, status, reason, "answered with an error");
+        tracing::warn!(key = %req.cache_key, status, reason, request_id = %req.request_id, "answered with an error");
         let body = format!("{}\n", crate::http::upstream_failure_text(status));
         let mut h = HeadWriter::new(status);
+        h.raw(&self.cors_of(req.rule));
         h.header("Server", &*self.node_name)
             .header("X-Cache", "ERROR")
+            .header("X-Request-Id", &req.request_id)
             .header("Content-Type", "text/plain; charset=utf-8")
             .header("Content-Length", body.len())
             .header("Connection", connection_value(req.keep_alive))

@@ -167,6 +167,7 @@ async fn shard_main(start: ShardStart) {
         access_log,
         connections: std::cell::Cell::new(0),
         route_cache: RefCell::new(crate::cluster_link::RouteCache::default()),
+        requests_seen: std::cell::Cell::new(0),
         viewers: crate::viewers::Viewers::new(
             node.cfg
                 .cluster

@@ -1328,3 +1328,64 @@ fn unsafe_methods_invalidate_the_target_and_same_host_locations() {
         "HIT"
     );
 }
+
+#[test]
+fn errors_the_node_generates_carry_cors_an_x_cache_and_a_request_id_from_the_access_log() {
+    let mut s = setup("error-cors", "", |req: &SeenRequest| {
+        media(req)
+            .header("Access-Control-Allow-Origin", "*")
+            .header("Access-Control-Expose-Headers", "Content-Range")
+    });
+    let http = s.node.http;
+    let a = get(http, "/v/c/seg.ts", HOST, &[]).unwrap();
+    assert_eq!(a.header("access-control-allow-origin"), Some("*"));
+    assert!(wait_until(Duration::from_secs(5), || {
+        get(http, "/v/c/seg.ts", HOST, &[]).unwrap().x_cache() == "HIT"
+    }));
+    // A range past the end: 416, readable by a browser.
+    let r = get(http, "/v/c/seg.ts", HOST, &[("Range", "bytes=99999999-")]).unwrap();
+    assert_eq!(r.status, 416);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("*"),
+        "{:?}",
+        r.headers
+    );
+    // The origin goes away: a miss is a 502 with the host's CORS fields, X-Cache and an id.
+    s.origin.stop();
+    // Its pooled connections close within their 200 ms read timeout.
+    std::thread::sleep(Duration::from_millis(500));
+    let e = get(http, "/v/c/other.ts", HOST, &[]).unwrap();
+    assert_eq!(e.status, 502);
+    assert_eq!(e.x_cache(), "ERROR");
+    assert_eq!(
+        e.header("access-control-allow-origin"),
+        Some("*"),
+        "{:?}",
+        e.headers
+    );
+    let id = e.header("x-request-id").expect("a request id").to_string();
+    let body = String::from_utf8_lossy(&e.body);
+    assert!(
+        !body.contains("127.0.0.1"),
+        "the origin's address leaked: {body}"
+    );
+    // A refused request too.
+    let bad = get(http, "/v/c/x.ts", "no-rule.invalid", &[]).unwrap();
+    assert_eq!(bad.status, 404);
+    assert_eq!(bad.x_cache(), "ERROR");
+    assert!(bad.header("x-request-id").is_some());
+    // The id finds the request in the access log.
+    let log = s.node.dir.join("access.log");
+    let found = wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| {
+            l.lines()
+                .any(|line| line.contains("/v/c/other.ts") && line.ends_with(&id))
+        })
+    });
+    assert!(
+        found,
+        "{id} not in the access log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
