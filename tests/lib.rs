@@ -88,6 +88,8 @@ pub struct SeenRequest {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The request body (Content-Length framed, as Arrow sends it).
+    pub body: Vec<u8>,
 }
 
 impl SeenRequest {
@@ -205,6 +207,7 @@ fn origin_conn(
                         .iter()
                         .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into()))
                         .collect(),
+                    body: Vec::new(),
                 };
                 break (req, n);
             }
@@ -236,7 +239,8 @@ fn origin_conn(
             }
             buf.extend_from_slice(&chunk[..n]);
         }
-        buf.drain(..cl);
+        let mut req = req;
+        req.body = buf.drain(..cl).collect();
         count.fetch_add(1, Ordering::SeqCst);
         seen.lock().unwrap().push(req.clone());
         let reply = h(&req);

@@ -64,17 +64,35 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
         let body = match req.body {
             BodyKind::None => Vec::new(),
             BodyKind::Chunked => {
-                let resp = http::error_response(
-                    411,
-                    &ctx.node.name,
-                    "chunked request bodies are not accepted; send Content-Length",
-                    false,
-                    &rid,
-                    b"",
-                );
-                let _ = write_all(&mut stream, resp, body_timeout).await;
-                ctx.metrics.request(411, CacheResult::Local, 0);
-                break;
+                match read_chunked_body(
+                    &mut stream,
+                    &mut buf,
+                    req.head_len,
+                    limits.request_body_bytes_max,
+                    body_timeout,
+                )
+                .await
+                {
+                    Ok(b) => b,
+                    Err(ChunkedError::Io) => break,
+                    Err(e) => {
+                        let (status, reason) = match e {
+                            ChunkedError::TooBig => (
+                                413,
+                                format!(
+                                    "request body exceeds {} bytes",
+                                    limits.request_body_bytes_max
+                                ),
+                            ),
+                            _ => (400, "malformed chunked request body".to_string()),
+                        };
+                        let resp =
+                            http::error_response(status, &ctx.node.name, &reason, false, &rid, b"");
+                        let _ = write_all(&mut stream, resp, body_timeout).await;
+                        ctx.metrics.request(status, CacheResult::Local, 0);
+                        break;
+                    }
+                }
             }
             BodyKind::Length(n) => {
                 if n > limits.request_body_bytes_max as u64 {
@@ -107,7 +125,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
                 }
             }
         };
-        if !matches!(req.body, BodyKind::Length(_)) {
+        if req.body == BodyKind::None {
             buf.drain(..req.head_len);
         }
         let keep_alive = req.keep_alive && !ctx.node.shutting_down();
@@ -232,6 +250,99 @@ async fn read_body(
     let body = buf[head_len..head_len + n].to_vec();
     buf.drain(..head_len + n);
     Ok(body)
+}
+
+/// Why a chunked request body was not read.
+#[derive(Debug, PartialEq, Eq)]
+enum ChunkedError {
+    /// Not chunked coding (bad size line, missing CRLF after a chunk, trailers too long).
+    Malformed,
+    /// More than the request body bound.
+    TooBig,
+    /// The connection closed or stalled.
+    Io,
+}
+
+/// Bytes of a chunk-size line (with extensions) or of the trailer section before it is refused.
+const CHUNK_LINE_BYTES_MAX: usize = 4096;
+
+/// Read and decode a chunked request body (RFC 9112 §7.1) that starts at `head_len` in `buf`:
+/// at most `max` body bytes, each read within `t`. Trailer fields are read and dropped. On
+/// success the head and body are removed from `buf` (pipelined bytes stay).
+async fn read_chunked_body(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_len: usize,
+    max: usize,
+    t: Duration,
+) -> Result<Vec<u8>, ChunkedError> {
+    let mut body = Vec::new();
+    let mut pos = head_len;
+    // Chunks.
+    loop {
+        match httparse::parse_chunk_size(&buf[pos..]) {
+            Ok(httparse::Status::Complete((used, size))) => {
+                let size = usize::try_from(size).map_err(|_| ChunkedError::TooBig)?;
+                if body.len().saturating_add(size) > max {
+                    return Err(ChunkedError::TooBig);
+                }
+                pos += used;
+                if size == 0 {
+                    break;
+                }
+                while buf.len() < pos + size + 2 {
+                    fill_more(stream, buf, t).await?;
+                }
+                if &buf[pos + size..pos + size + 2] != b"\r\n" {
+                    return Err(ChunkedError::Malformed);
+                }
+                body.extend_from_slice(&buf[pos..pos + size]);
+                pos += size + 2;
+            }
+            Ok(httparse::Status::Partial) => {
+                if buf.len() - pos > CHUNK_LINE_BYTES_MAX {
+                    return Err(ChunkedError::Malformed);
+                }
+                fill_more(stream, buf, t).await?;
+            }
+            Err(_) => return Err(ChunkedError::Malformed),
+        }
+    }
+    // Trailer section: field lines up to an empty line.
+    let trailer_start = pos;
+    loop {
+        match buf[pos..].windows(2).position(|w| w == b"\r\n") {
+            Some(0) => {
+                pos += 2;
+                break;
+            }
+            Some(i) => pos += i + 2,
+            None => {
+                if buf.len() - trailer_start > CHUNK_LINE_BYTES_MAX {
+                    return Err(ChunkedError::Malformed);
+                }
+                fill_more(stream, buf, t).await?;
+            }
+        }
+    }
+    buf.drain(..pos);
+    Ok(body)
+}
+
+async fn fill_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    t: Duration,
+) -> Result<(), ChunkedError> {
+    let spare = std::mem::take(buf);
+    let (res, b) = monoio::time::timeout(t, crate::netio::read_more(stream, spare))
+        .await
+        .map_err(|_| ChunkedError::Io)?;
+    *buf = b;
+    match res {
+        Ok(n) if n > 0 => Ok(()),
+        _ => Err(ChunkedError::Io),
+    }
 }
 
 async fn write_all(stream: &mut TcpStream, data: Vec<u8>, t: Duration) -> io::Result<()> {

@@ -1389,3 +1389,51 @@ fn errors_the_node_generates_carry_cors_an_x_cache_and_a_request_id_from_the_acc
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+#[test]
+fn chunked_uploads_are_reframed_to_the_origin_within_the_body_bound() {
+    let dir = scratch_dir("chunked-upload");
+    let origin = Origin::start(|req: &SeenRequest| OriginReply::ok(req.body.clone(), "no-store"));
+    let (http, admin) = addrs();
+    let cfg = node_config(dir.path(), http, admin, &[origin.url()], "")
+        .replace("[limits]\n", "[limits]\nrequest_body_bytes_max = 65536\n");
+    let _node = Node::start(dir.path(), &cfg, http, admin);
+    let s = (origin,);
+    let mut c = TcpStream::connect(http).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // A chunked POST (with a chunk extension and a trailer), pipelined with a GET.
+    write!(
+        c,
+        "POST /v/up/api HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5;name=x\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 1\r\n\r\n\
+         GET /v/up/after.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut c, false, &mut buf).unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.headers);
+    assert_eq!(r.body, b"hello world");
+    let g = read_response(&mut c, false, &mut buf).unwrap();
+    assert_eq!(g.status, 200);
+    let seen = s.0.seen.lock().unwrap().clone();
+    let post = seen.iter().find(|q| q.method == "POST").unwrap();
+    assert_eq!(post.header("content-length"), Some("11"), "re-framed");
+    assert_eq!(post.header("transfer-encoding"), None);
+    // Over the bound: 413, the connection closes, nothing reaches the origin.
+    let big = "a".repeat(40_000);
+    let raw = format!(
+        "POST /v/up/big HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {len:x}\r\n{big}\r\n{len:x}\r\n{big}\r\n0\r\n\r\n",
+        len = big.len()
+    );
+    let r = exchange(http, raw.as_bytes(), false).unwrap();
+    assert_eq!(r.status, 413);
+    // Not chunked coding: 400.
+    let raw = format!(
+        "POST /v/up/bad HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+    );
+    let r = exchange(http, raw.as_bytes(), false).unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(s.0.requests_for("/v/up/big"), 0);
+    assert_eq!(s.0.requests_for("/v/up/bad"), 0);
+}
