@@ -158,7 +158,9 @@ pub fn is_unreplayed_header(name: &str) -> bool {
     if name.len() > 8 && name[..8].eq_ignore_ascii_case("x-arrow-") {
         return true; // another node's debug headers
     }
-    const SKIP: [&str; 14] = [
+    // Date is replayed: a hit carries the origin's Date (the time the response was generated)
+    // and an Age; a 304 from the origin replaces it.
+    const SKIP: [&str; 13] = [
         "connection",
         "keep-alive",
         "proxy-connection",
@@ -168,7 +170,6 @@ pub fn is_unreplayed_header(name: &str) -> bool {
         "upgrade",
         "content-length",
         "age",
-        "date",
         "server",
         "x-cache",
         "proxy-authenticate",
@@ -348,7 +349,8 @@ pub fn evaluate(
     // RFC 9111 §4.2.3
     let age_value = head
         .header("age")
-        .and_then(|a| a.trim().parse::<u64>().ok())
+        // A list (two Age fields, or `7200, 0`): the first member counts (RFC 9111 §5.1).
+        .and_then(|a| a.split(',').next().unwrap_or("").trim().parse::<u64>().ok())
         .unwrap_or(0);
     let apparent_age = date_s.map_or(0, |d| response_time_s.saturating_sub(d));
     let response_delay = response_time_s.saturating_sub(request_time_s);

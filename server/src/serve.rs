@@ -61,8 +61,18 @@ pub struct Outcome {
 }
 
 /// Fields a cached answer writes itself (whatever the origin's stored head said): one
-/// Accept-Ranges and one Content-Range, never two.
+/// Accept-Ranges and, on a 206, one Content-Range, never two. A stored 200's own
+/// Content-Range is replayed with the whole body.
 const CACHE_WRITES_FIELDS: &[&str] = &["accept-ranges", "content-range"];
+const CACHE_WRITES_FIELDS_WHOLE: &[&str] = &["accept-ranges"];
+
+fn cache_writes(status: u16) -> &'static [&'static str] {
+    if status == 206 {
+        CACHE_WRITES_FIELDS
+    } else {
+        CACHE_WRITES_FIELDS_WHOLE
+    }
+}
 
 /// Per-shard cache state.
 pub struct ShardCache {
@@ -768,7 +778,10 @@ impl ShardCache {
             }
             (None, None) => None,
         };
-        let (status, first, last) = match (len, parse_range(range_value, len.unwrap_or(0))) {
+        let spec = parse_range(range_value, len.unwrap_or(0));
+        // Only a range this node cuts gets its own Content-Range; an origin's 206 keeps its own.
+        let ranged = len.is_some() && matches!(spec, RangeSpec::Bytes { .. });
+        let (status, first, last) = match (len, spec) {
             (Some(_), RangeSpec::Bytes { first, last }) => (206, first, Some(last)),
             (Some(l), RangeSpec::Unsatisfiable) => {
                 return self
@@ -785,9 +798,16 @@ impl ShardCache {
             .as_ref()
             .map_or(0, |m| m.current_age_s(freshness::now_s()));
         let mut h = HeadWriter::new(status);
-        h.raw_without(&head.header_block, CACHE_WRITES_FIELDS);
+        h.raw_without(
+            &head.header_block,
+            if ranged {
+                CACHE_WRITES_FIELDS
+            } else {
+                CACHE_WRITES_FIELDS_WHOLE
+            },
+        );
         self.common_headers(&mut h, req, result, age);
-        if status == 206 {
+        if ranged {
             h.header(
                 "Content-Range",
                 format!("bytes {first}-{}/{}", last.unwrap_or(0), len.unwrap_or(0)),
@@ -961,7 +981,7 @@ impl ShardCache {
             }
         };
         let mut h = HeadWriter::new(status);
-        h.raw_without(&meta.header_block, CACHE_WRITES_FIELDS);
+        h.raw_without(&meta.header_block, cache_writes(status));
         self.common_headers(&mut h, req, result, age);
         if status == 206 {
             h.header("Content-Range", format!("bytes {first}-{}/{len}", end - 1));
