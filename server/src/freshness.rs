@@ -129,7 +129,10 @@ fn targeted(head: &OriginHead, policy: &Policy) -> Option<CacheControl> {
     None
 }
 
-pub const STORABLE_STATUSES: [u16; 8] = [200, 203, 204, 300, 301, 308, 404, 410];
+/// Statuses heuristically cacheable (RFC 9110 §15.1): stored without explicit freshness when
+/// the host rule gives a default TTL. Any other final status is stored only when explicitly
+/// fresh (max-age, s-maxage, Expires or a targeted field), as RFC 9111 §3 allows.
+pub const HEURISTIC_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
 
 /// What the cache needs from an origin response head to decide and to serve it later.
 #[derive(Debug, Clone)]
@@ -303,7 +306,8 @@ pub fn evaluate(
     response_time_s: u64,
     policy: &Policy,
 ) -> Storable {
-    if !STORABLE_STATUSES.contains(&head.status) {
+    // 206 and 304 update or complete a stored response; they are never stored as such.
+    if head.status < 200 || head.status == 206 || head.status == 304 || head.status > 599 {
         return Storable::No("status not cacheable");
     }
     let default_ttl_s = policy.default_ttl_s;
@@ -338,8 +342,10 @@ pub fn evaluate(
             None => 0, // an invalid Expires means already expired (RFC 9111 §5.3)
         }
     });
+    let heuristic = HEURISTIC_STATUSES.contains(&head.status);
     let lifetime_s = match cc.s_maxage_s.or(cc.max_age_s).or(expires_lifetime) {
         Some(l) => l,
+        None if !heuristic => return Storable::No("status stored only when explicitly fresh"),
         None if cc.no_cache => 0,
         None => match default_ttl_s {
             Some(t) => t,

@@ -518,7 +518,6 @@ impl ShardCache {
             }
         }
         let host = rule.origin_host.as_deref().unwrap_or(&req.host);
-        let request_time = freshness::now_s();
         let started = std::time::Instant::now();
         let mut resp = None;
         if let Some(peer) = req.upstream_peer {
@@ -572,6 +571,10 @@ impl ShardCache {
             }
         };
         let response_time = freshness::now_s();
+        // The response delay of RFC 9111 §4.2.3 in whole seconds elapsed, not the difference of
+        // two clock readings rounded to seconds (which adds a second to a 1 ms fetch that
+        // crosses a second boundary).
+        let request_time = response_time.saturating_sub(started.elapsed().as_secs());
         self.learn_cors(req.rule, &resp.headers);
         let head = OriginHead {
             status: resp.status,
