@@ -504,6 +504,9 @@ async fn respond(
         upstream_peer,
         forward_headers: upstream(Purpose::Fill),
         request_id: rid.to_string(),
+        vary_source: crate::vary::source_of(
+            req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        ),
     };
     if shard == ctx.shard {
         return ctx.cache.serve(&creq, &mut sink).await;

@@ -3,7 +3,9 @@
 //! the origin client writes itself (Host, Content-Length) and, on a cache fill, minus Range and
 //! the conditionals (the cache asks for the whole body and revalidates with its own
 //! validators). `Via` and `X-Forwarded-For` are appended to, and a host rule may set or remove
-//! fields (`origin_request_headers`, `origin_request_headers_remove`).
+//! fields (`origin_request_headers`, `origin_request_headers_remove`). On a fill,
+//! Accept-Encoding is normalised to one coding (`br`, `gzip`, or none), the one the stored
+//! variant stands for.
 
 use std::net::IpAddr;
 
@@ -101,6 +103,20 @@ pub fn upstream_headers(
                 continue;
             }
             _ => {}
+        }
+        if purpose == Purpose::Fill && lower == "accept-encoding" {
+            // A fill asks for the one coding its variant stands for (crate::vary), so every
+            // viewer that normalises to it can share the stored answer.
+            if !drop.contains(&lower) {
+                let coding = crate::vary::normalised_encoding(value);
+                if !coding.is_empty() {
+                    out.push_str(name);
+                    out.push_str(": ");
+                    out.push_str(coding);
+                    out.push_str("\r\n");
+                }
+            }
+            continue;
         }
         if NEVER_FORWARDED.contains(&lower.as_str())
             || (purpose == Purpose::Fill && CACHE_MANAGED.contains(&lower.as_str()))

@@ -148,7 +148,7 @@ impl OriginHead<'_> {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-    fn all<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'b str> + 'b {
+    pub fn all<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'b str> + 'b {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
@@ -279,6 +279,16 @@ pub struct Meta {
     pub last_modified: Option<String>,
     /// Replayed headers, pre-rendered as `Name: value\r\n` lines.
     pub header_block: Bytes,
+    /// Set on a Vary stub (an empty object under the cache key, see [`crate::vary`]).
+    pub vary: Option<VaryStub>,
+}
+
+/// What a Vary stub records: the request fields its responses vary on, and the variants stored
+/// (the 16-byte hashes of their keys), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaryStub {
+    pub fields: Vec<String>,
+    pub variants: Vec<[u8; 16]>,
 }
 
 const META_VERSION: u8 = 1;
@@ -320,8 +330,9 @@ pub fn evaluate(
     if cc.private {
         return Storable::No("private");
     }
-    if head.header("vary").is_some() {
-        return Storable::No("vary");
+    // Vary: stored as a variant (crate::vary), except `Vary: *`.
+    if crate::vary::fields(head.all("vary")).is_err() {
+        return Storable::No("vary: *");
     }
     if head.header("set-cookie").is_some() {
         return Storable::No("set-cookie");
@@ -389,6 +400,7 @@ pub fn evaluate(
         etag: head.header("etag").map(str::to_string),
         last_modified: head.header("last-modified").map(str::to_string),
         header_block: block.freeze(),
+        vary: None,
     })
 }
 
@@ -518,6 +530,19 @@ impl Meta {
         }
         b.put_u32(self.header_block.len() as u32);
         b.put_slice(&self.header_block);
+        // An optional trailing section (readers of the first layout ignore trailing bytes).
+        if let Some(v) = &self.vary {
+            b.put_u8(1);
+            b.put_u8(v.fields.len().min(255) as u8);
+            for f in v.fields.iter().take(255) {
+                b.put_u8(f.len().min(255) as u8);
+                b.put_slice(&f.as_bytes()[..f.len().min(255)]);
+            }
+            b.put_u8(v.variants.len().min(255) as u8);
+            for h in v.variants.iter().take(255) {
+                b.put_slice(h);
+            }
+        }
         b.freeze()
     }
 
@@ -538,7 +563,25 @@ impl Meta {
         let last_modified = r.opt_str()?;
         let n = r.u32()? as usize;
         let header_block = r.slice(n)?;
+        let vary = match r.u8() {
+            Some(1) => {
+                let nf = r.u8()? as usize;
+                let mut fields = Vec::with_capacity(nf);
+                for _ in 0..nf {
+                    let len = r.u8()? as usize;
+                    fields.push(std::str::from_utf8(r.take(len)?).ok()?.to_string());
+                }
+                let nv = r.u8()? as usize;
+                let mut variants = Vec::with_capacity(nv);
+                for _ in 0..nv {
+                    variants.push(r.take(16)?.try_into().ok()?);
+                }
+                Some(VaryStub { fields, variants })
+            }
+            _ => None,
+        };
         Some(Meta {
+            vary,
             status,
             stored_at_s,
             initial_age_s,
@@ -726,15 +769,33 @@ mod tests {
     }
 
     #[test]
-    fn private_no_store_vary_are_not_stored() {
+    fn private_no_store_vary_star_are_not_stored() {
         for cc in [
             ("Cache-Control", "private, max-age=5"),
             ("Cache-Control", "no-store"),
-            ("Vary", "Accept"),
+            ("Vary", "Accept, *"),
         ] {
             let h = head(&[cc, ("Cache-Control", "max-age=5")]);
             assert!(matches!(evaluate_200(&h, 0, 0, None), Storable::No(_)));
         }
+        // Any other Vary is stored (as a variant).
+        let h = head(&[("Vary", "Accept"), ("Cache-Control", "max-age=5")]);
+        assert!(matches!(evaluate_200(&h, 0, 0, None), Storable::Yes(_)));
+    }
+
+    #[test]
+    fn vary_stub_round_trips_in_the_blob() {
+        let h = head(&[("Cache-Control", "max-age=5")]);
+        let Storable::Yes(mut m) = evaluate_200(&h, 0, 0, None) else {
+            panic!()
+        };
+        m.vary = Some(VaryStub {
+            fields: vec!["accept-encoding".into(), "origin".into()],
+            variants: vec![[1; 16], [2; 16]],
+        });
+        assert_eq!(Meta::decode(&m.encode()), Some(m.clone()));
+        m.vary = None;
+        assert_eq!(Meta::decode(&m.encode()), Some(m));
     }
 
     #[test]

@@ -33,4 +33,5 @@ pub mod shard;
 pub mod sink;
 pub mod splice;
 pub mod steer;
+pub mod vary;
 pub mod viewers;

@@ -113,6 +113,8 @@ pub struct ShardMetrics {
     pub warmup_waits: Counter,
     /// Cache keys invalidated by a non-error answer to an unsafe method.
     pub invalidations: Counter,
+    /// Stored variants removed to keep a key within its variant bound.
+    pub vary_variants_evicted: Counter,
     pub connections_total: Counter,
     pub connections_refused: Counter,
     pub bad_requests: Counter,
@@ -205,7 +207,7 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 25] = [
+    let counters: [(&str, &str, u64); 26] = [
         (
             "arrow_fill_buffer_bytes_max",
             "Bound of arrow_fill_buffer_bytes (per shard, summed).",
@@ -320,6 +322,11 @@ pub fn render(
             "arrow_peer_failovers_total",
             "Requests whose designated node could not be reached, served by the next node in placement order or from the origin.",
             sum(&|s| s.peer_failovers.get()),
+        ),
+        (
+            "arrow_vary_variants_evicted_total",
+            "Stored variants removed to keep a cache key within its bound of variants.",
+            sum(&|s| s.vary_variants_evicted.get()),
         ),
         (
             "arrow_invalidations_total",

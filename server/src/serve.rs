@@ -45,6 +45,8 @@ pub struct CacheRequest {
     pub upstream_peer: Option<std::net::SocketAddr>,
     /// The request's id, in the access log and on error answers (`X-Request-Id`).
     pub request_id: String,
+    /// The request's header lines for choosing a stored variant ([`crate::vary::source_of`]).
+    pub vary_source: String,
     /// The viewer's request headers for the origin on a fill ([`crate::forward`], without
     /// Range and conditionals; with Via and X-Forwarded-For).
     pub forward_headers: String,
@@ -128,6 +130,9 @@ struct FillHead {
     buffered: bool,
     /// The stored metadata, when storable (validators for conditional viewers).
     validators: Option<Meta>,
+    /// For a response with Vary: the request fields it varies on and the leader's variant key.
+    /// A viewer whose own variant key differs fetches for itself.
+    variant: Option<(Vec<String>, String)>,
 }
 
 /// The part of a fill's body held in memory: `pieces` in body order, starting at body offset
@@ -320,6 +325,63 @@ impl ShardCache {
         }
     }
 
+    /// Write (or update) the Vary stub under `primary`: it names `fields` and lists `key`'s
+    /// variant; past [`crate::vary::VARIANTS_MAX`] the oldest variant is removed.
+    async fn record_variant(
+        &self,
+        store: &Store,
+        disk: DiskId,
+        primary: &str,
+        fields: &[String],
+        key: &str,
+        meta: &Meta,
+    ) {
+        let Some(hash) = crate::vary::variant_hash(key) else {
+            return;
+        };
+        let old = store
+            .lookup(disk, primary.as_bytes())
+            .and_then(|i| Meta::decode(&i.meta))
+            .and_then(|m| m.vary);
+        let mut stub = match old {
+            Some(s) if s.fields == fields => s,
+            _ => freshness::VaryStub {
+                fields: fields.to_vec(),
+                variants: Vec::new(),
+            },
+        };
+        if stub.variants.contains(&hash) {
+            return;
+        }
+        stub.variants.push(hash);
+        let mut evicted = Vec::new();
+        while stub.variants.len() > crate::vary::VARIANTS_MAX {
+            evicted.push(stub.variants.remove(0));
+        }
+        let blob = Meta {
+            header_block: Bytes::new(),
+            etag: None,
+            last_modified: None,
+            vary: Some(stub),
+            ..meta.clone()
+        }
+        .encode();
+        match store.writer(disk, primary.as_bytes(), blob, Some(0)) {
+            Ok(w) => {
+                if let Err(e) = w.finish().await {
+                    tracing::debug!(key = primary, error = %e, "vary stub not stored");
+                }
+            }
+            Err(e) => tracing::debug!(key = primary, error = %e, "vary stub not admitted"),
+        }
+        for h in evicted {
+            self.metrics.vary_variants_evicted.inc();
+            let _ = store
+                .remove(disk, crate::vary::key_of(primary, &h).as_bytes())
+                .await;
+        }
+    }
+
     /// How `rule`'s responses are judged (default TTL, targeted cache-control fields).
     fn policy<'a>(&'a self, rule: &HostRule) -> freshness::Policy<'a> {
         freshness::Policy {
@@ -335,10 +397,44 @@ impl ShardCache {
 
     /// Serve one cacheable request into `sink`.
     pub async fn serve(self: &Rc<Self>, req: &CacheRequest, sink: &mut impl Sink) -> Outcome {
-        let now = freshness::now_s();
         if let (Some(store), Some(disk)) = (&self.store, req.disk) {
             if let Some(info) = store.lookup(disk, req.cache_key.as_bytes()) {
-                if let Some(meta) = Meta::decode(&info.meta) {
+                match Meta::decode(&info.meta) {
+                    // A Vary stub: the request's own variant, on the same disk.
+                    Some(Meta {
+                        vary: Some(stub), ..
+                    }) => {
+                        let mut v = req.clone();
+                        v.cache_key = crate::vary::variant_key(
+                            &req.cache_key,
+                            &stub.fields,
+                            &req.vary_source,
+                        );
+                        let found = store
+                            .lookup(disk, v.cache_key.as_bytes())
+                            .and_then(|i| Meta::decode(&i.meta).map(|m| (i, m)))
+                            .filter(|(_, m)| m.vary.is_none());
+                        return self.serve_found(&v, found, sink).await;
+                    }
+                    Some(meta) => return self.serve_found(req, Some((info, meta)), sink).await,
+                    None => {}
+                }
+            }
+        }
+        self.serve_found(req, None, sink).await
+    }
+
+    /// Serve `req` given what its key's lookup found (`None`: a miss).
+    async fn serve_found(
+        self: &Rc<Self>,
+        req: &CacheRequest,
+        found: Option<(arrow_storage::ObjectInfo, Meta)>,
+        sink: &mut impl Sink,
+    ) -> Outcome {
+        let now = freshness::now_s();
+        if let Some((info, meta)) = found {
+            {
+                {
                     match meta.usability(now) {
                         Usability::Fresh => {
                             if let Some(o) = self
@@ -616,6 +712,17 @@ impl ShardCache {
             .is_some_and(|l| l > self.cfg.limits.object_bytes_max);
         let shared = storable.is_some() && !too_big;
         let header_block = render_origin_headers(&resp, Some(&self.policy(rule)));
+        // Vary: the response is stored under the leader's variant key, with a stub under the
+        // cache key naming the fields (crate::vary); without Vary, under the cache key itself.
+        let primary = crate::vary::primary_of(&req.cache_key).to_string();
+        let variant = match crate::vary::fields(head.all("vary")) {
+            Ok(f) if !f.is_empty() => {
+                let key = crate::vary::variant_key(&primary, &f, &req.vary_source);
+                Some((f, key))
+            }
+            _ => None,
+        };
+        let store_key = variant.as_ref().map_or(primary.clone(), |(_, k)| k.clone());
         *fill.state.borrow_mut() = FillState::Head(Rc::new(FillHead {
             status: resp.status,
             header_block,
@@ -623,6 +730,7 @@ impl ShardCache {
             shared,
             buffered: !too_big,
             validators: storable.clone(),
+            variant: variant.clone(),
         }));
         fill.notify();
         if too_big {
@@ -636,7 +744,11 @@ impl ShardCache {
                         None
                     }
                     Some(blob) => {
-                        match store.writer(disk, req.cache_key.as_bytes(), blob, resp.body.len) {
+                        if let Some((fields, key)) = &variant {
+                            self.record_variant(store, disk, &primary, fields, key, meta)
+                                .await;
+                        }
+                        match store.writer(disk, store_key.as_bytes(), blob, resp.body.len) {
                             Ok(w) => Some(w),
                             Err(e) => {
                                 tracing::debug!(key = %req.cache_key, error = %e, "not admitted to disk");
@@ -736,8 +848,12 @@ impl ShardCache {
             Err(e) => return self.error(req, 502, &e, sink).await,
         };
         // A response that may not be shared goes only to the viewer that asked for it; the
-        // others that joined meanwhile fetch for themselves.
-        if !(head.shared || leader && head.buffered) {
+        // others that joined meanwhile fetch for themselves. So does a viewer of another variant.
+        let other_variant = head.variant.as_ref().is_some_and(|(f, key)| {
+            crate::vary::variant_key(crate::vary::primary_of(&req.cache_key), f, &req.vary_source)
+                != *key
+        });
+        if !(head.shared || leader && head.buffered) || (other_variant && !leader) {
             return self.pass_through(req, sink).await;
         }
         let head_shared = head.shared;

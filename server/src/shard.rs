@@ -452,6 +452,23 @@ async fn purge_local(
     };
     let mut n = 0;
     if let Some(k) = key {
+        // A Vary stub under the key: its variants go too.
+        for d in store.stats().disks {
+            let stub = store
+                .lookup(d.id, k.as_bytes())
+                .and_then(|i| crate::freshness::Meta::decode(&i.meta))
+                .and_then(|m| m.vary);
+            for h in stub.map(|s| s.variants).unwrap_or_default() {
+                let variant = crate::vary::key_of(k, &h);
+                if store
+                    .remove(d.id, variant.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    n += 1;
+                }
+            }
+        }
         for d in store.stats().disks {
             if store
                 .remove(d.id, k.as_bytes())

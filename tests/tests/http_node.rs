@@ -1437,3 +1437,91 @@ fn chunked_uploads_are_reframed_to_the_origin_within_the_body_bound() {
     assert_eq!(s.0.requests_for("/v/up/big"), 0);
     assert_eq!(s.0.requests_for("/v/up/bad"), 0);
 }
+
+#[test]
+fn vary_stores_variants_bounded_per_key() {
+    let s = setup("vary", "", |req: &SeenRequest| {
+        let origin = req.header("origin").unwrap_or("-").to_string();
+        let coding = req
+            .header("accept-encoding")
+            .unwrap_or("identity")
+            .to_string();
+        let body = format!("{} for {origin} in {coding}", req.path).into_bytes();
+        let vary = if req.path.contains("star") {
+            "*"
+        } else {
+            "Origin, Accept-Encoding"
+        };
+        OriginReply::ok(body, "max-age=300")
+            .header("Vary", vary)
+            .header("Access-Control-Allow-Origin", &origin)
+    });
+    let http = s.node.http;
+    let fetch = |path: &str, origin: &str, ae: &str| {
+        get(
+            http,
+            path,
+            HOST,
+            &[("Origin", origin), ("Accept-Encoding", ae)],
+        )
+        .unwrap()
+    };
+    let p = "/v/vary/master.m3u8";
+    let a = fetch(p, "https://a.example", "gzip, deflate");
+    assert_eq!(a.x_cache(), "MISS");
+    assert_eq!(
+        a.body,
+        format!("{p} for https://a.example in gzip").into_bytes()
+    );
+    assert_eq!(a.header("vary"), Some("Origin, Accept-Encoding"));
+    let hit_for = |origin: &str, ae: &str| {
+        wait_until(Duration::from_secs(5), || {
+            fetch(p, origin, ae).x_cache() == "HIT"
+        })
+    };
+    // The same variant, with its coding listed differently: a hit with A's body.
+    assert!(hit_for("https://a.example", "deflate;q=0.5, gzip"));
+    assert_eq!(
+        fetch(p, "https://a.example", "gzip").body,
+        a.body,
+        "variant A's body"
+    );
+    // Another origin is another variant, never A's body.
+    let b = fetch(p, "https://b.example", "gzip");
+    assert_ne!(b.x_cache(), "HIT");
+    assert_eq!(
+        b.body,
+        format!("{p} for https://b.example in gzip").into_bytes()
+    );
+    assert_eq!(
+        b.header("access-control-allow-origin"),
+        Some("https://b.example")
+    );
+    assert!(hit_for("https://b.example", "gzip"));
+    assert!(hit_for("https://a.example", "gzip"), "both variants stay");
+    let before = s.origin.requests_for(p);
+    // Vary: * is never stored.
+    for _ in 0..3 {
+        assert_ne!(
+            fetch("/v/vary/star.ts", "https://a.example", "").x_cache(),
+            "HIT"
+        );
+    }
+    // A bound of 16 variants per key: 20 more origins evict the oldest.
+    for i in 0..20 {
+        let o = format!("https://o{i}.example");
+        fetch(p, &o, "gzip");
+        assert!(hit_for(&o, "gzip"), "{o}");
+    }
+    let m = String::from_utf8(get(s.node.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+    assert!(
+        metric_sum(&m, "arrow_vary_variants_evicted_total") >= 4.0,
+        "{m}"
+    );
+    assert_ne!(
+        fetch(p, "https://a.example", "gzip").x_cache(),
+        "HIT",
+        "the oldest variant was evicted"
+    );
+    assert!(s.origin.requests_for(p) > before);
+}
