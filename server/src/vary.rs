@@ -20,14 +20,18 @@ pub fn primary_of(key: &str) -> &str {
     key.split_once(VARIANT_MARK).map_or(key, |(p, _)| p)
 }
 
-/// The field names of `Vary` values (lower case, sorted, deduplicated); `Err(())` for `*`.
-pub fn fields<'a>(values: impl Iterator<Item = &'a str>) -> Result<Vec<String>, ()> {
+/// `Vary: *`: the response varies on more than the request; it is never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VaryStar;
+
+/// The field names of `Vary` values (lower case, sorted, deduplicated); `Err` for `*`.
+pub fn fields<'a>(values: impl Iterator<Item = &'a str>) -> Result<Vec<String>, VaryStar> {
     let mut out: Vec<String> = Vec::new();
     for v in values {
         for f in v.split(',') {
             let f = f.trim().to_ascii_lowercase();
             if f == "*" {
-                return Err(());
+                return Err(VaryStar);
             }
             if !f.is_empty() {
                 out.push(f);
