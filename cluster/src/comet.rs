@@ -7,7 +7,7 @@
 //! |-------:|------:|--------------------------------------------------------------|
 //! | 0      | 4     | magic `ACMT`                                                 |
 //! | 4      | 1     | version = 1                                                  |
-//! | 5      | 1     | flags: bit 0 mirroring, bit 1 admitting; other bits zero     |
+//! | 5      | 1     | flags: bit 0 mirroring, bit 1 admitting, bit 2 signed; others 0 |
 //! | 6      | 1     | address family: 0 none, 4 IPv4, 6 IPv6                       |
 //! | 7      | 1     | disk count d (≤ [`MAX_DISKS`])                               |
 //! | 8      | 16    | address (IPv4 in the first 4 bytes, the rest zero)           |
@@ -23,6 +23,8 @@
 //! | 79     | 1     | reserved, zero                                               |
 //! | 80     | n     | node name (ASCII DNS name)                                   |
 //! | 80+n   | 17·d  | disks: UUID (16) + state (1: 0 online, 1 degraded, 2 offline)|
+//! | …      | 64    | only with flag bit 2: Ed25519 signature of every byte before |
+//! |        |       | it, by the sender's own key (per-node keys, optional)        |
 //! | end−32 | 32    | HMAC-SHA256 over every byte before it, keyed by the secret   |
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -44,15 +46,22 @@ pub const DISK_ENTRY_BYTES: usize = 17;
 pub const TAG_BYTES: usize = 32;
 /// Longest node name in a comet.
 pub const NAME_MAX_BYTES: usize = crate::identity::NODE_NAME_MAX_BYTES;
-/// Longest comet: fits one datagram on a 1280-byte IPv6 minimum MTU path.
-pub const COMET_MAX_BYTES: usize =
-    COMET_HEADER_BYTES + NAME_MAX_BYTES + MAX_DISKS * DISK_ENTRY_BYTES + TAG_BYTES;
+/// Bytes of an Ed25519 signature (per-node keys).
+pub const SIGNATURE_BYTES: usize = 64;
+/// Longest comet: one datagram on a 1280-byte IPv6 minimum MTU path. An unsigned comet always
+/// fits; a signed one fits unless its name and disk list are both near their limits (then it
+/// cannot be encoded, and says so).
+pub const COMET_MAX_BYTES: usize = 1280 - 48;
 /// Shortest comet: a one-byte name and no disks.
 pub const COMET_MIN_BYTES: usize = COMET_HEADER_BYTES + 1 + TAG_BYTES;
-const _: () = assert!(COMET_MAX_BYTES <= 1280 - 48);
+const _: () = assert!(
+    COMET_HEADER_BYTES + NAME_MAX_BYTES + MAX_DISKS * DISK_ENTRY_BYTES + TAG_BYTES
+        <= COMET_MAX_BYTES
+);
 
 const FLAG_MIRRORING: u8 = 1;
 const FLAG_ADMITTING: u8 = 2;
+const FLAG_SIGNED: u8 = 4;
 
 /// Health of one disk as its node reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +173,15 @@ impl Comet {
     /// The signed datagram. Fails (without panicking) on a name or disk list the format cannot
     /// carry.
     pub fn encode(&self, key: &CometKey) -> Result<Vec<u8>, CometError> {
+        self.encode_signed(key, None)
+    }
+
+    /// The datagram, also signed with the sender's own Ed25519 key when `signer` is given.
+    pub fn encode_signed(
+        &self,
+        key: &CometKey,
+        signer: Option<&ed25519_dalek::SigningKey>,
+    ) -> Result<Vec<u8>, CometError> {
         if !is_wire_name(&self.name) {
             return Err(CometError::Malformed("name is not a canonical DNS name"));
         }
@@ -171,7 +189,16 @@ impl Comet {
         if self.disks.len() > MAX_DISKS {
             return Err(CometError::Malformed("more than 48 disks"));
         }
-        let len = COMET_HEADER_BYTES + name.len() + self.disks.len() * DISK_ENTRY_BYTES + TAG_BYTES;
+        let len = COMET_HEADER_BYTES
+            + name.len()
+            + self.disks.len() * DISK_ENTRY_BYTES
+            + if signer.is_some() { SIGNATURE_BYTES } else { 0 }
+            + TAG_BYTES;
+        if len > COMET_MAX_BYTES {
+            return Err(CometError::Malformed(
+                "a signed comet with this name and disk list exceeds one datagram",
+            ));
+        }
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(&COMET_MAGIC);
         out.push(COMET_VERSION);
@@ -181,6 +208,9 @@ impl Comet {
         }
         if self.admitting {
             flags |= FLAG_ADMITTING;
+        }
+        if signer.is_some() {
+            flags |= FLAG_SIGNED;
         }
         out.push(flags);
         let mut addr = [0u8; 16];
@@ -218,6 +248,11 @@ impl Comet {
             out.extend_from_slice(&disk.uuid);
             out.push(disk.state as u8);
         }
+        if let Some(signer) = signer {
+            use ed25519_dalek::Signer;
+            let signature = signer.sign(&out);
+            out.extend_from_slice(&signature.to_bytes());
+        }
         let tag = key.tag(&out);
         out.extend_from_slice(&tag);
         debug_assert_eq!(out.len(), len);
@@ -226,6 +261,15 @@ impl Comet {
 
     /// Parses and authenticates a datagram. The tag is checked before any field is trusted.
     pub fn decode(bytes: &[u8], key: &CometKey) -> Result<Comet, CometError> {
+        Self::decode_signed(bytes, key).map(|(comet, _)| comet)
+    }
+
+    /// Like [`Comet::decode`], also returning the sender's Ed25519 signature and the bytes it
+    /// covers, when the comet carries one (checked by the receiver against the sender's key).
+    pub fn decode_signed<'a>(
+        bytes: &'a [u8],
+        key: &CometKey,
+    ) -> Result<(Comet, Option<([u8; SIGNATURE_BYTES], &'a [u8])>), CometError> {
         let len_bytes = bytes.len();
         if !(COMET_MIN_BYTES..=COMET_MAX_BYTES).contains(&len_bytes) {
             return Err(CometError::BadLength { len_bytes });
@@ -238,21 +282,40 @@ impl Comet {
         }
         // Structure before authentication, so a truncated or padded datagram counts as
         // malformed rather than forged (no field is trusted yet: this only compares lengths).
-        let expected = COMET_HEADER_BYTES
-            + bytes[78] as usize
-            + bytes[7] as usize * DISK_ENTRY_BYTES
-            + TAG_BYTES;
+        let signed = bytes[5] & FLAG_SIGNED != 0;
+        let body_len =
+            COMET_HEADER_BYTES + bytes[78] as usize + bytes[7] as usize * DISK_ENTRY_BYTES;
+        let expected = body_len + if signed { SIGNATURE_BYTES } else { 0 } + TAG_BYTES;
         if len_bytes != expected {
             return Err(CometError::Malformed(
                 "length disagrees with name and disk counts",
             ));
         }
-        let (body, tag) = bytes.split_at(len_bytes - TAG_BYTES);
-        if !key.verify(body, tag) {
+        let (authenticated, tag) = bytes.split_at(len_bytes - TAG_BYTES);
+        if !key.verify(authenticated, tag) {
             return Err(CometError::Forged);
         }
-        parse_body(body)
+        let body = &authenticated[..body_len];
+        let comet = parse_body(body)?;
+        let signature = signed.then(|| {
+            let mut sig = [0u8; SIGNATURE_BYTES];
+            sig.copy_from_slice(&authenticated[body_len..]);
+            (sig, body)
+        });
+        Ok((comet, signature))
     }
+}
+
+/// An Ed25519 public key written as 64 hex digits.
+pub fn verifying_key_from_hex(text: &str) -> Option<ed25519_dalek::VerifyingKey> {
+    let bytes: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()
+}
+
+/// An Ed25519 secret key written as 64 hex digits (the file `arrow keygen` writes).
+pub fn signing_key_from_hex(text: &str) -> Option<ed25519_dalek::SigningKey> {
+    let bytes: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
+    Some(ed25519_dalek::SigningKey::from_bytes(&bytes))
 }
 
 /// A canonical node name: a valid DNS name, lowercase, no final dot, 1..=253 bytes.
@@ -271,7 +334,7 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
 /// Fields of an authenticated body (magic, version and length already checked).
 fn parse_body(body: &[u8]) -> Result<Comet, CometError> {
     let flags = body[5];
-    if flags & !(FLAG_MIRRORING | FLAG_ADMITTING) != 0 {
+    if flags & !(FLAG_MIRRORING | FLAG_ADMITTING | FLAG_SIGNED) != 0 {
         return Err(CometError::Malformed("unknown flag bits"));
     }
     let disk_count = body[7] as usize;
@@ -534,6 +597,41 @@ mod tests {
         }
         // A mutation may leave bytes unchanged (same random byte); nothing else may pass.
         assert!(accepted < count / 100, "accepted {accepted}");
+    }
+
+    #[test]
+    fn signed_comets_carry_the_senders_signature() {
+        use ed25519_dalek::Verifier;
+        let signer = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let comet = sample();
+        let bytes = comet.encode_signed(&key(), Some(&signer)).unwrap();
+        assert_eq!(
+            bytes.len(),
+            comet.encode(&key()).unwrap().len() + SIGNATURE_BYTES
+        );
+        let (back, sig) = Comet::decode_signed(&bytes, &key()).unwrap();
+        assert_eq!(back, comet);
+        let (sig, body) = sig.expect("signed");
+        let sig = ed25519_dalek::Signature::from_bytes(&sig);
+        assert!(signer.verifying_key().verify(body, &sig).is_ok());
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        assert!(other.verifying_key().verify(body, &sig).is_err());
+        // Unsigned comets decode without one.
+        let plain = comet.encode(&key()).unwrap();
+        let (_, none) = Comet::decode_signed(&plain, &key()).unwrap();
+        assert!(none.is_none());
+        // A name and disk list at their limits cannot be signed within one datagram.
+        let mut big = sample();
+        big.name = format!(
+            "{}.{}.{}.{}",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61)
+        );
+        big.disks = vec![big.disks[0]; MAX_DISKS];
+        assert!(big.encode(&key()).is_ok());
+        assert!(big.encode_signed(&key(), Some(&signer)).is_err());
     }
 
     #[test]

@@ -57,6 +57,17 @@ pub struct ClusterConfig {
     /// node, then removing this key once every node has been reloaded. Default: none.
     #[serde(default)]
     pub secret_previous: Option<String>,
+    /// Per-node keys (optional): this node's Ed25519 secret key, a file holding 64 hex digits
+    /// (`arrow keygen` writes one). With `node_keys`, every comet is also signed by its sender,
+    /// so a node that leaks the cluster secret still cannot speak for another node.
+    /// Default: none.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// Per-node keys (optional): every node's Ed25519 public key (64 hex digits) by node name.
+    /// When set, comets not signed by the key of the name they carry are dropped (counted as
+    /// `unsigned`). Default: none (the cluster secret alone authenticates comets).
+    #[serde(default)]
+    pub node_keys: std::collections::BTreeMap<String, String>,
     /// A new node does not act as the designated node for any key until it has listened to the
     /// cluster this long (it waits, then routes with what it heard), so a restarted node never
     /// fills other nodes' keys from the origin. Default: two comet intervals.
@@ -143,6 +154,8 @@ impl ClusterConfig {
             missing_intervals: default_missing_intervals(),
             secret: secret.to_owned(),
             secret_previous: None,
+            signing_key_file: None,
+            node_keys: Default::default(),
             warmup_ms: None,
             viewer_window_ms: default_viewer_window_ms(),
             comets_per_source_per_s: None,
@@ -185,6 +198,18 @@ impl ClusterConfig {
                 "cluster.viewer_window_ms = {} must be within 100..=3600000",
                 self.viewer_window_ms
             ));
+        }
+        if !self.node_keys.is_empty() && self.signing_key_file.is_none() {
+            return Err("cluster.node_keys is set but cluster.signing_key_file is not".into());
+        }
+        for (name, key) in &self.node_keys {
+            crate::identity::check_node_name(name)
+                .map_err(|e| format!("cluster.node_keys: {e}"))?;
+            if crate::comet::verifying_key_from_hex(key).is_none() {
+                return Err(format!(
+                    "cluster.node_keys[{name:?}] is not an Ed25519 public key (64 hex digits)"
+                ));
+            }
         }
         if self.comets_per_source_per_s == Some(0) {
             return Err("cluster.comets_per_source_per_s must be > 0".into());

@@ -43,8 +43,8 @@ pub use brpu::{
     MirrorState,
 };
 pub use comet::{
-    freshness, Comet, CometError, CometKey, DiskHealth, DiskState, Freshness, COMET_MAX_BYTES,
-    COMET_VERSION, MAX_DISKS,
+    freshness, signing_key_from_hex, verifying_key_from_hex, Comet, CometError, CometKey,
+    DiskHealth, DiskState, Freshness, COMET_MAX_BYTES, COMET_VERSION, MAX_DISKS,
 };
 pub use config::{ClusterConfig, MAX_NODES_LIMIT};
 pub use error::ClusterError;

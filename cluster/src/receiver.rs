@@ -21,6 +21,7 @@ pub struct ClusterCounters {
     pub(crate) dropped_stale: AtomicU64,
     pub(crate) dropped_table_full: AtomicU64,
     pub(crate) dropped_rate_limited: AtomicU64,
+    pub(crate) dropped_unsigned: AtomicU64,
     pub(crate) own_echo: AtomicU64,
     pub(crate) name_conflicts: AtomicU64,
     pub(crate) recv_errors: AtomicU64,
@@ -46,6 +47,8 @@ pub struct CounterSnapshot {
     pub dropped_table_full: u64,
     /// Over the per-source (or overall) receive rate: dropped before authentication.
     pub dropped_rate_limited: u64,
+    /// Per-node keys are configured and the comet is not signed by its sender's key.
+    pub dropped_unsigned: u64,
     /// Our own comets (multicast loop, or ourselves in the peer list).
     pub own_echo: u64,
     /// Comets bearing our name from another boot: two nodes configured with one name.
@@ -62,6 +65,7 @@ impl CounterSnapshot {
             + self.dropped_stale
             + self.dropped_table_full
             + self.dropped_rate_limited
+            + self.dropped_unsigned
     }
 }
 
@@ -78,6 +82,7 @@ impl ClusterCounters {
             dropped_stale: l(&self.dropped_stale),
             dropped_table_full: l(&self.dropped_table_full),
             dropped_rate_limited: l(&self.dropped_rate_limited),
+            dropped_unsigned: l(&self.dropped_unsigned),
             own_echo: l(&self.own_echo),
             name_conflicts: l(&self.name_conflicts),
             recv_errors: l(&self.recv_errors),
@@ -100,6 +105,7 @@ pub enum Admission {
     Stale,
     TableFull,
     RateLimited,
+    Unsigned,
 }
 
 /// Sources remembered by the rate limiter; beyond this, new sources share one bucket.
@@ -164,6 +170,8 @@ impl RateLimiter {
 pub struct Receiver {
     /// The current secret first, then the one being rotated out.
     keys: Vec<CometKey>,
+    /// Per-node public keys: when set, every comet must be signed by its sender's key.
+    node_keys: std::collections::HashMap<String, ed25519_dalek::VerifyingKey>,
     limiter: std::sync::Mutex<RateLimiter>,
     table: Arc<Table>,
     self_name: String,
@@ -190,6 +198,7 @@ impl Receiver {
         assert!(!keys.is_empty(), "a receiver needs a secret");
         Receiver {
             keys,
+            node_keys: std::collections::HashMap::new(),
             limiter: std::sync::Mutex::new(RateLimiter::new(per_source_per_s, max_nodes)),
             table,
             self_name,
@@ -197,6 +206,16 @@ impl Receiver {
             max_clock_skew_ms,
             counters,
         }
+    }
+
+    /// Require every comet to be signed (Ed25519) by the key listed for its sender's name;
+    /// names without a key are refused.
+    pub fn with_node_keys(
+        mut self,
+        node_keys: std::collections::HashMap<String, ed25519_dalek::VerifyingKey>,
+    ) -> Self {
+        self.node_keys = node_keys;
+        self
     }
 
     /// Handles one datagram received from `source` at `mono_now_ms` (CLOCK_MONOTONIC, the
@@ -218,14 +237,29 @@ impl Receiver {
             bump(&c.dropped_rate_limited);
             return Admission::RateLimited;
         }
-        let mut decoded = Comet::decode(bytes, &self.keys[0]);
+        let mut decoded = Comet::decode_signed(bytes, &self.keys[0]);
         for key in &self.keys[1..] {
             if matches!(&decoded, Err(e) if e.is_forged()) {
-                decoded = Comet::decode(bytes, key);
+                decoded = Comet::decode_signed(bytes, key);
             }
         }
         let mut comet = match decoded {
-            Ok(comet) => comet,
+            Ok((comet, signature)) => {
+                if !self.node_keys.is_empty() && comet.name != self.self_name {
+                    let signed_by_sender = match (self.node_keys.get(&comet.name), signature) {
+                        (Some(vk), Some((sig, body))) => vk
+                            .verify_strict(body, &ed25519_dalek::Signature::from_bytes(&sig))
+                            .is_ok(),
+                        _ => false,
+                    };
+                    if !signed_by_sender {
+                        bump(&c.dropped_unsigned);
+                        tracing::debug!(?source, name = %comet.name, "comet not signed by its sender's key");
+                        return Admission::Unsigned;
+                    }
+                }
+                comet
+            }
             Err(e) if e.is_forged() => {
                 bump(&c.dropped_forged);
                 tracing::debug!(?source, "forged comet dropped");

@@ -208,6 +208,35 @@ pub fn start(
             .as_ref()
             .map(|s| CometKey::new(s.as_bytes())),
     );
+    // Per-node keys: our own secret key, and every node's public key (ours must match).
+    let signer = match &cfg.signing_key_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ClusterError::Config(format!("cluster.signing_key_file {}: {e}", path.display()))
+            })?;
+            Some(crate::comet::signing_key_from_hex(&text).ok_or_else(|| {
+                ClusterError::Config(format!(
+                    "cluster.signing_key_file {}: not an Ed25519 secret key (64 hex digits)",
+                    path.display()
+                ))
+            })?)
+        }
+    };
+    let mut node_keys = std::collections::HashMap::new();
+    for (name, key) in &cfg.node_keys {
+        let vk = crate::comet::verifying_key_from_hex(key).ok_or_else(|| {
+            ClusterError::Config(format!("cluster.node_keys[{name:?}] is not a public key"))
+        })?;
+        node_keys.insert(crate::identity::canonical(name), vk);
+    }
+    if let Some(signer) = &signer {
+        if !node_keys.is_empty() && node_keys.get(&node_name) != Some(&signer.verifying_key()) {
+            return Err(ClusterError::Config(format!(
+                "cluster.signing_key_file is not the key cluster.node_keys lists for {node_name}"
+            )));
+        }
+    }
     let receiver = Receiver::new(
         keys,
         Arc::clone(&table),
@@ -217,7 +246,8 @@ pub fn start(
         counters,
         cfg.comets_per_source_per_s(),
         cfg.max_nodes,
-    );
+    )
+    .with_node_keys(node_keys);
     let state = Loop {
         interval_ms: cfg.comet_interval_ms,
         guarantee_bps: cfg.brpu_guarantee_bps,
@@ -237,6 +267,7 @@ pub fn start(
             disks: Vec::new(),
         },
         key,
+        signer,
         table: Arc::clone(&table),
         transport,
         receiver,
@@ -263,6 +294,8 @@ struct Loop {
     guarantee_bps: u64,
     template: Comet,
     key: CometKey,
+    /// This node's own Ed25519 key (per-node keys), signing every comet.
+    signer: Option<ed25519_dalek::SigningKey>,
     table: Arc<Table>,
     transport: Transport,
     receiver: Receiver,
@@ -325,7 +358,7 @@ impl Loop {
         comet.mirroring = mirroring;
         comet.admitting = snapshot.admit_next;
         comet.disks = self.local.disks();
-        match comet.encode(&self.key) {
+        match comet.encode_signed(&self.key, self.signer.as_ref()) {
             Ok(bytes) => {
                 let (sent, errors) = self.transport.send(&bytes);
                 let c = &self.shared.counters;

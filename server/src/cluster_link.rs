@@ -137,6 +137,7 @@ impl ClusterLink {
             ("stale", c.dropped_stale),
             ("table_full", c.dropped_table_full),
             ("rate_limited", c.dropped_rate_limited),
+            ("unsigned", c.dropped_unsigned),
         ] {
             let _ = writeln!(o, "arrow_comets_dropped_total{{reason=\"{reason}\"}} {v}");
         }

@@ -49,6 +49,14 @@ enum Cmd {
         #[arg(long, default_value_t = 256 << 20)]
         disk_bytes: u64,
     },
+    /// Make a node's Ed25519 key pair for per-node comet signatures: the secret key goes to
+    /// FILE (mode 0600, for cluster.signing_key_file), the public key is printed (for every
+    /// node's cluster.node_keys).
+    Keygen {
+        /// Where to write the secret key; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the cluster table (from the node's shared memory) as a person reads it.
     Status {
         /// The node's config (its cluster.table_path is read).
@@ -99,6 +107,7 @@ fn main() -> ExitCode {
             disk_bytes,
         } => demo(listen, origin, admin_listen, dns_listen, disk_bytes),
         Cmd::Status { config, table } => status(config, table),
+        Cmd::Keygen { out } => keygen(&out),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -107,6 +116,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn keygen(out: &std::path::Path) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    let key =
+        arrow_cluster::signing_key_from_hex(&hex::encode(secret)).ok_or("key generation failed")?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    writeln!(f, "{}", hex::encode(secret)).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("{}", hex::encode(key.verifying_key().to_bytes()));
+    Ok(())
 }
 
 fn demo(

@@ -67,6 +67,11 @@ secret = "{SECRET}"
 }
 
 fn start_cluster(n: usize, extra: &str, tail: &str) -> Option<Cluster> {
+    start_cluster_each(n, |_| extra.to_string(), tail)
+}
+
+/// Like [`start_cluster`], with `[cluster]` lines of each node's own.
+fn start_cluster_each(n: usize, extra: impl Fn(usize) -> String, tail: &str) -> Option<Cluster> {
     let net = match TestNet::create(n) {
         Ok(net) => net,
         Err(e) => {
@@ -87,7 +92,7 @@ fn start_cluster(n: usize, extra: &str, tail: &str) -> Option<Cluster> {
         let origin_url = format!("http://10.77.0.254:{}", origin.port);
         let cfg = node_config(&nd, http, admin, &[origin_url], "")
             .replace("name = \"n01.test\"\n", "")
-            + &cluster_extra(i, &nd, extra)
+            + &cluster_extra(i, &nd, &extra(i))
             + tail;
         let path = nd.join("arrow.toml");
         std::fs::write(&path, cfg).unwrap();
@@ -706,4 +711,86 @@ fn a_restarted_node_hears_the_cluster_before_it_serves_others_keys() {
         c.log(x)
     );
     assert!(c.metric(x, "arrow_warmup_waits_total") >= 1);
+}
+
+#[test]
+fn per_node_keys_refuse_comets_not_signed_by_their_sender() {
+    // Each node's key pair from `arrow keygen`; every node lists every public key.
+    let keys = scratch_dir("node-keys");
+    let mut public = Vec::new();
+    for i in 0..3 {
+        let out = std::process::Command::new(arrow_bin())
+            .args(["keygen", "--out"])
+            .arg(keys.path().join(format!("n{i}.key")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        public.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+    }
+    // keygen never overwrites a key.
+    let again = std::process::Command::new(arrow_bin())
+        .args(["keygen", "--out"])
+        .arg(keys.path().join("n0.key"))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let table: String = (0..3)
+        .map(|i| format!("\"n{:02}.test.arrow\" = \"{}\"\n", i + 1, public[i]))
+        .collect();
+    let dir = keys.path().to_path_buf();
+    let Some(c) = start_cluster_each(
+        3,
+        move |i| {
+            format!(
+                "signing_key_file = \"{}/n{i}.key\"\n[cluster.node_keys]\n{table}",
+                dir.display()
+            )
+        },
+        "",
+    ) else {
+        return;
+    };
+    // The cluster formed (start_cluster waited for every node to see every other). Someone
+    // who knows the cluster secret but no node's key speaks for n02: refused.
+    let before = c.designations(0, 10_000);
+    let key = arrow_cluster::CometKey::new(SECRET.as_bytes());
+    let impostor = arrow_cluster::Comet {
+        name: "n02.test.arrow".into(),
+        boot_id: u64::MAX / 2,
+        sequence: 1,
+        time_ms: arrow_cluster::wall_ms(),
+        addr: Some(IpAddr::from([10, 77, 0, 99])),
+        http_port: 8080,
+        brpu_bps: 1,
+        capacity_bps: 1,
+        weight: u64::MAX / 4,
+        users: 0,
+        mirroring: false,
+        admitting: true,
+        disks: vec![],
+    };
+    let wrong_signer = arrow_cluster::signing_key_from_hex(&"11".repeat(32)).unwrap();
+    let unsigned = impostor.encode(&key).unwrap();
+    let mut other = impostor.clone();
+    other.sequence = 2;
+    let badly_signed = other.encode_signed(&key, Some(&wrong_signer)).unwrap();
+    let hub = c.net.hub.clone();
+    TestNet::within(&hub, move || {
+        let s = std::net::UdpSocket::bind("10.77.0.254:0").unwrap();
+        for _ in 0..10 {
+            s.send_to(&unsigned, GROUP).unwrap();
+            s.send_to(&badly_signed, GROUP).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
+    assert_eq!(c.designations(0, 10_000), before, "the impostor moved keys");
+    let status = c.admin_get(0, "/status").unwrap();
+    assert!(!status.contains("10.77.0.99"), "{status}");
+    let unsigned_n = c.metric(0, "arrow_comets_dropped_total{reason=\"unsigned\"}");
+    assert!(unsigned_n >= 20, "unsigned comets counted: {unsigned_n}");
 }
