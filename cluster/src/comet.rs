@@ -269,7 +269,7 @@ impl Comet {
     pub fn decode_signed<'a>(
         bytes: &'a [u8],
         key: &CometKey,
-    ) -> Result<(Comet, Option<([u8; SIGNATURE_BYTES], &'a [u8])>), CometError> {
+    ) -> Result<(Comet, Option<SenderSignature<'a>>), CometError> {
         let len_bytes = bytes.len();
         if !(COMET_MIN_BYTES..=COMET_MAX_BYTES).contains(&len_bytes) {
             return Err(CometError::BadLength { len_bytes });
@@ -305,6 +305,9 @@ impl Comet {
         Ok((comet, signature))
     }
 }
+
+/// A comet's Ed25519 signature and the bytes it signs.
+pub type SenderSignature<'a> = ([u8; SIGNATURE_BYTES], &'a [u8]);
 
 /// An Ed25519 public key written as 64 hex digits.
 pub fn verifying_key_from_hex(text: &str) -> Option<ed25519_dalek::VerifyingKey> {
