@@ -114,6 +114,11 @@ impl LocalStats {
         self.disk_probe_bps.store(bps, Ordering::Relaxed);
     }
 
+    /// Add one shard's disks to the start probe's total, bits/s.
+    pub fn add_disk_probe_bps(&self, bps: u64) {
+        self.disk_probe_bps.fetch_add(bps, Ordering::Relaxed);
+    }
+
     /// Reports disk `index` (< [`MAX_DISKS`]; later ones are not reported) with its UUID and
     /// state; the online/total counts follow.
     pub fn set_disk(&self, index: usize, uuid: [u8; 16], state: DiskState) {

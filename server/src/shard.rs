@@ -176,6 +176,19 @@ async fn shard_main(start: ShardStart) {
         ),
     });
 
+    // The start-up disk probe: what this shard's disks read, before any traffic has measured
+    // it (the disk's share of the brpu estimate; observed reads refine it later).
+    if let (Some(store), Some(link)) = (store.clone(), node.cluster.as_ref()) {
+        let local = link.local.clone();
+        monoio::spawn(async move {
+            let bps = store
+                .probe_read_bps(8, 64, Duration::from_millis(300))
+                .await;
+            tracing::info!(shard, read_mbit_s = bps / 1_000_000, "disk read probe");
+            local.add_disk_probe_bps(bps);
+        });
+    }
+
     // Inbox: cross-shard requests and admin calls.
     let inbox = start.inbox.clone();
     let c = ctx.clone();

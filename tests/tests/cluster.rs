@@ -379,6 +379,24 @@ fn overflow_when_the_line_rate_cannot_keep_the_guarantee() {
     };
     // Wait for the first brpu interval (capacity known).
     std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
+    // The start-up disk probe measured the disk before any traffic: C_disk is a figure, not
+    // "unmeasured"; and C_cpu, unmeasured under no load, is shown as such (+Inf), not as a
+    // figure extrapolated from idle time.
+    let probed = wait_until(Duration::from_secs(5), || {
+        c.admin_get(0, "/metrics").is_some_and(|m| {
+            m.lines().any(|l| {
+                l.strip_prefix("arrow_capacity_bps{resource=\"disk\"} ")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|v| v > 0)
+            })
+        })
+    });
+    assert!(probed, "no disk probe figure; log:\n{}", c.log(0));
+    let m = c.admin_get(0, "/metrics").unwrap();
+    assert!(
+        m.contains("arrow_capacity_bps{resource=\"cpu\"} +Inf"),
+        "{m}"
+    );
     let hub = c.net.hub.clone();
     let ok = TestNet::within(&hub, move || {
         use std::io::Write;
