@@ -12,6 +12,10 @@
 # Passes when every play ends without a stall, the seek (3 s -> 8 s) resumes at the target, no
 # player error, and the second play of each title (a fresh browser context, so an empty browser
 # cache) makes the origin serve no segment -- only playlist/manifest requests or revalidations.
+# A third play of each title from a page on another port (another Origin) must work as well:
+# Vary: Origin means Arrow asks the origin again and answers with that page's own
+# Access-Control-Allow-Origin (a cache ignoring Vary would replay the first page's and the
+# browser would block the media).
 #
 # Exit: 0 pass, 1 fail (details on stdout), 2 could not run (reason on stderr).
 #
@@ -151,7 +155,7 @@ done
 log "origin 127.0.0.1:$OPORT, arrow 127.0.0.1:$APORT, chromium $("$CHROMIUM" --version 2>/dev/null | head -1)"
 
 ARROW_URL="http://127.0.0.1:$APORT" ORIGIN_LOG="$RUN/origin-requests.jsonl" NODE_MODULES="$NM" \
-PAGE_DIR="$REPO/tests/browser" CHROMIUM="$CHROMIUM" RESULT_JSON="$RUN/result.json" \
+PAGE_DIR="$REPO/tests/browser" CHROMIUM="$CHROMIUM" RESULT_JSON="$RUN/result.json" ACCESS_LOG="$RUN/access.log" \
   nice -n 10 node "$REPO/tests/browser/play.cjs"
 rc=$?
 if ! kill -0 "$ARROW_PID" 2>/dev/null; then

@@ -5,11 +5,13 @@
 //     outside the seek and the last 0.25 s),
 //   - the seek (seekFrom -> seekTo) resumes playback at the target,
 //   - no player/video error,
-//   - during the second play the origin received no segment request (playlists/manifests only).
+//   - during the second play the origin received no segment request (playlists/manifests only),
+//   - a third play from a page of another origin works too (Vary: Origin: Arrow asks the origin
+//     again, and every answer carries that page's Access-Control-Allow-Origin).
 //
 // Environment: ARROW_URL (http://127.0.0.1:PORT), ORIGIN_LOG (the origin's JSON-lines log),
 // NODE_MODULES (with playwright-core, hls.js, dashjs), PAGE_DIR (tests/browser), CHROMIUM
-// (default /usr/bin/chromium), RESULT_JSON (where to write the full result), PLAY_TIMEOUT_S (45).
+// (default /usr/bin/chromium), ACCESS_LOG (Arrow's, optional), RESULT_JSON (where to write the full result), PLAY_TIMEOUT_S (45).
 // Exit: 0 pass, 1 fail (details on stdout), 2 could not run (reason on stderr).
 "use strict";
 const fs = require("fs");
@@ -20,6 +22,7 @@ const NM = process.env.NODE_MODULES;
 const ARROW = process.env.ARROW_URL;
 const ORIGIN_LOG = process.env.ORIGIN_LOG;
 const PAGE_DIR = process.env.PAGE_DIR;
+const ACCESS_LOG = process.env.ACCESS_LOG;  // Arrow's access log (optional)
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const PLAY_TIMEOUT_MS = 1000 * Number(process.env.PLAY_TIMEOUT_S || 45);
 // The players keep ~4 s of buffer ahead, so at 3 s the target (9 s, in the 8-10 s segment) is
@@ -54,19 +57,28 @@ function originLines(fromByte) {
   const lines = buf.subarray(fromByte).toString("utf8").split("\n").filter(Boolean).map(l => JSON.parse(l));
   return { lines, end: buf.length };
 }
+const fileSize = f => { try { return fs.statSync(f).size; } catch (e) { return 0; } };
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 
 async function main() {
-  // the test page, on its own port: requests to Arrow are cross-origin
-  const server = http.createServer((req, res) => {
+  // the test page, on its own port: requests to Arrow are cross-origin. A second page server
+  // (another port, so another Origin) plays each title a third time: with Vary: Origin the
+  // origin must be asked again and every answer must carry that page's own
+  // Access-Control-Allow-Origin (a cache that ignored Vary would replay the first page's one
+  // and the browser would block the media).
+  const servePage = (req, res) => {
     const u = new URL(req.url, "http://x");
     const f = FILES[u.pathname];
     if (!f) { res.writeHead(404); return res.end("not found"); }
     res.writeHead(200, { "Content-Type": f[1], "Cache-Control": "no-store" });
     fs.createReadStream(f[0]).pipe(res);
-  });
+  };
+  const server = http.createServer(servePage), server2 = http.createServer(servePage);
   await new Promise(r => server.listen(0, "127.0.0.1", r));
+  await new Promise(r => server2.listen(0, "127.0.0.1", r));
   const pageBase = "http://127.0.0.1:" + server.address().port;
+  const pageBase2 = "http://127.0.0.1:" + server2.address().port;
+  const closeServers = () => { server.close(); server2.close(); };
 
   let browser;
   try {
@@ -79,11 +91,11 @@ async function main() {
       timeout: 60000,
     });
   } catch (e) {
-    server.close();
+    closeServers();
     cannot("chromium (" + CHROMIUM + ") did not start: " + e.message.split("\n")[0]);
   }
   const version = browser.version();
-  const results = { chromium: version, page: pageBase, arrow: ARROW, plays: [] };
+  const results = { chromium: version, page: pageBase, page2: pageBase2, arrow: ARROW, plays: [] };
 
   // can this chromium play the codecs (Debian's chromium ships H.264/AAC via its ffmpeg)?
   {
@@ -97,17 +109,19 @@ async function main() {
     }));
     await ctx.close();
     if (!sup.mse || !sup.avc || !sup.aac) {
-      await browser.close(); server.close();
+      await browser.close(); closeServers();
       cannot("chromium " + version + " lacks MSE/H.264/AAC support: " + JSON.stringify(sup));
     }
   }
 
   const failures = [];
   for (const title of TITLES) {
-    for (const n of [1, 2]) {
-      const label = title.kind + " play " + n;
+    for (const n of [1, 2, 3]) {
+      const base = n === 3 ? pageBase2 : pageBase;
+      const label = title.kind + " play " + n + (n === 3 ? " (another page origin)" : "");
       await sleep(300);  // let the previous play's last requests reach the origin log
       const before = originLines(0).end;
+      const accessBefore = ACCESS_LOG ? fs.statSync(ACCESS_LOG).size : 0;
       const ctx = await browser.newContext();  // fresh profile: empty browser cache
       const page = await ctx.newPage();
       const arrowResponses = [], failedRequests = [], consoleErrors = [];
@@ -120,7 +134,7 @@ async function main() {
       });
       page.on("requestfailed", r => failedRequests.push(r.url() + " " + (r.failure() && r.failure().errorText)));
       page.on("console", m => { if (m.type() === "error") consoleErrors.push(m.text().slice(0, 300)); });
-      const url = pageBase + "/player.html?kind=" + title.kind + "&src=" + encodeURIComponent(ARROW + title.path) +
+      const url = base + "/player.html?kind=" + title.kind + "&src=" + encodeURIComponent(ARROW + title.path) +
         "&seekFrom=" + SEEK_FROM + "&seekTo=" + SEEK_TO;
       const t0 = Date.now();
       let st = null;
@@ -137,8 +151,19 @@ async function main() {
       await sleep(300);
       const origin = originLines(before).lines.filter(l => l.path !== "/");
       const originSegments = origin.filter(l => !isPlaylist(l.path));
+      // what Arrow itself answered (its access log; the page's response events also count
+      // replays from the browser's own cache, e.g. dash.js re-reading init segments on a seek)
       const xcache = {};
-      for (const r of arrowResponses) xcache[r.xcache || "(none)"] = (xcache[r.xcache || "(none)"] || 0) + 1;
+      if (ACCESS_LOG) {
+        const lines = (fs.existsSync(ACCESS_LOG) ? fs.readFileSync(ACCESS_LOG) : Buffer.alloc(0)).subarray(accessBefore).toString("utf8").split("\n");
+        for (const l of lines) {
+          const m = l.match(/" \d{3} \d+ "[^"]*" "[^"]*" (\S+)/);
+          if (m) xcache[m[1]] = (xcache[m[1]] || 0) + 1;
+        }
+      } else {
+        for (const r of arrowResponses) xcache[r.xcache || "(none)"] = (xcache[r.xcache || "(none)"] || 0) + 1;
+      }
+      const wrongAcao = arrowResponses.filter(r => r.acao !== base);
 
       const problems = [];
       if (!st) problems.push("the page never reported (no window.__st)");
@@ -150,6 +175,11 @@ async function main() {
         if (!st.seek.requested) problems.push("the seek was never made (playback did not reach " + SEEK_FROM + " s)");
         else if (!st.seek.ok) problems.push("the seek to " + SEEK_TO + " s did not resume playback there (" + JSON.stringify(st.seek) + ")");
       }
+      if (wrongAcao.length)
+        problems.push("Access-Control-Allow-Origin is not " + base + " on: " +
+          wrongAcao.map(r => r.url + " (" + (r.acao || "absent") + ", X-Cache " + r.xcache + ")").join(", "));
+      if (n === 3 && originSegments.length === 0)
+        problems.push("a page of another origin was served without the origin being asked: Vary: Origin ignored?");
       if (failedRequests.length) problems.push("failed requests: " + failedRequests.join("; "));
       if (n === 2 && originSegments.length)
         problems.push("second play cost the origin " + originSegments.length + " segment request(s): " +
@@ -173,9 +203,9 @@ async function main() {
     }
   }
   await browser.close();
-  server.close();
+  closeServers();
   if (process.env.RESULT_JSON) fs.writeFileSync(process.env.RESULT_JSON, JSON.stringify(results, null, 1));
-  console.log(failures.length ? `\nFAIL: ${failures.length} play(s) failed` : "\nPASS: every play ended without a stall, the seeks worked, the second plays cost the origin no segment");
+  console.log(failures.length ? `\nFAIL: ${failures.length} play(s) failed` : "\nPASS: every play ended without a stall, the seeks worked, the second plays cost the origin no segment, another page origin got its own CORS answers");
   process.exit(failures.length ? 1 : 0);
 }
 

@@ -27,6 +27,7 @@ struct Cluster {
 /// The origin runs on a thread that entered the hub namespace.
 struct OriginHandle {
     count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<SeenRequest>>>,
     port: u16,
 }
 
@@ -38,14 +39,14 @@ fn origin_in_hub(net: &TestNet) -> OriginHandle {
             let o = Origin::start_on("10.77.0.254:0".parse().unwrap(), |req| {
                 OriginReply::ok(body_for(&req.path, 20_000), "max-age=300")
             });
-            tx.send((o.count.clone(), o.addr.port())).unwrap();
+            tx.send((o.count.clone(), o.seen.clone(), o.addr.port())).unwrap();
             // Keep the origin alive for the test process's lifetime.
             std::thread::sleep(Duration::from_secs(3600));
             drop(o);
         })
     });
-    let (count, port) = rx.recv().unwrap();
-    OriginHandle { count, port }
+    let (count, seen, port) = rx.recv().unwrap();
+    OriginHandle { count, seen, port }
 }
 
 fn cluster_extra(i: usize, dir: &std::path::Path, extra: &str) -> String {
@@ -708,8 +709,39 @@ fn a_restarted_node_hears_the_cluster_before_it_serves_others_keys() {
     for (path, d) in &others {
         assert_eq!(c.http_get(*d, path).status, 200);
     }
-    let filled = c.origin_count();
+    let fetched = |c: &Cluster| {
+        let seen = c._origin.as_ref().unwrap().seen.lock().unwrap();
+        seen.iter()
+            .filter(|q| others.iter().any(|(p, _)| *p == q.path))
+            .count() as u64
+    };
+    let filled = fetched(&c);
     assert_eq!(filled, others.len() as u64);
+    // Load on the survivors through the crash and the restart: every title, x's included.
+    let all: Vec<String> = c.titles(1, 60).into_iter().map(|(p, _)| p).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hub = c.net.hub.clone();
+    let (stop2, all2) = (stop.clone(), all.clone());
+    let load = std::thread::spawn(move || {
+        TestNet::within(&hub, move || {
+            let mut failed = Vec::new();
+            let mut served = 0u64;
+            let mut k = 0usize;
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let path = &all2[k % all2.len()];
+                let node = 1 + k % 2;
+                let addr: SocketAddr = format!("10.77.0.{}:8080", node + 1).parse().unwrap();
+                match get(addr, path, HOST, &[]) {
+                    Ok(r) if r.status == 200 && r.body == body_for(path, 20_000) => served += 1,
+                    Ok(r) => failed.push(format!("{path} via node {node}: {}", r.status)),
+                    Err(e) => failed.push(format!("{path} via node {node}: {e}")),
+                }
+                k += 1;
+            }
+            (served, failed)
+        })
+    });
+    std::thread::sleep(Duration::from_millis(200));
     // Restart x as after a host reboot (its table gone), and ask it for those keys at once.
     c.kill9(x);
     let table = c.configs[x].parent().unwrap().join(format!("table-{x}"));
@@ -723,12 +755,18 @@ fn a_restarted_node_hears_the_cluster_before_it_serves_others_keys() {
         assert_eq!(r.body, body_for(path, 20_000));
     }
     assert_eq!(
-        c.origin_count(),
+        fetched(&c),
         filled,
         "the restarted node fetched other nodes' keys from the origin; log:\n{}",
         c.log(x)
     );
     assert!(c.metric(x, "arrow_warmup_waits_total") >= 1);
+    // Let the cluster see x again under the load, then stop it: nothing failed.
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (served, failed) = load.join().unwrap();
+    assert!(served > 50, "only {served} requests served under load");
+    assert!(failed.is_empty(), "{} of {} failed: {failed:?}", failed.len(), served as usize + failed.len());
 }
 
 #[test]
