@@ -1,6 +1,6 @@
 //! Three `arrow` nodes, each in its own network namespace (veth pairs on a bridge, multicast
 //! comets, a hosts file per namespace that names the nodes), with a real origin in the hub
-//! namespace. Skipped, with a message, where namespaces cannot be created.
+//! namespace. Where namespaces cannot be created the tests fail, saying why.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -39,7 +39,8 @@ fn origin_in_hub(net: &TestNet) -> OriginHandle {
             let o = Origin::start_on("10.77.0.254:0".parse().unwrap(), |req| {
                 OriginReply::ok(body_for(&req.path, 20_000), "max-age=300")
             });
-            tx.send((o.count.clone(), o.seen.clone(), o.addr.port())).unwrap();
+            tx.send((o.count.clone(), o.seen.clone(), o.addr.port()))
+                .unwrap();
             // Keep the origin alive for the test process's lifetime.
             std::thread::sleep(Duration::from_secs(3600));
             drop(o);
@@ -67,18 +68,18 @@ secret = "{SECRET}"
     )
 }
 
-fn start_cluster(n: usize, extra: &str, tail: &str) -> Option<Cluster> {
+fn start_cluster(n: usize, extra: &str, tail: &str) -> Cluster {
     start_cluster_each(n, |_| extra.to_string(), tail)
 }
 
 /// Like [`start_cluster`], with `[cluster]` lines of each node's own.
-fn start_cluster_each(n: usize, extra: impl Fn(usize) -> String, tail: &str) -> Option<Cluster> {
+fn start_cluster_each(n: usize, extra: impl Fn(usize) -> String, tail: &str) -> Cluster {
     let net = match TestNet::create(n) {
         Ok(net) => net,
-        Err(e) => {
-            eprintln!("SKIPPED: network namespaces cannot be created here: {e}");
-            return None;
-        }
+        // A requirement, not an option: the cluster tests fail where they cannot run.
+        Err(e) => panic!(
+            "network namespaces are required (run as root with iproute2; see scripts/setup.sh): {e}"
+        ),
     };
     let dir = scratch_dir("cluster");
     let origin = origin_in_hub(&net);
@@ -118,7 +119,7 @@ fn start_cluster_each(n: usize, extra: impl Fn(usize) -> String, tail: &str) -> 
         });
         assert!(ok, "node {i} did not see the cluster; log:\n{}", c.log(i));
     }
-    Some(c)
+    c
 }
 
 impl Cluster {
@@ -199,14 +200,6 @@ impl Cluster {
             .unwrap_or(0)
     }
 
-    fn origin_count(&self) -> u64 {
-        self._origin
-            .as_ref()
-            .unwrap()
-            .count
-            .load(std::sync::atomic::Ordering::SeqCst)
-    }
-
     /// Keys `/v/title-{t}` (t < n) with the node designated for each, as node `i` sees it.
     fn titles(&self, i: usize, n: usize) -> Vec<(String, usize)> {
         (0..n)
@@ -244,9 +237,7 @@ impl Drop for Cluster {
 
 #[test]
 fn three_nodes_agree_pull_from_designated_and_survive_a_kill() {
-    let Some(mut c) = start_cluster(3, "", "") else {
-        return;
-    };
+    let mut c = start_cluster(3, "", "");
     // 1. All nodes agree on the designated node for 10,000 keys, and every node gets some.
     let d: Vec<Vec<String>> = (0..3).map(|i| c.designations(i, 10_000)).collect();
     assert_eq!(d[0].len(), 10_000);
@@ -371,13 +362,11 @@ fn three_nodes_agree_pull_from_designated_and_survive_a_kill() {
 #[test]
 fn overflow_when_the_line_rate_cannot_keep_the_guarantee() {
     // C_net = 100 Mbit/s x 0.9 = 90 Mbit/s; guarantee 40 Mbit/s: two viewers fit, a third does not.
-    let Some(c) = start_cluster(
+    let c = start_cluster(
         1,
         "brpu_guarantee_bps = 40000000\nline_rate_bps = 100000000\n",
         "\n[overflow]\ncdn_host = \"cdn.overflow.test\"\nscheme = \"https\"\n",
-    ) else {
-        return;
-    };
+    );
     // Wait for the first brpu interval (capacity known).
     std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
     // The start-up disk probe measured the disk before any traffic: C_disk is a figure, not
@@ -459,13 +448,11 @@ fn overflow_when_the_line_rate_cannot_keep_the_guarantee() {
 #[test]
 fn mirroring_keeps_pulled_copies_when_headroom_is_low() {
     // Headroom = 3 x 90 Mbit/s / 10 Mbit/s = 27, below the low watermark of 100: mirroring on.
-    let Some(c) = start_cluster(
+    let c = start_cluster(
         3,
         "brpu_guarantee_bps = 10000000\nline_rate_bps = 100000000\nmirror_low_watermark = 100.0\nmirror_high_watermark = 200.0\n",
         "",
-    ) else {
-        return;
-    };
+    );
     let ok = wait_until(Duration::from_secs(10), || {
         (0..3).all(|i| {
             c.admin_get(i, "/metrics")
@@ -545,13 +532,10 @@ fn content_aware_dns_agrees_with_http_designation() {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: dig is not installed (scripts/setup.sh installs bind9-dnsutils)");
-        return;
+        panic!("dig is required (scripts/setup.sh installs bind9-dnsutils)");
     }
     let dns = "\n[dns]\nlisten = [\"0.0.0.0:5353\"]\n\n[[dns.zones]]\nname = \"dx.example.test\"\ndomain = \"example.test\"\nns = [\"ns1.dx.example.test\"]\nglue = { \"ns1.dx.example.test\" = [\"10.77.0.1\"] }\n";
-    let Some(c) = start_cluster(3, "", dns) else {
-        return;
-    };
+    let c = start_cluster(3, "", dns);
     let hub = c.net.hub.clone();
     for t in 0..20 {
         let hash_input = format!("/v/title-{t}");
@@ -577,9 +561,7 @@ fn content_aware_dns_agrees_with_http_designation() {
 
 #[test]
 fn replayed_comets_from_an_earlier_boot_never_bring_a_dead_node_back() {
-    let Some(mut c) = start_cluster(3, "", "") else {
-        return;
-    };
+    let mut c = start_cluster(3, "", "");
     let victim = 2;
     let name = c.net.names[victim].clone();
     // Capture the victim's comets from the hub (the attacker on the LAN) for a while.
@@ -661,9 +643,7 @@ fn replayed_comets_from_an_earlier_boot_never_bring_a_dead_node_back() {
 
 #[test]
 fn a_dead_designated_node_costs_no_failed_request() {
-    let Some(mut c) = start_cluster(3, "", "") else {
-        return;
-    };
+    let mut c = start_cluster(3, "", "");
     let victim = 1;
     let titles = c.titles(0, 60);
     let theirs: Vec<String> = titles
@@ -695,9 +675,7 @@ fn a_dead_designated_node_costs_no_failed_request() {
 #[test]
 fn a_restarted_node_hears_the_cluster_before_it_serves_others_keys() {
     // A warm-up of 10 intervals, so the requests below surely arrive during it.
-    let Some(mut c) = start_cluster(3, "warmup_ms = 1000\n", "") else {
-        return;
-    };
+    let mut c = start_cluster(3, "warmup_ms = 1000\n", "");
     let x = 0;
     let others: Vec<(String, usize)> = c
         .titles(1, 60)
@@ -766,7 +744,12 @@ fn a_restarted_node_hears_the_cluster_before_it_serves_others_keys() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (served, failed) = load.join().unwrap();
     assert!(served > 50, "only {served} requests served under load");
-    assert!(failed.is_empty(), "{} of {} failed: {failed:?}", failed.len(), served as usize + failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        served as usize + failed.len()
+    );
 }
 
 #[test]
@@ -798,7 +781,7 @@ fn per_node_keys_refuse_comets_not_signed_by_their_sender() {
         .map(|i| format!("\"n{:02}.test.arrow\" = \"{}\"\n", i + 1, public[i]))
         .collect();
     let dir = keys.path().to_path_buf();
-    let Some(c) = start_cluster_each(
+    let c = start_cluster_each(
         3,
         move |i| {
             format!(
@@ -807,9 +790,7 @@ fn per_node_keys_refuse_comets_not_signed_by_their_sender() {
             )
         },
         "",
-    ) else {
-        return;
-    };
+    );
     // The cluster formed (start_cluster waited for every node to see every other). Someone
     // who knows the cluster secret but no node's key speaks for n02: refused.
     let before = c.designations(0, 10_000);
