@@ -64,6 +64,8 @@ pub struct OriginReply {
     /// Delay before the head, and between body pieces (to observe read-while-write).
     pub delay: Duration,
     pub piece_delay: Duration,
+    /// Interim heads sent before the final one, as raw text (e.g. a `103 Early Hints`).
+    pub interim: Vec<String>,
 }
 
 impl OriginReply {
@@ -74,6 +76,7 @@ impl OriginReply {
             body,
             delay: Duration::ZERO,
             piece_delay: Duration::ZERO,
+            interim: Vec::new(),
         }
     }
     pub fn header(mut self, n: &str, v: &str) -> OriginReply {
@@ -245,6 +248,9 @@ fn origin_conn(
         seen.lock().unwrap().push(req.clone());
         let reply = h(&req);
         std::thread::sleep(reply.delay);
+        for i in &reply.interim {
+            c.write_all(i.as_bytes())?;
+        }
         let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
         for (n, v) in &reply.headers {
             head.push_str(&format!("{n}: {v}\r\n"));
@@ -493,7 +499,7 @@ pub fn read_response(
     };
     buf.drain(..head_len);
     let mut body = Vec::new();
-    if !head && status != 304 && status != 204 {
+    if !head && status != 304 && status != 204 && status >= 200 {
         if let Some(cl) = headers.get("content-length") {
             let cl: usize = cl.parse().unwrap();
             while buf.len() < cl {

@@ -60,6 +60,36 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
         };
         let rid = ctx.next_request_id();
         let started = Instant::now();
+        // Expect: 100-continue (RFC 9110 §10.1.1): a client holding its body back is told to
+        // send it (bounds are checked as it arrives); another expectation is 417.
+        if let Some(expect) = req.header("expect") {
+            if !expect.trim().eq_ignore_ascii_case("100-continue") {
+                let resp = http::error_response(
+                    417,
+                    &ctx.node.name,
+                    "only Expect: 100-continue is understood",
+                    false,
+                    &rid,
+                    b"",
+                );
+                let _ = write_all(&mut stream, resp, body_timeout).await;
+                ctx.metrics.request(417, CacheResult::Local, 0);
+                break;
+            }
+            let held_back =
+                req.minor_version >= 1 && req.body != BodyKind::None && buf.len() == req.head_len;
+            if held_back
+                && write_all(
+                    &mut stream,
+                    b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+                    body_timeout,
+                )
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
         // Request bodies: read (bounded) for methods passed to the origin.
         let body = match req.body {
             BodyKind::None => Vec::new(),
@@ -504,6 +534,7 @@ async fn respond(
         upstream_peer,
         forward_headers: upstream(Purpose::Fill),
         request_id: rid.to_string(),
+        interim_ok: req.minor_version >= 1,
         vary_source: crate::vary::source_of(
             req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
         ),

@@ -242,7 +242,9 @@ pub fn reason_phrase(status: u16) -> &'static str {
         300 => "Multiple Choices",
         301 => "Moved Permanently",
         302 => "Found",
+        303 => "See Other",
         304 => "Not Modified",
+        307 => "Temporary Redirect",
         308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -252,23 +254,26 @@ pub fn reason_phrase(status: u16) -> &'static str {
         408 => "Request Timeout",
         410 => "Gone",
         411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
+        414 => "URI Too Long",
         416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
-        _ => "Unknown",
+        // The reason phrase is optional (RFC 9112 §4): none rather than a made-up one.
+        _ => "",
     }
 }
 
 /// Builder of a response head into one buffer. Every head gets one `Date` (RFC 9110 §6.6.1): one
-/// a block written into it carries, else the node's clock at `finish`. (Stored and relayed
-/// origin heads drop the origin's Date — it would cost ~37 of the 464 metadata bytes per object —
-/// so cached answers carry the node's time with `Age` saying how old the response is, as many
-/// CDNs answer.)
+/// a block written into it carries (the origin's, stored with the response), else the node's
+/// clock at `finish`.
 pub struct HeadWriter {
     pub buf: Vec<u8>,
     has_date: bool,

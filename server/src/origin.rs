@@ -57,9 +57,16 @@ pub struct OriginRequest<'a> {
     pub body: &'a [u8],
 }
 
+/// Interim heads kept per response.
+pub const INTERIM_HEADS_MAX: usize = 4;
+
 pub struct OriginResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// Interim 102/103 heads the origin sent before this one, as received (at most
+    /// [`INTERIM_HEADS_MAX`]), for the viewer that asked (RFC 9110 §15.2: a proxy forwards
+    /// them). 100 Continue is not among them: the node sent the body without waiting.
+    pub interim: Vec<bytes::Bytes>,
     pub body: BodyReader,
     pub origin: Origin,
     pub head_latency: Duration,
@@ -255,6 +262,7 @@ impl OriginClient {
         // Read only when what is held does not parse yet: an interim 1xx and the final head often
         // arrive in one read, and the final head must not wait for bytes that will never come.
         let mut need_read = true;
+        let mut interim = Vec::new();
         let (status, headers, head_len) = loop {
             if !need_read {
                 need_read = true;
@@ -292,7 +300,11 @@ impl OriginClient {
                 Ok(httparse::Status::Complete(n)) => {
                     let status = resp.code.unwrap_or(0);
                     if status < 200 {
-                        // 1xx interim: drop it; the final head may already be held.
+                        // 1xx interim: keep 102/103 for the viewer, drop 100; the final head
+                        // may already be held.
+                        if (status == 102 || status == 103) && interim.len() < INTERIM_HEADS_MAX {
+                            interim.push(bytes::Bytes::copy_from_slice(&buf[..n]));
+                        }
                         buf.drain(..n);
                         need_read = buf.is_empty();
                         continue;
@@ -383,6 +395,7 @@ impl OriginClient {
         Ok(OriginResponse {
             status,
             headers,
+            interim,
             body,
             origin: origin.clone(),
             head_latency,

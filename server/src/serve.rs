@@ -47,6 +47,8 @@ pub struct CacheRequest {
     pub request_id: String,
     /// The request's header lines for choosing a stored variant ([`crate::vary::source_of`]).
     pub vary_source: String,
+    /// The viewer speaks HTTP/1.1 (interim 1xx heads may be sent to it).
+    pub interim_ok: bool,
     /// The viewer's request headers for the origin on a fill ([`crate::forward`], without
     /// Range and conditionals; with Via and X-Forwarded-For).
     pub forward_headers: String,
@@ -130,6 +132,8 @@ struct FillHead {
     buffered: bool,
     /// The stored metadata, when storable (validators for conditional viewers).
     validators: Option<Meta>,
+    /// Interim 102/103 heads of the origin, for the viewer that started the fill.
+    interim: Vec<Bytes>,
     /// For a response with Vary: the request fields it varies on and the leader's variant key.
     /// A viewer whose own variant key differs fetches for itself.
     variant: Option<(Vec<String>, String)>,
@@ -731,6 +735,7 @@ impl ShardCache {
             buffered: !too_big,
             validators: storable.clone(),
             variant: variant.clone(),
+            interim: std::mem::take(&mut resp.interim),
         }));
         fill.notify();
         if too_big {
@@ -857,6 +862,14 @@ impl ShardCache {
             return self.pass_through(req, sink).await;
         }
         let head_shared = head.shared;
+        // The origin's interim heads go to the viewer that asked (never from the cache).
+        if leader && req.interim_ok {
+            for i in &head.interim {
+                if sink.send(i.to_vec(), Bytes::new()).await.is_err() {
+                    break;
+                }
+            }
+        }
         if req.if_none_match.is_some() || req.if_modified_since.is_some() {
             if let Some(v) = &head.validators {
                 if head.status == 200
@@ -1336,6 +1349,11 @@ pub async fn stream_origin_response(
     policy: Option<&freshness::Policy<'_>>,
     sink: &mut impl Sink,
 ) -> Outcome {
+    for i in std::mem::take(&mut resp.interim) {
+        if sink.send(i.to_vec(), Bytes::new()).await.is_err() {
+            break;
+        }
+    }
     let mut h = HeadWriter::new(resp.status);
     h.raw(&render_origin_headers(&resp, policy));
     h.header("X-Cache", x_cache.unwrap_or(CacheResult::Pass.as_str()))

@@ -169,7 +169,7 @@ async function main() {
       if (!st) problems.push("the page never reported (no window.__st)");
       else {
         if (!st.done) problems.push("did not end within " + PLAY_TIMEOUT_MS / 1000 + " s (at " + st.lastTime.toFixed(2) + " s)");
-        else if (!st.ended) problems.push("stopped without 'ended': " + st.doneReason);
+        else if (!st.ended && !st.endWithoutEvent) problems.push("stopped before the end: " + st.doneReason);
         if (st.errors.length) problems.push("errors: " + st.errors.join("; "));
         if (st.stalls.length) problems.push(st.stalls.length + " stall(s) at " + st.stalls.map(s => s.t.toFixed(2) + " s").join(", "));
         if (!st.seek.requested) problems.push("the seek was never made (playback did not reach " + SEEK_FROM + " s)");
@@ -185,7 +185,7 @@ async function main() {
         problems.push("second play cost the origin " + originSegments.length + " segment request(s): " +
           originSegments.map(l => l.method + " " + l.path + " -> " + l.status + (l.conditional ? " (conditional)" : "")).join(", "));
       const play = { label, wall_ms: wall, ok: problems.length === 0, problems,
-        state: st && { ended: st.ended, doneReason: st.doneReason, duration: st.duration, lastTime: st.lastTime,
+        state: st && { ended: st.ended, endWithoutEvent: !!st.endWithoutEvent, doneReason: st.doneReason, duration: st.duration, lastTime: st.lastTime,
                        startedAt: st.startedAt, endedAt: st.endedAt, stalls: st.stalls, seekWaits: st.seekWaits,
                        endWaits: st.endWaits, seek: st.seek, errors: st.errors, nonFatal: st.nonFatal },
         arrow_xcache: xcache, arrow_responses: arrowResponses,
@@ -193,7 +193,7 @@ async function main() {
       results.plays.push(play);
       // one line per play for people
       console.log(`${play.ok ? "PASS" : "FAIL"} ${label}: ${wall} ms` +
-        (st ? `, started ${st.startedAt} ms, ${st.ended ? "ended" : "NOT ended"} at ${st.lastTime.toFixed(2)}/${(st.duration || 0).toFixed(2)} s` +
+        (st ? `, started ${st.startedAt} ms, ${st.ended ? "ended" : st.endWithoutEvent ? "reached the end (no 'ended' event)" : "NOT ended"} at ${st.lastTime.toFixed(2)}/${(st.duration || 0).toFixed(2)} s` +
               `, stalls ${st.stalls.length}, seek ${st.seek.requested ? (st.seek.from.toFixed(2) + "->" + SEEK_TO + (st.seek.ok ? " ok" : " FAILED") + (st.seek.targetBuffered ? " (target was buffered)" : " (target not buffered)")) : "not made"}` : "") +
         `; Arrow X-Cache ${JSON.stringify(xcache)}; origin got ${origin.length} request(s): ` +
         origin.map(l => `${l.method} ${l.path} ${l.status}${l.conditional ? " cond" : ""}`).join(", "));

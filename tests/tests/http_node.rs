@@ -298,6 +298,7 @@ fn conditional_requests_and_revalidation() {
                 body: vec![],
                 delay: Duration::ZERO,
                 piece_delay: Duration::ZERO,
+                interim: Vec::new(),
             };
         }
         OriginReply::ok(body_for(&etag, 5000), "max-age=1")
@@ -1524,4 +1525,61 @@ fn vary_stores_variants_bounded_per_key() {
         "the oldest variant was evicted"
     );
     assert!(s.origin.requests_for(p) > before);
+}
+
+#[test]
+fn early_hints_reach_the_viewer_that_asked_and_expect_continue_is_answered() {
+    let s = setup("interim", "", |req: &SeenRequest| {
+        let mut r = media(req);
+        r.interim =
+            vec!["HTTP/1.1 103 Early Hints\r\nLink: </v/i/seg-2.ts>; rel=preload\r\n\r\n".into()];
+        r
+    });
+    let http = s.node.http;
+    let mut c = TcpStream::connect(http).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET /v/i/seg-1.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let first = read_response(&mut c, false, &mut buf).unwrap();
+    assert_eq!(first.status, 103, "the origin's Early Hints are relayed");
+    assert_eq!(first.header("link"), Some("</v/i/seg-2.ts>; rel=preload"));
+    let fin = read_response(&mut c, false, &mut buf).unwrap();
+    assert_eq!(fin.status, 200);
+    assert_eq!(fin.body, body_for("/v/i/seg-1.ts", 10_000));
+    // A hit never replays an interim response.
+    assert!(wait_until(Duration::from_secs(5), || {
+        let mut c = TcpStream::connect(http).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(c, "GET /v/i/seg-1.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
+        let r = read_response(&mut c, false, &mut Vec::new()).unwrap();
+        assert_ne!(r.status, 103, "a stored interim response");
+        r.x_cache() == "HIT"
+    }));
+    // Expect: 100-continue with the body held back: told to go on, then answered.
+    let mut c = TcpStream::connect(http).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "POST /v/i/upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let cont = read_response(&mut c, false, &mut buf).unwrap();
+    assert_eq!(cont.status, 100);
+    c.write_all(b"hello").unwrap();
+    // The pass relays the origin's Early Hints too, then the final answer.
+    let hints = read_response(&mut c, false, &mut buf).unwrap();
+    assert_eq!(hints.status, 103);
+    let done = read_response(&mut c, false, &mut buf).unwrap();
+    assert_eq!(done.status, 200);
+    // Another expectation: 417.
+    let r = request(
+        http,
+        "POST",
+        "/v/i/upload",
+        HOST,
+        &[("Expect", "teapot"), ("Content-Length", "0")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 417);
 }
