@@ -44,12 +44,43 @@ pub fn scratch_dir(tag: &str) -> tempfile::TempDir {
         .expect("scratch dir")
 }
 
-/// A free loopback port (bound then released; the node binds it right after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// A loopback address nothing accepts on: a socket bound there (never listening) is kept for
+/// as long as the returned guard lives, so connections to it are refused (a dead origin).
+pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
+    let s =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&any.into()).expect("bind");
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (s, addr)
+}
+
+/// The addresses a node reports in its "arrow node accepting" log line (HTTP, admin), read from
+/// `log` after byte `from`.
+fn accepting_addrs(log: &str, from: usize) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let tail = log.get(from..)?;
+    let line = tail.lines().find(|l| l.contains("arrow node accepting"))?;
+    // Strip ANSI colour sequences (ESC [ ... m).
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let listen = plain.split("listen=[").nth(1)?.split([']', ',']).next()?;
+    let admin = plain
+        .split("admin=Some(")
+        .nth(1)
+        .and_then(|a| a.split(')').next())
+        .and_then(|a| a.parse().ok());
+    Some((listen.trim().parse().ok()?, admin))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,12 +397,16 @@ impl Node {
         n
     }
 
+    /// Start the process and wait until it answers /health. A node configured with port 0
+    /// reports the ports it got in its log; they are read back, and the config is rewritten with
+    /// them so a restart keeps its addresses (as an operator's node would).
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log_path)
             .unwrap();
+        let log_from = std::fs::metadata(&self.log_path).map_or(0, |m| m.len() as usize);
         let child = Command::new(arrow_bin())
             .args(["run", "--config"])
             .arg(&self.config_path)
@@ -382,10 +417,34 @@ impl Node {
             .expect("spawn arrow");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut bound = false;
         loop {
-            if let Ok(r) = get(self.admin, "/health", "admin", &[]) {
-                if r.status == 200 {
-                    return;
+            if !bound {
+                if let Some((http, admin)) = accepting_addrs(&self.log(), log_from) {
+                    let admin = admin.unwrap_or(self.admin);
+                    if (http, admin) != (self.http, self.admin) {
+                        let cfg = std::fs::read_to_string(&self.config_path).unwrap();
+                        let cfg = cfg
+                            .replace(
+                                &format!("listen = [\"{}\"]", self.http),
+                                &format!("listen = [\"{http}\"]"),
+                            )
+                            .replace(
+                                &format!("admin_listen = \"{}\"", self.admin),
+                                &format!("admin_listen = \"{admin}\""),
+                            );
+                        std::fs::write(&self.config_path, cfg).unwrap();
+                        self.http = http;
+                        self.admin = admin;
+                    }
+                    bound = true;
+                }
+            }
+            if bound {
+                if let Ok(r) = get(self.admin, "/health", "admin", &[]) {
+                    if r.status == 200 {
+                        return;
+                    }
                 }
             }
             if let Some(c) = self.child.as_mut() {
@@ -398,7 +457,7 @@ impl Node {
                 "arrow did not start; log:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -287,11 +287,14 @@ fn two_services_see_each_other_and_expire_a_stopped_one() {
 /// Multicast needs a network namespace with a multicast-capable interface; run it there:
 /// `ARROW_TEST_MULTICAST=239.255.77.77:7777 [ARROW_TEST_MULTICAST_IFACE=eth0] cargo test -p
 /// arrow-cluster --test service multicast` (or `[ff15::77]:7777` with an interface name).
+/// Reported as ignored by the test command (multicast comets between real nodes run in
+/// network namespaces in `tests/tests/cluster.rs`); run with `--ignored` it fails without
+/// `ARROW_TEST_MULTICAST`.
 #[test]
-fn two_services_over_multicast_when_enabled() {
-    let Some(group) = std::env::var("ARROW_TEST_MULTICAST").ok() else {
-        return;
-    };
+#[ignore = "needs a multicast-capable interface: set ARROW_TEST_MULTICAST and run with --ignored (tests/tests/cluster.rs covers multicast in namespaces)"]
+fn two_services_over_multicast() {
+    let group = std::env::var("ARROW_TEST_MULTICAST")
+        .expect("ARROW_TEST_MULTICAST=group:port is required for this test");
     let dir = tempfile::tempdir().unwrap();
     let start = |name: &str| {
         let mut cfg = ClusterConfig::with_secret(SECRET);

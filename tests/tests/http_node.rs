@@ -16,10 +16,12 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
+/// Port 0 for HTTP and admin: the node binds them and reports what it got
+/// ([`Node::start`] reads it back into `node.http` / `node.admin`).
 fn addrs() -> (SocketAddr, SocketAddr) {
     (
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
     )
 }
 
@@ -374,7 +376,8 @@ fn stale_if_error_with_origin_down() {
 fn origin_failover() {
     let dir = scratch_dir("failover");
     // The first origin refuses connections (bound then dropped); the second answers.
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (_refusing, dead) = refusing_addr();
+    let dead = format!("http://{dead}");
     let origin = Origin::start(media);
     let (http, admin) = addrs();
     let cfg = node_config(dir.path(), http, admin, &[dead, origin.url()], "");
@@ -812,6 +815,7 @@ fn a_fill_holds_one_window_and_a_viewer_behind_it_reads_from_the_disk() {
         "[limits]\nfill_window_bytes = 262144\nfill_buffer_bytes_max = 1048576\n",
     );
     let _node = Node::start(dir.path(), &cfg, http, admin);
+    let (http, admin) = (_node.http, _node.admin);
     let path = "/v/t5/huge.mp4";
     let full = body_for(path, 12 << 20);
     let fast = std::thread::spawn(move || get(http, path, HOST, &[]).unwrap());
@@ -964,7 +968,14 @@ fn an_interim_1xx_in_the_same_read_as_the_final_head_does_not_stall_the_fill() {
         "",
     );
     let node = Node::start(dir.path(), &cfg, http, admin);
-    let r = get(node.http, "/v/e/page.ts", HOST, &[]).unwrap();
+    // The viewer gets the Early Hints, then the final answer.
+    let mut c = TcpStream::connect(node.http).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET /v/e/page.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let hints = read_response(&mut c, false, &mut buf).unwrap();
+    assert_eq!(hints.status, 103, "{}", node.log());
+    let r = read_response(&mut c, false, &mut buf).unwrap();
     assert_eq!(r.status, 200, "{}", node.log());
     assert_eq!(r.body, b"hello after early hints");
     assert_eq!(r.x_cache(), "MISS");
@@ -982,6 +993,7 @@ fn an_uncacheable_body_larger_than_the_window_streams_at_the_viewers_pace() {
     let cfg = node_config(dir.path(), http, admin, &[origin.url()], "")
         .replace("[limits]\n", "[limits]\nfill_window_bytes = 262144\n");
     let node = Node::start(dir.path(), &cfg, http, admin);
+    let (http, admin) = (node.http, node.admin);
     let path = "/v/p/private.bin";
     // A viewer that starts reading late: the fill waits for it, a window ahead, then streams.
     let mut c = TcpStream::connect(http).unwrap();
@@ -1399,6 +1411,7 @@ fn chunked_uploads_are_reframed_to_the_origin_within_the_body_bound() {
     let cfg = node_config(dir.path(), http, admin, &[origin.url()], "")
         .replace("[limits]\n", "[limits]\nrequest_body_bytes_max = 65536\n");
     let _node = Node::start(dir.path(), &cfg, http, admin);
+    let http = _node.http;
     let s = (origin,);
     let mut c = TcpStream::connect(http).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
