@@ -95,18 +95,8 @@ fi
 [[ -x "$ARROW_BIN" ]] || { log "no Arrow binary at $ARROW_BIN (build it or set ARROW_BIN)"; exit 1; }
 
 # ---------------------------------------------------------------- ports
-# Arrow's HTTP listen does not support port 0 yet, so pick free loopback ports by binding port
-# 0 in Python and releasing them. There is a small race (another process could take the port
-# before Arrow/node bind it); acceptable for this harness only, not for tests/lib.rs-style suites.
-read -r ORIGIN_PORT ARROW_PORT ADMIN_PORT < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(3):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(*[s.getsockname()[1] for s in socks])
-for s in socks: s.close()
-EOF
-)
+# Every listener binds port 0 and reports the port it got: the origin writes it to a file, Arrow
+# names its addresses in its "arrow node accepting" log line. No port is picked and hoped for.
 
 RUN=$(mktemp -d "$WORK_ROOT/run.XXXXXX")
 HOST_EXTRA=${ARROW_HOST_EXTRA:-}
@@ -123,19 +113,30 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- origin (the suite's server)
-# server.mjs calls server.listen(port) on all interfaces; this wrapper pins it to loopback.
+# server.mjs calls server.listen(port) on all interfaces; this wrapper pins it to loopback and
+# port 0, and writes the port it got to origin.port.
 cat >"$RUN/origin.mjs" <<EOF
 import http from 'http'
+import fs from 'fs'
 const listen = http.Server.prototype.listen
 http.Server.prototype.listen = function (port, ...rest) {
-  if (typeof port === 'number' || typeof port === 'string') return listen.call(this, Number(port), '127.0.0.1', ...rest)
+  if (typeof port === 'number' || typeof port === 'string') {
+    this.once('listening', () => fs.writeFileSync('$RUN/origin.port', String(this.address().port)))
+    return listen.call(this, 0, '127.0.0.1', ...rest)
+  }
   return listen.call(this, port, ...rest)
 }
 await import('$SUITE/test-engine/server/server.mjs')
 EOF
-(cd "$SUITE" && exec env npm_config_protocol=http npm_config_port="$ORIGIN_PORT" \
+(cd "$SUITE" && exec env npm_config_protocol=http npm_config_port=0 \
    npm_config_pidfile="$RUN/origin.pid" node --no-warnings "$RUN/origin.mjs" >"$RUN/origin.log" 2>&1) &
 ORIGIN_PID=$!
+for _ in $(seq 1 100); do
+  [[ -s "$RUN/origin.port" ]] && break
+  kill -0 "$ORIGIN_PID" 2>/dev/null || { log "origin exited early; see $RUN"; exit 1; }
+  sleep 0.1
+done
+ORIGIN_PORT=$(cat "$RUN/origin.port" 2>/dev/null) || { log "origin reported no port"; exit 1; }
 
 # ---------------------------------------------------------------- Arrow
 cat >"$RUN/arrow.toml" <<EOF
@@ -143,8 +144,8 @@ cat >"$RUN/arrow.toml" <<EOF
 [node]
 name = "cache-tests.local"
 cores = [0]
-listen = ["127.0.0.1:$ARROW_PORT"]
-admin_listen = "127.0.0.1:$ADMIN_PORT"
+listen = ["127.0.0.1:0"]
+admin_listen = "127.0.0.1:0"
 admin_token = "cache-tests-admin-token-not-secret"
 debug_headers = $DEBUG_HEADERS
 access_log = "$RUN/access.log"
@@ -178,6 +179,20 @@ wait_up() { # url name pid
   done
   log "$2 did not come up at $1"; exit 1
 }
+# Arrow's bound addresses, from its start-up line (colour codes stripped).
+ARROW_PORT=""; ADMIN_PORT=""
+for _ in $(seq 1 100); do
+  line=$(sed 's/\x1b\[[0-9;]*m//g' "$RUN/arrow.log" | grep -m1 'arrow node accepting' || true)
+  if [[ -n "$line" ]]; then
+    ARROW_PORT=$(sed -E 's/.*listen=\[[^]]*:([0-9]+)\].*/\1/' <<<"$line")
+    ADMIN_PORT=$(sed -E 's/.*admin=Some\([^)]*:([0-9]+)\).*/\1/' <<<"$line")
+    break
+  fi
+  kill -0 "$ARROW_PID" 2>/dev/null || { log "arrow exited early; see $RUN"; exit 1; }
+  sleep 0.1
+done
+[[ "$ARROW_PORT" =~ ^[0-9]+$ && "$ADMIN_PORT" =~ ^[0-9]+$ ]] \
+  || { log "arrow reported no listen/admin address; see $RUN/arrow.log"; exit 1; }
 wait_up "http://127.0.0.1:$ORIGIN_PORT/" origin "$ORIGIN_PID"
 wait_up "http://127.0.0.1:$ADMIN_PORT/health" arrow "$ARROW_PID"
 log "origin pid $ORIGIN_PID on :$ORIGIN_PORT, arrow pid $ARROW_PID on :$ARROW_PORT (admin :$ADMIN_PORT), run dir $RUN"

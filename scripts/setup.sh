@@ -8,6 +8,13 @@ command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # mimalloc (the arrow binary's allocator) is C, built by the cc crate.
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# Conformance tests (tests/tests/conformance.rs): the HTTP WG cache suite runs on node, REDbot
+# in a Python venv, the players in Chromium on titles ffmpeg makes.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq || true) >/dev/null
