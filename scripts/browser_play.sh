@@ -9,6 +9,9 @@
 #        --> tests/browser/origin.py (127.0.0.1:O): Access-Control-Allow-Origin = the Origin,
 #            Vary: Origin, max-age=2 on playlists/manifests, max-age=3600 on segments, logs
 #            every request it gets.
+# Every listener binds port 0 and reports the port it got: the origin (O) writes it to a file,
+# Arrow (A, admin M) logs it in its "arrow node accepting" line, the page servers (P, and the
+# second page's) are bound by play.cjs itself.
 # Passes when every play ends without a stall, the seek (3 s -> 8 s) resumes at the target, no
 # player error, and the second play of each title (a fresh browser context, so an empty browser
 # cache) makes the origin serve no segment -- only playlist/manifest requests or revalidations.
@@ -103,24 +106,35 @@ ff -i "$M/src.mp4" -c copy -map 0:v -map 0:a -f dash -seg_duration 2 -use_templa
   || cannot "ffmpeg DASH packaging failed"
 rm -f "$M/src.mp4"
 
-read -r OPORT APORT MPORT < <("$PY" - <<'EOF'
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])
-EOF
-)
+# Each listener binds port 0 itself and reports the port it got (see the header).
+# wait_port VAR FILE PID NAME LOG: set VAR to the port NAME (process PID) wrote to FILE; exit 2
+# if it dies first or says nothing within 10 s.
+wait_port() {
+  local -n _port=$1
+  local p
+  for _ in $(seq 1 100); do
+    if [[ -s "$2" ]]; then
+      p=$(<"$2")
+      [[ "$p" =~ ^[0-9]+$ ]] && { _port=$p; return 0; }
+    fi
+    kill -0 "$3" 2>/dev/null || { tail -20 "$5" >&2; cannot "$4 exited at start"; }
+    sleep 0.1
+  done
+  tail -20 "$5" >&2; cannot "$4 reported no port in $2 within 10 s"
+}
+
 : >"$RUN/origin-requests.jsonl"
-"$PY" "$REPO/tests/browser/origin.py" "$OPORT" "$M" "$RUN/origin-requests.jsonl" >"$RUN/origin.log" 2>&1 &
-PIDS+=($!)
+"$PY" "$REPO/tests/browser/origin.py" "$RUN/origin.port" "$M" "$RUN/origin-requests.jsonl" >"$RUN/origin.log" 2>&1 &
+ORIGIN_PID=$!
+PIDS+=($ORIGIN_PID)
+wait_port OPORT "$RUN/origin.port" "$ORIGIN_PID" origin "$RUN/origin.log"
 
 cat >"$RUN/arrow.toml" <<EOF
 [node]
 name = "n01.browser.test"
 cores = [0]
-listen = ["127.0.0.1:$APORT"]
-admin_listen = "127.0.0.1:$MPORT"
+listen = ["127.0.0.1:0"]
+admin_listen = "127.0.0.1:0"
 admin_token = "browser-play-token"
 debug_headers = true
 access_log = "$RUN/access.log"
@@ -142,6 +156,21 @@ EOF
 "$ARROW_BIN" run --config "$RUN/arrow.toml" >"$RUN/arrow.log" 2>&1 &
 ARROW_PID=$!
 PIDS+=($ARROW_PID)
+
+# Arrow's bound addresses, from its start-up line (colour codes stripped).
+APORT=""; MPORT=""
+for _ in $(seq 1 100); do
+  line=$(sed 's/\x1b\[[0-9;]*m//g' "$RUN/arrow.log" | grep -m1 'arrow node accepting' || true)
+  if [[ -n "$line" ]]; then
+    APORT=$(sed -E 's/.*listen=\[[^]]*:([0-9]+)\].*/\1/' <<<"$line")
+    MPORT=$(sed -E 's/.*admin=Some\([^)]*:([0-9]+)\).*/\1/' <<<"$line")
+    break
+  fi
+  kill -0 "$ARROW_PID" 2>/dev/null || { tail -20 "$RUN/arrow.log" >&2; cannot "arrow exited at start"; }
+  sleep 0.1
+done
+[[ "$APORT" =~ ^[0-9]+$ && "$MPORT" =~ ^[0-9]+$ ]] \
+  || { tail -20 "$RUN/arrow.log" >&2; cannot "arrow logged no 'arrow node accepting' line with listen/admin ports within 10 s"; }
 
 ready=0
 for _ in $(seq 1 100); do

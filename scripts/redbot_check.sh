@@ -4,6 +4,8 @@
 #   scripts/redbot_check.sh
 #
 # Topology:  redbot CLI --> Arrow (127.0.0.1:A) --> tests/redbot/origin.py (127.0.0.1:O)
+# Every listener binds port 0 and reports the port it got: the origins (O, and B for the direct
+# baseline) write it to a file, Arrow (A, admin M) logs it in its "arrow node accepting" line.
 # The origin is HTTP-clean (validators, ranges, conditional requests; REDbot is also run against
 # it directly as a baseline). Scenarios, each checked with `redbot -o har URL`:
 #   seg-cold      /vod/seg00001.ts     no warm-up: REDbot's own requests race Arrow's fill
@@ -72,27 +74,39 @@ if [[ -z "${ARROW_BIN:-}" ]]; then
 fi
 [[ -x "$ARROW_BIN" ]] || cannot "ARROW_BIN=$ARROW_BIN is not executable"
 
-read -r OPORT BPORT APORT MPORT < <("$PY" - <<'EOF'
-import socket
-ss = [socket.socket() for _ in range(4)]
-for s in ss:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])
-EOF
-)
+# Each listener binds port 0 itself and reports the port it got (see the header).
+# wait_port VAR FILE PID NAME LOG: set VAR to the port NAME (process PID) wrote to FILE; exit 2
+# if it dies first or says nothing within 10 s.
+wait_port() {
+  local -n _port=$1
+  local p
+  for _ in $(seq 1 100); do
+    if [[ -s "$2" ]]; then
+      p=$(<"$2")
+      [[ "$p" =~ ^[0-9]+$ ]] && { _port=$p; return 0; }
+    fi
+    kill -0 "$3" 2>/dev/null || { tail -20 "$5" >&2; cannot "$4 exited at start"; }
+    sleep 0.1
+  done
+  tail -20 "$5" >&2; cannot "$4 reported no port in $2 within 10 s"
+}
 
-"$PY" "$REPO/tests/redbot/origin.py" "$OPORT" "$RUN/origin-requests.jsonl" >"$RUN/origin.log" 2>&1 &
-PIDS+=($!)
+"$PY" "$REPO/tests/redbot/origin.py" "$RUN/origin.port" "$RUN/origin-requests.jsonl" >"$RUN/origin.log" 2>&1 &
+ORIGIN_PID=$!
+PIDS+=($ORIGIN_PID)
 # a second instance of the same origin for the direct baseline runs (its requests not logged)
-"$PY" "$REPO/tests/redbot/origin.py" "$BPORT" >"$RUN/origin-baseline.log" 2>&1 &
-PIDS+=($!)
+"$PY" "$REPO/tests/redbot/origin.py" "$RUN/origin-baseline.port" >"$RUN/origin-baseline.log" 2>&1 &
+BASELINE_PID=$!
+PIDS+=($BASELINE_PID)
+wait_port OPORT "$RUN/origin.port" "$ORIGIN_PID" origin "$RUN/origin.log"
+wait_port BPORT "$RUN/origin-baseline.port" "$BASELINE_PID" "baseline origin" "$RUN/origin-baseline.log"
 
 cat >"$RUN/arrow.toml" <<EOF
 [node]
 name = "n01.redbot.test"
 cores = [0]
-listen = ["127.0.0.1:$APORT"]
-admin_listen = "127.0.0.1:$MPORT"
+listen = ["127.0.0.1:0"]
+admin_listen = "127.0.0.1:0"
 admin_token = "$ADMIN_TOKEN"
 debug_headers = true
 access_log = "$RUN/access.log"
@@ -114,6 +128,21 @@ EOF
 "$ARROW_BIN" run --config "$RUN/arrow.toml" >"$RUN/arrow.log" 2>&1 &
 PIDS+=($!)
 ARROW_PID=$!
+
+# Arrow's bound addresses, from its start-up line (colour codes stripped).
+APORT=""; MPORT=""
+for _ in $(seq 1 100); do
+  line=$(sed 's/\x1b\[[0-9;]*m//g' "$RUN/arrow.log" | grep -m1 'arrow node accepting' || true)
+  if [[ -n "$line" ]]; then
+    APORT=$(sed -E 's/.*listen=\[[^]]*:([0-9]+)\].*/\1/' <<<"$line")
+    MPORT=$(sed -E 's/.*admin=Some\([^)]*:([0-9]+)\).*/\1/' <<<"$line")
+    break
+  fi
+  kill -0 "$ARROW_PID" 2>/dev/null || { tail -20 "$RUN/arrow.log" >&2; cannot "arrow exited at start"; }
+  sleep 0.1
+done
+[[ "$APORT" =~ ^[0-9]+$ && "$MPORT" =~ ^[0-9]+$ ]] \
+  || { tail -20 "$RUN/arrow.log" >&2; cannot "arrow logged no 'arrow node accepting' line with listen/admin ports within 10 s"; }
 
 ready=0
 for _ in $(seq 1 100); do

@@ -157,6 +157,8 @@ pub struct ShardCtx {
     pub viewers: crate::viewers::Viewers,
     /// Requests this shard has read (the sequence in request ids).
     pub(crate) requests_seen: std::cell::Cell<u64>,
+    /// Open admin connections (among `connections`): the drain does not wait for them.
+    pub(crate) admin_connections: std::cell::Cell<usize>,
 }
 
 impl ShardCtx {

@@ -50,6 +50,8 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGQUIT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -199,10 +201,22 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         listen: listen.clone(),
         admin: admin_addr,
     });
-    let sig = wait_signal(&sigset);
+    // SIGHUP must not kill a serving node (its default action): there is no live reload yet, so
+    // it is logged and ignored; SIGTERM, SIGINT and SIGQUIT drain.
+    let sig = loop {
+        let sig = wait_signal(&sigset);
+        if sig == libc::SIGHUP {
+            tracing::warn!(
+                "SIGHUP: configuration reload is not supported yet; the node keeps running with \
+                 its current configuration (restart it to apply changes)"
+            );
+            continue;
+        }
+        break sig;
+    };
     tracing::info!(
         signal = sig,
-        "shutting down: no new connections, finishing in-flight work"
+        "shutting down: no new connections, finishing in-flight work; /health answers 503"
     );
     node.begin_shutdown();
     for t in threads {

@@ -168,6 +168,7 @@ async fn shard_main(start: ShardStart) {
         connections: std::cell::Cell::new(0),
         route_cache: RefCell::new(crate::cluster_link::RouteCache::default()),
         requests_seen: std::cell::Cell::new(0),
+        admin_connections: std::cell::Cell::new(0),
         viewers: crate::viewers::Viewers::new(
             node.cfg
                 .cluster
@@ -200,6 +201,9 @@ async fn shard_main(start: ShardStart) {
     });
 
     let mut listener_fds = Vec::new();
+    // The admin listener stays open through the drain: /health answers 503 "draining" to load
+    // balancers instead of refusing connections.
+    let mut admin_fd = None;
     for l in start.listeners {
         let _ = l.set_nonblocking(true);
         match TcpListener::from_std(l) {
@@ -214,7 +218,7 @@ async fn shard_main(start: ShardStart) {
     if let Some(l) = start.admin {
         let _ = l.set_nonblocking(true);
         if let Ok(listener) = TcpListener::from_std(l) {
-            listener_fds.push(listener.as_raw_fd());
+            admin_fd = Some(listener.as_raw_fd());
             monoio::spawn(accept_loop(ctx.clone(), listener, true));
         }
     }
@@ -250,10 +254,14 @@ async fn shard_main(start: ShardStart) {
             // the connection task drops its stream); shutdown(2) makes their read see EOF.
             unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
         }
-        if ctx.connections.get() == 0 && ctx.cache_idle() {
+        if ctx.connections.get() == ctx.admin_connections.get() && ctx.cache_idle() {
             break;
         }
         monoio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some(fd) = admin_fd {
+        // SAFETY: as for the HTTP listeners above.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
     if let Some(store) = &store {
         if let Err(e) = store.flush().await {
@@ -362,7 +370,9 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
                 continue;
             }
         };
-        if ctx.node.shutting_down() {
+        // Draining: no new viewer connections; the admin listener keeps answering (/health
+        // says 503 "draining") until the drain ends and closes it.
+        if ctx.node.shutting_down() && !admin {
             return;
         }
         ctx.metrics.connections_total.inc();
@@ -382,7 +392,9 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
         let c = ctx.clone();
         monoio::spawn(async move {
             if admin {
+                c.admin_connections.set(c.admin_connections.get() + 1);
                 crate::admin::handle(c.clone(), stream).await;
+                c.admin_connections.set(c.admin_connections.get() - 1);
             } else {
                 crate::conn::handle(c.clone(), stream, peer).await;
             }

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Media origin for the browser play test (scripts/browser_play.sh).
 
-    origin.py PORT ROOT_DIR LOG_FILE
+    origin.py PORT_FILE ROOT_DIR LOG_FILE
+
+Binds 127.0.0.1 port 0 (the kernel picks a free port; nothing else can take it) and, once it
+is listening, writes the port it got to PORT_FILE (written to PORT_FILE.tmp, then renamed, so a
+reader never sees a partial number).
 
 Serves files under ROOT_DIR (the ffmpeg-made HLS and DASH titles) with
   * Access-Control-Allow-Origin: <the request's Origin> (and Vary: Origin, on every answer,
@@ -169,12 +173,21 @@ class Handler(BaseHTTPRequestHandler):
         self.record(200)
 
 
+def report_port(port_file, port):
+    tmp = port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("%d\n" % port)
+    os.replace(tmp, port_file)
+
+
 def main():
     global ROOT, LOG
-    port, ROOT, log = int(sys.argv[1]), os.path.realpath(sys.argv[2]), sys.argv[3]
+    port_file, ROOT, log = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3]
     LOG = open(log, "a", buffering=1)
-    srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # bound and listening from here on
     srv.daemon_threads = True
+    port = srv.server_address[1]
+    report_port(port_file, port)
     print("origin listening on 127.0.0.1:%d, root %s" % (port, ROOT), flush=True)
     srv.serve_forever()
 

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """A small, HTTP-clean origin for the REDbot check (scripts/redbot_check.sh).
 
-    origin.py PORT [LOG_FILE]
+    origin.py PORT_FILE [LOG_FILE]
+
+Binds 127.0.0.1 port 0 (the kernel picks a free port; nothing else can take it) and, once it
+is listening, writes the port it got to PORT_FILE (written to PORT_FILE.tmp, then renamed, so a
+reader never sees a partial number).
 
 Serves
   /vod/seg00001.ts     video/mp2t, 188*2000 bytes, Cache-Control: max-age=300, strong ETag,
@@ -15,6 +19,7 @@ import email.utils
 import gzip
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -212,13 +217,22 @@ class Handler(BaseHTTPRequestHandler):
         self.log_request_json(200)
 
 
+def report_port(port_file, port):
+    tmp = port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("%d\n" % port)
+    os.replace(tmp, port_file)
+
+
 def main():
     global LOG
-    port = int(sys.argv[1])
+    port_file = sys.argv[1]
     if len(sys.argv) > 2:
         LOG = open(sys.argv[2], "a", buffering=1)
-    srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # bound and listening from here on
     srv.daemon_threads = True
+    port = srv.server_address[1]
+    report_port(port_file, port)
     print("origin listening on 127.0.0.1:%d" % port, flush=True)
     srv.serve_forever()
 

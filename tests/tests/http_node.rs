@@ -1596,3 +1596,38 @@ fn early_hints_reach_the_viewer_that_asked_and_expect_continue_is_answered() {
     .unwrap();
     assert_eq!(r.status, 417);
 }
+
+#[test]
+fn sighup_does_not_kill_and_health_says_draining_until_the_drain_ends() {
+    let mut s = setup("drain-health", "", |req: &SeenRequest| {
+        let mut r = media(req);
+        r.piece_delay = Duration::from_millis(300);
+        r
+    });
+    let (http, admin) = (s.node.http, s.node.admin);
+    let pid = s.node.child.as_ref().unwrap().id() as i32;
+    // SIGHUP: logged, the node keeps serving.
+    // SAFETY: signalling the child process this test started, by its PID.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(get(http, "/v/d/a.ts", HOST, &[]).unwrap().status, 200);
+    assert!(s.node.log().contains("SIGHUP"), "{}", s.node.log());
+    // A slow download in flight, then SIGTERM: /health answers 503 while it drains.
+    let slow = std::thread::spawn(move || get(http, "/v/d/big.ts", HOST, &[]).unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let draining = wait_until(Duration::from_secs(5), || {
+        get(admin, "/health", "admin", &[]).is_ok_and(|r| r.status == 503)
+    });
+    assert!(
+        draining,
+        "/health never said draining; log:\n{}",
+        s.node.log()
+    );
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 3 << 20, "the in-flight download completed");
+    let st = s.node.stop().expect("exit status");
+    assert!(st.success(), "{st}");
+}
