@@ -227,6 +227,11 @@ pub struct RawHostRule {
     /// false (Arrow honours it and removes it).
     #[serde(default)]
     pub keep_cdn_cache_control: bool,
+    /// Heuristic freshness (RFC 9111 §4.2.2) for responses without explicit freshness that
+    /// carry Last-Modified: this percentage of the time since it (10 is customary), at most a
+    /// day. Default: none (only `default_ttl_s` applies).
+    #[serde(default)]
+    pub heuristic_freshness_percent: Option<u8>,
 }
 
 /// `host.query` as written: a mode or a list of parameter names.
@@ -269,6 +274,7 @@ pub struct HostRule {
     /// sent them.
     pub origin_headers_drop: Vec<String>,
     pub keep_cdn_cache_control: bool,
+    pub heuristic_freshness_percent: Option<u8>,
 }
 
 /// One origin: where to connect and how to name it.
@@ -612,6 +618,15 @@ impl RawHostRule {
             origin_headers_set,
             origin_headers_drop,
             keep_cdn_cache_control: self.keep_cdn_cache_control,
+            heuristic_freshness_percent: match self.heuristic_freshness_percent {
+                Some(p) if !(1..=100).contains(&p) => {
+                    return Err((
+                        format!("host[{i}].heuristic_freshness_percent"),
+                        format!("{p} is not within 1..=100"),
+                    ))
+                }
+                p => p,
+            },
             hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             technical_labels: self.technical_labels,
             hash_input,

@@ -59,11 +59,17 @@ impl CacheControl {
 /// The name of CDN-Cache-Control (RFC 9213), which every CDN honours.
 pub const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
 
+/// The longest heuristic freshness lifetime (RFC 9111 §4.2.2 suggests bounding it).
+pub const HEURISTIC_LIFETIME_MAX_S: u64 = 86_400;
+
 /// How a host rule's responses are judged: its default freshness and the targeted fields.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy<'a> {
     /// Freshness given to responses without explicit freshness (None: not stored).
     pub default_ttl_s: Option<u64>,
+    /// Heuristic freshness for responses without explicit freshness but with Last-Modified:
+    /// this percentage of the time since it, at most a day (None: only `default_ttl_s`).
+    pub heuristic_percent: Option<u8>,
     /// Arrow's own targeted field (RFC 9213 §2), lower case, e.g. `arrow-cache-control`:
     /// highest precedence, never sent to viewers.
     pub own_field: &'a str,
@@ -76,6 +82,7 @@ impl Policy<'_> {
     pub const fn with_ttl(default_ttl_s: Option<u64>) -> Policy<'static> {
         Policy {
             default_ttl_s,
+            heuristic_percent: None,
             own_field: "arrow-cache-control",
             keep_cdn_cache_control: false,
         }
@@ -358,10 +365,26 @@ pub fn evaluate(
         Some(l) => l,
         None if !heuristic => return Storable::No("status stored only when explicitly fresh"),
         None if cc.no_cache => 0,
-        None => match default_ttl_s {
-            Some(t) => t,
-            None => return Storable::No("no explicit freshness and no default TTL"),
-        },
+        None => {
+            // Heuristic freshness (RFC 9111 §4.2.2), where the host rule allows it: a share of
+            // the time since Last-Modified, at most a day; else the rule's default TTL.
+            let last_modified_age = head
+                .header("last-modified")
+                .and_then(|d| httpdate::parse_http_date(d).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|lm| {
+                    date_s
+                        .unwrap_or(response_time_s)
+                        .saturating_sub(lm.as_secs())
+                });
+            match (policy.heuristic_percent, last_modified_age, default_ttl_s) {
+                (Some(p), Some(age), _) if age > 0 => {
+                    (age * u64::from(p) / 100).min(HEURISTIC_LIFETIME_MAX_S)
+                }
+                (_, _, Some(t)) => t,
+                _ => return Storable::No("no explicit freshness and no default TTL"),
+            }
+        }
     };
     // RFC 9111 §4.2.3
     let age_value = head
@@ -796,6 +819,65 @@ mod tests {
         assert_eq!(Meta::decode(&m.encode()), Some(m.clone()));
         m.vary = None;
         assert_eq!(Meta::decode(&m.encode()), Some(m));
+    }
+
+    #[test]
+    fn heuristic_freshness_where_the_rule_allows_it() {
+        let date = 1_000_000;
+        let h = head(&[
+            (
+                "Date",
+                &httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(date),
+                ),
+            ),
+            (
+                "Last-Modified",
+                &httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(date - 50_000),
+                ),
+            ),
+        ]);
+        let o = OriginHead {
+            status: 200,
+            headers: &h,
+        };
+        let p = Policy {
+            heuristic_percent: Some(10),
+            ..Policy::with_ttl(None)
+        };
+        let Storable::Yes(m) = evaluate(&o, date, date, &p) else {
+            panic!()
+        };
+        assert_eq!(m.lifetime_s, 5_000, "10 % of the time since Last-Modified");
+        // Not for a status that is not heuristically cacheable, and never beyond a day.
+        let o302 = OriginHead {
+            status: 302,
+            headers: &h,
+        };
+        assert!(matches!(evaluate(&o302, date, date, &p), Storable::No(_)));
+        let p = Policy {
+            heuristic_percent: Some(100),
+            ..Policy::with_ttl(None)
+        };
+        let Storable::Yes(m) = evaluate(&o, date, date, &p) else {
+            panic!()
+        };
+        assert_eq!(m.lifetime_s, 50_000);
+        let old = head(&[("Last-Modified", "Thu, 01 Jan 1970 00:00:01 GMT")]);
+        let o = OriginHead {
+            status: 200,
+            headers: &old,
+        };
+        let Storable::Yes(m) = evaluate(&o, date, date, &p) else {
+            panic!()
+        };
+        assert_eq!(m.lifetime_s, HEURISTIC_LIFETIME_MAX_S);
+        // Without the rule's permission: the default TTL, or not stored.
+        assert!(matches!(
+            evaluate(&o, date, date, &Policy::with_ttl(None)),
+            Storable::No(_)
+        ));
     }
 
     #[test]

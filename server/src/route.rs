@@ -203,6 +203,7 @@ pub async fn pass_to_origin(
                 None,
                 Some(&crate::freshness::Policy {
                     default_ttl_s: rule.default_ttl_s,
+                    heuristic_percent: rule.heuristic_freshness_percent,
                     own_field: &ctx.node.cfg.node.targeted_cache_control,
                     keep_cdn_cache_control: rule.keep_cdn_cache_control,
                 }),

@@ -390,6 +390,7 @@ impl ShardCache {
     fn policy<'a>(&'a self, rule: &HostRule) -> freshness::Policy<'a> {
         freshness::Policy {
             default_ttl_s: rule.default_ttl_s,
+            heuristic_percent: rule.heuristic_freshness_percent,
             own_field: &self.cfg.node.targeted_cache_control,
             keep_cdn_cache_control: rule.keep_cdn_cache_control,
         }
