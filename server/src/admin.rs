@@ -119,6 +119,23 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
                 .as_ref()
                 .map(|c| c.metrics_text())
                 .unwrap_or_default();
+            let refused = ctx.node.refused_disks.get().map_or(&[][..], |v| &v[..]);
+            let opened = ctx.node.disks.get().map_or(0, Vec::len);
+            extra.push_str(&format!(
+                "# HELP arrow_disks_configured Disks in the configuration, opened or not (compare with arrow_disk_online).\n# TYPE arrow_disks_configured gauge\narrow_disks_configured {}\n",
+                opened + refused.len()
+            ));
+            if !refused.is_empty() {
+                extra.push_str("# HELP arrow_disk_refused A configured disk refused at start (see /disks for the reason).\n# TYPE arrow_disk_refused gauge\n");
+                for r in refused {
+                    let l = format!(
+                        "disk=\"refused\",path=\"{}\",shard=\"{}\"",
+                        r.path.replace('"', "'"),
+                        r.shard
+                    );
+                    extra.push_str(&format!("arrow_disk_refused{{{l}}} 1\n"));
+                }
+            }
             if let Some(d) = ctx.node.dns_stats.get() {
                 crate::dns_link::metrics_text(&d.snapshot(), &mut extra);
             }
@@ -171,6 +188,12 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
         }
         ("GET" | "HEAD", "/disks") => {
             let mut out = String::new();
+            for r in ctx.node.refused_disks.get().into_iter().flatten() {
+                out.push_str(&format!(
+                    "- shard={} refused path={} reason={:?}\n",
+                    r.shard, r.path, r.reason
+                ));
+            }
             for s in gather(ctx).await {
                 for d in s.disks {
                     out.push_str(&format!(

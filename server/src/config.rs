@@ -464,6 +464,7 @@ impl RawConfig {
             ));
         }
         let mut seen_paths = std::collections::HashSet::new();
+        let mut seen_identities: Vec<Option<(u64, u64)>> = Vec::new();
         for (i, d) in self.disks.iter().enumerate() {
             if d.shard >= node.cores.len() {
                 return Err((
@@ -498,6 +499,30 @@ impl RawConfig {
                     format!("disk[{i}].path"),
                     format!("{} is configured twice", d.path.display()),
                 ));
+            }
+            // One file or device reached by two paths (a symlink, /dev/disk/by-id and /dev/sdX):
+            // both entries would write the same slab.
+            if let Ok(meta) = std::fs::metadata(&d.path) {
+                use std::os::unix::fs::MetadataExt;
+                let identity = if std::os::unix::fs::FileTypeExt::is_block_device(&meta.file_type())
+                {
+                    (0, meta.rdev())
+                } else {
+                    (meta.dev(), meta.ino())
+                };
+                if let Some(j) = seen_identities.iter().position(|x| *x == Some(identity)) {
+                    return Err((
+                        format!("disk[{i}].path"),
+                        format!(
+                            "{} is the same file or device as disk[{j}].path {}",
+                            d.path.display(),
+                            self.disks[j].path.display()
+                        ),
+                    ));
+                }
+                seen_identities.push(Some(identity));
+            } else {
+                seen_identities.push(None);
             }
         }
         if self.hosts.is_empty() {

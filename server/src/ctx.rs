@@ -81,6 +81,8 @@ pub struct Node {
     pub senders: Vec<async_channel::Sender<ShardMsg>>,
     pub metrics: Vec<Arc<ShardMetrics>>,
     pub cluster: Option<crate::cluster_link::ClusterLink>,
+    /// Configured disks refused at start (shown in /disks and /metrics).
+    pub refused_disks: OnceLock<Vec<crate::shard::RefusedDisk>>,
     /// The DNS responder's counters, once it runs.
     pub dns_stats: OnceLock<Arc<arrow_dns::DnsStats>>,
     /// This run's start time (unix seconds): the first part of request ids.
@@ -106,6 +108,7 @@ impl Node {
             metrics,
             cluster,
             dns_stats: OnceLock::new(),
+            refused_disks: OnceLock::new(),
             run_id: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

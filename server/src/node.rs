@@ -166,9 +166,13 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         gos.push(gtx);
     }
     let mut table: Vec<DiskEntry> = Vec::new();
+    let mut refused = Vec::new();
     for (i, r) in readies.iter().enumerate() {
         match r.recv() {
-            Ok(Ok(entries)) => table.extend(entries),
+            Ok(Ok((entries, r))) => {
+                table.extend(entries);
+                refused.extend(r);
+            }
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(format!("shard {i} stopped during start-up")),
         }
@@ -183,6 +187,7 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         link.local.set_weight_bytes(weight);
     }
     let _ = node.disks.set(table);
+    let _ = node.refused_disks.set(refused);
     for g in gos {
         let _ = g.send(());
     }

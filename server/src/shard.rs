@@ -41,7 +41,9 @@ pub struct ShardStart {
     pub admin: Option<std::net::TcpListener>,
     pub inbox: async_channel::Receiver<ShardMsg>,
     /// Reports this shard's disks (or the error) to the starter, then waits for the table.
-    pub ready: std::sync::mpsc::Sender<Result<Vec<DiskEntry>, String>>,
+    /// The shard's disks, and the ones refused at start (path, reason).
+    #[allow(clippy::type_complexity)]
+    pub ready: std::sync::mpsc::Sender<Result<(Vec<DiskEntry>, Vec<RefusedDisk>), String>>,
     pub go: std::sync::mpsc::Receiver<()>,
 }
 
@@ -88,6 +90,7 @@ async fn shard_main(start: ShardStart) {
             error_threshold: d.error_threshold,
         })
         .collect();
+    let mut refused_disks = Vec::new();
     let store = if specs.is_empty() {
         None
     } else {
@@ -101,6 +104,11 @@ async fn shard_main(start: ShardStart) {
             Ok((store, refused)) => {
                 for r in refused {
                     tracing::error!(shard, path = %r.path.display(), reason = %r.reason, "disk refused; the node keeps its other disks");
+                    refused_disks.push(RefusedDisk {
+                        path: r.path.display().to_string(),
+                        shard,
+                        reason: r.reason,
+                    });
                 }
                 Some(Rc::new(store))
             }
@@ -125,7 +133,7 @@ async fn shard_main(start: ShardStart) {
             })
             .collect()
     });
-    if start.ready.send(Ok(entries)).is_err() || start.go.recv().is_err() {
+    if start.ready.send(Ok((entries, refused_disks))).is_err() || start.go.recv().is_err() {
         return;
     }
 
@@ -549,6 +557,14 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
             declined: s.ram_tier.declined,
         }),
     }
+}
+
+/// A configured disk the shard could not open: it stays visible in /disks and /metrics.
+#[derive(Debug, Clone)]
+pub struct RefusedDisk {
+    pub path: String,
+    pub shard: usize,
+    pub reason: String,
 }
 
 /// Bind one SO_REUSEPORT socket per shard for `addr`, in shard order, and attach the

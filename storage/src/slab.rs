@@ -187,9 +187,14 @@ pub fn supports_o_direct(dir: &Path) -> bool {
     ok
 }
 
+/// How long a slab lock held by another process is waited for (a crashed process releases it
+/// when the kernel has torn its io_uring down).
+pub const SLAB_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl SlabFile {
     /// Open `path` with O_DIRECT, its I/O to go through `ring`; a missing regular file is created
     /// and preallocated to `size_bytes` (fallocate). Returns the file and whether it was created.
+    /// Open (creating a regular file if needed) and lock the slab at `path`.
     pub fn open(
         path: &Path,
         size_bytes: u64,
@@ -210,6 +215,29 @@ impl SlabFile {
             .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| io_err("open", e))?;
+        // One owner per slab for the life of the process: an exclusive lock on the file or
+        // device (released when the process dies, so a crash never leaves it held). A second
+        // node, or a second [[disk]] entry reaching the same slab, is refused here.
+        // A process killed a moment ago still holds its lock until the kernel has torn its
+        // io_uring down (milliseconds): a held lock is retried for up to SLAB_LOCK_WAIT.
+        let lock_started = std::time::Instant::now();
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        while unsafe { libc::flock(std_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK)
+                && lock_started.elapsed() < SLAB_LOCK_WAIT
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(StorageError::Config(format!(
+                    "{}: in use by another process or another [[disk]] entry (its slab lock is held)",
+                    path.display()
+                )));
+            }
+            return Err(io_err("flock", e));
+        }
         let meta = std_file.metadata().map_err(|e| io_err("stat", e))?;
         if !meta.file_type().is_block_device() {
             if !existed || meta.len() < size_bytes {

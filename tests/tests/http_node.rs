@@ -1631,3 +1631,71 @@ fn sighup_does_not_kill_and_health_says_draining_until_the_drain_ends() {
     let st = s.node.stop().expect("exit status");
     assert!(st.success(), "{st}");
 }
+
+#[test]
+fn one_owner_per_slab_and_refused_disks_stay_visible() {
+    let dir = scratch_dir("slab-owner");
+    let origin = Origin::start(media);
+    // Two entries reaching one slab through a symlink: refused by check-config, naming both.
+    let slab = dir.path().join("d0.slab");
+    std::fs::File::create(&slab)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let link = dir.path().join("link.slab");
+    std::os::unix::fs::symlink(&slab, &link).unwrap();
+    let (http, admin) = addrs();
+    let base = node_config(dir.path(), http, admin, &[origin.url()], "");
+    let twice = format!(
+        "{base}\n[[disk]]\npath = \"{}\"\nsize_bytes = 67108864\n",
+        link.display()
+    );
+    std::fs::write(dir.path().join("twice.toml"), &twice).unwrap();
+    let out = std::process::Command::new(arrow_bin())
+        .arg("check-config")
+        .arg(dir.path().join("twice.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("disk[1].path") && err.contains("disk[0].path"),
+        "{err}"
+    );
+    // A first node owns the slab and caches an object.
+    let first = Node::start(dir.path(), &base, http, admin);
+    get(first.http, "/v/o/seg.ts", HOST, &[]).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        get(first.http, "/v/o/seg.ts", HOST, &[]).unwrap().x_cache() == "HIT"
+    }));
+    // A second process on the same slab (other ports), plus a disk path that is a directory:
+    // both disks are refused, and shown as such.
+    let second_dir = scratch_dir("slab-owner-2");
+    let not_a_disk = second_dir.path().join("a-directory");
+    std::fs::create_dir(&not_a_disk).unwrap();
+    let second_cfg = node_config(second_dir.path(), http, admin, &[origin.url()], "").replace(
+        &format!("path = \"{}/d0.slab\"", second_dir.path().display()),
+        &format!("path = \"{}\"", slab.display()),
+    ) + &format!(
+        "\n[[disk]]\npath = \"{}\"\nsize_bytes = 67108864\n",
+        not_a_disk.display()
+    );
+    let second = Node::start(second_dir.path(), &second_cfg, http, admin);
+    let disks = String::from_utf8(get(second.admin, "/disks", "admin", &[]).unwrap().body).unwrap();
+    assert!(
+        disks.contains("refused") && disks.contains("in use") && disks.contains("a-directory"),
+        "{disks}"
+    );
+    let m = String::from_utf8(get(second.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+    assert_eq!(metric_sum(&m, "arrow_disks_configured"), 2.0, "{m}");
+    assert_eq!(metric_sum(&m, "arrow_disk_refused"), 2.0, "{m}");
+    // The first node's object is intact.
+    assert_eq!(
+        get(first.http, "/v/o/seg.ts", HOST, &[]).unwrap().x_cache(),
+        "HIT"
+    );
+    assert_eq!(
+        get(first.http, "/v/o/seg.ts", HOST, &[]).unwrap().body,
+        body_for("/v/o/seg.ts", 10_000)
+    );
+}
