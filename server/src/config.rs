@@ -75,7 +75,8 @@ pub struct Limits {
     pub idle_timeout_ms: u64,
     /// Time without progress while reading a request body or writing a response. Default 30000 ms.
     pub body_timeout_ms: u64,
-    /// Open client connections per node (split evenly over shards). Default 20000.
+    /// Open client connections per node, whichever shards they land on (admin connections
+    /// excluded); beyond it a new connection gets 503. Default 20000.
     pub connections_max: usize,
     /// Request body bytes passed to the origin for uncached methods. Default 8 MiB.
     pub request_body_bytes_max: usize,

@@ -81,6 +81,8 @@ pub struct Node {
     pub senders: Vec<async_channel::Sender<ShardMsg>>,
     pub metrics: Vec<Arc<ShardMetrics>>,
     pub cluster: Option<crate::cluster_link::ClusterLink>,
+    /// Open client (non-admin) connections on all shards: bounded by `limits.connections_max`.
+    pub viewer_connections: std::sync::atomic::AtomicUsize,
     /// Configured disks refused at start (shown in /disks and /metrics).
     pub refused_disks: OnceLock<Vec<crate::shard::RefusedDisk>>,
     /// The DNS responder's counters, once it runs.
@@ -109,6 +111,7 @@ impl Node {
             cluster,
             dns_stats: OnceLock::new(),
             refused_disks: OnceLock::new(),
+            viewer_connections: std::sync::atomic::AtomicUsize::new(0),
             run_id: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

@@ -360,12 +360,10 @@ fn feed_cluster_stats(ctx: &ShardCtx, store: Option<&Store>, fed: &mut FedCounte
 }
 
 async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
-    let per_shard_max = ctx
-        .node
-        .cfg
-        .limits
-        .connections_max
-        .div_ceil(ctx.node.cfg.node.cores.len());
+    // The bound is node-wide (connections land on the shard of the core that received them,
+    // so a per-shard share would refuse clients early on a busy core); admin connections do
+    // not count.
+    let node_max = ctx.node.cfg.limits.connections_max;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -384,7 +382,7 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
             return;
         }
         ctx.metrics.connections_total.inc();
-        if ctx.connections.get() >= per_shard_max {
+        if !admin && ctx.node.viewer_connections.load(Ordering::Relaxed) >= node_max {
             ctx.metrics.connections_refused.inc();
             monoio::spawn(async move {
                 let mut stream = stream;
@@ -394,6 +392,9 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
                 let _ = sink.send(resp, Bytes::new()).await;
             });
             continue;
+        }
+        if !admin {
+            ctx.node.viewer_connections.fetch_add(1, Ordering::Relaxed);
         }
         ctx.connections.set(ctx.connections.get() + 1);
         ctx.metrics.connections_open.inc();
@@ -405,6 +406,7 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
                 c.admin_connections.set(c.admin_connections.get() - 1);
             } else {
                 crate::conn::handle(c.clone(), stream, peer).await;
+                c.node.viewer_connections.fetch_sub(1, Ordering::Relaxed);
             }
             c.connections.set(c.connections.get() - 1);
             c.metrics.connections_open.dec();

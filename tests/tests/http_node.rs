@@ -1699,3 +1699,36 @@ fn one_owner_per_slab_and_refused_disks_stay_visible() {
         body_for("/v/o/seg.ts", 10_000)
     );
 }
+
+#[test]
+fn the_connection_limit_is_node_wide_whatever_shard_connections_land_on() {
+    let dir = scratch_dir("conn-limit");
+    let origin = Origin::start(media);
+    let (http, admin) = addrs();
+    let cfg = node_config(dir.path(), http, admin, &[origin.url()], "")
+        .replace("cores = [0]", "cores = [0, 1]")
+        .replace("[limits]\n", "[limits]\nconnections_max = 10\n");
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    // Ten connections from one client (the kernel steers them by CPU, often to one shard):
+    // all served.
+    let mut held = Vec::new();
+    for i in 0..10 {
+        let mut c = TcpStream::connect(node.http).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(c, "GET /v/c/{i}.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
+        let r = read_response(&mut c, false, &mut Vec::new()).unwrap();
+        assert_eq!(r.status, 200, "connection {i}");
+        held.push(c);
+    }
+    // The eleventh is refused with a 503, and the admin listener still answers.
+    let r = get(node.http, "/v/c/x.ts", HOST, &[]).unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        get(node.admin, "/health", "admin", &[]).unwrap().status,
+        200
+    );
+    drop(held);
+    assert!(wait_until(Duration::from_secs(5), || {
+        get(node.http, "/v/c/x.ts", HOST, &[]).is_ok_and(|r| r.status == 200)
+    }));
+}
