@@ -136,6 +136,12 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
                     extra.push_str(&format!("arrow_disk_refused{{{l}}} 1\n"));
                 }
             }
+            if let Some(log) = ctx.node.access_log.get() {
+                extra.push_str(&format!(
+                    "# HELP arrow_access_log_dropped_total Access log lines dropped because the log writer fell behind.\n# TYPE arrow_access_log_dropped_total counter\narrow_access_log_dropped_total {}\n",
+                    log.dropped()
+                ));
+            }
             if let Some(d) = ctx.node.dns_stats.get() {
                 crate::dns_link::metrics_text(&d.snapshot(), &mut extra);
             }

@@ -42,15 +42,24 @@ pub struct NodeConfig {
     /// Add the debug headers (action, hash input, cluster key, cache key, pull URL). Default false.
     #[serde(default)]
     pub debug_headers: bool,
-    /// Access log file (Combined Log Format); "-" for stdout. Default: none.
+    /// Access log file; "-" for stdout. Written by its own thread (never blocking a shard),
+    /// reopened on SIGUSR1 (rotate by rename, then signal). Default: none.
     #[serde(default)]
     pub access_log: Option<String>,
+    /// `"combined"` (the Combined Log Format, then the cache result and the request id) or
+    /// `"json"` (one object per line). Default: combined.
+    #[serde(default = "default_access_log_format")]
+    pub access_log_format: String,
     /// The response field an origin uses to tell this CDN alone how to cache (RFC 9213
     /// targeted field, Cache-Control syntax as a Structured Fields Dictionary). It beats
     /// CDN-Cache-Control, which beats Cache-Control and Expires; it is never sent to viewers.
     /// Default: `Arrow-Cache-Control`.
     #[serde(default = "default_targeted_field")]
     pub targeted_cache_control: String,
+}
+
+fn default_access_log_format() -> String {
+    "combined".into()
 }
 
 fn default_targeted_field() -> String {
@@ -394,6 +403,15 @@ impl RawConfig {
         }
         if node.listen.is_empty() {
             return Err(("node.listen".into(), "needs at least one address".into()));
+        }
+        if !matches!(node.access_log_format.as_str(), "combined" | "json") {
+            return Err((
+                "node.access_log_format".into(),
+                format!(
+                    "{:?} is not \"combined\" or \"json\"",
+                    node.access_log_format
+                ),
+            ));
         }
         if !crate::forward::is_token(&node.targeted_cache_control)
             || node

@@ -54,7 +54,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
                 use crate::sink::Sink;
                 let _ = sink.send(resp, Bytes::new()).await;
                 ctx.metrics.request(status, CacheResult::Local, 0);
-                ctx.access_log(peer, "-", "-", status, 0, CacheResult::Local, &rid);
+                ctx.access_log(peer, None, status, 0, CacheResult::Local, &rid);
                 break;
             }
         };
@@ -184,8 +184,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
         ctx.metrics.request(out.status, out.result, out.body_bytes);
         ctx.access_log(
             peer,
-            &req.method,
-            &req.target,
+            Some(&req),
             out.status,
             out.body_bytes,
             out.result,

@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -83,6 +82,8 @@ pub struct Node {
     pub cluster: Option<crate::cluster_link::ClusterLink>,
     /// Open client (non-admin) connections on all shards: bounded by `limits.connections_max`.
     pub viewer_connections: std::sync::atomic::AtomicUsize,
+    /// The access log (its writer thread), when configured.
+    pub access_log: OnceLock<crate::access_log::AccessLog>,
     /// Configured disks refused at start (shown in /disks and /metrics).
     pub refused_disks: OnceLock<Vec<crate::shard::RefusedDisk>>,
     /// The DNS responder's counters, once it runs.
@@ -111,6 +112,7 @@ impl Node {
             cluster,
             dns_stats: OnceLock::new(),
             refused_disks: OnceLock::new(),
+            access_log: OnceLock::new(),
             viewer_connections: std::sync::atomic::AtomicUsize::new(0),
             run_id: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -157,7 +159,6 @@ pub struct ShardCtx {
     pub cache: Rc<ShardCache>,
     pub metrics: Arc<ShardMetrics>,
     pub(crate) idle: RefCell<HashSet<RawFd>>,
-    pub(crate) access_log: Option<RefCell<std::io::BufWriter<Box<dyn std::io::Write>>>>,
     pub(crate) connections: std::cell::Cell<usize>,
     pub route_cache: RefCell<crate::cluster_link::RouteCache>,
     pub viewers: crate::viewers::Viewers,
@@ -206,38 +207,34 @@ impl ShardCtx {
         format!("{:x}-{}-{seq:x}", self.node.run_id, self.shard)
     }
 
+    /// Log one request (`req`: `None` for a request head that could not be parsed).
     #[allow(clippy::too_many_arguments)]
     pub fn access_log(
         &self,
         peer: SocketAddr,
-        method: &str,
-        target: &str,
+        req: Option<&crate::http::Request>,
         status: u16,
         bytes: u64,
         result: CacheResult,
         request_id: &str,
     ) {
-        if let Some(log) = &self.access_log {
-            let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-            // Combined Log Format, with the cache result appended.
-            let _ = writeln!(
-                log.borrow_mut(),
-                "{} - - [{}] \"{} {} HTTP/1.1\" {} {} \"-\" \"-\" {} {}",
-                peer.ip(),
-                now,
-                method,
-                target.replace('"', "%22"),
+        if let Some(log) = self.node.access_log.get() {
+            log.log(&crate::access_log::Entry {
+                peer: peer.ip().to_canonical(),
+                method: req.map_or("-", |r| r.method.as_str()),
+                target: req.map_or("-", |r| r.target.as_str()),
+                protocol: match req.map(|r| r.minor_version) {
+                    Some(0) => "HTTP/1.0",
+                    Some(_) => "HTTP/1.1",
+                    None => "-",
+                },
                 status,
                 bytes,
-                result.as_str(),
-                request_id
-            );
-        }
-    }
-
-    pub(crate) fn flush_log(&self) {
-        if let Some(log) = &self.access_log {
-            let _ = log.borrow_mut().flush();
+                referer: req.and_then(|r| r.header("referer")),
+                user_agent: req.and_then(|r| r.header("user-agent")),
+                cache: result.as_str(),
+                request_id,
+            });
         }
     }
 }

@@ -11,6 +11,7 @@
 //! `freshness.rs` holds the RFC 9111 rules, `admin.rs` the admin endpoints, `metrics.rs` the
 //! counters, `node.rs` start-up and shutdown, `demo.rs` the built-in demo origin.
 
+pub mod access_log;
 pub mod admin;
 pub mod cluster_link;
 pub mod config;

@@ -52,6 +52,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGQUIT);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -138,6 +139,16 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         inboxes.push(rx);
     }
     let node = Arc::new(Node::new(cfg.clone(), name.clone(), senders, cluster));
+    if let Some(path) = &cfg.node.access_log {
+        let format = if cfg.node.access_log_format == "json" {
+            crate::access_log::LogFormat::Json
+        } else {
+            crate::access_log::LogFormat::Combined
+        };
+        let log = crate::access_log::AccessLog::open(path, format)
+            .map_err(|e| format!("node.access_log {path}: {e}"))?;
+        let _ = node.access_log.set(log);
+    }
 
     let mut threads = Vec::new();
     let mut readies = Vec::new();
@@ -207,9 +218,17 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         admin: admin_addr,
     });
     // SIGHUP must not kill a serving node (its default action): there is no live reload yet, so
-    // it is logged and ignored; SIGTERM, SIGINT and SIGQUIT drain.
+    // it is logged and ignored; SIGUSR1 reopens the access log; SIGTERM, SIGINT and SIGQUIT
+    // drain.
     let sig = loop {
         let sig = wait_signal(&sigset);
+        if sig == libc::SIGUSR1 {
+            if let Some(log) = node.access_log.get() {
+                log.reopen();
+                tracing::info!("SIGUSR1: access log reopened");
+            }
+            continue;
+        }
         if sig == libc::SIGHUP {
             tracing::warn!(
                 "SIGHUP: configuration reload is not supported yet; the node keeps running with \
@@ -226,6 +245,9 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
     node.begin_shutdown();
     for t in threads {
         let _ = t.join();
+    }
+    if let Some(log) = node.access_log.get() {
+        log.flush();
     }
     if let Some(d) = dns {
         d.shutdown();

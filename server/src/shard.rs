@@ -145,34 +145,12 @@ async fn shard_main(start: ShardStart) {
         metrics.clone(),
         Rc::from(node.name.as_str()),
     );
-    let access_log = cfg.node.access_log.as_ref().and_then(|p| {
-        let w: Box<dyn std::io::Write> = if p == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-            {
-                Ok(f) => Box::new(f),
-                Err(e) => {
-                    tracing::error!(path = %p, error = %e, "cannot open access log");
-                    return None;
-                }
-            }
-        };
-        Some(RefCell::new(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            w,
-        )))
-    });
     let ctx = Rc::new(ShardCtx {
         shard,
         node: node.clone(),
         cache,
         metrics,
         idle: RefCell::new(HashSet::new()),
-        access_log,
         connections: std::cell::Cell::new(0),
         route_cache: RefCell::new(crate::cluster_link::RouteCache::default()),
         requests_seen: std::cell::Cell::new(0),
@@ -245,7 +223,6 @@ async fn shard_main(start: ShardStart) {
                 }
             }
         }
-        ctx.flush_log();
         if node.shutting_down() {
             break;
         }
@@ -276,7 +253,6 @@ async fn shard_main(start: ShardStart) {
             tracing::error!(shard, error = %e, "store flush at shutdown failed");
         }
     }
-    ctx.flush_log();
     tracing::info!(shard, "shard stopped");
 }
 

@@ -1732,3 +1732,61 @@ fn the_connection_limit_is_node_wide_whatever_shard_connections_land_on() {
         get(node.http, "/v/c/x.ts", HOST, &[]).is_ok_and(|r| r.status == 200)
     }));
 }
+
+#[test]
+fn access_log_is_combined_log_format_and_reopens_on_sigusr1() {
+    let s = setup("access-log", "", media);
+    let http = s.node.http;
+    let log = s.node.dir.join("access.log");
+    get(
+        http,
+        "/v/l/a.ts",
+        HOST,
+        &[
+            ("Referer", "https://player.example/"),
+            ("User-Agent", "hls.js/1.5"),
+        ],
+    )
+    .unwrap();
+    let line_for = |path: &std::path::Path, needle: &str| {
+        let mut found = None;
+        wait_until(Duration::from_secs(5), || {
+            found = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.lines().find(|l| l.contains(needle)).map(str::to_string));
+            found.is_some()
+        });
+        found
+    };
+    let l = line_for(&log, "/v/l/a.ts").expect("logged");
+    assert!(
+        l.contains(
+            "\"GET /v/l/a.ts HTTP/1.1\" 200 10000 \"https://player.example/\" \"hls.js/1.5\" MISS "
+        ),
+        "{l}"
+    );
+    // [03/Dec/2026:11:50:00 +0000]
+    let t = l.split('[').nth(1).unwrap().split(']').next().unwrap();
+    assert_eq!(t.len(), 26, "{t}");
+    assert!(
+        t.ends_with(" +0000") && &t[2..3] == "/" && &t[6..7] == "/",
+        "{t}"
+    );
+    // Rotation: rename, SIGUSR1, the next line goes to a new file.
+    let rotated = s.node.dir.join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let pid = s.node.child.as_ref().unwrap().id() as i32;
+    // SAFETY: signalling the child process this test started, by its PID.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    assert!(wait_until(Duration::from_secs(5), || {
+        s.node.log().contains("access log reopened")
+    }));
+    get(http, "/v/l/b.ts", HOST, &[]).unwrap();
+    assert!(
+        line_for(&log, "/v/l/b.ts").is_some(),
+        "not in the reopened file"
+    );
+    assert!(!std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("/v/l/b.ts"));
+}
