@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -67,10 +67,8 @@ fn run_sh_smoke_measures_arrow_hits() {
         stdout.contains("SMOKE ok"),
         "no 'SMOKE ok' line\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(
-        elapsed < Duration::from_secs(60),
-        "smoke mode took {elapsed:?} (bound: 60 s)"
-    );
+    // How long it took is reported, not asserted: speed goals live in benchmarks.
+    eprintln!("smoke mode took {elapsed:?}");
 
     // The recorded run: requests served, no errors, and the origin saw none of them.
     let runs = std::fs::read_to_string(out.path().join("runs.jsonl")).expect("runs.jsonl");
