@@ -15,6 +15,8 @@ command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# dist/arrow.service is checked with systemd-analyze (tests/tests/systemd.rs).
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq || true) >/dev/null

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod metrics;
 pub mod netio;
 pub mod node;
+pub mod notify;
 pub mod origin;
 pub mod pace;
 pub mod route;

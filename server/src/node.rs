@@ -58,11 +58,26 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn wait_signal(set: &libc::sigset_t) -> i32 {
-    let mut sig: libc::c_int = 0;
-    // SAFETY: `set` holds the signals blocked in every thread; sigwait stores the one taken.
-    unsafe { libc::sigwait(set, &mut sig) };
-    sig
+/// The next blocked signal, or `None` after `timeout` (when given) without one.
+fn wait_signal(set: &libc::sigset_t, timeout: Option<Duration>) -> Option<i32> {
+    match timeout {
+        None => {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `set` holds the signals blocked in every thread; sigwait stores the one
+            // taken.
+            unsafe { libc::sigwait(set, &mut sig) };
+            Some(sig)
+        }
+        Some(t) => {
+            let ts = libc::timespec {
+                tv_sec: t.as_secs() as libc::time_t,
+                tv_nsec: t.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: `set` and `ts` are valid for the call; no siginfo is requested.
+            let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+            (sig > 0).then_some(sig)
+        }
+    }
 }
 
 /// The node's name: config, then reverse lookup via the cluster section, then the host name.
@@ -220,8 +235,13 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
     // SIGHUP must not kill a serving node (its default action): there is no live reload yet, so
     // it is logged and ignored; SIGUSR1 reopens the access log; SIGTERM, SIGINT and SIGQUIT
     // drain.
+    crate::notify::notify("READY=1");
+    let watchdog = crate::notify::watchdog_interval();
     let sig = loop {
-        let sig = wait_signal(&sigset);
+        let Some(sig) = wait_signal(&sigset, watchdog) else {
+            crate::notify::notify("WATCHDOG=1");
+            continue;
+        };
         if sig == libc::SIGUSR1 {
             if let Some(log) = node.access_log.get() {
                 log.reopen();
@@ -242,6 +262,7 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         signal = sig,
         "shutting down: no new connections, finishing in-flight work; /health answers 503"
     );
+    crate::notify::notify("STOPPING=1");
     node.begin_shutdown();
     for t in threads {
         let _ = t.join();
