@@ -5,7 +5,7 @@
 #   trace pct capacity_bytes s3fifo_ohr s3fifo_bhr pfoo_l_bhr goal_bhr(25 % of the gap)
 set -euo pipefail
 REPO="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
-POLICY_DIR="${POLICY_DIR:-$REPO/../shared/policy}"
+POLICY_DIR="${POLICY_DIR:-$REPO/bench/policy-kit}"
 PY="${VENV:-$REPO/../venv}/bin/python"
 TRACE_DIR="${TRACE_DIR:-$REPO/../traces}"
 S="${1:-n300000_s42}"

@@ -16,7 +16,7 @@
 #     and OHR ≥ S3FIFO's OHR − 0.0005.
 #
 # Environment (defaults in brackets):
-#   POLICY_DIR  the kit                   [$(git rev-parse --show-toplevel)/../shared/policy]
+#   POLICY_DIR  the kit                   [$(git rev-parse --show-toplevel)/bench/policy-kit]
 #   VENV        Python venv (created)     [<repo>/../venv]
 #   TRACE_DIR   where traces go           [<repo>/../traces]
 #   CARGO_TARGET_DIR                      [<repo>/target]
@@ -34,7 +34,7 @@
 set -euo pipefail
 
 REPO="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
-POLICY_DIR="${POLICY_DIR:-$REPO/../shared/policy}"
+POLICY_DIR="${POLICY_DIR:-$REPO/bench/policy-kit}"
 VENV="${VENV:-$REPO/../venv}"
 TRACE_DIR="${TRACE_DIR:-$REPO/../traces}"
 REQUESTS="${REQUESTS:-300000}"

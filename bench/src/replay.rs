@@ -5,7 +5,7 @@
 //!     key cached?  yes → Evictor::touch, hit
 //!                  no  → miss; size ≤ capacity and Evictor::admit? → loop victim()/remove()
 //!                        until it fits → insert
-//! → DECISIONS.csv (key,hit) for shared/policy/compare.py + OHR / BHR on stdout
+//! → DECISIONS.csv (key,hit) for bench/policy-kit/compare.py + OHR / BHR on stdout
 //! ```
 //!
 //! The index is in memory: key → slot id (dense, recycled through a free list like the

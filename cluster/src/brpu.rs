@@ -1,4 +1,4 @@
-//! brpu arithmetic (DESIGN.md "brpu, admission and mirroring"): a pure meter fed with counter
+//! brpu arithmetic (docs/DESIGN.md "brpu, admission and mirroring"): a pure meter fed with counter
 //! samples, and the mirroring state machine. No clock and no I/O here: tests feed numbers.
 //!
 //! For each bottleneck a capacity in bits/s of viewer egress:

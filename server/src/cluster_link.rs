@@ -62,7 +62,7 @@ pub enum Route {
 }
 
 impl Route {
-    /// The debug headers of DESIGN.md (as in the seed's PoC).
+    /// The debug headers of docs/DESIGN.md (as in the seed's PoC).
     pub fn debug_headers(&self, k: &Keys, self_name: &str, path: &str, out: &mut String) {
         use std::fmt::Write as _;
         let (act, pull_node) = match self {

@@ -1,4 +1,4 @@
-//! Host rule → cache key, hash input, cluster key (DESIGN.md glossary).
+//! Host rule → cache key, hash input, cluster key (docs/DESIGN.md glossary).
 //!
 //! `https://c.dx.claw.ac/assets3/matrix/manifest.mpd?a=b&c` with two technical labels and the
 //! default hash-input regex gives cache key `claw.ac/assets3/matrix/manifest.mpd`, hash input

@@ -1,4 +1,4 @@
-//! Who counts as a viewer (DESIGN.md "brpu, admission and mirroring"): a connection that is
+//! Who counts as a viewer (docs/DESIGN.md "brpu, admission and mirroring"): a connection that is
 //! being answered a viewer's request now, or that delivered body bytes to one within the last
 //! `viewer_window_ms`. Open sockets that never asked for anything, connections between requests
 //! for longer than the window, and pulls by other nodes of the cluster never count, so holding

@@ -1,4 +1,4 @@
-//! LRU-SP (Cheng & Kambayashi, COMPSAC 2000), exactly as `shared/policy/lrusp.py`.
+//! LRU-SP (Cheng & Kambayashi, COMPSAC 2000), exactly as `bench/policy-kit/lrusp.py`.
 //!
 //! ```text
 //! insert(id, s)  → p = 1, link at the MRU end of group ⌊log2(s/p)⌋
