@@ -395,22 +395,22 @@ pub fn error_response(
     request_id: &str,
     extra: &[u8],
 ) -> Vec<u8> {
-    let mut h = HeadWriter::new(status);
-    h.raw(extra);
-    h.header("Server", server)
-        .header("X-Cache", "ERROR")
-        .header("X-Request-Id", request_id)
-        .header("Content-Type", "text/plain; charset=utf-8")
-        .header("Content-Length", body.len() + 1)
-        .header("Connection", connection_value(keep_alive));
-    let mut out = h.finish();
-    out.extend_from_slice(body.as_bytes());
-    out.push(b'\n');
-    out
+    let mut lines = Vec::with_capacity(extra.len() + 64);
+    lines.extend_from_slice(extra);
+    lines.extend_from_slice(b"X-Cache: ERROR\r\nX-Request-Id: ");
+    lines.extend_from_slice(request_id.as_bytes());
+    lines.extend_from_slice(b"\r\n");
+    text_response(status, server, body, keep_alive, &lines)
 }
 
 pub fn simple_response(status: u16, server: &str, body: &str, keep_alive: bool) -> Vec<u8> {
+    text_response(status, server, body, keep_alive, b"")
+}
+
+/// A short text answer (the body and a newline) with `lines` in its head.
+fn text_response(status: u16, server: &str, body: &str, keep_alive: bool, lines: &[u8]) -> Vec<u8> {
     let mut h = HeadWriter::new(status);
+    h.raw(lines);
     h.header("Server", server)
         .header("Content-Type", "text/plain; charset=utf-8")
         .header("Content-Length", body.len() + 1)
