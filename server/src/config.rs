@@ -19,6 +19,8 @@ pub struct Config {
     pub cluster: Option<arrow_cluster::ClusterConfig>,
     pub dns: Option<arrow_dns::DnsConfig>,
     pub overflow: Option<OverflowConfig>,
+    /// The file it was loaded from (what a reload reads again).
+    pub path: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -343,7 +345,31 @@ impl Config {
             file: path.display().to_string(),
             message: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let mut cfg = Config::parse(&text, &path.display().to_string())?;
+        cfg.path = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Why `next` cannot replace this config without a restart: the first section that differs
+    /// among those a running node cannot change (everything but the `[[host]]` rules).
+    pub fn reload_refusal(&self, next: &Config) -> Option<String> {
+        let same =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+        let fixed: [(&str, bool); 7] = [
+            ("node", same(&self.node, &next.node)),
+            ("limits", same(&self.limits, &next.limits)),
+            ("storage", same(&self.storage, &next.storage)),
+            ("disk", same(&self.disks, &next.disks)),
+            ("cluster", same(&self.cluster, &next.cluster)),
+            ("dns", same(&self.dns, &next.dns)),
+            ("overflow", same(&self.overflow, &next.overflow)),
+        ];
+        fixed
+            .iter()
+            .find(|(_, same)| !same)
+            .map(|(section, _)| {
+                format!("[{section}] changed: it cannot change without a restart (a reload applies [[host]] rules only)")
+            })
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
@@ -571,6 +597,7 @@ impl RawConfig {
             cluster: self.cluster,
             dns: self.dns,
             overflow: self.overflow,
+            path: None,
         })
     }
 }

@@ -422,7 +422,9 @@ async fn respond(
         let aborted = sink.send(r, Bytes::new()).await.is_err();
         return Outcome { aborted, ..o };
     };
-    let Some(rule_idx) = ctx.node.cfg.hosts.iter().position(|r| r.matches(&host)) else {
+    // This request keeps the host rules it started with, whatever a reload does meanwhile.
+    let rules = ctx.node.rules.load_full();
+    let Some(rule_idx) = rules.iter().position(|r| r.matches(&host)) else {
         let (r, o) = local_response(
             ctx,
             404,
@@ -433,7 +435,7 @@ async fn respond(
         let aborted = sink.send(r, Bytes::new()).await.is_err();
         return Outcome { aborted, ..o };
     };
-    let rule = &ctx.node.cfg.hosts[rule_idx];
+    let rule = &rules[rule_idx];
     let upstream = |purpose| {
         upstream_headers(
             req,
@@ -510,7 +512,7 @@ async fn respond(
     if !cacheable {
         let headers = upstream(Purpose::Relay);
         return crate::route::pass_to_origin(
-            ctx, rule_idx, req, rid, &host, &headers, body, keep_alive, &extra, &mut sink,
+            ctx, rule, rule_idx, req, rid, &host, &headers, body, keep_alive, &extra, &mut sink,
         )
         .await;
     }
@@ -533,6 +535,7 @@ async fn respond(
         upstream_peer,
         forward_headers: upstream(Purpose::Fill),
         request_id: rid.to_string(),
+        rules: rules.clone(),
         interim_ok: req.minor_version >= 1,
         vary_source: crate::vary::source_of(
             req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),

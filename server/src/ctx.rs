@@ -84,6 +84,8 @@ pub struct Node {
     pub viewer_connections: std::sync::atomic::AtomicUsize,
     /// The access log (its writer thread), when configured.
     pub access_log: OnceLock<crate::access_log::AccessLog>,
+    /// The host rules in force: `cfg.hosts` at start, swapped by a reload (SIGHUP).
+    pub rules: arc_swap::ArcSwap<Vec<crate::config::HostRule>>,
     /// Configured disks refused at start (shown in /disks and /metrics).
     pub refused_disks: OnceLock<Vec<crate::shard::RefusedDisk>>,
     /// The DNS responder's counters, once it runs.
@@ -104,6 +106,7 @@ impl Node {
             .map(|_| Arc::new(ShardMetrics::default()))
             .collect();
         Node {
+            rules: arc_swap::ArcSwap::from_pointee(cfg.hosts.clone()),
             cfg,
             name,
             disks: OnceLock::new(),

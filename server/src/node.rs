@@ -58,6 +58,48 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// SIGHUP: read the config file again; if it is valid and differs from the running one only in
+/// its `[[host]]` rules, swap them in (requests in flight keep theirs); otherwise keep running
+/// as before and say why. `arrow check-config` runs the same validation.
+fn reload(node: &Node, bound: &[SocketAddr], admin_bound: Option<SocketAddr>) {
+    let Some(path) = node.cfg.path.as_ref() else {
+        tracing::warn!("SIGHUP: the config was not loaded from a file; nothing to reload");
+        return;
+    };
+    let mut next = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: reload refused, the running config stays");
+            return;
+        }
+    };
+    // A listener configured with port 0 is the one that was bound: a file that now names the
+    // port it got (as a supervisor may write) describes the same listener.
+    for (i, l) in next.node.listen.iter_mut().enumerate() {
+        if let (Some(run), Some(b)) = (node.cfg.node.listen.get(i), bound.get(i)) {
+            if run.port() == 0 && l == b {
+                *l = *run;
+            }
+        }
+    }
+    if let (Some(run), Some(b), Some(l)) = (
+        node.cfg.node.admin_listen,
+        admin_bound,
+        next.node.admin_listen.as_mut(),
+    ) {
+        if run.port() == 0 && *l == b {
+            *l = run;
+        }
+    }
+    if let Some(why) = node.cfg.reload_refusal(&next) {
+        tracing::error!(reason = %why, "SIGHUP: reload refused, the running config stays");
+        return;
+    }
+    let rules = next.hosts.len();
+    node.rules.store(Arc::new(next.hosts));
+    tracing::info!(host_rules = rules, "SIGHUP: host rules reloaded");
+}
+
 /// The next blocked signal, or `None` after `timeout` (when given) without one.
 fn wait_signal(set: &libc::sigset_t, timeout: Option<Duration>) -> Option<i32> {
     match timeout {
@@ -232,9 +274,8 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         listen: listen.clone(),
         admin: admin_addr,
     });
-    // SIGHUP must not kill a serving node (its default action): there is no live reload yet, so
-    // it is logged and ignored; SIGUSR1 reopens the access log; SIGTERM, SIGINT and SIGQUIT
-    // drain.
+    // SIGHUP reloads the host rules (never killing the node); SIGUSR1 reopens the access log;
+    // SIGTERM, SIGINT and SIGQUIT drain.
     crate::notify::notify("READY=1");
     let watchdog = crate::notify::watchdog_interval();
     let sig = loop {
@@ -250,10 +291,7 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
             continue;
         }
         if sig == libc::SIGHUP {
-            tracing::warn!(
-                "SIGHUP: configuration reload is not supported yet; the node keeps running with \
-                 its current configuration (restart it to apply changes)"
-            );
+            reload(&node, &listen, admin_addr);
             continue;
         }
         break sig;

@@ -157,6 +157,7 @@ impl ShardCtx {
 #[allow(clippy::too_many_arguments)]
 pub async fn pass_to_origin(
     ctx: &Rc<ShardCtx>,
+    rule: &crate::config::HostRule,
     rule_idx: usize,
     req: &Request,
     rid: &str,
@@ -167,7 +168,6 @@ pub async fn pass_to_origin(
     extra: &str,
     sink: &mut impl Sink,
 ) -> Outcome {
-    let rule = &ctx.node.cfg.hosts[rule_idx];
     let resp = ctx
         .cache
         .origin

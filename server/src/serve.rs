@@ -45,6 +45,9 @@ pub struct CacheRequest {
     pub upstream_peer: Option<std::net::SocketAddr>,
     /// The request's id, in the access log and on error answers (`X-Request-Id`).
     pub request_id: String,
+    /// The host rules when the request arrived (`rule` indexes them; a reload swaps the
+    /// node's rules, never these).
+    pub rules: Arc<Vec<HostRule>>,
     /// The request's header lines for choosing a stored variant ([`crate::vary::source_of`]).
     pub vary_source: String,
     /// The viewer speaks HTTP/1.1 (interim 1xx heads may be sent to it).
@@ -396,8 +399,8 @@ impl ShardCache {
         }
     }
 
-    fn rule(&self, req: &CacheRequest) -> &HostRule {
-        &self.cfg.hosts[req.rule]
+    fn rule<'a>(&self, req: &'a CacheRequest) -> &'a HostRule {
+        &req.rules[req.rule]
     }
 
     /// Serve one cacheable request into `sink`.

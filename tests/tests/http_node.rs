@@ -1800,3 +1800,72 @@ fn access_log_is_combined_log_format_and_reopens_on_sigusr1() {
         .unwrap()
         .contains("/v/l/b.ts"));
 }
+
+#[test]
+fn sighup_reloads_host_rules_and_refuses_what_needs_a_restart() {
+    let mut s = setup("reload", "", media);
+    let other = Origin::start(|req: &SeenRequest| {
+        OriginReply::ok(b"from the new origin".to_vec(), "max-age=60").header("X-Req", &req.path)
+    });
+    let http = s.node.http;
+    let pid = s.node.child.as_ref().unwrap().id() as i32;
+    let hup = || {
+        // SAFETY: signalling the child process this test started, by its PID.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+    };
+    assert_eq!(
+        get(http, "/v/r/a.ts", HOST, &[]).unwrap().body,
+        body_for("/v/r/a.ts", 10_000)
+    );
+    // A new origin for the host rule: applied without a restart, the cache kept.
+    let cfg = std::fs::read_to_string(&s.node.config_path).unwrap();
+    let moved = cfg.replace(&s.origin.url(), &other.url());
+    assert_ne!(cfg, moved);
+    std::fs::write(&s.node.config_path, &moved).unwrap();
+    hup();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            s.node.log().contains("host rules reloaded")
+        }),
+        "{}",
+        s.node.log()
+    );
+    let b = get(http, "/v/r/b.ts", HOST, &[]).unwrap();
+    assert_eq!(b.body, b"from the new origin");
+    assert_eq!(other.requests_for("/v/r/b.ts"), 1);
+    assert_eq!(
+        get(http, "/v/r/a.ts", HOST, &[]).unwrap().x_cache(),
+        "HIT",
+        "cache kept"
+    );
+    // A change that needs a restart, then a broken file: refused, the running config stays.
+    std::fs::write(
+        &s.node.config_path,
+        moved.replace("[limits]\n", "[limits]\nconnections_max = 7\n"),
+    )
+    .unwrap();
+    hup();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            s.node.log().contains("[limits] changed")
+        }),
+        "{}",
+        s.node.log()
+    );
+    std::fs::write(&s.node.config_path, "this is not toml [").unwrap();
+    hup();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            s.node.log().matches("reload refused").count() >= 2
+        }),
+        "{}",
+        s.node.log()
+    );
+    let c = get(http, "/v/r/c.ts", HOST, &[]).unwrap();
+    assert_eq!(
+        c.body, b"from the new origin",
+        "still on the reloaded rules"
+    );
+    std::fs::write(&s.node.config_path, &moved).unwrap();
+    assert!(s.node.stop().unwrap().success());
+}
