@@ -17,6 +17,8 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # dist/arrow.service is checked with systemd-analyze (tests/tests/systemd.rs).
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The dashboard and alert rules are checked against a real Prometheus (tests/tests/cluster.rs).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq || true) >/dev/null

@@ -831,3 +831,139 @@ fn per_node_keys_refuse_comets_not_signed_by_their_sender() {
     let unsigned_n = c.metric(0, "arrow_comets_dropped_total{reason=\"unsigned\"}");
     assert!(unsigned_n >= 20, "unsigned comets counted: {unsigned_n}");
 }
+
+/// Prometheus's HTTP API in the hub namespace: the `data.result` of an instant query.
+fn prom_query(hub: &str, api: SocketAddr, expr: &str) -> Vec<serde_json::Value> {
+    let q: String = url::form_urlencoded::byte_serialize(expr.as_bytes()).collect();
+    let path = format!("/api/v1/query?query={q}");
+    let hub = hub.to_string();
+    let r = TestNet::within(&hub, move || get(api, &path, "prometheus", &[]))
+        .unwrap_or_else(|e| panic!("query {expr}: {e}"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("query {expr}: {e}: {}", String::from_utf8_lossy(&r.body)));
+    assert_eq!(v["status"], "success", "{expr}: {v}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn prometheus_scrapes_a_node_and_every_dashboard_query_and_alert_has_data() {
+    // One node with a guarantee (brpu metrics), an access log, and a disk refused at start.
+    let c = start_cluster(
+        1,
+        "brpu_guarantee_bps = 1000000\nline_rate_bps = 1000000000\n",
+        "\n[[disk]]\npath = \"/nonexistent-arrow-dir/d1.slab\"\nsize_bytes = 67108864\n",
+    );
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let rules = repo.join("dist/prometheus/alerts.yml");
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool is required (Debian package prometheus; scripts/setup.sh installs it)");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // Prometheus in the hub namespace (a namespace of this test's own: its port is free),
+    // scraping the node every second and evaluating the rules.
+    let dir = scratch_dir("prometheus");
+    let cfg = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: arrow\n    static_configs:\n      - targets: ['10.77.0.1:9090']\n",
+        rules.display()
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
+    let api: SocketAddr = "10.77.0.254:9099".parse().unwrap();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Kill(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &c.net.hub, "prometheus"])
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={api}"))
+            .stderr(log)
+            .spawn()
+            .expect("prometheus is required (Debian package prometheus)"),
+    );
+    // Traffic: misses (origin latency), hits.
+    for round in 0..3 {
+        for t in 0..10 {
+            let r = c.http_get(0, &format!("/v/title-{t}/seg-{round}.ts"));
+            assert_eq!(r.status, 200);
+        }
+    }
+    let hub = c.net.hub.clone();
+    let scraped = wait_until(Duration::from_secs(60), || {
+        TestNet::within(&hub, move || {
+            get(api, "/api/v1/query?query=up", "p", &[]).is_ok()
+        }) && prom_query(&c.net.hub, api, "count(up == 1)").len() == 1
+            && prom_query(
+                &c.net.hub,
+                api,
+                "count_over_time(arrow_requests_total[1m]) > 2",
+            )
+            .len()
+                > 0
+    });
+    assert!(
+        scraped,
+        "no scrapes; prometheus log:\n{}",
+        std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+    );
+    // Every dashboard query returns data.
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.join("dist/grafana/arrow.json")).unwrap(),
+    )
+    .unwrap();
+    let mut empty = Vec::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            if prom_query(&c.net.hub, api, expr).is_empty() {
+                empty.push(format!("{}: {expr}", panel["title"]));
+            }
+        }
+    }
+    // Every alert expression is valid and every series it reads exists (a firing alert would
+    // need a broken node; the refused disk makes ArrowDiskRefused fire for real).
+    let rules_doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&rules).unwrap()).unwrap();
+    for rule in rules_doc["groups"][0]["rules"].as_sequence().unwrap() {
+        let expr = rule["expr"].as_str().unwrap();
+        prom_query(&c.net.hub, api, expr);
+        for metric in expr
+            .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+            .filter(|w| w.starts_with("arrow_"))
+        {
+            if prom_query(&c.net.hub, api, metric).is_empty() {
+                empty.push(format!("{}: {metric}", rule["alert"].as_str().unwrap()));
+            }
+        }
+    }
+    assert!(empty.is_empty(), "no data for: {empty:#?}");
+    let fired = wait_until(Duration::from_secs(30), || {
+        !prom_query(
+            &c.net.hub,
+            api,
+            "ALERTS{alertname=\"ArrowDiskRefused\",alertstate=\"firing\"}",
+        )
+        .is_empty()
+    });
+    assert!(fired, "ArrowDiskRefused did not fire");
+}
