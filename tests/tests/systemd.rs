@@ -85,3 +85,63 @@ fn sd_notify_ready_watchdog_and_stopping() {
     }
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn the_debian_package_holds_the_binary_unit_config_and_user_setup() {
+    let out = scratch_dir("deb");
+    let built = Command::new("bash")
+        .arg(repo().join("dist/build-deb.sh"))
+        .arg(out.path())
+        .env("ARROW_BIN", arrow_bin())
+        .env("DEB_FAST", "1")
+        .output()
+        .expect("bash");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = PathBuf::from(String::from_utf8_lossy(&built.stdout).trim().to_string());
+    let info = Command::new("dpkg-deb")
+        .arg("--info")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    for needle in ["Package: arrow", "postinst", "prerm", "conffiles"] {
+        assert!(info.contains(needle), "{needle}:\n{info}");
+    }
+    // Unpacked: the binary runs, the shipped config passes check-config, the unit verifies.
+    let root = out.path().join("root");
+    let x = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(x.success());
+    let bin = root.join("usr/bin/arrow");
+    let check = Command::new(&bin)
+        .arg("check-config")
+        .arg(root.join("etc/arrow/arrow.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for f in [
+        "lib/systemd/system/arrow.service",
+        "usr/share/arrow/grafana/arrow.json",
+        "usr/share/arrow/prometheus/alerts.yml",
+        "usr/share/doc/arrow/DESIGN.md",
+    ] {
+        assert!(root.join(f).is_file(), "{f} missing from the package");
+    }
+    let postinst = std::fs::read_to_string(repo().join("dist/debian/postinst")).unwrap();
+    assert!(
+        postinst.contains("useradd --system"),
+        "the package makes its user"
+    );
+}
