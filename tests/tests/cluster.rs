@@ -832,17 +832,25 @@ fn per_node_keys_refuse_comets_not_signed_by_their_sender() {
     assert!(unsigned_n >= 20, "unsigned comets counted: {unsigned_n}");
 }
 
-/// Prometheus's HTTP API in the hub namespace: the `data.result` of an instant query.
-fn prom_query(hub: &str, api: SocketAddr, expr: &str) -> Vec<serde_json::Value> {
+/// Prometheus's HTTP API in the hub namespace: the `data.result` of an instant query, or `None`
+/// while Prometheus is not ready (503) or not listening yet.
+fn prom_try(hub: &str, api: SocketAddr, expr: &str) -> Option<Vec<serde_json::Value>> {
     let q: String = url::form_urlencoded::byte_serialize(expr.as_bytes()).collect();
     let path = format!("/api/v1/query?query={q}");
     let hub = hub.to_string();
-    let r = TestNet::within(&hub, move || get(api, &path, "prometheus", &[]))
-        .unwrap_or_else(|e| panic!("query {expr}: {e}"));
+    let r = TestNet::within(&hub, move || get(api, &path, "prometheus", &[])).ok()?;
+    if r.status != 200 {
+        return None;
+    }
     let v: serde_json::Value = serde_json::from_slice(&r.body)
         .unwrap_or_else(|e| panic!("query {expr}: {e}: {}", String::from_utf8_lossy(&r.body)));
     assert_eq!(v["status"], "success", "{expr}: {v}");
-    v["data"]["result"].as_array().cloned().unwrap_or_default()
+    Some(v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+/// Like [`prom_try`], once Prometheus is up: a failed query fails the test.
+fn prom_query(hub: &str, api: SocketAddr, expr: &str) -> Vec<serde_json::Value> {
+    prom_try(hub, api, expr).unwrap_or_else(|| panic!("query {expr}: Prometheus did not answer"))
 }
 
 #[test]
@@ -908,17 +916,14 @@ fn prometheus_scrapes_a_node_and_every_dashboard_query_and_alert_has_data() {
             assert_eq!(r.status, 200);
         }
     }
-    let hub = c.net.hub.clone();
     let scraped = wait_until(Duration::from_secs(60), || {
-        TestNet::within(&hub, move || {
-            get(api, "/api/v1/query?query=up", "p", &[]).is_ok()
-        }) && prom_query(&c.net.hub, api, "count(up == 1)").len() == 1
-            && !prom_query(
+        prom_try(&c.net.hub, api, "count(up == 1)").is_some_and(|r| r.len() == 1)
+            && prom_try(
                 &c.net.hub,
                 api,
                 "count_over_time(arrow_requests_total[1m]) > 2",
             )
-            .is_empty()
+            .is_some_and(|r| !r.is_empty())
     });
     assert!(
         scraped,
