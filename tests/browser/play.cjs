@@ -132,7 +132,13 @@ async function main() {
           xcache: h["x-cache"] || "", age: h["age"] || "", acao: h["access-control-allow-origin"] || "",
           vary: h["vary"] || "" });
       });
-      page.on("requestfailed", r => failedRequests.push(r.url() + " " + (r.failure() && r.failure().errorText)));
+      // net::ERR_ABORTED is the page cancelling its own request (dash.js abandons a fragment on
+      // a seek or a quality switch): not a failure of the server. Every other failure counts.
+      page.on("requestfailed", r => {
+        const why = (r.failure() && r.failure().errorText) || "";
+        if (why === "net::ERR_ABORTED") return;
+        failedRequests.push(r.url() + " " + why);
+      });
       page.on("console", m => { if (m.type() === "error") consoleErrors.push(m.text().slice(0, 300)); });
       const url = base + "/player.html?kind=" + title.kind + "&src=" + encodeURIComponent(ARROW + title.path) +
         "&seekFrom=" + SEEK_FROM + "&seekTo=" + SEEK_TO;
