@@ -123,7 +123,7 @@ json.dump({
     "server_core": int(score), "client_core": int(ccore), "duration_s": int(dur),
     "rounds": int(rounds), "connections": int(conns), "smoke": smoke == "1", "arrow_bin": arrow,
     "arrow_bin_built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(arrow))),
-    "git_head": head,
+    "git_head": head, "started_utc": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
 }, open(out, "w"), indent=1)
 PY
 

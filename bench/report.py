@@ -160,8 +160,59 @@ def us_to_ms(x):
     return None if x is None else x / 1000.0
 
 
+HEADLINE_ROWS = [
+    ("hit1k", "1 KiB hits", ["req_per_s", "p99", "cpu_per_req"]),
+    ("hit1m", "1 MiB hits", ["req_per_s", "cpu_per_req"]),
+    ("miss", "misses, 16 viewers per fresh key", ["req_per_s", "p99"]),
+]
+HEADLINE_NAMES = {"req_per_s": "req/s", "p99": "p99", "cpu_per_req": "CPU/request"}
+
+
+def headline(summary, machine):
+    """The README's headline: every row from this one run, each a same-round ratio with its
+    range over the rounds, against each peer measured in them."""
+    peers = [p for p in PEER_ORDER if p != "arrow"
+             and any(p in summary.get(s, {}).get("arrow_vs", {}) for s, _, _ in HEADLINE_ROWS)]
+    if not peers:
+        return []
+    L = ["## Headline (one run: paste into README.md as is)", ""]
+    L.append(f"`bench/run.sh` at {machine.get('started_utc', '?')}, tree "
+             f"{machine.get('git_head', '?')}; {machine.get('rounds')} rounds × "
+             f"{machine.get('duration_s')} s; Arrow ÷ peer, median of the same-round ratios "
+             "(range over the rounds):")
+    L.append("")
+    L.append("| | " + " | ".join(f"÷ {PEER_TITLES.get(p, p)}" for p in peers) + " |")
+    L.append("|---|" + "---|" * len(peers))
+    for s, title, keys in HEADLINE_ROWS:
+        vs = summary.get(s, {}).get("arrow_vs", {})
+        if not vs:
+            continue
+        cells = []
+        for p in peers:
+            r = vs.get(p)
+            if not r:
+                cells.append("–")
+                continue
+            cells.append(", ".join(
+                f"{HEADLINE_NAMES[k]} {fmt(r[k])}×{fmt_rng(r[k + '_range'])}" for k in keys
+                if r.get(k) is not None))
+        if s == "miss":
+            opk = summary[s]["peers"].get("arrow", {}).get("origin_requests_per_key")
+            title += f" (Arrow: {fmt(opk)} origin requests per key)"
+        L.append(f"| {title} | " + " | ".join(cells) + " |")
+    L.append("")
+    if "miss" in summary and "nginx" in peers:
+        L.append("Misses against nginx: nginx runs with `proxy_cache_lock on` (the setting its "
+                 "operators use to coalesce); a request waiting on the lock re-checks the cache "
+                 "every 500 ms (nginx's fixed lock poll, not configurable), which sets its miss "
+                 "latency under concurrency. Varnish coalesces by its waiting list and Traffic "
+                 "Server by its read-while-writer.")
+        L.append("")
+    return L
+
+
 def markdown(summary, machine, warm, extras, goal_list):
-    L = []
+    L = headline(summary, machine)
     L.append("## Machine")
     L.append("")
     cpu = f" ({machine['cpu_model']})" if machine.get("cpu_model") else ""

@@ -54,7 +54,7 @@ pub use placement::{
     pick_by_headroom_bounded, ranked, unit_interval,
 };
 pub use receiver::{Admission, ClusterCounters, CounterSnapshot, Receiver};
-pub use service::{start, wall_ms, ClusterHandle, ClusterService};
+pub use service::{start, start_on, wall_ms, ClusterHandle, ClusterService};
 pub use stats::{LocalStats, ShardStats};
 pub use status::{format_status, human_bps, human_bytes};
 pub use table::{monotonic_ms, Liveness, NodeView, SnapshotCache, Table, RECORD_WORDS};

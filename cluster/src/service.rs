@@ -152,6 +152,18 @@ pub fn start(
     http_port: u16,
     local: Arc<LocalStats>,
 ) -> Result<ClusterHandle, ClusterError> {
+    start_on(cfg, None, node_name, http_port, local)
+}
+
+/// Like [`start`], receiving unicast comets on `socket`, bound by the caller (tests bind port 0
+/// and hand the sockets in, so no port is released and hoped for).
+pub fn start_on(
+    cfg: ClusterConfig,
+    socket: Option<std::net::UdpSocket>,
+    node_name: String,
+    http_port: u16,
+    local: Arc<LocalStats>,
+) -> Result<ClusterHandle, ClusterError> {
     cfg.validate().map_err(ClusterError::Config)?;
     crate::identity::check_node_name(&node_name)?;
     let node_name = crate::identity::canonical(&node_name);
@@ -164,7 +176,7 @@ pub fn start(
         cfg.max_nodes,
         liveness,
     )?);
-    let transport = Transport::open(&cfg)?;
+    let transport = Transport::open(&cfg, socket)?;
     let local_addr = transport.local_addr();
     let line_rate_bps = cfg
         .line_rate_bps

@@ -52,9 +52,15 @@ fn socket_err(op: &'static str, addr: SocketAddr) -> impl FnOnce(io::Error) -> C
 }
 
 impl Transport {
-    pub(crate) fn open(cfg: &ClusterConfig) -> Result<Transport, ClusterError> {
-        let unicast = match cfg.listen {
-            Some(listen) => {
+    /// Opens the sockets `cfg` names; `bound`, when given, is the unicast comet socket (already
+    /// bound by the caller, e.g. to port 0) and `cfg.listen` is not bound again.
+    pub(crate) fn open(
+        cfg: &ClusterConfig,
+        bound: Option<std::net::UdpSocket>,
+    ) -> Result<Transport, ClusterError> {
+        let unicast = match (bound, cfg.listen) {
+            (Some(socket), _) => Some(Socket::from(socket)),
+            (None, Some(listen)) => {
                 let socket = Socket::new(
                     Domain::for_address(listen),
                     Type::DGRAM,
@@ -71,7 +77,7 @@ impl Transport {
                     .map_err(socket_err("bind", listen))?;
                 Some(socket)
             }
-            None => None,
+            (None, None) => None,
         };
         let multicast = match cfg.group {
             Some(group) => {
