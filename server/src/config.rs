@@ -580,6 +580,11 @@ impl RawConfig {
         if let Some(c) = &self.cluster {
             c.validate().map_err(|m| ("cluster".to_string(), m))?;
         }
+        // The responder's own checks, so `check-config` refuses what `arrow run` would.
+        if let Some(d) = &self.dns {
+            d.validate().map_err(|e| ("dns".to_string(), e.to_string()))?;
+            arrow_dns::Zones::new(&d.zones).map_err(|e| ("dns.zones".to_string(), e.to_string()))?;
+        }
         if let Some(o) = &self.overflow {
             if o.cdn_host.is_empty() || o.cdn_host.contains('/') {
                 return Err(("overflow.cdn_host".into(), "must be a host name".into()));
@@ -778,6 +783,18 @@ origins = ["http://127.0.0.1:9000"]
         assert!(c.hosts[0].matches("c.dx.claw.ac"));
         assert!(!c.hosts[0].matches("claw.ac"));
         assert!(!c.hosts[0].matches("xclaw.ac"));
+    }
+
+    #[test]
+    fn dns_settings_are_checked_by_check_config() {
+        let bad_zone = format!(
+            "{MINIMAL}\n[dns]\nlisten = [\"127.0.0.1:0\"]\n[[dns.zones]]\nname = \"dx..bad\"\ndomain = \"claw.ac\"\nns = [\"ns1.dx.claw.ac\"]\n"
+        );
+        let e = Config::parse(&bad_zone, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("dns.zones") && e.contains("dx..bad"), "{e}");
+        let no_listener = format!("{MINIMAL}\n[dns]\nlisten = []\n");
+        let e = Config::parse(&no_listener, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("key `dns`"), "{e}");
     }
 
     #[test]
