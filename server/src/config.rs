@@ -582,8 +582,10 @@ impl RawConfig {
         }
         // The responder's own checks, so `check-config` refuses what `arrow run` would.
         if let Some(d) = &self.dns {
-            d.validate().map_err(|e| ("dns".to_string(), e.to_string()))?;
-            arrow_dns::Zones::new(&d.zones).map_err(|e| ("dns.zones".to_string(), e.to_string()))?;
+            d.validate()
+                .map_err(|e| ("dns".to_string(), e.to_string()))?;
+            arrow_dns::Zones::new(&d.zones)
+                .map_err(|e| ("dns.zones".to_string(), e.to_string()))?;
         }
         if let Some(o) = &self.overflow {
             if o.cdn_host.is_empty() || o.cdn_host.contains('/') {
@@ -793,7 +795,9 @@ origins = ["http://127.0.0.1:9000"]
         let e = Config::parse(&bad_zone, "t.toml").unwrap_err().to_string();
         assert!(e.contains("dns.zones") && e.contains("dx..bad"), "{e}");
         let no_listener = format!("{MINIMAL}\n[dns]\nlisten = []\n");
-        let e = Config::parse(&no_listener, "t.toml").unwrap_err().to_string();
+        let e = Config::parse(&no_listener, "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key `dns`"), "{e}");
     }
 

@@ -44,6 +44,12 @@ pub enum ShardMsg {
         socket: std::os::fd::OwnedFd,
         reply: async_channel::Sender<Reply>,
     },
+    /// A viewer connection accepted by another shard, handed over to even out the shards'
+    /// connection counts (the sender counted it open here already).
+    Adopt {
+        socket: std::os::fd::OwnedFd,
+        peer: std::net::SocketAddr,
+    },
     /// Remove a key (from every disk of the shard) or every key under a prefix.
     Purge {
         key: Option<String>,

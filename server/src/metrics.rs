@@ -116,6 +116,10 @@ pub struct ShardMetrics {
     /// Stored variants removed to keep a key within its variant bound.
     pub vary_variants_evicted: Counter,
     pub connections_total: Counter,
+    /// Connections accepted here and handed to a shard with fewer open connections.
+    pub connections_handed_off: Counter,
+    /// Connections handed over by another shard and served here.
+    pub connections_adopted: Counter,
     pub connections_refused: Counter,
     pub bad_requests: Counter,
     pub fills_started: Counter,
@@ -347,18 +351,44 @@ pub fn render(
         };
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     }
-    o.push_str("# HELP arrow_shard_connections_total Client connections accepted per shard (how the kernel's steering spreads them).\n# TYPE arrow_shard_connections_total counter\n");
-    for (i, s) in shards.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "arrow_shard_connections_total{{shard=\"{i}\"}} {}",
-            s.connections_total.get()
-        );
-        let _ = writeln!(
-            o,
-            "arrow_shard_cross_shard_requests_total{{shard=\"{i}\"}} {}",
-            s.cross_shard.get()
-        );
+    type PerShard = fn(&ShardMetrics) -> u64;
+    let per_shard: [(&str, &str, &str, PerShard); 5] = [
+        (
+            "arrow_shard_connections_total",
+            "counter",
+            "Client connections accepted per shard (how the kernel's steering spreads them).",
+            |s| s.connections_total.get(),
+        ),
+        (
+            "arrow_shard_cross_shard_requests_total",
+            "counter",
+            "Requests served by another shard (the key's disk is there).",
+            |s| s.cross_shard.get(),
+        ),
+        (
+            "arrow_shard_connections_handed_off_total",
+            "counter",
+            "Connections accepted by this shard and handed to a shard with fewer open connections.",
+            |s| s.connections_handed_off.get(),
+        ),
+        (
+            "arrow_shard_connections_adopted_total",
+            "counter",
+            "Connections handed over by another shard and served by this one.",
+            |s| s.connections_adopted.get(),
+        ),
+        (
+            "arrow_shard_connections_open",
+            "gauge",
+            "Open connections per shard (after hand-over).",
+            |s| s.connections_open.get(),
+        ),
+    ];
+    for (name, kind, help, get) in per_shard {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (i, s) in shards.iter().enumerate() {
+            let _ = writeln!(o, "{name}{{shard=\"{i}\"}} {}", get(s));
+        }
     }
     o.push_str("# HELP arrow_origin_latency_seconds Time to origin response head.\n# TYPE arrow_origin_latency_seconds histogram\n");
     for (i, b) in LATENCY_BUCKETS_S.iter().enumerate() {

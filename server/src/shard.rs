@@ -371,23 +371,118 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
         }
         if !admin {
             ctx.node.viewer_connections.fetch_add(1, Ordering::Relaxed);
-        }
-        ctx.connections.set(ctx.connections.get() + 1);
-        ctx.metrics.connections_open.inc();
-        let c = ctx.clone();
-        monoio::spawn(async move {
-            if admin {
-                c.admin_connections.set(c.admin_connections.get() + 1);
-                crate::admin::handle(c.clone(), stream).await;
-                c.admin_connections.set(c.admin_connections.get() - 1);
-            } else {
-                crate::conn::handle(c.clone(), stream, peer).await;
-                c.node.viewer_connections.fetch_sub(1, Ordering::Relaxed);
+            if let Some(target) = balance_target(&ctx.node, ctx.shard) {
+                match hand_off(&ctx, target, stream, peer) {
+                    Ok(()) => continue,
+                    Err(back) => {
+                        serve_connection(&ctx, back, peer, false);
+                        continue;
+                    }
+                }
             }
-            c.connections.set(c.connections.get() - 1);
-            c.metrics.connections_open.dec();
-        });
+        }
+        serve_connection(&ctx, stream, peer, admin);
     }
+}
+
+/// The shard that should serve a new viewer connection accepted here, if not this one: another
+/// shard with clearly fewer open connections. The kernel's steering puts a connection on the
+/// shard of the core that received it, which piles every connection onto one shard when one
+/// core receives them all (loopback, where the client's own core does; one NIC queue; one
+/// client whose flows hash alike). Handing such a connection over once, at accept, costs one
+/// message; its requests then run where it lives. With traffic spread by the NIC, the counts
+/// stay within the slack and nothing moves.
+pub(crate) fn balance_target(node: &crate::ctx::Node, me: usize) -> Option<usize> {
+    if node.metrics.len() < 2 {
+        return None;
+    }
+    let open = |i: usize| node.metrics[i].connections_open.get();
+    let mine = open(me);
+    let (least, fewest) = (0..node.metrics.len())
+        .map(|i| (i, open(i)))
+        .min_by_key(|&(_, n)| n)?;
+    // Slack: two connections plus 1/16 of this shard's, so a spread that is merely uneven by
+    // chance (hashing) does not move connections back and forth.
+    (least != me && mine >= fewest + 2 + mine / 16).then_some(least)
+}
+
+/// Sends a just-accepted connection to shard `target` (which counts it as its own from now:
+/// its open-connection count is raised here, before the message arrives, so a burst of
+/// accepts does not all pick the same shard). Gives the stream back if the message cannot go.
+fn hand_off(
+    ctx: &Rc<ShardCtx>,
+    target: usize,
+    stream: monoio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> Result<(), monoio::net::TcpStream> {
+    use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+    let Some(tx) = ctx.node.senders.get(target) else {
+        return Err(stream);
+    };
+    let fd = stream.into_raw_fd();
+    // SAFETY: `into_raw_fd` gave up ownership of an open socket descriptor; exactly one owner
+    // (this `OwnedFd`) closes it.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    ctx.node.metrics[target].connections_open.inc();
+    match tx.try_send(ShardMsg::Adopt { socket, peer }) {
+        Ok(()) => {
+            ctx.metrics.connections_handed_off.inc();
+            Ok(())
+        }
+        Err(e) => {
+            ctx.node.metrics[target].connections_open.dec();
+            let ShardMsg::Adopt { socket, .. } = e.into_inner() else {
+                unreachable!("the message sent is an Adopt");
+            };
+            match monoio::net::TcpStream::from_std(std::net::TcpStream::from(socket)) {
+                Ok(stream) => Err(stream),
+                Err(e) => {
+                    // The descriptor is closed with the failed conversion: count the
+                    // connection out again.
+                    tracing::warn!(error = %e, "connection hand-off failed");
+                    ctx.node.viewer_connections.fetch_sub(1, Ordering::Relaxed);
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Runs one accepted connection on this shard until it ends. `connections_open` is raised here
+/// unless the connection was handed over by another shard (which raised it already).
+fn serve_connection(
+    ctx: &Rc<ShardCtx>,
+    stream: monoio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    admin: bool,
+) {
+    serve_counted(ctx, stream, peer, admin, true);
+}
+
+fn serve_counted(
+    ctx: &Rc<ShardCtx>,
+    stream: monoio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    admin: bool,
+    count_open: bool,
+) {
+    ctx.connections.set(ctx.connections.get() + 1);
+    if count_open {
+        ctx.metrics.connections_open.inc();
+    }
+    let c = ctx.clone();
+    monoio::spawn(async move {
+        if admin {
+            c.admin_connections.set(c.admin_connections.get() + 1);
+            crate::admin::handle(c.clone(), stream).await;
+            c.admin_connections.set(c.admin_connections.get() - 1);
+        } else {
+            crate::conn::handle(c.clone(), stream, peer).await;
+            c.node.viewer_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        c.connections.set(c.connections.get() - 1);
+        c.metrics.connections_open.dec();
+    });
 }
 
 async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
@@ -419,6 +514,20 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
                 }
             };
             let _ = reply.send(Reply::Done(out)).await;
+        }
+        ShardMsg::Adopt { socket, peer } => {
+            // Counted open by the accepting shard already.
+            match monoio::net::TcpStream::from_std(std::net::TcpStream::from(socket)) {
+                Ok(stream) => {
+                    ctx.metrics.connections_adopted.inc();
+                    serve_counted(ctx, stream, peer, false, false);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "adopting a handed-over connection failed");
+                    ctx.metrics.connections_open.dec();
+                    ctx.node.viewer_connections.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
         }
         ShardMsg::Purge { key, prefix, reply } => {
             let r = purge_local(ctx, key.as_deref(), prefix.as_deref()).await;

@@ -125,8 +125,18 @@ fn documented(text: &str) -> BTreeMap<String, BTreeSet<String>> {
 #[test]
 fn every_key_the_types_accept_is_documented_and_nothing_else() {
     let accepted = accepted();
-    for table in ["[node]", "[limits]", "[[disk]]", "[[host]]", "[cluster]", "[dns]"] {
-        assert!(accepted.contains_key(table), "walk missed {table}: {accepted:?}");
+    for table in [
+        "[node]",
+        "[limits]",
+        "[[disk]]",
+        "[[host]]",
+        "[cluster]",
+        "[dns]",
+    ] {
+        assert!(
+            accepted.contains_key(table),
+            "walk missed {table}: {accepted:?}"
+        );
     }
     let documented = documented(&reference());
     let mut problems = Vec::new();
@@ -146,7 +156,11 @@ fn every_key_the_types_accept_is_documented_and_nothing_else() {
     for table in documented.keys().filter(|t| !accepted.contains_key(*t)) {
         problems.push(format!("{table}: documented, but no such table"));
     }
-    assert!(problems.is_empty(), "docs/CONFIG.md:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "docs/CONFIG.md:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -165,7 +179,8 @@ fn the_references_example_config_is_valid() {
 #[test]
 fn an_undocumented_key_is_caught() {
     // The check itself: a section missing a key, and a key the types do not have, are reported.
-    let mut doc = documented("## [node]\n| `name` | string | required | x |\n| `bogus` | x | x | x |\n");
+    let mut doc =
+        documented("## [node]\n| `name` | string | required | x |\n| `bogus` | x | x | x |\n");
     let node = doc.remove("[node]").unwrap();
     let accepted = accepted().remove("[node]").unwrap();
     assert!(accepted.contains("name") && accepted.contains("cores"));

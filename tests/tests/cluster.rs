@@ -316,8 +316,14 @@ fn three_nodes_agree_pull_from_designated_and_survive_a_kill() {
     );
     let max_age = MISSING * INTERVAL_MS;
     let at = |t: u64| table.get_at(&victim_name, t).unwrap().in_service;
-    assert!(at(last.last_seen_ms + max_age), "in service up to N intervals after its last comet");
-    assert!(!at(last.last_seen_ms + max_age + 1), "out of service past N intervals");
+    assert!(
+        at(last.last_seen_ms + max_age),
+        "in service up to N intervals after its last comet"
+    );
+    assert!(
+        !at(last.last_seen_ms + max_age + 1),
+        "out of service past N intervals"
+    );
     let after: Vec<Vec<String>> = [survivor, (survivor + 1) % 3]
         .iter()
         .filter(|&&i| i != victim)

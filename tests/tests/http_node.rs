@@ -664,6 +664,81 @@ fn two_shards_serve_keys_of_each_others_disks() {
     assert!(cross > 0, "some requests crossed shards");
 }
 
+/// Connections that one core receives (a client on core 0 over loopback: the kernel's CPU
+/// steering gives them all to shard 0) are spread over both shards by the hand-over at accept,
+/// and every request on a handed-over connection — pipelined ones too — is answered in order.
+#[test]
+fn connections_received_by_one_core_spread_over_both_shards() {
+    let dir = scratch_dir("balance");
+    let origin = Origin::start(media);
+    let (http, admin) = addrs();
+    let base = node_config(dir.path(), http, admin, &[origin.url()], "");
+    let cfg = base.replace("cores = [0]", "cores = [0, 1]").replace(
+        "[[host]]",
+        &format!(
+            "[[disk]]\npath = \"{}/d1.slab\"\nsize_bytes = 67108864\nshard = 1\n\n[[host]]",
+            dir.path().display()
+        ),
+    );
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    let http = node.http;
+    // Every connection from a thread pinned to core 0, so its SYNs are processed there.
+    let conns = std::thread::spawn(move || {
+        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it; pid 0 = this thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            assert_eq!(
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+                0
+            );
+        }
+        (0..24)
+            .map(|_| {
+                let s = std::net::TcpStream::connect(http).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                s
+            })
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    let metric = |m: &str, name: &str, shard: usize| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(&format!("{name}{{shard=\"{shard}\"}} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} shard {shard} missing:\n{m}"))
+    };
+    let mut m = String::new();
+    let spread = wait_until(Duration::from_secs(5), || {
+        m = String::from_utf8(get(node.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+        // the admin connection itself counts on the shard that took it: allow one
+        (0..2).all(|i| metric(&m, "arrow_shard_connections_open", i) >= 11)
+    });
+    assert!(spread, "24 connections not spread over the shards:\n{m}");
+    // Two pipelined requests per connection, all answered, in order.
+    for (i, mut s) in conns.into_iter().enumerate() {
+        let (a, b) = (format!("/v/b{i}/a.ts"), format!("/v/b{i}/b.ts"));
+        let raw = format!(
+            "GET {a} HTTP/1.1\r\nHost: {HOST}\r\n\r\nGET {b} HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+        );
+        std::io::Write::write_all(&mut s, raw.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        for path in [&a, &b] {
+            let r = read_response(&mut s, false, &mut buf).unwrap();
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.body, body_for(path, 10_000), "{path}");
+        }
+    }
+    let handed: u64 = (0..2)
+        .map(|i| metric(&m, "arrow_shard_connections_handed_off_total", i))
+        .sum();
+    let adopted: u64 = (0..2)
+        .map(|i| metric(&m, "arrow_shard_connections_adopted_total", i))
+        .sum();
+    assert_eq!(handed, adopted, "{m}");
+}
+
 #[test]
 fn admin_takes_a_disk_offline_and_only_its_keys_move() {
     let dir = scratch_dir("disk-admin");
