@@ -16,8 +16,12 @@
 # 2-shard to the 1-shard median CPU per hit (the node restarts between shard counts, so the two
 # are measured back to back per scenario, not in one round).
 #
+# With 2 shards, hit1k and hit1m also run nginx proxy_cache given both cores (2 workers,
+# worker_cpu_affinity auto) in the same rounds, alternating with Arrow: Arrow ÷ nginx CPU per
+# request (NGINX_BOTH=0 skips it).
+#
 # Environment: ROUNDS [3] DURATION_S [5] CONNS [32] SCENARIOS ["hit1k hit1m disk1m"]
-# BASE_PORT [18700] ARROW_BIN.
+# NGINX_BOTH [1] BASE_PORT [18700] ARROW_BIN.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -118,38 +122,59 @@ warm() { # warm PREFIX COUNT DIGITS
     [ "$(grep -c HIT "$SCRATCH/warm.txt")" = "$2" ] || die "warm $1: $(grep -c HIT "$SCRATCH/warm.txt")/$2 hits"
 }
 
+warm_nginx() { # warm_nginx SCENARIO: every key twice; the second pass must be all hits
+    local prefix count digits cfg="$SCRATCH/warm-nginx.curl" i
+    case $1 in
+        hit1k) prefix=/1k/ count=1000 digits=4 ;;
+        hit1m) prefix=/1m/ count=150 digits=3 ;;
+    esac
+    : > "$cfg"
+    for ((i = 0; i < count; i++)); do
+        printf 'url = "http://127.0.0.1:%s%s%0*d"\noutput = "/dev/null"\n' "${PEER_PORT[nginx]}" "$prefix" "$digits" "$i" >> "$cfg"
+    done
+    curl -s --max-time 900 -K "$cfg" > /dev/null || true
+    curl -s --max-time 900 -K "$cfg" -w '%header{x-cache}\n' > "$SCRATCH/warm-nginx.txt" || true
+    [ "$(grep -c HIT "$SCRATCH/warm-nginx.txt")" = "$count" ] || die "warm nginx $1: $(grep -c HIT "$SCRATCH/warm-nginx.txt")/$count hits"
+}
+
 metric_sum() { curl -s --max-time 5 "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" | awk -v n="$1" 'index($1, n) == 1 { s += $2 } END { print s + 0 }'; }
 
 ROWS="$OUT/shards.jsonl"
 : > "$ROWS"
-measure() { # measure ROUND SCENARIO SHARDS
-    local args c0 c1 x0 x1 line txt="$OUT/logs/wrk-$2-$3-r$1.txt" accepts
+measure() { # measure ROUND SCENARIO SHARDS [PEER]
+    local args c0 c1 x0 x1 line peer=${4:-arrow} accepts="" port=$PORT pid=$PID
+    local txt="$OUT/logs/wrk-$2-$3-$peer-r$1.txt"
+    if [ "$peer" = nginx ]; then port=${PEER_PORT[nginx]}; pid=${PEER_PID[nginx]}; fi
     case $2 in
         hit1k) args=(cycle /1k/ 1000 4) ;;
         hit1m) args=(cycle /1m/ 150 3) ;;
         disk1m) args=(uniform /d1m/ 1500 5) ;;
     esac
-    c0=$(cpu_ticks "$PID"); x0=$(metric_sum arrow_cross_shard_requests_total)
+    c0=$(cpu_ticks "$pid"); x0=$(metric_sum arrow_cross_shard_requests_total)
     taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNS" -d"${DURATION_S}s" --timeout 10s --latency \
-        -s "$BENCH_DIR/lib/keys.lua" "http://127.0.0.1:$PORT/" -- "${args[@]}" > "$txt" 2>&1 || true
-    c1=$(cpu_ticks "$PID"); x1=$(metric_sum arrow_cross_shard_requests_total)
-    accepts=$(curl -s "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" | awk '/^arrow_shard_connections_total/ { printf "%s ", $2 }')
+        -s "$BENCH_DIR/lib/keys.lua" "http://127.0.0.1:$port/" -- "${args[@]}" > "$txt" 2>&1 || true
+    c1=$(cpu_ticks "$pid"); x1=$(metric_sum arrow_cross_shard_requests_total)
+    if [ "$peer" = arrow ]; then
+        accepts=$(curl -s "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" | awk '/^arrow_shard_connections_open/ { printf "%s ", $2 }')
+    else
+        x1=$x0
+    fi
     line=$(grep '^WRK_JSON ' "$txt" || true)
-    [ -n "$line" ] || { log "no result for $2 with $3 shards"; return; }
-    python3 - "$ROWS" "${line#WRK_JSON }" "$1" "$2" "$3" "$c0" "$c1" "$TCK" "$x0" "$x1" "$accepts" <<'PY'
+    [ -n "$line" ] || { log "no result for $peer $2 with $3 shards"; return; }
+    python3 - "$ROWS" "${line#WRK_JSON }" "$1" "$2" "$3" "$c0" "$c1" "$TCK" "$x0" "$x1" "$accepts" "$peer" <<'PY'
 import json, sys
-out, js, rnd, scen, shards, c0, c1, tck, x0, x1, accepts = sys.argv[1:]
+out, js, rnd, scen, shards, c0, c1, tck, x0, x1, accepts, peer = sys.argv[1:]
 r = json.loads(js)
 secs = r["duration_us"] / 1e6
 cpu = (int(c1) - int(c0)) / int(tck)
 n = max(r["requests"], 1)
 errs = sum(r[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
-row = {"round": int(rnd), "scenario": scen, "shards": int(shards), "req_per_s": round(n / secs, 1),
+row = {"peer": peer, "round": int(rnd), "scenario": scen, "shards": int(shards), "req_per_s": round(n / secs, 1),
        "cpu_us_per_hit": round(cpu * 1e6 / n, 1), "cross_shard_share": round((float(x1) - float(x0)) / n, 3),
        "accepts_per_shard": [int(float(a)) for a in accepts.split()], "errors": errs}
 open(out, "a").write(json.dumps(row) + "\n")
-print(f"{scen:7s} shards {shards} r{rnd}: {row['req_per_s']:9.0f} req/s  cpu {row['cpu_us_per_hit']} us/hit  "
-      f"cross-shard {row['cross_shard_share']}  accepts {row['accepts_per_shard']}  errors {errs}", file=sys.stderr)
+print(f"{peer:6s} {scen:7s} shards {shards} r{rnd}: {row['req_per_s']:9.0f} req/s  cpu {row['cpu_us_per_hit']} us/hit  "
+      f"cross-shard {row['cross_shard_share']}  open conns {row['accepts_per_shard']}  errors {errs}", file=sys.stderr)
 PY
 }
 
@@ -163,8 +188,18 @@ for s in $SCENARIOS; do
             hit1m) warm /1m/ 150 3 ;;
             disk1m) warm /d1m/ 1500 5 ;;
         esac
-        for ((round = 1; round <= ROUNDS; round++)); do measure "$round" "$s" "$shards"; done
+        both=0
+        if [ "$shards" = 2 ] && [ "${NGINX_BOTH:-1}" = 1 ] && [ "$s" != disk1m ]; then
+            both=1
+            SERVER_CORE=0,1 NGINX_WORKERS=2 start_nginx
+            warm_nginx "$s"
+        fi
+        for ((round = 1; round <= ROUNDS; round++)); do
+            measure "$round" "$s" "$shards"
+            if [ "$both" = 1 ]; then measure "$round" "$s" "$shards" nginx; fi
+        done
         bench_stop "$PID"
+        if [ "$both" = 1 ]; then bench_stop "${PEER_PID[nginx]}"; fi
     done
 done
 
@@ -173,10 +208,11 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print("| scenario | shards | req/s (median) | CPU per hit (median, range) | cross-shard share | 2 ÷ 1 shards CPU per hit |")
 print("|---|---|---|---|---|---|")
-for scen in dict.fromkeys(r["scenario"] for r in rows):
+arrow = [r for r in rows if r.get("peer", "arrow") == "arrow"]
+for scen in dict.fromkeys(r["scenario"] for r in arrow):
     med = {}
     for shards in (1, 2):
-        rs = [r for r in rows if r["scenario"] == scen and r["shards"] == shards]
+        rs = [r for r in arrow if r["scenario"] == scen and r["shards"] == shards]
         if not rs:
             continue
         cpu = [r["cpu_us_per_hit"] for r in rs]
@@ -185,4 +221,19 @@ for scen in dict.fromkeys(r["scenario"] for r in rows):
         print(f"| {scen} | {shards} | {statistics.median(r['req_per_s'] for r in rs):.0f} | "
               f"{med[shards]:.1f} µs ({min(cpu):.1f}–{max(cpu):.1f}) | "
               f"{statistics.median(r['cross_shard_share'] for r in rs):.2f} | {ratio} |")
+nginx = [r for r in rows if r.get("peer") == "nginx"]
+if nginx:
+    print()
+    print("| scenario | both cores: Arrow (2 shards) ÷ nginx (2 workers), CPU per request: median of rounds (range) | req/s: median (range) |")
+    print("|---|---|---|")
+    for scen in dict.fromkeys(r["scenario"] for r in nginx):
+        cpu, rps = [], []
+        for n in [r for r in nginx if r["scenario"] == scen]:
+            a = [r for r in arrow if r["scenario"] == scen and r["shards"] == 2 and r["round"] == n["round"]]
+            if a:
+                cpu.append(a[0]["cpu_us_per_hit"] / n["cpu_us_per_hit"])
+                rps.append(a[0]["req_per_s"] / n["req_per_s"])
+        if cpu:
+            print(f"| {scen} | {statistics.median(cpu):.2f} ({min(cpu):.2f}–{max(cpu):.2f}) | "
+                  f"{statistics.median(rps):.2f} ({min(rps):.2f}–{max(rps):.2f}) |")
 PY

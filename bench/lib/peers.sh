@@ -7,7 +7,9 @@
 # and PEER_PORT[<peer>] its HTTP port.
 #
 # Inputs: BENCH_DIR (repo's bench/), SCRATCH, SERVER_CORE, ORIGIN_CORE, BASE_PORT, ARROW_BIN;
-# optional NGINX_CACHE_MAX [1g] (proxy_cache max_size), VARNISH_STORAGE [malloc,256m] (-s).
+# optional NGINX_CACHE_MAX [1g] (proxy_cache max_size), NGINX_WORKERS [1] (one per core in
+# SERVER_CORE, e.g. SERVER_CORE=0,1 NGINX_WORKERS=2, bound with worker_cpu_affinity auto),
+# VARNISH_STORAGE [malloc,256m] (-s).
 
 declare -A PEER_PID PEER_PORT
 ORIGIN_PORT=$((BASE_PORT + 1))
@@ -120,7 +122,9 @@ start_nginx() {
     rm -rf "$dir"
     mkdir -p "$dir/tmp" "$dir/cache"
     render "$BENCH_DIR/peers/nginx-cache.conf.in" "$dir/nginx.conf" \
-        DIR="$dir" PORT="$port" ORIGIN_PORT="$ORIGIN_PORT" CACHE_MAX="${NGINX_CACHE_MAX:-1g}"
+        DIR="$dir" PORT="$port" ORIGIN_PORT="$ORIGIN_PORT" CACHE_MAX="${NGINX_CACHE_MAX:-1g}" \
+        WORKERS="${NGINX_WORKERS:-1}" \
+        AFFINITY="$([ "${NGINX_WORKERS:-1}" -gt 1 ] && echo 'worker_cpu_affinity auto;' || true)"
     taskset -c "$SERVER_CORE" nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" \
         > "$dir/stdout.log" 2>&1 &
     PEER_PID[nginx]=$!

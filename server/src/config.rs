@@ -164,6 +164,12 @@ pub struct StorageConfig {
     pub ram_tier_bytes: u64,
     /// Chunk size of large objects on disk. Default 1 MiB.
     pub chunk_bytes: u32,
+    /// Bytes per shard of replicas: copies of small objects whose disk another shard owns,
+    /// made on a cross-shard hit so the next hits of the key need no message to the owner
+    /// (see `server/src/replica.rs`). 0 turns replicas off. Default 16 MiB.
+    pub replica_bytes_max: u64,
+    /// The largest body a replica holds. Default 64 KiB.
+    pub replica_object_bytes_max: u64,
 }
 
 impl Default for StorageConfig {
@@ -171,6 +177,8 @@ impl Default for StorageConfig {
         StorageConfig {
             ram_tier_bytes: 64 << 20,
             chunk_bytes: 1 << 20,
+            replica_bytes_max: 16 << 20,
+            replica_object_bytes_max: 64 << 10,
         }
     }
 }

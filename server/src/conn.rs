@@ -544,6 +544,10 @@ async fn respond(
     if shard == ctx.shard {
         return ctx.cache.serve(&creq, &mut sink).await;
     }
+    // A small object another shard owns, copied here by an earlier hit ([`crate::replica`]).
+    if let Some(o) = ctx.cache.serve_replica(&creq, &mut sink).await {
+        return o;
+    }
     // Cross-shard: the owning shard writes the response to the viewer's socket itself (a
     // duplicate descriptor; this shard waits and writes nothing meanwhile), so a hit keeps its
     // zero-copy send and costs the same wherever its connection landed. If the descriptor cannot
@@ -576,6 +580,7 @@ async fn respond(
                     rx.close(); // the owning shard sees the closed channel and stops
                 }
             }
+            Reply::Replica { meta, body } => ctx.cache.keep_replica(&creq, &meta, body),
             Reply::Done(mut o) => {
                 o.aborted |= aborted;
                 return o;

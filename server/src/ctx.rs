@@ -69,6 +69,12 @@ pub enum ShardMsg {
 
 pub enum Reply {
     Data(Vec<u8>, Bytes),
+    /// A copy of the small object just served, for the accepting shard's replicas: its stored
+    /// head (encoded [`crate::freshness::Meta`]) and whole body. Sent before `Done`.
+    Replica {
+        meta: Bytes,
+        body: Bytes,
+    },
     Done(Outcome),
 }
 
@@ -98,6 +104,9 @@ pub struct Node {
     pub dns_stats: OnceLock<Arc<arrow_dns::DnsStats>>,
     /// This run's start time (unix seconds): the first part of request ids.
     pub run_id: u64,
+    /// Moves whenever a disk goes offline or online (keys change owners): every shard's
+    /// replicas of an older epoch are dropped ([`crate::replica`]).
+    pub replica_epoch: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) shutdown: AtomicBool,
 }
 
@@ -127,6 +136,7 @@ impl Node {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             shutdown: AtomicBool::new(false),
+            replica_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 

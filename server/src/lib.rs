@@ -29,6 +29,7 @@ pub mod node;
 pub mod notify;
 pub mod origin;
 pub mod pace;
+pub mod replica;
 pub mod route;
 pub mod serve;
 pub mod shard;

@@ -145,6 +145,12 @@ pub struct ShardMetrics {
     /// Gauge: RAM-tier bytes held by sends in progress (spans pinned by sockets).
     pub ram_span_send_bytes: Counter,
     pub cross_shard: Counter,
+    /// Hits served from this shard's replica of another shard's object.
+    pub replica_hits: Counter,
+    /// Replicas received from owning shards.
+    pub replicas_made: Counter,
+    /// Gauge: bytes held by replicas.
+    pub replica_bytes: Counter,
     pub overflow: Counter,
     pub peer_pulls: Counter,
 }
@@ -211,7 +217,7 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 26] = [
+    let counters: [(&str, &str, u64); 29] = [
         (
             "arrow_fill_buffer_bytes_max",
             "Bound of arrow_fill_buffer_bytes (per shard, summed).",
@@ -301,6 +307,21 @@ pub fn render(
             "arrow_cross_shard_requests_total",
             "Requests served by another shard.",
             sum(&|s| s.cross_shard.get()),
+        ),
+        (
+            "arrow_replica_hits_total",
+            "Hits served from a shard's replica of a small object another shard owns.",
+            sum(&|s| s.replica_hits.get()),
+        ),
+        (
+            "arrow_replicas_made_total",
+            "Replicas of small objects received from their owning shards.",
+            sum(&|s| s.replicas_made.get()),
+        ),
+        (
+            "arrow_replica_bytes",
+            "Bytes held by replicas on all shards (bound: storage.replica_bytes_max per shard).",
+            sum(&|s| s.replica_bytes.get()),
         ),
         (
             "arrow_overflow_total",

@@ -96,6 +96,40 @@ pub struct ShardCache {
     /// Fills still receiving from upstream (the bound of `fills_in_flight_max`; fills that
     /// only wait for their disk commit do not count).
     fetching: Rc<Cell<usize>>,
+    /// Copies of small objects other shards own ([`crate::replica`]).
+    pub replicas: RefCell<crate::replica::Replicas>,
+    /// The node's replica epoch (replicas of an older one are dropped).
+    pub replica_epoch: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Where a stored body is read from: the shard's store, or a replica's bytes.
+enum StoredBody<'a> {
+    Store(&'a Rc<Store>, &'a ObjectInfo),
+    Memory(Bytes),
+}
+
+impl StoredBody<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            StoredBody::Store(_, info) => info.body_len,
+            StoredBody::Memory(b) => b.len() as u64,
+        }
+    }
+
+    async fn read(
+        &self,
+        pos: u64,
+        len: u64,
+        want_span: bool,
+    ) -> Result<BodyPart, arrow_storage::StorageError> {
+        match self {
+            StoredBody::Store(store, info) => store.read_part(info, pos, len, want_span).await,
+            StoredBody::Memory(b) => {
+                let end = (pos + len).min(b.len() as u64);
+                Ok(BodyPart::Bytes(b.slice(pos as usize..end as usize)))
+            }
+        }
+    }
 }
 
 /// Counts a fill as fetching until dropped (body complete, failed, or abandoned).
@@ -281,8 +315,15 @@ impl ShardCache {
         cfg: Arc<Config>,
         metrics: Arc<ShardMetrics>,
         node_name: Rc<str>,
+        replica_epoch: Arc<std::sync::atomic::AtomicU64>,
     ) -> Rc<ShardCache> {
+        let replicas = crate::replica::Replicas::new(
+            cfg.storage.replica_bytes_max,
+            cfg.storage.replica_object_bytes_max,
+        );
         Rc::new(ShardCache {
+            replicas: RefCell::new(replicas),
+            replica_epoch,
             store,
             origin,
             cfg,
@@ -306,6 +347,78 @@ impl ShardCache {
         self.metrics
             .fill_buffer_bytes_max
             .set(self.cfg.limits.fill_buffer_bytes_max);
+        self.metrics
+            .replica_bytes
+            .set(self.replicas.borrow().bytes());
+    }
+
+    /// Serve `req` from this shard's replica of its key, if there is a fresh one of the
+    /// current epoch (`None`: ask the owning shard).
+    pub async fn serve_replica(&self, req: &CacheRequest, sink: &mut impl Sink) -> Option<Outcome> {
+        let epoch = self
+            .replica_epoch
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let (meta, body) = {
+            let mut replicas = self.replicas.borrow_mut();
+            let r = replicas.get(&req.cache_key, epoch)?;
+            if r.meta.usability(freshness::now_s()) != Usability::Fresh {
+                replicas.remove(&req.cache_key);
+                return None;
+            }
+            (Rc::clone(&r.meta), r.body.clone())
+        };
+        self.metrics.replica_hits.inc();
+        self.serve_body(req, StoredBody::Memory(body), &meta, CacheResult::Hit, sink)
+            .await
+    }
+
+    /// Keep the replica an owning shard sent for `req`'s key.
+    pub fn keep_replica(&self, req: &CacheRequest, meta: &Bytes, body: Bytes) {
+        let Some(meta) = Meta::decode(meta) else {
+            return;
+        };
+        let epoch = self
+            .replica_epoch
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics.replicas_made.inc();
+        self.replicas
+            .borrow_mut()
+            .insert(&req.cache_key, Rc::new(meta), body, epoch);
+    }
+
+    /// On the owning shard, after a hit for another shard: the stored head and whole body of
+    /// `req`'s object when the other shard may keep a replica of it (a fresh, whole 200 of at
+    /// most `storage.replica_object_bytes_max`, not a Vary stub or variant).
+    pub async fn replica_source(&self, req: &CacheRequest) -> Option<(Bytes, Bytes)> {
+        let max = {
+            let r = self.replicas.borrow();
+            if !r.enabled() {
+                return None;
+            }
+            r.object_bytes_max()
+        };
+        let store = self.store.as_ref()?;
+        let info = store.lookup(req.disk?, req.cache_key.as_bytes())?;
+        if info.body_len > max {
+            return None;
+        }
+        let meta = Meta::decode(&info.meta)?;
+        if meta.status != 200
+            || meta.vary.is_some()
+            || meta.usability(freshness::now_s()) != Usability::Fresh
+        {
+            return None;
+        }
+        let len = info.body_len;
+        let mut body = BytesMut::with_capacity(len as usize);
+        while (body.len() as u64) < len {
+            let pos = body.len() as u64;
+            match store.read_part(&info, pos, len - pos, false).await.ok()? {
+                BodyPart::Bytes(b) if !b.is_empty() => body.extend_from_slice(&b),
+                _ => return None,
+            }
+        }
+        Some((info.meta.clone(), body.freeze()))
     }
 
     /// The CORS lines the origins of host rule `rule` sent last (empty if none yet).
@@ -1065,6 +1178,20 @@ impl ShardCache {
         sink: &mut impl Sink,
     ) -> Option<Outcome> {
         let store = self.store.as_ref()?;
+        self.serve_body(req, StoredBody::Store(store, info), meta, result, sink)
+            .await
+    }
+
+    /// A stored answer (head from `meta`, body from `body`): 304 to a matching conditional,
+    /// 206/416 to a range, else the whole body, unit by unit with one unit of read-ahead.
+    async fn serve_body(
+        &self,
+        req: &CacheRequest,
+        body: StoredBody<'_>,
+        meta: &Meta,
+        result: CacheResult,
+        sink: &mut impl Sink,
+    ) -> Option<Outcome> {
         let now = freshness::now_s();
         let age = meta.current_age_s(now);
         if meta.status == 200
@@ -1090,7 +1217,7 @@ impl ShardCache {
                 aborted,
             });
         }
-        let len = info.body_len;
+        let len = body.len();
         let range_value = req.range.as_deref().filter(|_| meta.status == 200);
         let (status, first, end) = match parse_range(range_value, len) {
             RangeSpec::Whole => (meta.status, 0, len),
@@ -1107,7 +1234,7 @@ impl ShardCache {
         let mut part = if req.head_only || first >= end {
             None
         } else {
-            match store.read_part(info, first, end - first, want_span).await {
+            match body.read(first, end - first, want_span).await {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::warn!(key = %req.cache_key, error = %e, "stored object unreadable; refetching");
@@ -1143,15 +1270,18 @@ impl ShardCache {
         while let Some(p) = part.take() {
             let plen = p.len();
             let next_pos = pos + plen;
-            let ahead = (read_ahead && next_pos < end).then(|| {
-                let store = Rc::clone(store);
-                let info = info.clone();
-                monoio::spawn(async move {
-                    store
-                        .read_part(&info, next_pos, end - next_pos, want_span)
-                        .await
-                })
-            });
+            let ahead = match &body {
+                StoredBody::Store(store, info) if read_ahead && next_pos < end => {
+                    let store = Rc::clone(store);
+                    let info = (*info).clone();
+                    Some(monoio::spawn(async move {
+                        store
+                            .read_part(&info, next_pos, end - next_pos, want_span)
+                            .await
+                    }))
+                }
+                _ => None,
+            };
             let took = match sink.send_part(std::mem::take(&mut head), p).await {
                 Ok(n) => n,
                 Err(_) => {
@@ -1173,11 +1303,11 @@ impl ShardCache {
                     out.aborted = true;
                     return Some(out);
                 }
-                store.read_part(info, pos, end - pos, want_span).await
+                body.read(pos, end - pos, want_span).await
             } else {
                 match ahead {
                     Some(task) => task.await,
-                    None => store.read_part(info, pos, end - pos, want_span).await,
+                    None => body.read(pos, end - pos, want_span).await,
                 }
             };
             match next {

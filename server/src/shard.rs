@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::CacheResult;
 use arrow_storage::Store;
 use bytes::Bytes;
 use monoio::net::TcpListener;
@@ -144,6 +145,7 @@ async fn shard_main(start: ShardStart) {
         cfg.clone(),
         metrics.clone(),
         Rc::from(node.name.as_str()),
+        node.replica_epoch.clone(),
     );
     let ctx = Rc::new(ShardCtx {
         shard,
@@ -219,7 +221,11 @@ async fn shard_main(start: ShardStart) {
         if let (Some(store), Some(disks)) = (&store, node.disks.get()) {
             for d in store.stats().disks {
                 if let Some(e) = disks.iter().find(|e| e.id == d.id) {
-                    e.online.store(d.online, Ordering::Relaxed);
+                    // A disk going offline or online moves keys between owners: replicas of
+                    // the old placement go.
+                    if e.online.swap(d.online, Ordering::Relaxed) != d.online {
+                        node.replica_epoch.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -504,6 +510,18 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
                     let out = ctx.cache.serve(&req, &mut sink).await;
                     drop(sink);
                     drop(stream);
+                    // A small object just hit for another shard: ship a copy, so that shard
+                    // serves the key's next hits itself.
+                    if out.result == CacheResult::Hit
+                        && out.status == 200
+                        && !out.aborted
+                        && !req.head_only
+                        && req.range.is_none()
+                    {
+                        if let Some((meta, body)) = ctx.cache.replica_source(&req).await {
+                            let _ = reply.send(Reply::Replica { meta, body }).await;
+                        }
+                    }
                     out
                 }
                 Err(e) => {
@@ -554,7 +572,9 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
                     .get()
                     .and_then(|d| d.iter().find(|e| e.id == disk))
                 {
-                    e.online.store(online, Ordering::Relaxed);
+                    if e.online.swap(online, Ordering::Relaxed) != online {
+                        ctx.node.replica_epoch.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             let _ = reply.send(r).await;
@@ -567,6 +587,19 @@ async fn purge_local(
     key: Option<&str>,
     prefix: Option<&str>,
 ) -> Result<usize, String> {
+    // Replicas first: this shard's copies of other shards' objects (not counted as purged
+    // objects; their owners count those).
+    {
+        let mut replicas = ctx.cache.replicas.borrow_mut();
+        if let Some(k) = key {
+            replicas.remove(k);
+            // its variants, if the key is a Vary stub elsewhere
+            replicas.remove_prefix(&format!("{k}#vary:"));
+        }
+        if let Some(p) = prefix {
+            replicas.remove_prefix(p);
+        }
+    }
     let Some(store) = &ctx.cache.store else {
         return Ok(0);
     };

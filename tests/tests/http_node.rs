@@ -739,6 +739,85 @@ fn connections_received_by_one_core_spread_over_both_shards() {
     assert_eq!(handed, adopted, "{m}");
 }
 
+/// A small object whose disk the other shard owns is copied to the shard that took the
+/// connection by its first cross-shard hit; later hits there are served from the copy (byte
+/// for byte the same, still HIT), and a purge — which reaches every shard — removes the copies
+/// with the objects.
+#[test]
+fn small_objects_of_the_other_shard_are_served_from_replicas_until_purged() {
+    let dir = scratch_dir("replicas");
+    let origin = Origin::start(media);
+    let (http, admin) = addrs();
+    let base = node_config(dir.path(), http, admin, &[origin.url()], "");
+    let cfg = base.replace("cores = [0]", "cores = [0, 1]").replace(
+        "[[host]]",
+        &format!(
+            "[[disk]]\npath = \"{}/d1.slab\"\nsize_bytes = 67108864\nshard = 1\n\n[[host]]",
+            dir.path().display()
+        ),
+    );
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    let metric = |name: &str| -> u64 {
+        let m = String::from_utf8(get(node.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+        m.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    // Each request on its own connection: the hand-over spreads connections over both shards,
+    // so every key is asked for on both.
+    for round in 0..6 {
+        for i in 0..20 {
+            let path = format!("/v/r/s{i}.ts");
+            let r = get(node.http, &path, HOST, &[]).unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, body_for(&path, 10_000), "{path} round {round}");
+            if round > 0 {
+                assert_eq!(r.x_cache(), "HIT", "{path} round {round}");
+            }
+        }
+    }
+    assert_eq!(origin.requests(), 20);
+    let made = metric("arrow_replicas_made_total");
+    let hits = metric("arrow_replica_hits_total");
+    assert!(made > 0 && hits > 0, "replicas made {made}, hits {hits}");
+    // (a gauge: published by the shards' housekeeping every 100 ms)
+    assert!(wait_until(Duration::from_secs(5), || metric(
+        "arrow_replica_bytes"
+    ) > 0));
+    // Ranges and conditionals are answered from a replica as from the store.
+    let path = "/v/r/s3.ts";
+    let full = body_for(path, 10_000);
+    for _ in 0..4 {
+        let r = get(node.http, path, HOST, &[("Range", "bytes=100-199")]).unwrap();
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body, &full[100..200]);
+    }
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let pre = request(
+        node.admin,
+        "POST",
+        "/purge?prefix=example.test/v/r/",
+        "admin",
+        &[("Authorization", &auth)],
+    )
+    .unwrap();
+    assert_eq!(pre.status, 200, "{}", String::from_utf8_lossy(&pre.body));
+    assert!(
+        wait_until(Duration::from_secs(5), || metric("arrow_replica_bytes")
+            == 0),
+        "purge drops the replicas"
+    );
+    let hits_before = metric("arrow_replica_hits_total");
+    for i in 0..20 {
+        let path = format!("/v/r/s{i}.ts");
+        let r = get(node.http, &path, HOST, &[]).unwrap();
+        assert_eq!(r.x_cache(), "MISS", "{path} after the purge");
+    }
+    assert_eq!(metric("arrow_replica_hits_total"), hits_before);
+    assert_eq!(origin.requests(), 40);
+}
+
 #[test]
 fn admin_takes_a_disk_offline_and_only_its_keys_move() {
     let dir = scratch_dir("disk-admin");
