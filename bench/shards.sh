@@ -155,7 +155,7 @@ measure() { # measure ROUND SCENARIO SHARDS [PEER]
         -s "$BENCH_DIR/lib/keys.lua" "http://127.0.0.1:$port/" -- "${args[@]}" > "$txt" 2>&1 || true
     c1=$(cpu_ticks "$pid"); x1=$(metric_sum arrow_cross_shard_requests_total)
     if [ "$peer" = arrow ]; then
-        accepts=$(curl -s "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" | awk '/^arrow_shard_connections_open/ { printf "%s ", $2 }')
+        accepts=$(curl -s "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" | awk '/^arrow_shard_connections_(total|adopted_total)/ { printf "%s ", $2 }')
     else
         x1=$x0
     fi
@@ -174,7 +174,7 @@ row = {"peer": peer, "round": int(rnd), "scenario": scen, "shards": int(shards),
        "accepts_per_shard": [int(float(a)) for a in accepts.split()], "errors": errs}
 open(out, "a").write(json.dumps(row) + "\n")
 print(f"{peer:6s} {scen:7s} shards {shards} r{rnd}: {row['req_per_s']:9.0f} req/s  cpu {row['cpu_us_per_hit']} us/hit  "
-      f"cross-shard {row['cross_shard_share']}  open conns {row['accepts_per_shard']}  errors {errs}", file=sys.stderr)
+      f"cross-shard {row['cross_shard_share']}  accepted, adopted per shard {row['accepts_per_shard']}  errors {errs}", file=sys.stderr)
 PY
 }
 
