@@ -166,7 +166,7 @@ pub struct StorageConfig {
     pub chunk_bytes: u32,
     /// Bytes per shard of replicas: copies of small objects whose disk another shard owns,
     /// made on a cross-shard hit so the next hits of the key need no message to the owner
-    /// (see `server/src/replica.rs`). 0 turns replicas off. Default 16 MiB.
+    /// (see `server/src/cache/replica.rs`). 0 turns replicas off. Default 16 MiB.
     pub replica_bytes_max: u64,
     /// The largest body a replica holds. Default 64 KiB.
     pub replica_object_bytes_max: u64,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
+use crate::cache::{CacheRequest, Outcome};
 use crate::cluster_link::Route;
 use crate::ctx::{Reply, ShardCtx, ShardMsg};
 use crate::forward::{upstream_headers, Purpose};
@@ -19,7 +20,6 @@ use crate::http::connection_value;
 use crate::http::{self, BodyKind, Request};
 use crate::keys;
 use crate::metrics::CacheResult;
-use crate::serve::{CacheRequest, Outcome};
 use crate::sink::SocketSink;
 
 const READ_BYTES: usize = 16 * 1024;
@@ -544,7 +544,7 @@ async fn respond(
     if shard == ctx.shard {
         return ctx.cache.serve(&creq, &mut sink).await;
     }
-    // A small object another shard owns, copied here by an earlier hit ([`crate::replica`]).
+    // A small object another shard owns, copied here by an earlier hit ([`crate::cache::replica`]).
     if let Some(o) = ctx.cache.serve_replica(&creq, &mut sink).await {
         return o;
     }

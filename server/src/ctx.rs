@@ -15,10 +15,10 @@ use arrow_storage::DiskId;
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
+use crate::cache::{CacheRequest, Outcome, ShardCache};
 use crate::config::Config;
 use crate::http::Request;
 use crate::metrics::{CacheResult, ShardMetrics};
-use crate::serve::{CacheRequest, Outcome, ShardCache};
 
 /// A disk as the whole node sees it: which shard owns it and whether it takes keys.
 pub struct DiskEntry {
@@ -105,7 +105,7 @@ pub struct Node {
     /// This run's start time (unix seconds): the first part of request ids.
     pub run_id: u64,
     /// Moves whenever a disk goes offline or online (keys change owners): every shard's
-    /// replicas of an older epoch are dropped ([`crate::replica`]).
+    /// replicas of an older epoch are dropped ([`crate::cache::replica`]).
     pub replica_epoch: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) shutdown: AtomicBool,
 }

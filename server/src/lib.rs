@@ -5,7 +5,7 @@
 //!   → keys.rs: host rule → cache key, hash input, cluster key
 //!   → route.rs: designated node? self / pull from peer / overflow 302
 //!   → shard.rs: key-to-disk hashing → owning shard (local, or bounded cross-shard channel)
-//!   → serve.rs: hit (RAM tier / O_DIRECT slab) | stale | revalidate | miss → fill
+//!   → cache/: hit (RAM tier / O_DIRECT slab) | stale | revalidate | miss → fill
 //!       fill: origin.rs fetch (pooled, failover) → viewers + disk writer → commit
 //! ```
 //! `freshness.rs` holds the RFC 9111 rules, `admin.rs` the admin endpoints, `metrics.rs` the
@@ -29,9 +29,9 @@ pub mod node;
 pub mod notify;
 pub mod origin;
 pub mod pace;
-pub mod replica;
+
+pub mod cache;
 pub mod route;
-pub mod serve;
 pub mod shard;
 pub mod sink;
 pub mod splice;

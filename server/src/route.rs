@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use arrow_cluster::NodeView;
 
+use crate::cache::{stream_origin_response, Outcome};
 use crate::cluster_link::{Route, PULL_HEADER, SNAPSHOT_TTL};
 use crate::ctx::ShardCtx;
 use crate::http::Request;
 use crate::keys::Keys;
 use crate::metrics::CacheResult;
-use crate::serve::{stream_origin_response, Outcome};
 use crate::sink::Sink;
 
 impl ShardCtx {

@@ -16,9 +16,9 @@ use arrow_storage::Store;
 use bytes::Bytes;
 use monoio::net::TcpListener;
 
+use crate::cache::ShardCache;
 use crate::ctx::{DiskEntry, Node, Reply, ShardCtx, ShardMsg, ShardStats};
 use crate::origin::OriginClient;
-use crate::serve::ShardCache;
 use crate::sink::Sink;
 
 /// A sink that relays a response to another shard through a bounded channel.
