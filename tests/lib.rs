@@ -694,10 +694,12 @@ impl TestNet {
     /// Create the network, or `Err(reason)` where namespaces cannot be created here.
     pub fn create(n: usize) -> Result<TestNet, String> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
+        // "a<pid>x<seq>": the separator keeps two test processes apart (pid 12 seq 34 and pid
+        // 123 seq 4 would both be a1234); interface names below stay within 15 bytes.
         let tag = format!(
-            "a{}{}",
-            std::process::id() % 10000,
-            SEQ.fetch_add(1, Ordering::Relaxed)
+            "a{}x{}",
+            std::process::id() % 100000,
+            SEQ.fetch_add(1, Ordering::Relaxed) % 100
         );
         let hub = format!("{tag}h");
         let mut net = TestNet {
