@@ -7,5 +7,5 @@ bash scripts/setup.sh
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 ulimit -l unlimited 2>/dev/null || true
 cargo build --workspace --bins
-export ARROW_BIN="$PWD/target/debug/arrow"
+export ARROW_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/arrow"
 cargo test --workspace -- --test-threads="${ARROW_TEST_THREADS:-4}" "$@"
