@@ -104,10 +104,10 @@ fn ranks_before(a: (f64, &NodeView), b: (f64, &NodeView)) -> bool {
 
 fn best<'a>(
     nodes: &'a [NodeView],
-    cluster_key: &str,
+    cluster_key: &[u8],
     eligible: impl Fn(&NodeView) -> bool,
 ) -> Option<&'a NodeView> {
-    let key_hash = fnv1a64(cluster_key.as_bytes());
+    let key_hash = fnv1a64(cluster_key);
     let mut top: Option<(f64, &NodeView)> = None;
     for node in nodes.iter().filter(|n| n.in_service && n.weight > 0) {
         if !eligible(node) {
@@ -128,7 +128,7 @@ fn best<'a>(
 /// The key's home: the highest-scoring in-service node with storage, ignoring load. Content
 /// lives there in steady state.
 pub fn home<'a>(nodes: &'a [NodeView], cluster_key: &str) -> Option<&'a NodeView> {
-    best(nodes, cluster_key, |_| true)
+    best(nodes, cluster_key.as_bytes(), |_| true)
 }
 
 /// The designated node: the highest-scoring in-service node with storage that admits a new
@@ -136,6 +136,16 @@ pub fn home<'a>(nodes: &'a [NodeView], cluster_key: &str) -> Option<&'a NodeView
 pub fn designated<'a>(
     nodes: &'a [NodeView],
     cluster_key: &str,
+    guarantee_bps: u64,
+) -> Option<&'a NodeView> {
+    designated_bytes(nodes, cluster_key.as_bytes(), guarantee_bps)
+}
+
+/// [`designated`] for a key given as bytes (the placement hashes the key's bytes; the C library
+/// takes keys of any bytes). Allocation-free.
+pub fn designated_bytes<'a>(
+    nodes: &'a [NodeView],
+    cluster_key: &[u8],
     guarantee_bps: u64,
 ) -> Option<&'a NodeView> {
     best(nodes, cluster_key, |n| n.admits(guarantee_bps))
