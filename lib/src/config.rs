@@ -71,7 +71,7 @@ impl LibConfig {
         let cluster = file
             .cluster
             .ok_or("no [cluster] section: the library reads the cluster table it names")?;
-        cluster.validate().map_err(|e| format!("cluster: {e}"))?;
+        cluster.validate()?;
         let self_name = arrow_cluster::node_name(file.node.name.as_deref(), Some(&cluster))?;
         let mut rules = Vec::with_capacity(file.hosts.len());
         for (i, h) in file.hosts.into_iter().enumerate() {
@@ -128,6 +128,7 @@ origins = ["http://127.0.0.1:9000"]
 
 [cluster]
 table_path = "/dev/shm/arrow-{node}"
+group = "239.255.77.77:17777"
 secret = "0123456789abcdef0123"
 brpu_guarantee_bps = 8000000
 
