@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use arrow_cluster::keys::{cluster_key_into, normalize_host_into, HOST_MAX_BYTES};
-use arrow_cluster::{designated_bytes, ClusterError, NodeView, Table};
+use arrow_cluster::{designated_by_key_hash, ClusterError, NodeView, Table};
 use regex::CaptureLocations;
 
 use crate::config::LibConfig;
@@ -27,6 +27,19 @@ use crate::status::*;
 pub const CLUSTER_KEY_MAX_BYTES: usize = HOST_MAX_BYTES + 32;
 /// Upper bound of the refresh period, whatever the comet interval.
 const REFRESH_MS_MAX: u64 = 100;
+/// Entries of the placement cache (direct-mapped by key hash).
+const CACHE_ENTRIES: usize = 1 << 14;
+const _: () = assert!(CACHE_ENTRIES.is_power_of_two());
+/// A cached "no node admits" (overflow).
+const CACHED_NONE: u32 = u32::MAX;
+
+/// One placement result: valid while `epoch` is the handle's.
+#[derive(Clone, Copy, Default)]
+struct CacheEntry {
+    key_hash: u64,
+    epoch: u32,
+    node: u32,
+}
 
 /// CLOCK_MONOTONIC_COARSE in ms: the table's clock at tick resolution, read without a syscall.
 fn coarse_ms() -> u64 {
@@ -84,6 +97,14 @@ pub struct Handle {
     refresh_ms: u64,
     /// Refreshes so far (the DNS directory rebuilds its copy when it changes).
     pub(crate) refreshes: u64,
+    /// Placement results by key hash (placement depends on the key only through
+    /// `fnv1a64(key)`), valid while the placement inputs of the snapshot stay the same.
+    cache: Box<[CacheEntry]>,
+    epoch: u32,
+    /// The placement inputs of the snapshot the cache is valid for: per node, name length,
+    /// weight and (in service, admits at the guarantee); the names in `sig_names`.
+    sig: Vec<u64>,
+    sig_names: String,
     /// The DNS directory and the refresh it was built at.
     pub(crate) dns_dir: Option<(u64, std::sync::Arc<crate::dns::SnapDir>)>,
 }
@@ -104,6 +125,10 @@ impl Handle {
             taken_ms: 0,
             refresh_ms: REFRESH_MS_MAX,
             refreshes: 0,
+            cache: vec![CacheEntry::default(); CACHE_ENTRIES].into_boxed_slice(),
+            epoch: 1,
+            sig: Vec::new(),
+            sig_names: String::new(),
             dns_dir: None,
         };
         h.refresh(coarse_ms());
@@ -128,6 +153,7 @@ impl Handle {
     }
 
     fn drop_table(&mut self, state: i32) {
+        self.epoch = self.epoch.wrapping_add(1).max(1);
         self.table = None;
         self.state = state;
         self.nodes.clear();
@@ -171,6 +197,7 @@ impl Handle {
         self.addrs.extend(self.nodes.iter().map(AddrText::of));
         self.self_idx = self.nodes.iter().position(|n| n.name == self.cfg.self_name);
         let max_age_ms = table.liveness().max_age_ms();
+        self.revalidate_cache();
         let newest = self.nodes.iter().map(|n| n.last_seen_ms).max();
         self.state = match newest {
             None => ARROW_E_NO_NODE,
@@ -178,6 +205,53 @@ impl Handle {
             Some(_) if !self.nodes.iter().any(|n| n.in_service && n.weight > 0) => ARROW_E_NO_NODE,
             Some(_) => ARROW_OK,
         };
+    }
+
+    /// Keeps the cache when the new snapshot places every key as the last one did (the same
+    /// nodes in the same order, with the same weights, service state and admission); otherwise
+    /// starts a new epoch. Buffers are reused: no allocation in steady state.
+    fn revalidate_cache(&mut self) {
+        let g = self.cfg.guarantee_bps;
+        let (mut same, mut i, mut at) = (true, 0, 0);
+        let words = self.nodes.len() * 3;
+        same &= self.sig.len() == words;
+        for n in &self.nodes {
+            let flags = u64::from(n.in_service) | u64::from(n.admits(g)) << 1;
+            let entry = [n.name.len() as u64, n.weight, flags];
+            same = same
+                && self.sig[i..i + 3] == entry
+                && self.sig_names.get(at..at + n.name.len()) == Some(n.name.as_str());
+            i += 3;
+            at += n.name.len();
+        }
+        if same {
+            return;
+        }
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+        self.sig.clear();
+        self.sig_names.clear();
+        for n in &self.nodes {
+            let flags = u64::from(n.in_service) | u64::from(n.admits(g)) << 1;
+            self.sig.extend_from_slice(&[n.name.len() as u64, n.weight, flags]);
+            self.sig_names.push_str(&n.name);
+        }
+    }
+
+    /// The designated node's index for a key (through the cache).
+    fn designated_index(&mut self, key: &[u8]) -> Option<usize> {
+        let key_hash = arrow_cluster::fnv1a64(key);
+        let slot = &mut self.cache[(key_hash as usize) & (CACHE_ENTRIES - 1)];
+        if slot.epoch == self.epoch && slot.key_hash == key_hash {
+            return (slot.node != CACHED_NONE).then_some(slot.node as usize);
+        }
+        let idx = designated_by_key_hash(&self.nodes, key_hash, self.cfg.guarantee_bps)
+            .and_then(|d| self.nodes.iter().position(|n| std::ptr::eq(n, d)));
+        *slot = CacheEntry {
+            key_hash,
+            epoch: self.epoch,
+            node: idx.map_or(CACHED_NONE, |i| i as u32),
+        };
+        idx
     }
 
     fn self_serving_or_overflow(&self, out: &mut RouteResult) {
@@ -228,9 +302,7 @@ impl Handle {
             out.action = ARROW_ACT_OVERFLOW;
             return out.status;
         }
-        let designated = designated_bytes(&self.nodes, key, self.cfg.guarantee_bps)
-            .and_then(|d| self.nodes.iter().position(|n| std::ptr::eq(n, d)));
-        let Some(idx) = designated else {
+        let Some(idx) = self.designated_index(key) else {
             // In-service nodes, none admits at the guarantee.
             out.flags |= ARROW_F_OVERLOAD;
             self.self_serving_or_overflow(out);
