@@ -42,7 +42,9 @@ pub enum ClusterError {
     TableLayout { path: PathBuf, reason: String },
 
     /// The table was written by a newer Arrow with a layout this build cannot read.
-    #[error("cluster table {path}: layout version {found} is newer than this build reads ({supported})")]
+    #[error(
+        "cluster table {path}: layout version {found} is newer than this build reads ({supported})"
+    )]
     TableVersion {
         path: PathBuf,
         found: u64,

@@ -171,7 +171,11 @@ impl KeyRule {
     /// The hash input of `path_and_query`: capture group 1 of the regex over the path (query
     /// excluded) if it has one, else the whole match; the whole path when the regex does not
     /// match. No allocation once `locs` exists.
-    pub fn hash_input_of<'a>(&self, locs: &mut CaptureLocations, path_and_query: &'a str) -> &'a str {
+    pub fn hash_input_of<'a>(
+        &self,
+        locs: &mut CaptureLocations,
+        path_and_query: &'a str,
+    ) -> &'a str {
         let path = path_only(path_and_query);
         match self.hash_input.captures_read(locs, path) {
             Some(whole) => match locs.get(1) {
@@ -285,7 +289,11 @@ pub fn strip_technical_labels(host: &str, labels: usize) -> &str {
 
 /// The cluster key `domain` + md5 hex of `hash_input` written into `buf`, without allocating;
 /// `None` when `buf` is shorter than `domain.len() + 32`.
-pub fn cluster_key_into<'b>(domain: &[u8], hash_input: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+pub fn cluster_key_into<'b>(
+    domain: &[u8],
+    hash_input: &[u8],
+    buf: &'b mut [u8],
+) -> Option<&'b [u8]> {
     use md5::{Digest, Md5};
     let len = domain.len() + CLUSTER_KEY_HEX_BYTES;
     if buf.len() < len {
@@ -351,8 +359,8 @@ mod tests {
         assert_eq!(e.field, "hosts");
         let e = KeyRule::new(&["*".into()], 1, "(", None).unwrap_err();
         assert_eq!(e.field, "hash_input");
-        let e = KeyRule::new(&["*".into()], 1, "x", Some(RawQuery::Mode("some".into())))
-            .unwrap_err();
+        let e =
+            KeyRule::new(&["*".into()], 1, "x", Some(RawQuery::Mode("some".into()))).unwrap_err();
         assert_eq!(e.field, "query");
     }
 }

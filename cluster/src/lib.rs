@@ -52,8 +52,8 @@ pub use error::ClusterError;
 pub use identity::{cluster_key, node_name, resolve_node_name, NODE_NAME_MAX_BYTES};
 pub use keys::{KeyRule, Keys, QueryKey};
 pub use placement::{
-    designated, designated_by_key_hash, designated_bytes, fmix64, fnv1a64, home, hrw_hash, hrw_score, ln_portable, pick_by_headroom,
-    pick_by_headroom_bounded, ranked, unit_interval,
+    designated, designated_by_key_hash, designated_bytes, fmix64, fnv1a64, home, hrw_hash,
+    hrw_score, ln_portable, pick_by_headroom, pick_by_headroom_bounded, ranked, unit_interval,
 };
 pub use receiver::{Admission, ClusterCounters, CounterSnapshot, Receiver};
 pub use service::{start, start_on, wall_ms, ClusterHandle, ClusterService};

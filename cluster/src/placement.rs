@@ -102,11 +102,11 @@ fn ranks_before(a: (f64, &NodeView), b: (f64, &NodeView)) -> bool {
     a.0 > b.0 || (a.0 == b.0 && a.1.name < b.1.name)
 }
 
-fn best<'a>(
-    nodes: &'a [NodeView],
+fn best(
+    nodes: &[NodeView],
     key_hash: u64,
     eligible: impl Fn(&NodeView) -> bool,
-) -> Option<&'a NodeView> {
+) -> Option<&NodeView> {
     let mut top: Option<(f64, &NodeView)> = None;
     for node in nodes.iter().filter(|n| n.in_service && n.weight > 0) {
         if !eligible(node) {

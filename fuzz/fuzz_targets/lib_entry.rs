@@ -85,15 +85,36 @@ fuzz_target!(|data: &[u8]| {
         check(st, &out);
         let mut buf = [0 as c_char; 2048];
         let qtype = query.first().map_or(1, |b| u16::from(*b));
-        let rc = arrow_dns_answer(h, query.as_ptr().cast(), query.len(), qtype, buf.as_mut_ptr(), buf.len());
-        assert!(rc >= ARROW_E_INTERNAL + 1 && rc <= 23 && rc != ARROW_E_INTERNAL, "{rc}");
-        let _ = arrow_cache_key(h, query.as_ptr().cast(), cut, query[cut..].as_ptr().cast(), query.len() - cut, buf.as_mut_ptr(), buf.len());
+        let rc = arrow_dns_answer(
+            h,
+            query.as_ptr().cast(),
+            query.len(),
+            qtype,
+            buf.as_mut_ptr(),
+            buf.len(),
+        );
+        assert!(
+            rc >= ARROW_E_INTERNAL + 1 && rc <= 23 && rc != ARROW_E_INTERNAL,
+            "{rc}"
+        );
+        let _ = arrow_cache_key(
+            h,
+            query.as_ptr().cast(),
+            cut,
+            query[cut..].as_ptr().cast(),
+            query.len() - cut,
+            buf.as_mut_ptr(),
+            buf.len(),
+        );
         arrow_close(h);
     }
 });
 
 fn check(status: i32, out: &RouteResult) {
-    assert!((ARROW_E_INTERNAL + 1..=ARROW_OK).contains(&status), "{status}");
+    assert!(
+        (ARROW_E_INTERNAL + 1..=ARROW_OK).contains(&status),
+        "{status}"
+    );
     assert_eq!(status, out.status);
     assert!(usize::from(out.node.name_len) < NAME_BYTES);
     assert_eq!(out.node.name[usize::from(out.node.name_len)], 0);

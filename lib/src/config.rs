@@ -159,18 +159,23 @@ ns = ["ns1.dx.claw.ac"]
 
     #[test]
     fn errors_name_the_key() {
-        let e = LibConfig::parse(&TEXT.replace("hash_input = \"^/v/([^/]+)\"", "hash_input = \"(\""))
-            .err()
-            .unwrap();
+        let e =
+            LibConfig::parse(&TEXT.replace("hash_input = \"^/v/([^/]+)\"", "hash_input = \"(\""))
+                .err()
+                .unwrap();
         assert!(e.contains("host[1].hash_input"), "{e}");
-        let e = LibConfig::parse(&TEXT.replace("cdn_host = \"cdn.example.net\"", "cdn_host = \"a/b\""))
-            .err()
-            .unwrap();
+        let e =
+            LibConfig::parse(&TEXT.replace("cdn_host = \"cdn.example.net\"", "cdn_host = \"a/b\""))
+                .err()
+                .unwrap();
         assert!(e.contains("overflow.cdn_host"), "{e}");
         let no_cluster = TEXT.replace("[cluster]", "[cluster_x]");
         assert!(LibConfig::parse(&no_cluster).is_err());
         let unknown = TEXT.replace("brpu_guarantee_bps", "brpu_guarantee");
-        assert!(LibConfig::parse(&unknown).is_err(), "unknown keys in [cluster]");
+        assert!(
+            LibConfig::parse(&unknown).is_err(),
+            "unknown keys in [cluster]"
+        );
         assert!(LibConfig::parse("not toml [").is_err());
     }
 }

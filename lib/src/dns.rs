@@ -99,7 +99,12 @@ pub fn answer(h: &mut Handle, qname: &str, qtype: u16, out: &mut String) -> i32 
     let dir = directory(h);
     let asked = RecordType::from(qtype);
     let types: &[RecordType] = if asked == RecordType::ANY {
-        &[RecordType::A, RecordType::AAAA, RecordType::SOA, RecordType::NS]
+        &[
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SOA,
+            RecordType::NS,
+        ]
     } else {
         std::slice::from_ref(&asked)
     };

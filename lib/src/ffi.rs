@@ -251,7 +251,9 @@ pub unsafe extern "C" fn arrow_lookup(
 ) -> i32 {
     // SAFETY: per the function's contract.
     let (Some(h), Some(out), Some(key)) =
-        (unsafe { h.as_mut() }, unsafe { out.as_mut() }, unsafe { bytes(key, key_len) })
+        (unsafe { h.as_mut() }, unsafe { out.as_mut() }, unsafe {
+            bytes(key, key_len)
+        })
     else {
         return ARROW_E_ARG;
     };
@@ -393,8 +395,7 @@ pub unsafe extern "C" fn arrow_dns_answer(
     cap: usize,
 ) -> i32 {
     // SAFETY: per the function's contract.
-    let (Some(h), Some(qname)) = (unsafe { h.as_mut() }, unsafe { bytes(qname, qname_len) })
-    else {
+    let (Some(h), Some(qname)) = (unsafe { h.as_mut() }, unsafe { bytes(qname, qname_len) }) else {
         return ARROW_E_ARG;
     };
     if buf.is_null() || cap == 0 {

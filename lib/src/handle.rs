@@ -232,7 +232,8 @@ impl Handle {
         self.sig_names.clear();
         for n in &self.nodes {
             let flags = u64::from(n.in_service) | u64::from(n.admits(g)) << 1;
-            self.sig.extend_from_slice(&[n.name.len() as u64, n.weight, flags]);
+            self.sig
+                .extend_from_slice(&[n.name.len() as u64, n.weight, flags]);
             self.sig_names.push_str(&n.name);
         }
     }
@@ -356,8 +357,13 @@ impl Handle {
             out.flags = ARROW_F_ERROR;
             return ARROW_E_ARG;
         };
-        let rule = normalize_host_into(host, &mut host_buf)
-            .and_then(|h| self.cfg.rules.iter().position(|r| r.matches(h)).map(|i| (h, i)));
+        let rule = normalize_host_into(host, &mut host_buf).and_then(|h| {
+            self.cfg
+                .rules
+                .iter()
+                .position(|r| r.matches(h))
+                .map(|i| (h, i))
+        });
         let Some((host, i)) = rule else {
             out.reset();
             out.status = ARROW_E_NO_RULE;

@@ -66,7 +66,10 @@ fn table_problems_are_error_codes_with_the_fallback() {
     let mut h = open(&cfg);
     assert_eq!(h.lookup(b"k", 0, &mut out), ARROW_E_STALE);
     assert_eq!(out.flags, ARROW_F_ERROR | ARROW_F_SELF);
-    assert_eq!(out.action, ARROW_ACT_LOCAL, "no CDN: served here, as the node does");
+    assert_eq!(
+        out.action, ARROW_ACT_LOCAL,
+        "no CDN: served here, as the node does"
+    );
     // No node in service: fresh records, no storage.
     t.put(&Spec::new("n01.test", 0));
     assert_eq!(h.lookup(b"k", 0, &mut out), ARROW_E_NO_NODE);
@@ -99,7 +102,10 @@ fn keys_of_any_length_and_bytes() {
         assert!(out.name_len_ok());
         let host: Vec<u8> = (0..len.min(600)).map(|_| next() as u8).collect();
         let st = h.route(&host, &key, 0, &mut out, Some(&mut keys));
-        assert!([ARROW_OK, ARROW_E_ARG, ARROW_E_NO_RULE].contains(&st), "{st}");
+        assert!(
+            [ARROW_OK, ARROW_E_ARG, ARROW_E_NO_RULE].contains(&st),
+            "{st}"
+        );
     }
     // A 253-byte host: the longest cluster key fits.
     let label = "a".repeat(59);
@@ -121,7 +127,8 @@ trait NameOk {
 }
 impl NameOk for RouteResult {
     fn name_len_ok(&self) -> bool {
-        usize::from(self.node.name_len) < NAME_BYTES && self.node.name[usize::from(self.node.name_len)] == 0
+        usize::from(self.node.name_len) < NAME_BYTES
+            && self.node.name[usize::from(self.node.name_len)] == 0
     }
 }
 
@@ -144,7 +151,10 @@ fn the_c_entry_points_refuse_nulls_and_bad_files() {
         assert!(arrow_open(g.as_ptr(), std::ptr::null_mut()).is_null());
 
         let mut out = RouteResult::new();
-        assert_eq!(arrow_lookup(std::ptr::null_mut(), std::ptr::null(), 0, 0, &mut *out), ARROW_E_ARG);
+        assert_eq!(
+            arrow_lookup(std::ptr::null_mut(), std::ptr::null(), 0, 0, &mut *out),
+            ARROW_E_ARG
+        );
         let mut t = ShmTable::create("ffi");
         three(&mut t);
         let cfg = write_config(dir.path(), &t.path, "n02.test", 0, true, "");
@@ -153,17 +163,41 @@ fn the_c_entry_points_refuse_nulls_and_bad_files() {
         assert!(!h.is_null());
         assert_eq!(err, ARROW_OK);
         assert_eq!(arrow_state(h), ARROW_OK);
-        assert_eq!(arrow_lookup(h, std::ptr::null(), 5, 0, &mut *out), ARROW_E_ARG);
-        assert_eq!(arrow_lookup(h, std::ptr::null(), 0, 0, &mut *out), ARROW_OK, "empty key");
-        assert_eq!(arrow_lookup(h, b"k".as_ptr().cast(), 1, 0, std::ptr::null_mut()), ARROW_E_ARG);
+        assert_eq!(
+            arrow_lookup(h, std::ptr::null(), 5, 0, &mut *out),
+            ARROW_E_ARG
+        );
+        assert_eq!(
+            arrow_lookup(h, std::ptr::null(), 0, 0, &mut *out),
+            ARROW_OK,
+            "empty key"
+        );
+        assert_eq!(
+            arrow_lookup(h, b"k".as_ptr().cast(), 1, 0, std::ptr::null_mut()),
+            ARROW_E_ARG
+        );
         let mut buf = [0 as std::ffi::c_char; 64];
         assert_eq!(arrow_self_name(h, buf.as_mut_ptr(), 64), 8);
         assert_eq!(arrow_self_name(h, buf.as_mut_ptr(), 8), ARROW_E_BUFFER);
-        assert_eq!(arrow_overflow_base(h, buf.as_mut_ptr(), 64), "https://cdn.overflow.test".len() as i32);
+        assert_eq!(
+            arrow_overflow_base(h, buf.as_mut_ptr(), 64),
+            "https://cdn.overflow.test".len() as i32
+        );
         assert_eq!(arrow_debug_headers(h), 1);
-        let n = arrow_cache_key(h, b"CDN.example.test".as_ptr().cast(), 16, b"/v/t/a.ts?x=1".as_ptr().cast(), 13, buf.as_mut_ptr(), 64);
+        let n = arrow_cache_key(
+            h,
+            b"CDN.example.test".as_ptr().cast(),
+            16,
+            b"/v/t/a.ts?x=1".as_ptr().cast(),
+            13,
+            buf.as_mut_ptr(),
+            64,
+        );
         assert_eq!(n, "example.test/v/t/a.ts".len() as i32);
-        assert_eq!(arrow_dns_answer(h, b"x".as_ptr().cast(), 1, 1, std::ptr::null_mut(), 0), ARROW_E_BUFFER);
+        assert_eq!(
+            arrow_dns_answer(h, b"x".as_ptr().cast(), 1, 1, std::ptr::null_mut(), 0),
+            ARROW_E_BUFFER
+        );
         assert!(!arrow_strerror(ARROW_E_STALE).is_null());
         assert!(!arrow_strerror(12345).is_null());
         arrow_close(h);

@@ -19,7 +19,11 @@ fn target_dir() -> PathBuf {
 
 fn compile(dir: &Path) -> PathBuf {
     let lib = target_dir().join("libarrow_cdn.a");
-    assert!(lib.exists(), "{} missing (cargo builds it with the crate)", lib.display());
+    assert!(
+        lib.exists(),
+        "{} missing (cargo builds it with the crate)",
+        lib.display()
+    );
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = dir.join("abi");
     let out = Command::new("gcc")
@@ -31,7 +35,11 @@ fn compile(dir: &Path) -> PathBuf {
         .arg(&exe)
         .output()
         .expect("gcc is required (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     exe
 }
 
@@ -40,7 +48,11 @@ fn the_header_matches_the_library_and_routes_from_c() {
     let dir = tempfile::tempdir().unwrap();
     let exe = compile(dir.path());
     let mut t = ShmTable::create("cabi");
-    let names = ["n01.lax.hw.bar.net", "n02.lax.hw.bar.net", "n03.lax.hw.bar.net"];
+    let names = [
+        "n01.lax.hw.bar.net",
+        "n02.lax.hw.bar.net",
+        "n03.lax.hw.bar.net",
+    ];
     for (i, n) in names.iter().enumerate() {
         let mut s = Spec::new(n, (i as u64 + 1) << 40);
         s.addr = Some(format!("10.0.0.{}", i + 1).parse().unwrap());
@@ -52,7 +64,11 @@ fn the_header_matches_the_library_and_routes_from_c() {
         .collect();
     let out = Command::new(&exe).arg(&cfg).args(&keys).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let vals: HashMap<&str, i64> = text
         .lines()
         .filter_map(|l| l.split_once('='))
@@ -61,15 +77,42 @@ fn the_header_matches_the_library_and_routes_from_c() {
     let want: &[(&str, i64)] = &[
         ("ARROW_ABI_VERSION", ARROW_ABI_VERSION.into()),
         ("arrow_abi_version()", ARROW_ABI_VERSION.into()),
-        ("sizeof(struct arrow_node)", std::mem::size_of::<NodeOut>() as i64),
-        ("sizeof(struct arrow_result)", std::mem::size_of::<RouteResult>() as i64),
-        ("sizeof(struct arrow_keys)", std::mem::size_of::<RouteKeys>() as i64),
-        ("offsetof(struct arrow_node, name_len)", std::mem::offset_of!(NodeOut, name_len) as i64),
-        ("offsetof(struct arrow_node, port)", std::mem::offset_of!(NodeOut, port) as i64),
-        ("offsetof(struct arrow_result, node)", std::mem::offset_of!(RouteResult, node) as i64),
-        ("offsetof(struct arrow_result, mirrors)", std::mem::offset_of!(RouteResult, mirrors) as i64),
-        ("offsetof(struct arrow_keys, cluster_key_len)", std::mem::offset_of!(RouteKeys, cluster_key_len) as i64),
-        ("offsetof(struct arrow_keys, rule)", std::mem::offset_of!(RouteKeys, rule) as i64),
+        (
+            "sizeof(struct arrow_node)",
+            std::mem::size_of::<NodeOut>() as i64,
+        ),
+        (
+            "sizeof(struct arrow_result)",
+            std::mem::size_of::<RouteResult>() as i64,
+        ),
+        (
+            "sizeof(struct arrow_keys)",
+            std::mem::size_of::<RouteKeys>() as i64,
+        ),
+        (
+            "offsetof(struct arrow_node, name_len)",
+            std::mem::offset_of!(NodeOut, name_len) as i64,
+        ),
+        (
+            "offsetof(struct arrow_node, port)",
+            std::mem::offset_of!(NodeOut, port) as i64,
+        ),
+        (
+            "offsetof(struct arrow_result, node)",
+            std::mem::offset_of!(RouteResult, node) as i64,
+        ),
+        (
+            "offsetof(struct arrow_result, mirrors)",
+            std::mem::offset_of!(RouteResult, mirrors) as i64,
+        ),
+        (
+            "offsetof(struct arrow_keys, cluster_key_len)",
+            std::mem::offset_of!(RouteKeys, cluster_key_len) as i64,
+        ),
+        (
+            "offsetof(struct arrow_keys, rule)",
+            std::mem::offset_of!(RouteKeys, rule) as i64,
+        ),
         ("ARROW_E_ARG", ARROW_E_ARG.into()),
         ("ARROW_E_CONFIG", ARROW_E_CONFIG.into()),
         ("ARROW_E_NO_TABLE", ARROW_E_NO_TABLE.into()),
@@ -108,7 +151,11 @@ fn the_header_matches_the_library_and_routes_from_c() {
         } else {
             (0, ARROW_ACT_PEER)
         };
-        assert_eq!((f[3], f[4]), (flags.to_string().as_str(), action.to_string().as_str()), "{line}");
+        assert_eq!(
+            (f[3], f[4]),
+            (flags.to_string().as_str(), action.to_string().as_str()),
+            "{line}"
+        );
         let i = names.iter().position(|n| *n == want.name).unwrap();
         assert_eq!(f[6], format!("10.0.0.{}:8080", i + 1));
         seen += 1;

@@ -10,7 +10,10 @@ use common::*;
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../cluster/tests/placement_vectors.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../cluster/tests/placement_vectors.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("vectors")).expect("JSON")
 }
 
@@ -57,7 +60,9 @@ fn every_placement_vector_through_the_table() {
             let mut h = open(&cfg);
             for v in set["vectors"].as_array().unwrap() {
                 let key = v["key"].as_str().unwrap();
-                let want = v["designated"][gi].as_u64().map(|i| specs[i as usize].name.as_str());
+                let want = v["designated"][gi]
+                    .as_u64()
+                    .map(|i| specs[i as usize].name.as_str());
                 h.lookup(key.as_bytes(), 0, &mut out);
                 match want {
                     Some(name) => {
@@ -99,7 +104,10 @@ fn request_keys_match_the_key_vectors() {
     let mut keys = arrow_cdn::RouteKeys::new();
     let mut seen = 0;
     for c in doc["key_derivations"].as_array().unwrap() {
-        let (domain, input) = (c["domain"].as_str().unwrap(), c["hash_input"].as_str().unwrap());
+        let (domain, input) = (
+            c["domain"].as_str().unwrap(),
+            c["hash_input"].as_str().unwrap(),
+        );
         if input.matches('/').count() != 2 || input.contains(' ') {
             continue;
         }
@@ -109,7 +117,13 @@ fn request_keys_match_the_key_vectors() {
             d => format!("cdn.{d}"),
         };
         let path = format!("{input}/manifest.mpd?a=b&c");
-        let st = h.route(host.as_bytes(), path.as_bytes(), 0, &mut out, Some(&mut keys));
+        let st = h.route(
+            host.as_bytes(),
+            path.as_bytes(),
+            0,
+            &mut out,
+            Some(&mut keys),
+        );
         assert_eq!(st, ARROW_OK);
         let key = &keys.cluster_key[..keys.cluster_key_len as usize];
         assert_eq!(key, c["cluster_key"].as_str().unwrap().as_bytes());

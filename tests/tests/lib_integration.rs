@@ -48,7 +48,10 @@ fn lib_so() -> PathBuf {
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
-        assert!(cmd.status().expect("cargo build").success(), "building arrow-lib failed");
+        assert!(
+            cmd.status().expect("cargo build").success(),
+            "building arrow-lib failed"
+        );
     });
     profile_dir.join("libarrow_cdn.so")
 }
@@ -215,7 +218,10 @@ impl World {
             .replace("ARROW_CONFIG", self.configs[0].to_str().unwrap())
             .replace("LUA_DIR", repo().join("lib/lua").to_str().unwrap())
             .replace("LOCAL_NODE", "10.77.0.1:8080")
-            .replace("listen 8080 reuseport;", &format!("listen {NGINX} reuseport;"))
+            .replace(
+                "listen 8080 reuseport;",
+                &format!("listen {NGINX} reuseport;"),
+            )
             .replace("worker_processes auto;", "worker_processes 2;");
         let path = nd.join("nginx.conf");
         std::fs::write(&path, conf).unwrap();
@@ -324,7 +330,8 @@ impl World {
 
 fn dns_query(server: SocketAddr, name: &str) -> Option<(u16, Option<(String, u32)>)> {
     let sock = UdpSocket::bind("0.0.0.0:0").ok()?;
-    sock.set_read_timeout(Some(Duration::from_millis(1500))).ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .ok()?;
     let mut q = Message::new();
     q.set_id(rand::random())
         .set_message_type(MessageType::Query)
@@ -368,15 +375,29 @@ fn origin_in(hub: &str) -> u16 {
 
 /// nginx's route for each title against the designated node; the debug headers as the node's.
 fn check_nginx(w: &World, titles: &[usize], designated: &[String]) {
-    let paths: Vec<String> = titles.iter().map(|t| format!("/v/title-{t}/seg-1.ts?tok=1")).collect();
+    let paths: Vec<String> = titles
+        .iter()
+        .map(|t| format!("/v/title-{t}/seg-1.ts?tok=1"))
+        .collect();
     let responses = w.nginx_get(paths);
     for ((t, want), r) in titles.iter().zip(designated).zip(&responses) {
         assert_eq!(r.status, 200, "title {t}: {r:?}\nnginx: {}", w.nginx_log());
-        assert_eq!(r.header("server"), Some(want.as_str()), "title {t} served by the designated node");
-        let act = if want == &w.net.names[0] { "1 (self-serving)" } else { "0 (pulled from peer)" };
+        assert_eq!(
+            r.header("server"),
+            Some(want.as_str()),
+            "title {t} served by the designated node"
+        );
+        let act = if want == &w.net.names[0] {
+            "1 (self-serving)"
+        } else {
+            "0 (pulled from peer)"
+        };
         assert_eq!(r.header("x-arrow-act"), Some(act), "title {t}");
         assert_eq!(r.header("x-arrow-cluster-key"), Some(key(*t).as_str()));
-        assert_eq!(r.header("x-arrow-hash-input"), Some(format!("/v/title-{t}").as_str()));
+        assert_eq!(
+            r.header("x-arrow-hash-input"),
+            Some(format!("/v/title-{t}").as_str())
+        );
         assert_eq!(
             r.header("x-arrow-cache-key"),
             Some(format!("example.test/v/title-{t}/seg-1.ts").as_str())
@@ -405,7 +426,8 @@ fn check_pdns(w: &World, titles: &[usize], designated: &[String]) {
     });
     for ((t, want), (pdns, arrow)) in titles.iter().zip(designated).zip(answers) {
         let arrow = arrow.unwrap_or_else(|| panic!("Arrow's DNS did not answer title {t}"));
-        let pdns = pdns.unwrap_or_else(|| panic!("PowerDNS did not answer title {t}\n{}", w.pdns_log()));
+        let pdns =
+            pdns.unwrap_or_else(|| panic!("PowerDNS did not answer title {t}\n{}", w.pdns_log()));
         assert_eq!(arrow.1, Some((want.clone(), 300)), "Arrow's DNS, title {t}");
         assert_eq!(pdns, arrow, "PowerDNS as Arrow's DNS, title {t}");
     }
@@ -429,7 +451,10 @@ fn nginx_and_powerdns_route_as_the_node_through_the_library() {
     assert!(w.net.names[..3].contains(&target), "{target}");
     assert_eq!(ttl, 5);
     let (rc, _) = w.dns(PDNS, "a.b.dx.example.test").unwrap();
-    assert_eq!(rc, 3, "deeper names are NXDOMAIN, as Arrow's responder says");
+    assert_eq!(
+        rc, 3,
+        "deeper names are NXDOMAIN, as Arrow's responder says"
+    );
 
     // Kill node 3: its titles move, and nginx and PowerDNS follow the table as node 1 does.
     let victim = 2;
@@ -466,7 +491,9 @@ fn nginx_and_powerdns_route_as_the_node_through_the_library() {
             std::fs::remove_file(w.dir.path().join("n0/table")).expect("remove the table");
             std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
         }
-        let r = w.nginx_get(vec!["/v/title-7/seg-1.ts?x=y".into()]).remove(0);
+        let r = w
+            .nginx_get(vec!["/v/title-7/seg-1.ts?x=y".into()])
+            .remove(0);
         assert_eq!(r.status, 302, "{what}: {r:?}");
         assert_eq!(
             r.header("location"),
@@ -475,7 +502,10 @@ fn nginx_and_powerdns_route_as_the_node_through_the_library() {
         );
         assert_eq!(r.header("x-arrow-act"), Some("2 (overflow)"), "{what}");
         let err = r.header("x-arrow-error").unwrap_or("");
-        assert!(err.contains(expected_error), "{what}: X-Arrow-Error {err:?}");
+        assert!(
+            err.contains(expected_error),
+            "{what}: X-Arrow-Error {err:?}"
+        );
         let (rc, c) = w.dns(PDNS, &content_name(7)).expect("PowerDNS answers");
         assert_eq!((rc, c), (0, Some((OVERFLOW.to_string(), 5))), "{what}");
         assert!(w.alive(), "{what}: nginx and PowerDNS keep running");
