@@ -9,6 +9,11 @@
 #   nXX.dx.bench.test      → A 10.0.0.XX, TTL 3600 (so every CNAME answer carries the A too)
 # PowerDNS computes it per query in Lua (packet and query caches off); Knot serves the same
 # answers from a static zone generated for the query file (its `c` CNAME cannot flap).
+# pdns+lib is PowerDNS with lib/pdns/arrow-pdns.lua: the same zone answered through
+# libarrow_cdn (Arrow's handler and placement over a real cluster table of NODES nodes kept
+# fresh by `arrow-bench table-writer`, nodes nXX.bench.test), so its CNAME targets follow
+# placement, not the fixed mapping above: it is checked for a TTL-300 CNAME to a node of the
+# table.
 #
 # Usage: bench/dns_bench.sh            (env: DURATION_S=10 CLIENTS=4 NAMES=1000 NODES=4
 #                                       SERVER_CORE=1 CLIENT_CORE=0 KEEP_WORK=0 ARROW_BENCH=…)
@@ -28,6 +33,8 @@ KEEP_WORK=${KEEP_WORK:-0}
 ARROW_PORT=$((BASE_PORT + 1))
 PDNS_PORT=$((BASE_PORT + 2))
 KNOT_PORT=$((BASE_PORT + 3))
+PDNSLIB_PORT=$((BASE_PORT + 4))
+TABLE=/dev/shm/arrow-dns-bench-$$
 ZONE=dx.bench.test
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -40,6 +47,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
+    rm -f "$TABLE"
     if [ "$KEEP_WORK" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -64,6 +72,11 @@ ARROW_BENCH=${ARROW_BENCH:-$ROOT/target/release/arrow-bench}
 if [ ! -x "$ARROW_BENCH" ] || [ -n "${REBUILD:-}" ]; then
     log "building arrow-bench (release)"
     (cd "$ROOT" && cargo build --release -p arrow-bench)
+fi
+LIB_SO=${LIB_SO:-$(dirname "$ARROW_BENCH")/libarrow_cdn.so}
+if [ ! -f "$LIB_SO" ] || [ -n "${REBUILD:-}" ]; then
+    log "building arrow-lib (release)"
+    (cd "$ROOT" && cargo build --release -p arrow-lib)
 fi
 
 # --- query file and the mapping -----------------------------------------------------------
@@ -156,6 +169,47 @@ EOF
 taskset -c "$SERVER_CORE" pdns_server --config-dir="$WORK/pdns" >"$WORK/pdns.log" 2>&1 &
 PIDS+=($!)
 
+# --- PowerDNS, lua2 backend through libarrow_cdn -----------------------------------------------
+"$ARROW_BENCH" table-writer --path "$TABLE" --nodes "$NODES" --domain bench.test --seconds 3600 &
+PIDS+=($!)
+mkdir -p "$WORK/pdnslib"
+cat >"$WORK/pdnslib/arrow.toml" <<EOF
+[node]
+name = "n01.$ZONE"
+listen = ["127.0.0.1:1"]
+[[host]]
+hosts = ["*"]
+origins = ["http://127.0.0.1:1"]
+[cluster]
+table_path = "$TABLE"
+group = "239.255.77.77:17777"
+secret = "bench-secret-0123456789"
+[dns]
+listen = ["127.0.0.1:1"]
+[[dns.zones]]
+name = "$ZONE"
+domain = "bench.test"
+ns = ["ns1.$ZONE"]
+glue = { "ns1.$ZONE" = ["127.0.0.1"] }
+EOF
+sed -e "s|/usr/share/arrow/pdns/arrow-pdns.lua|$ROOT/lib/pdns/arrow-pdns.lua|" \
+    "$ROOT/lib/pdns/pdns.conf" >"$WORK/pdnslib/pdns.conf"
+cat >>"$WORK/pdnslib/pdns.conf" <<EOF
+local-address=127.0.0.1
+local-port=$PDNSLIB_PORT
+socket-dir=$WORK/pdnslib
+guardian=no
+daemon=no
+disable-syslog=yes
+webserver=no
+receiver-threads=1
+distributor-threads=1
+loglevel=3
+EOF
+taskset -c "$SERVER_CORE" env ARROW_CONFIG="$WORK/pdnslib/arrow.toml" ARROW_LIB="$LIB_SO" \
+    ARROW_LUA_DIR="$ROOT/lib/lua" pdns_server --config-dir="$WORK/pdnslib" >"$WORK/pdnslib.log" 2>&1 &
+PIDS+=($!)
+
 # --- Knot, static zone ----------------------------------------------------------------------
 mkdir -p "$WORK/knot/db"
 {
@@ -195,7 +249,7 @@ PIDS+=($!)
 # --- readiness and equivalence ----------------------------------------------------------------
 PROBE="$(head -1 "$HEXES").$ZONE"
 answer() { dig +norec +time=1 +tries=1 -p "$1" @127.0.0.1 "$PROBE" A +noall +answer 2>/dev/null | awk '{print $1, $2, $4, $5}' | sort; }
-for name_port in "arrow:$ARROW_PORT" "pdns:$PDNS_PORT" "knot:$KNOT_PORT"; do
+for name_port in "arrow:$ARROW_PORT" "pdns:$PDNS_PORT" "knot:$KNOT_PORT" "pdnslib:$PDNSLIB_PORT"; do
     name=${name_port%%:*}
     port=${name_port##*:}
     for _ in $(seq 1 50); do
@@ -219,6 +273,12 @@ for name_port in "pdns:$PDNS_PORT" "knot:$KNOT_PORT"; do
     fi
 done
 
+lib_answer=$(answer "$PDNSLIB_PORT")
+if ! grep -Eq "^$PROBE\. 300 CNAME n[0-9]{2}\.bench\.test\.$" <<<"$lib_answer"; then
+    log "pdns+lib answers $lib_answer"
+    exit 1
+fi
+
 # --- measurement ------------------------------------------------------------------------------
 declare -A QPS LAT_MS LOST IDLE_LAT_MS
 # One query at a time: the latency of an unloaded server (no queueing in the client's window).
@@ -240,7 +300,7 @@ measure() {
     codes=$(awk -F': *' '/Response codes:/ {print $2}' <<<"$out")
     log "$name: ${QPS[$name]} qps, avg latency ${LAT_MS[$name]} ms, lost ${LOST[$name]}, codes: $codes"
 }
-for name_port in "arrow:$ARROW_PORT" "pdns:$PDNS_PORT" "knot:$KNOT_PORT"; do
+for name_port in "arrow:$ARROW_PORT" "pdns:$PDNS_PORT" "knot:$KNOT_PORT" "pdnslib:$PDNSLIB_PORT"; do
     measure "${name_port%%:*}" "${name_port##*:}"
     measure_idle "${name_port%%:*}" "${name_port##*:}"
 done
@@ -250,7 +310,7 @@ echo
 echo "dns_bench: $(uname -srm), $(nproc) cores, $(date -u +%FT%TZ)"
 echo "loaded: dnsperf -l $DURATION_S -c $CLIENTS -q 200; idle: -l 3 -c 1 -q 1; $(wc -l <"$QUERIES") queries; server core $SERVER_CORE, client core $CLIENT_CORE"
 printf '%-22s %12s %16s %16s %8s\n' server qps loaded_lat_ms idle_lat_ms lost
-for name_label in "arrow:arrow (monoio, 1 core)" "pdns:pdns lua2 (no cache)" "knot:knot (static zone)"; do
+for name_label in "arrow:arrow (monoio, 1 core)" "pdns:pdns lua2 (no cache)" "knot:knot (static zone)" "pdnslib:pdns lua2 + libarrow_cdn"; do
     name=${name_label%%:*}
     printf '%-22s %12.0f %16s %16s %8s\n' "${name_label#*:}" "${QPS[$name]}" "${LAT_MS[$name]}" \
         "${IDLE_LAT_MS[$name]}" "${LOST[$name]}"
@@ -260,3 +320,4 @@ for peer in pdns knot; do
         "loaded latency $(ratio "${LAT_MS[arrow]}" "${LAT_MS[$peer]}")x," \
         "idle latency $(ratio "${IDLE_LAT_MS[arrow]}" "${IDLE_LAT_MS[$peer]}")x"
 done
+echo "pdns+lib/pdns lua2: qps $(ratio "${QPS[pdnslib]}" "${QPS[pdns]}")x; arrow/pdns+lib: qps $(ratio "${QPS[arrow]}" "${QPS[pdnslib]}")x"

@@ -7,11 +7,13 @@
 #   --full   HTTP scenarios, 5 rounds × 10 s, then storage, dns and policy      (< 30 minutes)
 #   --smoke  Arrow + the origin only, 1 KiB hits, one 1 s wrk run (a curl loop when wrk is
 #            absent); installs nothing; exit status 0 only if every check held  (seconds)
-#   --only   one of: hit1k hit1m longtail miss http storage dns policy disktier slowread shards
+#   --only   one of: hit1k hit1m longtail miss http storage dns policy disktier slowread shards lib
 #
 # HTTP peers: arrow, nginx (proxy_cache), varnish (malloc), ats (Traffic Server, disk only); see
 # bench/http_bench.sh for the layout and scenarios. storage, dns and policy are the scripts
 # bench/storage_vs_fio.sh, bench/dns_bench.sh and bench/policy_compare.sh (skipped when absent);
+# lib is bench/lib_bench.sh (libarrow_cdn lookups/s from C ÷ the node's in-process placement;
+# nginx+Lua CPU per request ÷ plain nginx proxying);
 # disktier, slowread and shards are bench/disktier.sh (disk-tier hits ÷ fio on the same extent),
 # bench/slowread.sh (memory per slow viewer, a probe's p99) and bench/shards.sh (CPU per hit with
 # 1 and 2 shards); their printed output is kept under OUT/extra/ and folded into the report.
@@ -58,10 +60,10 @@ done
 
 HTTP_SCENARIOS="hit1k hit1m longtail miss"
 case $ONLY in
-    "") EXTRAS=$([ "$MODE" = full ] && echo "storage disktier slowread shards dns policy" || true); SCEN=$HTTP_SCENARIOS ;;
+    "") EXTRAS=$([ "$MODE" = full ] && echo "storage disktier slowread shards dns policy lib" || true); SCEN=$HTTP_SCENARIOS ;;
     http) EXTRAS=""; SCEN=$HTTP_SCENARIOS ;;
     hit1k | hit1m | longtail | miss) EXTRAS=""; SCEN=$ONLY ;;
-    storage | dns | policy | disktier | slowread | shards) EXTRAS=$ONLY; SCEN="" ;;
+    storage | dns | policy | disktier | slowread | shards | lib) EXTRAS=$ONLY; SCEN="" ;;
     *) die "--only: unknown scenario $ONLY" ;;
 esac
 
@@ -157,6 +159,7 @@ for x in $EXTRAS; do
                  args=(/var/tmp/arrow-bench 1073741824 "${STORAGE_SECONDS:-5}")
                  env_extra=(ROUNDS="${STORAGE_ROUNDS:-3}") ;;
         dns) script=$BENCH_DIR/dns_bench.sh ;;
+        lib) script=$BENCH_DIR/lib_bench.sh ;;
         disktier | slowread | shards) script=$BENCH_DIR/$x.sh; args=("$OUT/$x")
                  env_extra=(ROUNDS="${EXTRA_ROUNDS:-3}" DURATION_S="${EXTRA_SECONDS:-5}") ;;
         policy) script=$BENCH_DIR/policy_compare.sh ;;

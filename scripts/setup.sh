@@ -19,6 +19,13 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The dashboard and alert rules are checked against a real Prometheus (tests/tests/cluster.rs).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# lib/ (tests/tests/lib_integration.rs): nginx with the Lua module and PowerDNS with the lua2
+# backend, both loading libarrow_cdn.so through LuaJIT's FFI. (Not the `luajit` package: its
+# libluajit-5.1-2 replaces the libluajit2-5.1-2 the nginx Lua module needs.)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
+command -v pdns_server >/dev/null 2>&1 || need+=(pdns-server)
+ls /usr/lib/*/pdns/liblua2backend.so >/dev/null 2>&1 || need+=(pdns-backend-lua2)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq || true) >/dev/null

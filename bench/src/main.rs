@@ -12,6 +12,10 @@
 //!     fill a slab with N objects → time reopening it → restart seconds, index bytes/object
 //! arrow-bench cluster-sim [--nodes 100 --titles 20000 --requests 200000 --zipf-s 0.9]
 //!     discrete simulation of cluster placement: forwarding vs mirror count, key movement, load
+//! arrow-bench table-writer --path /dev/shm/T [--nodes 3 --interval-ms 100 --seconds 60]
+//!     keep a cluster table fresh with fake nodes (the library benchmarks: bench/lib_bench.sh)
+//! arrow-bench placement [--nodes 3 --keys 65536 --seconds 2]
+//!     the node's in-process placement per lookup (the peer of the library's lookups)
 //! ```
 
 use std::process::ExitCode;
@@ -23,6 +27,7 @@ mod dns_serve;
 mod replay;
 mod restart_bench;
 mod storage_bench;
+mod table_writer;
 
 #[derive(Debug, Parser)]
 #[command(name = "arrow-bench", about = "Arrow benchmarks and trace tools")]
@@ -43,6 +48,10 @@ enum Command {
     Restart(restart_bench::RestartArgs),
     /// Simulate cluster placement: forwarding vs mirror count, key movement, bounded load.
     ClusterSim(cluster_sim::ClusterSimArgs),
+    /// Keep a cluster table fresh with fake nodes (for the library benchmarks).
+    TableWriter(table_writer::TableWriterArgs),
+    /// The node's in-process placement cost per lookup.
+    Placement(table_writer::PlacementArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +62,8 @@ fn main() -> ExitCode {
         Command::StorageRead(args) => storage_bench::run(args),
         Command::Restart(args) => restart_bench::run(args),
         Command::ClusterSim(args) => cluster_sim::run(args),
+        Command::TableWriter(args) => table_writer::run_writer(args),
+        Command::Placement(args) => table_writer::run_placement(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -313,6 +313,35 @@ impl ClusterConfig {
     }
 }
 
+/// `[overflow]`: the third-party CDN that takes viewers the cluster cannot keep at the brpu
+/// guarantee. Read by the node and by the C library (`lib/`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverflowConfig {
+    /// Host name of the third-party CDN that takes overflow viewers (HTTP 302, same path).
+    pub cdn_host: String,
+    /// Scheme of the redirect. Default "https".
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+}
+
+fn default_scheme() -> String {
+    "https".into()
+}
+
+impl OverflowConfig {
+    /// Checks the section; the error names the key (within `[overflow]`).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.cdn_host.is_empty() || self.cdn_host.contains('/') {
+            return Err(("cdn_host", "must be a host name".into()));
+        }
+        if self.scheme != "http" && self.scheme != "https" {
+            return Err(("scheme", "must be http or https".into()));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

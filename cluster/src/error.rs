@@ -41,6 +41,16 @@ pub enum ClusterError {
     #[error("cluster table {path}: {reason}")]
     TableLayout { path: PathBuf, reason: String },
 
+    /// The table was written by a newer Arrow with a layout this build cannot read.
+    #[error(
+        "cluster table {path}: layout version {found} is newer than this build reads ({supported})"
+    )]
+    TableVersion {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+
     /// Another process already writes this table (the comet receiver holds an exclusive lock).
     #[error("cluster table {path} is already written by another process (pid in header: {pid})")]
     TableBusy { path: PathBuf, pid: u64 },

@@ -21,6 +21,29 @@ pub fn cluster_key(domain: &str, hash_input: &str) -> String {
     key
 }
 
+/// A node's name as its config gives it: `node.name` when set, else the cluster section's
+/// identity (`cluster.node_name`, or the reverse lookup of `cluster.advertise_addr`), else the
+/// host name. The node and the C library (`lib/`) both call this, so they agree on "self".
+pub fn node_name(
+    configured: Option<&str>,
+    cluster: Option<&crate::ClusterConfig>,
+) -> Result<String, String> {
+    if let Some(n) = configured {
+        return Ok(n.to_string());
+    }
+    if let Some(c) = cluster {
+        return c.node_identity().map_err(|e| e.to_string());
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into `buf`.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return Err("node.name is not set and the host name is unknown".into());
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
 /// This node's canonical name: the reverse lookup (getnameinfo: PTR record or /etc/hosts, per
 /// nsswitch) of `addr`, or when `addr` is `None`, of the source address of this host's default
 /// route (IPv4, then IPv6). The name is lowercased, without the final dot.

@@ -30,6 +30,7 @@ mod comet;
 mod config;
 mod error;
 mod identity;
+pub mod keys;
 mod placement;
 mod receiver;
 mod service;
@@ -46,18 +47,22 @@ pub use comet::{
     freshness, signing_key_from_hex, verifying_key_from_hex, Comet, CometError, CometKey,
     DiskHealth, DiskState, Freshness, COMET_MAX_BYTES, COMET_VERSION, MAX_DISKS,
 };
-pub use config::{ClusterConfig, MAX_NODES_LIMIT};
+pub use config::{ClusterConfig, OverflowConfig, MAX_NODES_LIMIT};
 pub use error::ClusterError;
-pub use identity::{cluster_key, resolve_node_name, NODE_NAME_MAX_BYTES};
+pub use identity::{cluster_key, node_name, resolve_node_name, NODE_NAME_MAX_BYTES};
+pub use keys::{KeyRule, Keys, QueryKey};
 pub use placement::{
-    designated, fmix64, fnv1a64, home, hrw_hash, hrw_score, ln_portable, pick_by_headroom,
-    pick_by_headroom_bounded, ranked, unit_interval,
+    designated, designated_by_key_hash, designated_bytes, fmix64, fnv1a64, home, hrw_hash,
+    hrw_score, ln_portable, pick_by_headroom, pick_by_headroom_bounded, ranked, unit_interval,
 };
 pub use receiver::{Admission, ClusterCounters, CounterSnapshot, Receiver};
 pub use service::{start, start_on, wall_ms, ClusterHandle, ClusterService};
 pub use stats::{LocalStats, ShardStats};
 pub use status::{format_status, human_bps, human_bytes};
-pub use table::{monotonic_ms, Liveness, NodeView, SnapshotCache, Table, RECORD_WORDS};
+pub use table::{
+    monotonic_ms, Liveness, NodeView, SnapshotCache, Table, HEADER_WORDS as TABLE_HEADER_WORDS,
+    RECORD_WORDS, TABLE_VERSION,
+};
 
 /// Placement over one table snapshot with a fixed guarantee: what HTTP and DNS both use.
 pub struct Router<'a> {

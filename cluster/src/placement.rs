@@ -102,12 +102,11 @@ fn ranks_before(a: (f64, &NodeView), b: (f64, &NodeView)) -> bool {
     a.0 > b.0 || (a.0 == b.0 && a.1.name < b.1.name)
 }
 
-fn best<'a>(
-    nodes: &'a [NodeView],
-    cluster_key: &str,
+fn best(
+    nodes: &[NodeView],
+    key_hash: u64,
     eligible: impl Fn(&NodeView) -> bool,
-) -> Option<&'a NodeView> {
-    let key_hash = fnv1a64(cluster_key.as_bytes());
+) -> Option<&NodeView> {
     let mut top: Option<(f64, &NodeView)> = None;
     for node in nodes.iter().filter(|n| n.in_service && n.weight > 0) {
         if !eligible(node) {
@@ -128,7 +127,7 @@ fn best<'a>(
 /// The key's home: the highest-scoring in-service node with storage, ignoring load. Content
 /// lives there in steady state.
 pub fn home<'a>(nodes: &'a [NodeView], cluster_key: &str) -> Option<&'a NodeView> {
-    best(nodes, cluster_key, |_| true)
+    best(nodes, fnv1a64(cluster_key.as_bytes()), |_| true)
 }
 
 /// The designated node: the highest-scoring in-service node with storage that admits a new
@@ -138,7 +137,27 @@ pub fn designated<'a>(
     cluster_key: &str,
     guarantee_bps: u64,
 ) -> Option<&'a NodeView> {
-    best(nodes, cluster_key, |n| n.admits(guarantee_bps))
+    designated_bytes(nodes, cluster_key.as_bytes(), guarantee_bps)
+}
+
+/// [`designated`] for a key given as bytes (the placement hashes the key's bytes; the C library
+/// takes keys of any bytes). Allocation-free.
+pub fn designated_bytes<'a>(
+    nodes: &'a [NodeView],
+    cluster_key: &[u8],
+    guarantee_bps: u64,
+) -> Option<&'a NodeView> {
+    designated_by_key_hash(nodes, fnv1a64(cluster_key), guarantee_bps)
+}
+
+/// [`designated`] for a key known by its hash `fnv1a64(cluster_key)`: the placement depends on
+/// the key through that hash only, so a caller may cache results by it (the C library does).
+pub fn designated_by_key_hash(
+    nodes: &[NodeView],
+    key_hash: u64,
+    guarantee_bps: u64,
+) -> Option<&NodeView> {
+    best(nodes, key_hash, |n| n.admits(guarantee_bps))
 }
 
 /// In-service nodes with storage in score order for the key (home first).

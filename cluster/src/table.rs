@@ -311,6 +311,13 @@ impl Table {
         }
         let layout_word = table.header(H_LAYOUT);
         let max_nodes = (layout_word >> 32) as usize;
+        if layout_word & 0xffff > TABLE_VERSION {
+            return Err(ClusterError::TableVersion {
+                path: path.to_owned(),
+                found: layout_word & 0xffff,
+                supported: TABLE_VERSION,
+            });
+        }
         if layout_word & 0xffff != TABLE_VERSION
             || (layout_word >> 16) & 0xffff != RECORD_WORDS as u64
         {
@@ -439,13 +446,36 @@ impl Table {
 
     /// Every node on record, with ages computed at `now_ms` (injectable clock for tests).
     pub fn snapshot_at(&self, now_ms: u64) -> Vec<NodeView> {
+        let mut nodes = Vec::new();
+        self.snapshot_into(now_ms, &mut nodes);
+        nodes
+    }
+
+    /// [`Self::snapshot_at`] into `out`, reusing its views (and their names' buffers): once
+    /// `out` has held as many nodes with names as long, a snapshot allocates nothing.
+    pub fn snapshot_into(&self, now_ms: u64, out: &mut Vec<NodeView>) {
         let used = (self.header(H_USED) as usize).min(self.max_nodes);
         let max_age_ms = self.liveness().max_age_ms();
-        (0..used)
-            .filter_map(|slot| self.read_record(slot))
-            .filter(|w| w[1] & F_USED != 0)
-            .map(|w| view_of(&w, now_ms, max_age_ms))
-            .collect()
+        let mut n = 0;
+        for slot in 0..used {
+            let Some(w) = self.read_record(slot) else {
+                continue;
+            };
+            if w[1] & F_USED == 0 {
+                continue;
+            }
+            if n == out.len() {
+                out.push(NodeView::fresh(String::new(), 0, 0));
+            }
+            view_into(&w, now_ms, max_age_ms, &mut out[n]);
+            n += 1;
+        }
+        out.truncate(n);
+    }
+
+    /// Pid of the process that last opened the table as its writer.
+    pub fn writer_pid(&self) -> u64 {
+        self.header(H_PID)
     }
 
     /// The node named `name`, if on record.
@@ -585,16 +615,37 @@ fn record_words(comet: &Comet, now_ms: u64, comets: u64) -> [u64; RECORD_WORDS] 
 }
 
 fn record_name(w: &[u64; RECORD_WORDS]) -> String {
-    let len = ((w[11] >> 32) as usize).min(NAME_WORDS * 8);
-    let mut bytes = Vec::with_capacity(NAME_WORDS * 8);
-    for word in &w[NAME_WORD..NAME_WORD + NAME_WORDS] {
-        bytes.extend_from_slice(&word.to_le_bytes());
-    }
-    bytes.truncate(len);
-    String::from_utf8_lossy(&bytes).into_owned()
+    let mut name = String::new();
+    record_name_into(w, &mut name);
+    name
 }
 
-fn view_of(w: &[u64; RECORD_WORDS], now_ms: u64, max_age_ms: u64) -> NodeView {
+/// The record's name into `name` (its buffer reused; no allocation once it is long enough).
+fn record_name_into(w: &[u64; RECORD_WORDS], name: &mut String) {
+    let len = ((w[11] >> 32) as usize).min(NAME_WORDS * 8);
+    let mut bytes = [0u8; NAME_WORDS * 8];
+    for (chunk, word) in bytes
+        .chunks_exact_mut(8)
+        .zip(&w[NAME_WORD..NAME_WORD + NAME_WORDS])
+    {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    name.clear();
+    match std::str::from_utf8(&bytes[..len]) {
+        Ok(text) => name.push_str(text),
+        // Only a corrupt or foreign record: the writer stores UTF-8 names.
+        Err(_) => name.push_str(&String::from_utf8_lossy(&bytes[..len])),
+    }
+}
+
+/// The view of a record into `view` (its name's buffer reused).
+fn view_into(w: &[u64; RECORD_WORDS], now_ms: u64, max_age_ms: u64, view: &mut NodeView) {
+    let mut name = std::mem::take(&mut view.name);
+    record_name_into(w, &mut name);
+    *view = view_of_named(w, now_ms, max_age_ms, name);
+}
+
+fn view_of_named(w: &[u64; RECORD_WORDS], now_ms: u64, max_age_ms: u64, name: String) -> NodeView {
     let mut addr_bytes = [0u8; 16];
     addr_bytes[..8].copy_from_slice(&w[2].to_le_bytes());
     addr_bytes[8..].copy_from_slice(&w[3].to_le_bytes());
@@ -606,7 +657,7 @@ fn view_of(w: &[u64; RECORD_WORDS], now_ms: u64, max_age_ms: u64) -> NodeView {
     };
     let age_ms = now_ms.saturating_sub(w[4]);
     NodeView {
-        name: record_name(w),
+        name,
         addr,
         http_port: (w[1] >> 16) as u16,
         last_seen_ms: w[4],
@@ -660,7 +711,7 @@ impl SnapshotCache {
         let generation = self.table.generation();
         if generation != self.generation || now_ms.saturating_sub(self.taken_ms) >= self.refresh_ms
         {
-            self.nodes = self.table.snapshot_at(now_ms);
+            self.table.snapshot_into(now_ms, &mut self.nodes);
             self.generation = generation;
             self.taken_ms = now_ms;
         }

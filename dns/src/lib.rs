@@ -15,6 +15,9 @@
 //! - `stats.rs`: [`DnsStats`], the counters of the defences below ([`DnsHandle::stats`]).
 //! - `log_limit.rs`: at most one log line per second per kind of peer-caused event.
 //!
+//! Feature `server` (default) builds `server.rs`, `stats.rs` and `log_limit.rs`; without it the
+//! crate is config + zones + handler only (no monoio), as the C library (`lib/`) embeds it.
+//!
 //! Defences (no single client can take the responder from the others):
 //! - TCP: at most `tcp_connections_per_source_max` (default 16) connections per source address
 //!   and `tcp_connections_max` (default 256) in all; when all are open, the connection idle the
@@ -39,8 +42,11 @@
 mod config;
 mod error;
 mod handler;
+#[cfg(feature = "server")]
 mod log_limit;
+#[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
 mod stats;
 mod zone;
 
@@ -50,7 +56,9 @@ pub use handler::{
     handle, handle_cacheable, Transport, EDNS_ADVERTISED_BYTES, HEADER_BYTES, QUERY_ADDITIONAL_MAX,
     UDP_PAYLOAD_CAP_BYTES, UDP_PAYLOAD_MIN_BYTES,
 };
+#[cfg(feature = "server")]
 pub use server::{spawn, DnsHandle, TCP_MESSAGE_MAX_BYTES};
+#[cfg(feature = "server")]
 pub use stats::{DnsCounters, DnsStats};
 pub use zone::{Zones, CONTENT_LABEL_BYTES};
 

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use regex::Regex;
 use serde::Deserialize;
 
 /// The validated config the node runs on.
@@ -214,11 +213,11 @@ pub struct RawHostRule {
     /// Host patterns: exact (`cdn.foo.com`), suffix (`*.foo.com`) or `*` for any host.
     pub hosts: Vec<String>,
     /// Leading technical labels dropped from the host to form the domain. Default 1.
-    #[serde(default = "default_labels")]
+    #[serde(default = "arrow_cluster::keys::default_technical_labels")]
     pub technical_labels: usize,
     /// Regex over the path selecting the hash input (capture group 1 if present, else the
     /// whole match). Default `^/[^/]+/[^/]+` (the first two path segments).
-    #[serde(default = "default_hash_input")]
+    #[serde(default = "arrow_cluster::keys::default_hash_input")]
     pub hash_input: String,
     /// Origin base URLs (`http://host:port`), tried in order of measured response time.
     pub origins: Vec<String>,
@@ -254,40 +253,16 @@ pub struct RawHostRule {
     pub heuristic_freshness_percent: Option<u8>,
 }
 
-/// `host.query` as written: a mode or a list of parameter names.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum RawQuery {
-    Mode(String),
-    Names(Vec<String>),
-}
-
-/// Which query parameters enter the cache key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryKey {
-    Drop,
-    Keep,
-    /// These names only (sorted).
-    Allow(Vec<String>),
-}
-
-fn default_labels() -> usize {
-    1
-}
-fn default_hash_input() -> String {
-    "^/[^/]+/[^/]+".into()
-}
+pub use arrow_cluster::keys::{QueryKey, RawQuery};
 
 /// A validated host rule.
 #[derive(Debug, Clone)]
 pub struct HostRule {
-    pub hosts: Vec<String>,
-    pub technical_labels: usize,
-    pub hash_input: Regex,
+    /// Hosts served and how their requests become keys (shared with the C library).
+    pub key: arrow_cluster::KeyRule,
     pub origins: Vec<Origin>,
     pub origin_host: Option<String>,
     pub default_ttl_s: Option<u64>,
-    pub query: QueryKey,
     /// Header lines (`Name: value\r\n`) set on requests to the origins.
     pub origin_headers_set: String,
     /// Lower-case names of viewer headers (and of the set ones) not forwarded as the viewer
@@ -305,19 +280,7 @@ pub struct Origin {
     pub addr: SocketAddr,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OverflowConfig {
-    /// Host name of the third-party CDN that takes overflow viewers (HTTP 302, same path).
-    pub cdn_host: String,
-    /// Scheme of the redirect. Default "https".
-    #[serde(default = "default_scheme")]
-    pub scheme: String,
-}
-
-fn default_scheme() -> String {
-    "https".into()
-}
+pub use arrow_cluster::OverflowConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -596,12 +559,8 @@ impl RawConfig {
                 .map_err(|e| ("dns.zones".to_string(), e.to_string()))?;
         }
         if let Some(o) = &self.overflow {
-            if o.cdn_host.is_empty() || o.cdn_host.contains('/') {
-                return Err(("overflow.cdn_host".into(), "must be a host name".into()));
-            }
-            if o.scheme != "http" && o.scheme != "https" {
-                return Err(("overflow.scheme".into(), "must be http or https".into()));
-            }
+            o.validate()
+                .map_err(|(key, message)| (format!("overflow.{key}"), message))?;
         }
         Ok(Config {
             node,
@@ -619,23 +578,13 @@ impl RawConfig {
 
 impl RawHostRule {
     fn validate(self, i: usize) -> Result<HostRule, KeyError> {
-        if self.hosts.is_empty() {
-            return Err((
-                format!("host[{i}].hosts"),
-                "needs at least one pattern".into(),
-            ));
-        }
-        for h in &self.hosts {
-            let body = h.strip_prefix("*.").unwrap_or(h);
-            if body.is_empty() || (body != "*" && body.contains('*')) {
-                return Err((
-                    format!("host[{i}].hosts"),
-                    format!("bad pattern {h:?} (use `name`, `*.suffix` or `*`)"),
-                ));
-            }
-        }
-        let hash_input = Regex::new(&self.hash_input)
-            .map_err(|e| (format!("host[{i}].hash_input"), format!("bad regex: {e}")))?;
+        let key = arrow_cluster::KeyRule::new(
+            &self.hosts,
+            self.technical_labels,
+            &self.hash_input,
+            self.query,
+        )
+        .map_err(|e| (format!("host[{i}].{}", e.field), e.message))?;
         if self.origins.is_empty() {
             return Err((
                 format!("host[{i}].origins"),
@@ -646,31 +595,6 @@ impl RawHostRule {
         for o in &self.origins {
             origins.push(parse_origin(o).map_err(|m| (format!("host[{i}].origins"), m))?);
         }
-        let query = match self.query {
-            None => QueryKey::Drop,
-            Some(RawQuery::Mode(m)) if m == "drop" => QueryKey::Drop,
-            Some(RawQuery::Mode(m)) if m == "keep" => QueryKey::Keep,
-            Some(RawQuery::Mode(m)) => {
-                return Err((
-                    format!("host[{i}].query"),
-                    format!("{m:?} is not \"drop\", \"keep\" or a list of parameter names"),
-                ))
-            }
-            Some(RawQuery::Names(mut names)) => {
-                if names
-                    .iter()
-                    .any(|n| n.is_empty() || n.contains(['&', '=', '?', '#']))
-                {
-                    return Err((
-                        format!("host[{i}].query"),
-                        "parameter names must be non-empty and free of & = ? #".into(),
-                    ));
-                }
-                names.sort();
-                names.dedup();
-                QueryKey::Allow(names)
-            }
-        };
         let mut origin_headers_set = String::new();
         let mut origin_headers_drop = Vec::new();
         for (name, value) in &self.origin_request_headers {
@@ -700,7 +624,7 @@ impl RawHostRule {
             origin_headers_drop.push(name.to_ascii_lowercase());
         }
         Ok(HostRule {
-            query,
+            key,
             origin_headers_set,
             origin_headers_drop,
             keep_cdn_cache_control: self.keep_cdn_cache_control,
@@ -713,9 +637,6 @@ impl RawHostRule {
                 }
                 p => p,
             },
-            hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            technical_labels: self.technical_labels,
-            hash_input,
             origins,
             origin_host: self.origin_host,
             default_ttl_s: self.default_ttl_s,
@@ -757,17 +678,7 @@ pub fn parse_origin(s: &str) -> Result<Origin, String> {
 impl HostRule {
     /// Does this rule serve `host` (lower case, no port)?
     pub fn matches(&self, host: &str) -> bool {
-        self.hosts.iter().any(|p| {
-            if p == "*" {
-                true
-            } else if let Some(suffix) = p.strip_prefix("*.") {
-                host.len() > suffix.len()
-                    && host.ends_with(suffix)
-                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-            } else {
-                p == host
-            }
-        })
+        self.key.matches(host)
     }
 }
 

@@ -4,103 +4,16 @@
 //! default hash-input regex gives cache key `claw.ac/assets3/matrix/manifest.mpd`, hash input
 //! `/assets3/matrix` and cluster key `claw.ac` + md5 hex of `/assets3/matrix`.
 
-use crate::config::{HostRule, QueryKey};
+use crate::config::HostRule;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keys {
-    /// Domain: the host without its technical labels.
-    pub domain: String,
-    pub cache_key: String,
-    pub hash_input: String,
-    pub cluster_key: String,
-}
-
-/// The host without a port, lower-cased; `None` when it is not a plausible host name.
-pub fn normalize_host(host: &str) -> Option<String> {
-    let host = host.trim();
-    let no_port = if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port
-        let end = rest.find(']')?;
-        &rest[..end]
-    } else {
-        match host.rsplit_once(':') {
-            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
-        }
-    };
-    let no_port = no_port.trim_end_matches('.');
-    if no_port.is_empty()
-        || no_port.len() > 253
-        || !no_port
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':' || b == b'_')
-    {
-        return None;
-    }
-    Some(no_port.to_ascii_lowercase())
-}
-
-/// Drop `labels` leading labels, never leaving fewer than two (a bare TLD is not a domain).
-pub fn strip_technical_labels(host: &str, labels: usize) -> &str {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return host; // an address has no technical labels
-    }
-    let mut rest = host;
-    for _ in 0..labels {
-        match rest.split_once('.') {
-            Some((_, tail)) if tail.contains('.') => rest = tail,
-            _ => break,
-        }
-    }
-    rest
-}
+pub use arrow_cluster::keys::{normalize_host, strip_technical_labels, Keys};
 
 /// Derive the keys of a request for `host` (normalized) and `path` (may carry a query).
 /// The cluster key (an md5) is computed only when `with_cluster_key` (cluster routing or debug
-/// headers need it); otherwise it is empty.
+/// headers need it); otherwise it is empty. The rules live in `arrow_cluster::keys`, shared with
+/// the C library (`lib/`), so both derive the same keys.
 pub fn derive(rule: &HostRule, host: &str, path_and_query: &str, with_cluster_key: bool) -> Keys {
-    let path = path_and_query
-        .split_once('?')
-        .map_or(path_and_query, |(p, _)| p);
-    let domain = strip_technical_labels(host, rule.technical_labels).to_string();
-    let hash_input = match rule.hash_input.captures(path) {
-        Some(c) => c.get(1).or_else(|| c.get(0)).map_or("", |m| m.as_str()),
-        None => path,
-    }
-    .to_string();
-    let cluster_key = if with_cluster_key {
-        arrow_cluster::cluster_key(&domain, &hash_input)
-    } else {
-        String::new()
-    };
-    let mut cache_key = format!("{domain}{path}");
-    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
-    let query = query.split_once('#').map_or(query, |(q, _)| q);
-    if rule.query != QueryKey::Drop && !query.is_empty() {
-        // Kept parameters sorted by name (stable: repeated names keep their order).
-        let mut kept: Vec<&str> = query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .filter(|p| match &rule.query {
-                QueryKey::Allow(names) => {
-                    let name = p.split_once('=').map_or(*p, |(n, _)| n);
-                    names.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
-                }
-                _ => true,
-            })
-            .collect();
-        kept.sort_by_key(|p| p.split_once('=').map_or(*p, |(n, _)| n));
-        if !kept.is_empty() {
-            cache_key.push('?');
-            cache_key.push_str(&kept.join("&"));
-        }
-    }
-    Keys {
-        domain,
-        cache_key,
-        hash_input,
-        cluster_key,
-    }
+    rule.key.derive(host, path_and_query, with_cluster_key)
 }
 
 #[cfg(test)]

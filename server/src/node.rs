@@ -124,20 +124,7 @@ fn wait_signal(set: &libc::sigset_t, timeout: Option<Duration>) -> Option<i32> {
 
 /// The node's name: config, then reverse lookup via the cluster section, then the host name.
 pub fn node_name(cfg: &Config) -> Result<String, String> {
-    if let Some(n) = &cfg.node.name {
-        return Ok(n.clone());
-    }
-    if let Some(c) = &cfg.cluster {
-        return c.node_identity().map_err(|e| e.to_string());
-    }
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into `buf`.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if rc != 0 {
-        return Err("node.name is not set and the host name is unknown".into());
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+    arrow_cluster::node_name(cfg.node.name.as_deref(), cfg.cluster.as_ref())
 }
 
 /// What a started node exposes to its caller (tests and `demo` print the addresses).

@@ -182,7 +182,7 @@ impl OriginClient {
             }
         }
         Err(last_err.unwrap_or_else(|| FetchError::Protocol {
-            origin: rule.hosts.join(","),
+            origin: rule.key.hosts.join(","),
             reason: "no origin configured".into(),
         }))
     }

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# bench/lib_bench.sh — libarrow_cdn (lib/) measured against peers in the same run.
+#
+# 1. Lookups per second per core from C (lib/bench/lookup_bench.c, linked with
+#    libarrow_cdn.a, pinned to LIB_CORE) ÷ the node's own in-process placement per lookup
+#    (`arrow-bench placement`: arrow_cluster::designated over a snapshot), same keys, same
+#    core, over a table kept fresh by `arrow-bench table-writer` (3 nodes, 100 ms comets).
+#    Goal: ≥ 10 M lookups/s per core. Two key sets: 16 Ki distinct keys (the library's
+#    placement cache has 16 Ki direct-mapped entries: a title's objects share one key) and
+#    1 Mi distinct keys (nearly every lookup computes the placement).
+# 2. nginx + Lua routing CPU per request ÷ plain nginx proxying: one front worker on
+#    FRONT_CORE proxies to a backend nginx (`return 200`), wrk on CLIENT_CORE with paths of
+#    10,000 titles; CPU = the front worker's utime+stime (/proc) over the requests wrk
+#    completed. Goal ≤ 1.05.
+# PowerDNS + lua2 + the library is measured by bench/dns_bench.sh (beside the seed's
+# lua2-only setup and Arrow's own responder).
+#
+# Usage: bench/lib_bench.sh   (env: DURATION_S=5 LIB_SECONDS=2 CONNECTIONS=32 LIB_CORE=1
+#                               FRONT_CORE=1 CLIENT_CORE=0 BASE_PORT=15400 KEEP_WORK=0)
+# Needs gcc, nginx + libnginx-mod-http-lua, wrk (scripts/setup.sh; bench/run.sh installs wrk).
+set -euo pipefail
+
+DURATION_S=${DURATION_S:-5}
+LIB_SECONDS=${LIB_SECONDS:-2}
+CONNECTIONS=${CONNECTIONS:-32}
+LIB_CORE=${LIB_CORE:-1}
+FRONT_CORE=${FRONT_CORE:-1}
+CLIENT_CORE=${CLIENT_CORE:-0}
+BASE_PORT=${BASE_PORT:-15400}
+KEEP_WORK=${KEEP_WORK:-0}
+BACKEND_PORT=$((BASE_PORT + 1))
+PLAIN_PORT=$((BASE_PORT + 2))
+LUA_PORT=$((BASE_PORT + 3))
+LUAVAR_PORT=$((BASE_PORT + 4))
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+
+WORK=$(mktemp -d /tmp/arrow-lib-bench.XXXXXX)
+TABLE=/dev/shm/arrow-lib-bench-$$
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -f "$TABLE"
+    if [ "$KEEP_WORK" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+log() { echo "== $*" >&2; }
+
+for tool in gcc nginx wrk; do
+    command -v "$tool" >/dev/null || { log "$tool is required"; exit 1; }
+done
+[ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || { log "libnginx-mod-http-lua is required"; exit 1; }
+
+log "building arrow-bench and arrow-lib (release)"
+(cd "$ROOT" && cargo build --release -q -p arrow-bench -p arrow-lib)
+gcc -O2 -Wall -Wextra -I "$ROOT/lib/include" "$ROOT/lib/bench/lookup_bench.c" \
+    "$TARGET/release/libarrow_cdn.a" -lpthread -ldl -lm -o "$WORK/lookup_bench"
+
+"$TARGET/release/arrow-bench" table-writer --path "$TABLE" --nodes 3 \
+    --http "127.0.0.1:$BACKEND_PORT" --seconds 3600 &
+PIDS+=($!)
+cat >"$WORK/arrow.toml" <<EOT
+[node]
+name = "n01.bench.test"
+listen = ["127.0.0.1:$BACKEND_PORT"]
+[[host]]
+hosts = ["*"]
+origins = ["http://127.0.0.1:$BACKEND_PORT"]
+[cluster]
+table_path = "$TABLE"
+group = "239.255.77.77:17777"
+secret = "bench-secret-0123456789"
+EOT
+for _ in $(seq 1 50); do [ -s "$TABLE" ] && break; sleep 0.1; done
+sleep 0.3
+
+# --- 1. lookups/s ---------------------------------------------------------------------------
+declare -A LIB ROUTE PEER
+for keys in 16384 1048576; do
+    out=$(taskset -c "$LIB_CORE" "$WORK/lookup_bench" "$WORK/arrow.toml" "$LIB_SECONDS" "$keys")
+    LIB[$keys]=$(sed -n 's/.*lib_lookups_per_s=\([0-9]*\).*/\1/p' <<<"$out")
+    ROUTE[$keys]=$(sed -n 's/.*lib_routes_per_s=\([0-9]*\).*/\1/p' <<<"$out")
+    out=$(taskset -c "$LIB_CORE" "$TARGET/release/arrow-bench" placement --nodes 3 --keys "$keys" \
+        --seconds "$LIB_SECONDS")
+    PEER[$keys]=$(sed -n 's/.*placement_lookups_per_s=\([0-9]*\).*/\1/p' <<<"$out")
+    log "keys $keys: lib ${LIB[$keys]}/s, route ${ROUTE[$keys]}/s, node placement ${PEER[$keys]}/s"
+done
+
+# --- 2. nginx + Lua vs plain nginx ----------------------------------------------------------
+mkdir -p "$WORK/backend/logs" "$WORK/plain/logs" "$WORK/lua/logs" "$WORK/luavar/logs"
+common="daemon off; master_process on; worker_processes 1; user root;"
+cat >"$WORK/backend/nginx.conf" <<EOT
+events { worker_connections 4096; }
+http { access_log off;
+  server { listen 127.0.0.1:$BACKEND_PORT reuseport; location / { return 200 "ok\n"; } } }
+EOT
+cat >"$WORK/plain/nginx.conf" <<EOT
+events { worker_connections 4096; }
+http { access_log off;
+  server { listen 127.0.0.1:$PLAIN_PORT;
+    location / { proxy_set_header Host \$http_host; proxy_pass_header Server;
+                 proxy_pass http://127.0.0.1:$BACKEND_PORT; } } }
+EOT
+sed -e "s|ARROW_CONFIG|$WORK/arrow.toml|" -e "s|LUA_DIR|$ROOT/lib/lua|" \
+    -e "s|LOCAL_NODE|127.0.0.1:$BACKEND_PORT|" -e "s|listen 8080 reuseport;|listen 127.0.0.1:$LUA_PORT;|" \
+    -e "s|worker_processes auto;||" "$ROOT/lib/lua/nginx.conf" >"$WORK/lua/nginx.conf"
+# The same Lua front without the library: a constant upstream set from Lua (what the Lua phase
+# and a variable proxy_pass cost by themselves).
+sed -e "s|require(\"arrow\").nginx_rewrite(package.loaded.arrow_handle)|ngx.var.arrow_upstream = ngx.var.arrow_local|" \
+    -e "s|require(\"arrow\").nginx_headers(package.loaded.arrow_handle)|local _ = ngx.ctx.arrow|" \
+    -e "s|listen 127.0.0.1:$LUA_PORT;|listen 127.0.0.1:$LUAVAR_PORT;|" "$WORK/lua/nginx.conf" >"$WORK/luavar/nginx.conf"
+start_nginx() { # name core
+    taskset -c "$2" env ARROW_LIB="$TARGET/release/libarrow_cdn.so" nginx -p "$WORK/$1" \
+        -c "$WORK/$1/nginx.conf" -g "$common pid $WORK/$1/nginx.pid; error_log $WORK/$1/error.log;" &
+    PIDS+=($!)
+}
+start_nginx backend "$CLIENT_CORE"
+start_nginx plain "$FRONT_CORE"
+start_nginx lua "$FRONT_CORE"
+start_nginx luavar "$FRONT_CORE"
+for port in $BACKEND_PORT $PLAIN_PORT $LUA_PORT $LUAVAR_PORT; do
+    for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+done
+probe=$(curl -s -D- -o /dev/null -H "Host: cdn.bench.test" "http://127.0.0.1:$LUA_PORT/v/title-1/a.ts")
+grep -q "^HTTP/1.1 200" <<<"$probe" || { log "nginx+Lua did not route:"; echo "$probe"; cat "$WORK/lua/error.log"; exit 1; }
+cat >"$WORK/titles.lua" <<'EOT'
+local n = 0
+request = function()
+    n = n + 1
+    return wrk.format("GET", "/v/title-" .. (n % 10000) .. "/seg-1.ts", { Host = "cdn.bench.test" })
+end
+EOT
+worker_cpu_ticks() { # master pid file → utime+stime of its worker, in clock ticks
+    local w
+    w=$(pgrep -P "$(cat "$1")" | head -1)
+    awk '{print $14 + $15}' "/proc/$w/stat"
+}
+declare -A CPU_US RPS
+for name_port in "plain:$PLAIN_PORT" "luavar:$LUAVAR_PORT" "lua:$LUA_PORT"; do
+    name=${name_port%%:*}
+    port=${name_port##*:}
+    before=$(worker_cpu_ticks "$WORK/$name/nginx.pid")
+    out=$(taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" -s "$WORK/titles.lua" \
+        "http://127.0.0.1:$port/")
+    after=$(worker_cpu_ticks "$WORK/$name/nginx.pid")
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    non2xx=$(awk '/Non-2xx/ {print $4}' <<<"$out")
+    [ -z "$non2xx" ] || { log "$name: $non2xx non-2xx responses"; exit 1; }
+    CPU_US[$name]=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v r="$reqs" \
+        'BEGIN { printf "%.2f", t / hz * 1e6 / r }')
+    RPS[$name]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+    log "$name: ${RPS[$name]} req/s, ${CPU_US[$name]} µs CPU per request in the front worker"
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+echo
+echo "lib_bench: $(uname -srm), $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(date -u +%FT%TZ)"
+echo "lookups: lib/bench/lookup_bench.c on core $LIB_CORE, ${LIB_SECONDS}s each; nginx: wrk -t1 -c$CONNECTIONS -d${DURATION_S}s"
+printf '%-36s %14s %14s\n' "keys" "16384" "1048576"
+printf '%-36s %14s %14s\n' "lib arrow_lookup /s (C)" "${LIB[16384]}" "${LIB[1048576]}"
+printf '%-36s %14s %14s\n' "lib arrow_route /s (host+path, md5)" "${ROUTE[16384]}" "${ROUTE[1048576]}"
+printf '%-36s %14s %14s\n' "node placement /s (in-process)" "${PEER[16384]}" "${PEER[1048576]}"
+echo "lib/node placement: $(ratio "${LIB[16384]}" "${PEER[16384]}")x (16384 keys), $(ratio "${LIB[1048576]}" "${PEER[1048576]}")x (1048576 keys)"
+printf '%-36s %14s %14s\n' "front" "req/s" "cpu_us/req"
+printf '%-36s %14s %14s\n' "nginx proxy (plain)" "${RPS[plain]}" "${CPU_US[plain]}"
+printf '%-36s %14s %14s\n' "nginx + Lua, constant upstream" "${RPS[luavar]}" "${CPU_US[luavar]}"
+printf '%-36s %14s %14s\n' "nginx + Lua + libarrow_cdn" "${RPS[lua]}" "${CPU_US[lua]}"
+echo "nginx+lua/plain: cpu per request $(ratio "${CPU_US[lua]}" "${CPU_US[plain]}")x (goal <= 1.05);" \
+    "nginx+lua/lua-without-lib: $(ratio "${CPU_US[lua]}" "${CPU_US[luavar]}")x"
