@@ -22,13 +22,26 @@ pub const ACCESS_LOG_QUEUE_LINES: usize = 65_536;
 /// Line format of the access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
-    Combined,
-    Json,
+    Combined = 0,
+    Json = 1,
+}
+
+impl LogFormat {
+    /// `node.access_log_format`'s value ("json", else combined).
+    pub fn of(name: &str) -> LogFormat {
+        if name == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Combined
+        }
+    }
 }
 
 enum Msg {
     Line(String),
     Reopen,
+    /// Reopen at another path (None: standard output): a reload changed `node.access_log`.
+    ReopenAt(Option<PathBuf>),
     /// Write everything queued before this, then answer.
     Flush(Sender<()>),
 }
@@ -51,7 +64,8 @@ pub struct Entry<'a> {
 /// The node's access log (shared by all shards).
 pub struct AccessLog {
     tx: Sender<Msg>,
-    format: LogFormat,
+    /// 0: combined, 1: JSON (a reload may switch it).
+    format: std::sync::atomic::AtomicU8,
     dropped: Arc<AtomicU64>,
 }
 
@@ -70,16 +84,17 @@ impl AccessLog {
             .spawn(move || writer(rx, target, out))?;
         Ok(AccessLog {
             tx,
-            format,
+            format: std::sync::atomic::AtomicU8::new(format as u8),
             dropped: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// Queue one line; never blocks (a full queue drops it, counted).
     pub fn log(&self, e: &Entry) {
-        let line = match self.format {
-            LogFormat::Combined => combined(e),
-            LogFormat::Json => json(e),
+        let line = if self.format.load(Ordering::Relaxed) == LogFormat::Json as u8 {
+            json(e)
+        } else {
+            combined(e)
         };
         match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
@@ -93,6 +108,16 @@ impl AccessLog {
     pub fn reopen(&self) {
         // A reopen must not be lost to a full queue: wait for room (called off the shards).
         let _ = self.tx.send_timeout(Msg::Reopen, Duration::from_secs(1));
+    }
+
+    /// Write from now on to `path` ("-": standard output) in `format` (a reload). If the new
+    /// path cannot be opened the writer keeps the old one and logs why.
+    pub fn reopen_at(&self, path: &str, format: LogFormat) {
+        self.format.store(format as u8, Ordering::Relaxed);
+        let target = (path != "-").then(|| PathBuf::from(path));
+        let _ = self
+            .tx
+            .send_timeout(Msg::ReopenAt(target), Duration::from_secs(1));
     }
 
     /// Wait (at most a second) until every line queued so far is written: at shutdown.
@@ -125,7 +150,7 @@ fn open_target(path: Option<&PathBuf>) -> std::io::Result<Box<dyn Write + Send>>
     })
 }
 
-fn writer(rx: Receiver<Msg>, path: Option<PathBuf>, out: Box<dyn Write + Send>) {
+fn writer(rx: Receiver<Msg>, mut path: Option<PathBuf>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
@@ -137,6 +162,20 @@ fn writer(rx: Receiver<Msg>, path: Option<PathBuf>, out: Box<dyn Write + Send>) 
                 match open_target(path.as_ref()) {
                     Ok(f) => out = std::io::BufWriter::with_capacity(64 * 1024, f),
                     Err(e) => tracing::error!(error = %e, "access log could not be reopened"),
+                }
+            }
+            Ok(Msg::ReopenAt(next)) => {
+                let _ = out.flush();
+                match open_target(next.as_ref()) {
+                    Ok(f) => {
+                        out = std::io::BufWriter::with_capacity(64 * 1024, f);
+                        path = next;
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        path = ?next,
+                        "access log: the reloaded path could not be opened; writing to the old one"
+                    ),
                 }
             }
             Ok(Msg::Flush(done)) => {

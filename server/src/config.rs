@@ -71,6 +71,9 @@ fn default_cores() -> Vec<usize> {
     vec![0]
 }
 
+/// The limits in force: swapped by a reload (SIGHUP); readers load them where they use them.
+pub type LiveLimits = std::sync::Arc<arc_swap::ArcSwap<Limits>>;
+
 /// Bounds on everything a client or origin can make the node hold.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -321,26 +324,46 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Why `next` cannot replace this config without a restart: the first section that differs
-    /// among those a running node cannot change (everything but the `[[host]]` rules).
+    /// Why `next` cannot replace this config without a restart: the first setting that differs
+    /// among those a running node cannot change. A reload applies the `[[host]]` rules, the
+    /// `[limits]` (all but `cross_shard_queue_max`, a channel's capacity) and the access log's
+    /// path and format; the rest needs a restart.
     pub fn reload_refusal(&self, next: &Config) -> Option<String> {
         let same =
             |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
-        let fixed: [(&str, bool); 7] = [
-            ("node", same(&self.node, &next.node)),
-            ("limits", same(&self.limits, &next.limits)),
-            ("storage", same(&self.storage, &next.storage)),
-            ("disk", same(&self.disks, &next.disks)),
-            ("cluster", same(&self.cluster, &next.cluster)),
-            ("dns", same(&self.dns, &next.dns)),
-            ("overflow", same(&self.overflow, &next.overflow)),
+        let (a, b) = (&self.node, &next.node);
+        let fixed: [(&str, bool); 13] = [
+            ("node.name", same(&a.name, &b.name)),
+            ("node.cores", same(&a.cores, &b.cores)),
+            ("node.listen", same(&a.listen, &b.listen)),
+            ("node.admin_listen", same(&a.admin_listen, &b.admin_listen)),
+            ("node.admin_token", same(&a.admin_token, &b.admin_token)),
+            ("node.debug_headers", a.debug_headers == b.debug_headers),
+            (
+                "node.targeted_cache_control",
+                a.targeted_cache_control == b.targeted_cache_control,
+            ),
+            (
+                "limits.cross_shard_queue_max",
+                self.limits.cross_shard_queue_max == next.limits.cross_shard_queue_max,
+            ),
+            ("[storage]", same(&self.storage, &next.storage)),
+            ("[[disk]]", same(&self.disks, &next.disks)),
+            ("[cluster]", same(&self.cluster, &next.cluster)),
+            ("[dns]", same(&self.dns, &next.dns)),
+            ("[overflow]", same(&self.overflow, &next.overflow)),
         ];
-        fixed
-            .iter()
-            .find(|(_, same)| !same)
-            .map(|(section, _)| {
-                format!("[{section}] changed: it cannot change without a restart (a reload applies [[host]] rules only)")
-            })
+        if let Some((what, _)) = fixed.iter().find(|(_, same)| !same) {
+            return Some(format!(
+                "{what} changed: it cannot change without a restart (a reload applies [[host]] rules, [limits] and the access log)"
+            ));
+        }
+        if a.access_log.is_some() && b.access_log.is_none() {
+            return Some(
+                "node.access_log removed: turning the access log off needs a restart".into(),
+            );
+        }
+        None
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {

@@ -32,7 +32,7 @@ enum ReadHead {
 
 pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let limits = ctx.node.cfg.limits.clone();
+    let limits = ctx.node.limits.load_full();
     limit_unsent(&stream, limits.send_unsent_bytes_max);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
     let body_timeout = Duration::from_millis(limits.body_timeout_ms);
@@ -206,7 +206,7 @@ const PEER_FAILOVERS_MAX: u32 = 3;
 
 /// Read until a full head is in `buf`; enforce byte and time bounds.
 async fn read_head(ctx: &ShardCtx, stream: &mut TcpStream, buf: &mut Vec<u8>) -> ReadHead {
-    let limits = &ctx.node.cfg.limits;
+    let limits = ctx.node.limits.load();
     let deadline = Instant::now() + Duration::from_millis(limits.header_timeout_ms);
     let mut first = buf.is_empty();
     loop {
@@ -410,12 +410,10 @@ async fn respond(
     keep_alive: bool,
     stream: &mut TcpStream,
 ) -> Outcome {
-    let timeout = Duration::from_millis(ctx.node.cfg.limits.body_timeout_ms);
+    let limits = ctx.node.limits.load();
+    let timeout = Duration::from_millis(limits.body_timeout_ms);
     let mut sink = SocketSink::new(stream, timeout);
-    sink.pace = Some(crate::pace::Pace::new(
-        &ctx.node.cfg.limits,
-        Some(ctx.metrics.clone()),
-    ));
+    sink.pace = Some(crate::pace::Pace::new(&limits, Some(ctx.metrics.clone())));
     use crate::sink::Sink;
     let Some(host) = req.host().and_then(keys::normalize_host) else {
         let (r, o) = local_response(ctx, 400, "missing or invalid Host", keep_alive, rid);

@@ -98,6 +98,9 @@ pub struct Node {
     pub access_log: OnceLock<crate::access_log::AccessLog>,
     /// The host rules in force: `cfg.hosts` at start, swapped by a reload (SIGHUP).
     pub rules: arc_swap::ArcSwap<Vec<crate::config::HostRule>>,
+    /// The limits in force: `cfg.limits` at start, swapped by a reload (SIGHUP). Read them
+    /// here, never from `cfg` (only `cross_shard_queue_max` is fixed at start).
+    pub limits: crate::config::LiveLimits,
     /// Configured disks refused at start (shown in /disks and /metrics).
     pub refused_disks: OnceLock<Vec<crate::shard::RefusedDisk>>,
     /// The DNS responder's counters, once it runs.
@@ -122,6 +125,7 @@ impl Node {
             .collect();
         Node {
             rules: arc_swap::ArcSwap::from_pointee(cfg.hosts.clone()),
+            limits: Arc::new(arc_swap::ArcSwap::from_pointee(cfg.limits.clone())),
             cfg,
             name,
             disks: OnceLock::new(),

@@ -59,8 +59,9 @@ fn block_signals() -> libc::sigset_t {
 }
 
 /// SIGHUP: read the config file again; if it is valid and differs from the running one only in
-/// its `[[host]]` rules, swap them in (requests in flight keep theirs); otherwise keep running
-/// as before and say why. `arrow check-config` runs the same validation.
+/// what a reload applies (`[[host]]` rules, `[limits]`, the access log), swap those in
+/// (requests in flight keep their rules); otherwise keep running as before and say which
+/// setting needs a restart. `arrow check-config` runs the same validation.
 fn reload(node: &Node, bound: &[SocketAddr], admin_bound: Option<SocketAddr>) {
     let Some(path) = node.cfg.path.as_ref() else {
         tracing::warn!("SIGHUP: the config was not loaded from a file; nothing to reload");
@@ -95,9 +96,29 @@ fn reload(node: &Node, bound: &[SocketAddr], admin_bound: Option<SocketAddr>) {
         tracing::error!(reason = %why, "SIGHUP: reload refused, the running config stays");
         return;
     }
+    // The access log first: a path that cannot be opened refuses the whole reload.
+    if let Some(path) = &next.node.access_log {
+        let format = crate::access_log::LogFormat::of(&next.node.access_log_format);
+        match node.access_log.get() {
+            Some(log) => log.reopen_at(path, format),
+            None => match crate::access_log::AccessLog::open(path, format) {
+                Ok(log) => {
+                    let _ = node.access_log.set(log);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, path, "SIGHUP: reload refused, node.access_log cannot be opened");
+                    return;
+                }
+            },
+        }
+    }
     let rules = next.hosts.len();
     node.rules.store(Arc::new(next.hosts));
-    tracing::info!(host_rules = rules, "SIGHUP: host rules reloaded");
+    node.limits.store(Arc::new(next.limits));
+    tracing::info!(
+        host_rules = rules,
+        "SIGHUP: host rules, limits and access log reloaded"
+    );
 }
 
 /// The next blocked signal, or `None` after `timeout` (when given) without one.
@@ -184,11 +205,7 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
     }
     let node = Arc::new(Node::new(cfg.clone(), name.clone(), senders, cluster));
     if let Some(path) = &cfg.node.access_log {
-        let format = if cfg.node.access_log_format == "json" {
-            crate::access_log::LogFormat::Json
-        } else {
-            crate::access_log::LogFormat::Combined
-        };
+        let format = crate::access_log::LogFormat::of(&cfg.node.access_log_format);
         let log = crate::access_log::AccessLog::open(path, format)
             .map_err(|e| format!("node.access_log {path}: {e}"))?;
         let _ = node.access_log.set(log);

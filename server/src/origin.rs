@@ -17,7 +17,7 @@ use bytes::Bytes;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
-use crate::config::{HostRule, Limits, Origin};
+use crate::config::{HostRule, Origin};
 
 const ORIGIN_HEAD_BYTES_MAX: usize = 64 * 1024;
 const ORIGIN_HEADERS_MAX: usize = 128;
@@ -44,7 +44,7 @@ pub struct OriginClient {
     idle: RefCell<HashMap<SocketAddr, Vec<TcpStream>>>,
     /// EWMA of time to response head (µs); failures push it up.
     latency_us: RefCell<HashMap<SocketAddr, f64>>,
-    limits: Limits,
+    limits: crate::config::LiveLimits,
 }
 
 /// A request to send upstream.
@@ -111,7 +111,7 @@ pub struct BodyReader {
 }
 
 impl OriginClient {
-    pub fn new(limits: Limits) -> Rc<OriginClient> {
+    pub fn new(limits: crate::config::LiveLimits) -> Rc<OriginClient> {
         Rc::new(OriginClient {
             idle: RefCell::new(HashMap::new()),
             latency_us: RefCell::new(HashMap::new()),
@@ -139,7 +139,7 @@ impl OriginClient {
     }
 
     fn penalize(&self, addr: SocketAddr) {
-        let penalty = self.limits.origin_response_timeout_ms as f64 * 1000.0 * 4.0;
+        let penalty = self.limits.load().origin_response_timeout_ms as f64 * 1000.0 * 4.0;
         let mut lat = self.latency_us.borrow_mut();
         let e = lat.entry(addr).or_insert(penalty);
         *e = e.max(penalty);
@@ -148,7 +148,7 @@ impl OriginClient {
     fn put_idle(&self, addr: SocketAddr, conn: TcpStream) {
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(addr).or_default();
-        if list.len() < self.limits.origin_idle_connections_max {
+        if list.len() < self.limits.load().origin_idle_connections_max {
             list.push(conn);
         }
     }
@@ -161,7 +161,7 @@ impl OriginClient {
         req: &OriginRequest<'_>,
     ) -> Result<OriginResponse, FetchError> {
         let origins = self.ordered(rule);
-        let attempts = origins.len().min(1 + self.limits.origin_retries_max);
+        let attempts = origins.len().min(1 + self.limits.load().origin_retries_max);
         let mut last_err = None;
         for (i, origin) in origins.into_iter().take(attempts).enumerate() {
             match self.fetch_one(&origin, req).await {
@@ -188,7 +188,7 @@ impl OriginClient {
     }
 
     async fn connect(&self, origin: &Origin) -> Result<TcpStream, FetchError> {
-        let t = Duration::from_millis(self.limits.origin_connect_timeout_ms);
+        let t = Duration::from_millis(self.limits.load().origin_connect_timeout_ms);
         match monoio::time::timeout(t, TcpStream::connect_addr(origin.addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
@@ -257,7 +257,7 @@ impl OriginClient {
         };
         let (r, _) = conn.write_all(head).await;
         r.map_err(io_err("write request"))?;
-        let timeout = Duration::from_millis(self.limits.origin_response_timeout_ms);
+        let timeout = Duration::from_millis(self.limits.load().origin_response_timeout_ms);
         let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
         // Read only when what is held does not parse yet: an interim 1xx and the final head often
         // arrive in one read, and the final head must not wait for bytes that will never come.
@@ -388,7 +388,7 @@ impl OriginClient {
             addr: origin.addr,
             origin: origin.url.clone(),
             client: self.clone(),
-            timeout: Duration::from_millis(self.limits.body_timeout_ms),
+            timeout: Duration::from_millis(self.limits.load().body_timeout_ms),
             len: if no_body { Some(0) } else { len },
         };
         body.release_if_done();

@@ -141,11 +141,12 @@ async fn shard_main(start: ShardStart) {
     let metrics = node.metrics[shard].clone();
     let cache = ShardCache::new(
         store.clone(),
-        OriginClient::new(cfg.limits.clone()),
+        OriginClient::new(node.limits.clone()),
         cfg.clone(),
         metrics.clone(),
         Rc::from(node.name.as_str()),
         node.replica_epoch.clone(),
+        node.limits.clone(),
     );
     let ctx = Rc::new(ShardCtx {
         shard,
@@ -345,7 +346,6 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
     // The bound is node-wide (connections land on the shard of the core that received them,
     // so a per-shard share would refuse clients early on a busy core); admin connections do
     // not count.
-    let node_max = ctx.node.cfg.limits.connections_max;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -364,7 +364,10 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
             return;
         }
         ctx.metrics.connections_total.inc();
-        if !admin && ctx.node.viewer_connections.load(Ordering::Relaxed) >= node_max {
+        if !admin
+            && ctx.node.viewer_connections.load(Ordering::Relaxed)
+                >= ctx.node.limits.load().connections_max
+        {
             ctx.metrics.connections_refused.inc();
             monoio::spawn(async move {
                 let mut stream = stream;
@@ -501,12 +504,12 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
         ShardMsg::ServeOnSocket { req, socket, reply } => {
             let out = match monoio::net::TcpStream::from_std(std::net::TcpStream::from(socket)) {
                 Ok(mut stream) => {
-                    let limits = &ctx.node.cfg.limits;
+                    let limits = ctx.node.limits.load();
                     let mut sink = crate::sink::SocketSink::new(
                         &mut stream,
                         Duration::from_millis(limits.body_timeout_ms),
                     );
-                    sink.pace = Some(crate::pace::Pace::new(limits, Some(ctx.metrics.clone())));
+                    sink.pace = Some(crate::pace::Pace::new(&limits, Some(ctx.metrics.clone())));
                     let out = ctx.cache.serve(&req, &mut sink).await;
                     drop(sink);
                     drop(stream);

@@ -1956,7 +1956,7 @@ fn access_log_is_combined_log_format_and_reopens_on_sigusr1() {
 }
 
 #[test]
-fn sighup_reloads_host_rules_and_refuses_what_needs_a_restart() {
+fn sighup_reloads_rules_limits_and_the_access_log_and_refuses_what_needs_a_restart() {
     let mut s = setup("reload", "", media);
     let other = Origin::start(|req: &SeenRequest| {
         OriginReply::ok(b"from the new origin".to_vec(), "max-age=60").header("X-Req", &req.path)
@@ -1979,7 +1979,9 @@ fn sighup_reloads_host_rules_and_refuses_what_needs_a_restart() {
     hup();
     assert!(
         wait_until(Duration::from_secs(5), || {
-            s.node.log().contains("host rules reloaded")
+            s.node
+                .log()
+                .contains("host rules, limits and access log reloaded")
         }),
         "{}",
         s.node.log()
@@ -1992,16 +1994,64 @@ fn sighup_reloads_host_rules_and_refuses_what_needs_a_restart() {
         "HIT",
         "cache kept"
     );
+    // Limits and the access log's path and format: applied by a reload too.
+    let long = "x".repeat(1500);
+    assert_eq!(
+        get(http, "/v/r/a.ts", HOST, &[("X-Long", &long)])
+            .unwrap()
+            .status,
+        200
+    );
+    let new_log = s.node.config_path.with_file_name("reloaded-access.log");
+    let limited = moved
+        .replace("header_bytes_max = 8192", "header_bytes_max = 1024")
+        .replace(
+            "access_log = ",
+            &format!(
+                "access_log_format = \"json\"\naccess_log = \"{}\"\n# was: ",
+                new_log.display()
+            ),
+        );
+    std::fs::write(&s.node.config_path, &limited).unwrap();
+    hup();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            s.node
+                .log()
+                .matches("host rules, limits and access log reloaded")
+                .count()
+                >= 2
+        }),
+        "{}",
+        s.node.log()
+    );
+    assert_eq!(
+        get(http, "/v/r/a.ts", HOST, &[("X-Long", &long)])
+            .unwrap()
+            .status,
+        431,
+        "the reloaded header_bytes_max"
+    );
+    assert_eq!(get(http, "/v/r/a.ts", HOST, &[]).unwrap().x_cache(), "HIT");
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            std::fs::read_to_string(&new_log).is_ok_and(|t| {
+                t.lines()
+                    .any(|l| l.starts_with('{') && l.contains("/v/r/a.ts"))
+            })
+        }),
+        "the access log moved to the reloaded path, in JSON"
+    );
     // A change that needs a restart, then a broken file: refused, the running config stays.
     std::fs::write(
         &s.node.config_path,
-        moved.replace("[limits]\n", "[limits]\nconnections_max = 7\n"),
+        limited.replace("cores = [0]", "cores = [0, 1]"),
     )
     .unwrap();
     hup();
     assert!(
         wait_until(Duration::from_secs(5), || {
-            s.node.log().contains("[limits] changed")
+            s.node.log().contains("node.cores changed")
         }),
         "{}",
         s.node.log()
@@ -2020,6 +2070,6 @@ fn sighup_reloads_host_rules_and_refuses_what_needs_a_restart() {
         c.body, b"from the new origin",
         "still on the reloaded rules"
     );
-    std::fs::write(&s.node.config_path, &moved).unwrap();
+    std::fs::write(&s.node.config_path, &limited).unwrap();
     assert!(s.node.stop().unwrap().success());
 }

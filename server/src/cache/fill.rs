@@ -398,7 +398,7 @@ impl ShardCache {
         let too_big = resp
             .body
             .len
-            .is_some_and(|l| l > self.cfg.limits.object_bytes_max);
+            .is_some_and(|l| l > self.limits.load().object_bytes_max);
         let shared = storable.is_some() && !too_big;
         let header_block = render_origin_headers(&resp, Some(&self.policy(rule)));
         // Vary: the response is stored under the leader's variant key, with a stub under the
@@ -451,7 +451,7 @@ impl ShardCache {
             _ => None,
         };
         *fill.progress.borrow_mut() = writer.as_ref().map(|w| w.progress());
-        let window_max = self.cfg.limits.fill_window_bytes;
+        let window_max = self.limits.load().fill_window_bytes;
         loop {
             // A fill only its leader reads runs at most a window ahead of it (the origin is read
             // at the viewer's pace); it ends when that viewer leaves.
@@ -484,7 +484,7 @@ impl ShardCache {
                         // A chunk that reached the disk lets the window drop what it covers.
                         fill.trim(window_max, shared);
                     }
-                    if fill.received.get() > self.cfg.limits.object_bytes_max {
+                    if fill.received.get() > self.limits.load().object_bytes_max {
                         // A body without a length outgrew the bound: stop holding it. Viewers
                         // reading this fill see the response cut short (connection closed).
                         tracing::warn!(key = %req.cache_key, "body exceeds object_bytes_max; fill abandoned");

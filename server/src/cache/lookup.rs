@@ -139,12 +139,12 @@ impl ShardCache {
             None => {
                 // Origin fetches of distinct keys are bounded; past the bound a viewer fetches
                 // for itself.
-                if self.fetching.get() >= self.cfg.limits.fills_in_flight_max {
+                if self.fetching.get() >= self.limits.load().fills_in_flight_max {
                     return self.pass_through(req, sink).await;
                 }
                 // Fill memory is bounded per shard: a new fill may hold up to one window, so
                 // past the bound the miss streams through a bounded buffer, uncached.
-                let limits = &self.cfg.limits;
+                let limits = self.limits.load();
                 if self.fill_bytes.get() + limits.fill_window_bytes > limits.fill_buffer_bytes_max {
                     self.metrics.fills_over_memory.inc();
                     return self.pass_through(req, sink).await;

@@ -115,6 +115,8 @@ pub struct ShardCache {
     fetching: Rc<Cell<usize>>,
     /// Copies of small objects other shards own ([`crate::cache::replica`]).
     pub replicas: RefCell<crate::cache::replica::Replicas>,
+    /// The limits in force (a reload swaps them).
+    pub limits: crate::config::LiveLimits,
     /// The node's replica epoch (replicas of an older one are dropped).
     pub replica_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -127,6 +129,7 @@ impl ShardCache {
         metrics: Arc<ShardMetrics>,
         node_name: Rc<str>,
         replica_epoch: Arc<std::sync::atomic::AtomicU64>,
+        limits: crate::config::LiveLimits,
     ) -> Rc<ShardCache> {
         let replicas = crate::cache::replica::Replicas::new(
             cfg.storage.replica_bytes_max,
@@ -135,6 +138,7 @@ impl ShardCache {
         Rc::new(ShardCache {
             replicas: RefCell::new(replicas),
             replica_epoch,
+            limits,
             store,
             origin,
             cfg,
@@ -157,7 +161,7 @@ impl ShardCache {
         self.metrics.fill_buffer_bytes.set(self.fill_bytes.get());
         self.metrics
             .fill_buffer_bytes_max
-            .set(self.cfg.limits.fill_buffer_bytes_max);
+            .set(self.limits.load().fill_buffer_bytes_max);
         self.metrics
             .replica_bytes
             .set(self.replicas.borrow().bytes());
