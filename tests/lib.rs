@@ -467,9 +467,14 @@ impl Node {
 
     /// SIGTERM and wait (graceful); returns the exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Send `signal` and wait for the node to exit (SIGKILL after 40 s).
+    pub fn stop_with(&mut self, signal: libc::c_int) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
         // SAFETY: signalling a child process this harness started, by its PID.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(c.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Ok(Some(st)) = c.try_wait() {

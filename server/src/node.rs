@@ -42,6 +42,21 @@ pub fn raise_rlimits() {
     }
 }
 
+/// Signals that would end the process by default besides SIGTERM, SIGINT and SIGQUIT (and
+/// SIGHUP and SIGUSR1, which the node uses): the node drains on them instead. (SIGPIPE is
+/// ignored by the Rust runtime; SIGKILL and SIGSTOP cannot be caught.)
+const DRAINING_SIGNALS: [libc::c_int; 9] = [
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGIO,
+    libc::SIGPWR,
+    libc::SIGSTKFLT,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+];
+
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local, zero-initialised set; pthread_sigmask affects
     // only this thread and the threads it spawns afterwards, which inherit the mask.
@@ -53,6 +68,10 @@ fn block_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGQUIT);
         libc::sigaddset(&mut set, libc::SIGHUP);
         libc::sigaddset(&mut set, libc::SIGUSR1);
+        // Every other signal whose default action ends the process drains like SIGTERM.
+        for sig in DRAINING_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -278,8 +297,8 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         listen: listen.clone(),
         admin: admin_addr,
     });
-    // SIGHUP reloads the host rules (never killing the node); SIGUSR1 reopens the access log;
-    // SIGTERM, SIGINT and SIGQUIT drain.
+    // SIGHUP reloads (never killing the node); SIGUSR1 reopens the access log; SIGTERM,
+    // SIGINT, SIGQUIT and every other terminating signal (DRAINING_SIGNALS) drain.
     crate::notify::notify("READY=1");
     let watchdog = crate::notify::watchdog_interval();
     let sig = loop {

@@ -1761,6 +1761,32 @@ fn early_hints_reach_the_viewer_that_asked_and_expect_continue_is_answered() {
     assert_eq!(r.status, 417);
 }
 
+/// SIGINT, SIGQUIT and the signals whose default action would end the process drain like
+/// SIGTERM: the node logs the drain and exits 0, instead of dying on the signal.
+#[test]
+fn every_terminating_signal_drains_like_sigterm() {
+    for sig in [
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGXCPU,
+    ] {
+        let mut s = setup("signals", "", media);
+        assert_eq!(
+            get(s.node.http, "/v/s/a.ts", HOST, &[]).unwrap().status,
+            200
+        );
+        let st = s.node.stop_with(sig).unwrap();
+        assert!(st.success(), "signal {sig}: {st:?}\n{}", s.node.log());
+        assert!(
+            s.node.log().contains("shutting down"),
+            "signal {sig}: {}",
+            s.node.log()
+        );
+    }
+}
+
 #[test]
 fn sighup_does_not_kill_and_health_says_draining_until_the_drain_ends() {
     let mut s = setup("drain-health", "", |req: &SeenRequest| {
