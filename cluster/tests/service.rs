@@ -292,23 +292,62 @@ fn two_services_see_each_other_and_expire_a_stopped_one() {
     b.shutdown();
 }
 
-/// Multicast needs a network namespace with a multicast-capable interface; run it there:
-/// `ARROW_TEST_MULTICAST=239.255.77.77:7777 [ARROW_TEST_MULTICAST_IFACE=eth0] cargo test -p
-/// arrow-cluster --test service multicast` (or `[ff15::77]:7777` with an interface name).
-/// Reported as ignored by the test command (multicast comets between real nodes run in
-/// network namespaces in `tests/tests/cluster.rs`); run with `--ignored` it fails without
-/// `ARROW_TEST_MULTICAST`.
+/// Two services over real multicast. By default the test runs in a network namespace of its
+/// own (the test thread unshares one: root is needed, and without it the test fails saying
+/// so), with `lo` made multicast-capable and a route for 224.0.0.0/4 on it; the services'
+/// threads inherit the namespace. `ARROW_TEST_MULTICAST=group:port
+/// [ARROW_TEST_MULTICAST_IFACE=eth0]` runs it in the current namespace on that group instead
+/// (e.g. `[ff15::77]:7777` with an interface name).
 #[test]
-#[ignore = "needs a multicast-capable interface: set ARROW_TEST_MULTICAST and run with --ignored (tests/tests/cluster.rs covers multicast in namespaces)"]
 fn two_services_over_multicast() {
-    let group = std::env::var("ARROW_TEST_MULTICAST")
-        .expect("ARROW_TEST_MULTICAST=group:port is required for this test");
+    let (group, iface) = match std::env::var("ARROW_TEST_MULTICAST") {
+        Ok(g) => (g, std::env::var("ARROW_TEST_MULTICAST_IFACE").ok()),
+        Err(_) => {
+            return std::thread::spawn(|| {
+                private_multicast_namespace();
+                multicast_pair("239.255.77.77:7777".into(), Some("lo".into()));
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        }
+    };
+    multicast_pair(group, iface);
+}
+
+/// Move this thread into a new network namespace whose `lo` carries multicast.
+fn private_multicast_namespace() {
+    // SAFETY: unshare(2) with CLONE_NEWNET changes only this thread's network namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        panic!(
+            "a private network namespace is needed for the multicast test (root): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    for args in [
+        &["link", "set", "lo", "up"][..],
+        &["link", "set", "lo", "multicast", "on"],
+        &["route", "add", "224.0.0.0/4", "dev", "lo"],
+    ] {
+        // A child forked from this thread runs in its namespace.
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("ip {args:?}: {e} (iproute2 is needed)"));
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn multicast_pair(group: String, iface: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let start = |name: &str| {
         let mut cfg = ClusterConfig::with_secret(SECRET);
         cfg.table_path = dir.path().join("table-{node}");
         cfg.group = Some(group.parse().expect("ARROW_TEST_MULTICAST is group:port"));
-        cfg.interface = std::env::var("ARROW_TEST_MULTICAST_IFACE").ok();
+        cfg.interface = iface.clone();
         cfg.comet_interval_ms = 50;
         let stats = Arc::new(LocalStats::new(1));
         stats.set_weight_bytes(1 << 40);
