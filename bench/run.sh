@@ -7,7 +7,8 @@
 #   --full   HTTP scenarios, 5 rounds × 10 s, then storage, dns and policy      (< 30 minutes)
 #   --smoke  Arrow + the origin only, 1 KiB hits, one 1 s wrk run (a curl loop when wrk is
 #            absent); installs nothing; exit status 0 only if every check held  (seconds)
-#   --only   one of: hit1k hit1m longtail miss http storage dns policy disktier slowread shards lib
+#   --only   one of: hit1k hit1m longtail miss http storage dns policy disktier slowread shards
+#            smallobj lib
 #
 # HTTP peers: arrow, nginx (proxy_cache), varnish (malloc), ats (Traffic Server, disk only); see
 # bench/http_bench.sh for the layout and scenarios. storage, dns and policy are the scripts
@@ -60,10 +61,10 @@ done
 
 HTTP_SCENARIOS="hit1k hit1m longtail miss"
 case $ONLY in
-    "") EXTRAS=$([ "$MODE" = full ] && echo "storage disktier slowread shards dns policy lib" || true); SCEN=$HTTP_SCENARIOS ;;
+    "") EXTRAS=$([ "$MODE" = full ] && echo "storage disktier slowread shards smallobj dns policy lib" || true); SCEN=$HTTP_SCENARIOS ;;
     http) EXTRAS=""; SCEN=$HTTP_SCENARIOS ;;
     hit1k | hit1m | longtail | miss) EXTRAS=""; SCEN=$ONLY ;;
-    storage | dns | policy | disktier | slowread | shards | lib) EXTRAS=$ONLY; SCEN="" ;;
+    storage | dns | policy | disktier | slowread | shards | smallobj | lib) EXTRAS=$ONLY; SCEN="" ;;
     *) die "--only: unknown scenario $ONLY" ;;
 esac
 
@@ -160,6 +161,7 @@ for x in $EXTRAS; do
                  env_extra=(ROUNDS="${STORAGE_ROUNDS:-3}") ;;
         dns) script=$BENCH_DIR/dns_bench.sh ;;
         lib) script=$BENCH_DIR/lib_bench.sh ;;
+        smallobj) script=$BENCH_DIR/smallobj.sh ;;
         disktier | slowread | shards) script=$BENCH_DIR/$x.sh; args=("$OUT/$x")
                  env_extra=(ROUNDS="${EXTRA_ROUNDS:-3}" DURATION_S="${EXTRA_SECONDS:-5}") ;;
         policy) script=$BENCH_DIR/policy_compare.sh ;;

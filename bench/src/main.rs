@@ -24,6 +24,7 @@ use clap::{Parser, Subcommand};
 
 mod cluster_sim;
 mod dns_serve;
+mod fill_ratio;
 mod replay;
 mod restart_bench;
 mod storage_bench;
@@ -46,6 +47,8 @@ enum Command {
     StorageRead(storage_bench::StorageReadArgs),
     /// Fill a slab with N objects, then time reopening it.
     Restart(restart_bench::RestartArgs),
+    /// Fill new slabs with small objects until the first eviction: body bytes ÷ slab size.
+    FillRatio(fill_ratio::FillRatioArgs),
     /// Simulate cluster placement: forwarding vs mirror count, key movement, bounded load.
     ClusterSim(cluster_sim::ClusterSimArgs),
     /// Keep a cluster table fresh with fake nodes (for the library benchmarks).
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::DnsServe(args) => dns_serve::run(args),
         Command::StorageRead(args) => storage_bench::run(args),
         Command::Restart(args) => restart_bench::run(args),
+        Command::FillRatio(args) => fill_ratio::run(args),
         Command::ClusterSim(args) => cluster_sim::run(args),
         Command::TableWriter(args) => table_writer::run_writer(args),
         Command::Placement(args) => table_writer::run_placement(args),
