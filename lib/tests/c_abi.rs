@@ -17,13 +17,27 @@ fn target_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
-fn compile(dir: &Path) -> PathBuf {
-    let lib = target_dir().join("libarrow_cdn.a");
+/// libarrow_cdn.a of this build: `cargo test` builds the crate as an rlib only, so the static
+/// library is built here (once; a no-op when `cargo build -p arrow-lib` already made it).
+fn static_lib() -> PathBuf {
+    let profile_dir = target_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "arrow-lib"]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
     assert!(
-        lib.exists(),
-        "{} missing (cargo builds it with the crate)",
-        lib.display()
+        cmd.status().expect("cargo build").success(),
+        "building arrow-lib failed"
     );
+    let lib = profile_dir.join("libarrow_cdn.a");
+    assert!(lib.exists(), "{} missing after the build", lib.display());
+    lib
+}
+
+fn compile(dir: &Path) -> PathBuf {
+    let lib = static_lib();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = dir.join("abi");
     let out = Command::new("gcc")
