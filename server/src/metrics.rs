@@ -126,6 +126,8 @@ pub struct ShardMetrics {
     /// Gauges: fills still fetching, and body bytes held by fills.
     pub fills_fetching: Counter,
     pub fill_buffer_bytes: Counter,
+    /// Gauge: the highest `fill_buffer_bytes` since start.
+    pub fill_buffer_bytes_peak: Counter,
     /// Gauge: the bound of `fill_buffer_bytes` (limits.fill_buffer_bytes_max).
     pub fill_buffer_bytes_max: Counter,
     /// Misses streamed uncached because fill memory was at its bound.
@@ -217,7 +219,7 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 29] = [
+    let counters: [(&str, &str, u64); 30] = [
         (
             "arrow_fill_buffer_bytes_max",
             "Bound of arrow_fill_buffer_bytes (per shard, summed).",
@@ -262,6 +264,15 @@ pub fn render(
             "arrow_fill_buffer_bytes",
             "Body bytes held in memory by fills.",
             sum(&|s| s.fill_buffer_bytes.get()),
+        ),
+        (
+            "arrow_fill_buffer_bytes_peak",
+            "The most body bytes fills held at once on one shard since start (bound: arrow_fill_buffer_bytes_max per shard).",
+            shards
+                .iter()
+                .map(|s| s.fill_buffer_bytes_peak.get())
+                .max()
+                .unwrap_or(0),
         ),
         (
             "arrow_body_bytes_total",

@@ -86,6 +86,8 @@ pub(super) struct Fill {
     pub(super) error: Cell<bool>,
     pub(super) event: event_listener::Event,
     pub(super) budget: Rc<Cell<u64>>,
+    /// The shard's highest `budget` so far (`arrow_fill_buffer_bytes_peak`).
+    pub(super) budget_peak: Rc<Cell<u64>>,
     /// The disk writer's progress while the body is stored: viewers that fell behind the window
     /// read from it (read-while-write through storage).
     pub(super) progress: RefCell<Option<Rc<WriteProgress>>>,
@@ -131,6 +133,8 @@ impl Fill {
         w.pieces.push_back(piece);
         w.bytes += n;
         self.budget.set(self.budget.get() + n);
+        self.budget_peak
+            .set(self.budget_peak.get().max(self.budget.get()));
         drop(w);
         self.received.set(self.received.get() + n);
         self.trim(window_max, shared);
@@ -257,6 +261,7 @@ impl ShardCache {
             error: Cell::new(false),
             event: event_listener::Event::new(),
             budget: self.fill_bytes.clone(),
+            budget_peak: self.fill_bytes_peak.clone(),
             progress: RefCell::new(None),
             consumed: Cell::new(0),
             readers: Cell::new(0),

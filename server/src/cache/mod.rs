@@ -110,6 +110,8 @@ pub struct ShardCache {
     /// node generates itself.
     cors: RefCell<HashMap<usize, Bytes>>,
     fill_bytes: Rc<Cell<u64>>,
+    /// The highest `fill_bytes` since start.
+    fill_bytes_peak: Rc<Cell<u64>>,
     /// Fills still receiving from upstream (the bound of `fills_in_flight_max`; fills that
     /// only wait for their disk commit do not count).
     fetching: Rc<Cell<usize>>,
@@ -147,6 +149,7 @@ impl ShardCache {
             fills: RefCell::new(HashMap::new()),
             cors: RefCell::new(HashMap::new()),
             fill_bytes: Rc::new(Cell::new(0)),
+            fill_bytes_peak: Rc::new(Cell::new(0)),
             fetching: Rc::new(Cell::new(0)),
         })
     }
@@ -159,6 +162,9 @@ impl ShardCache {
     pub fn publish_gauges(&self) {
         self.metrics.fills_fetching.set(self.fetching.get() as u64);
         self.metrics.fill_buffer_bytes.set(self.fill_bytes.get());
+        self.metrics
+            .fill_buffer_bytes_peak
+            .set(self.fill_bytes_peak.get());
         self.metrics
             .fill_buffer_bytes_max
             .set(self.limits.load().fill_buffer_bytes_max);
