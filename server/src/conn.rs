@@ -206,7 +206,7 @@ const PEER_FAILOVERS_MAX: u32 = 3;
 
 /// Read until a full head is in `buf`; enforce byte and time bounds.
 async fn read_head(ctx: &ShardCtx, stream: &mut TcpStream, buf: &mut Vec<u8>) -> ReadHead {
-    let limits = ctx.node.limits.load();
+    let limits = ctx.node.limits.load_full();
     let deadline = Instant::now() + Duration::from_millis(limits.header_timeout_ms);
     let mut first = buf.is_empty();
     loop {
@@ -410,7 +410,7 @@ async fn respond(
     keep_alive: bool,
     stream: &mut TcpStream,
 ) -> Outcome {
-    let limits = ctx.node.limits.load();
+    let limits = ctx.node.limits.load_full();
     let timeout = Duration::from_millis(limits.body_timeout_ms);
     let mut sink = SocketSink::new(stream, timeout);
     sink.pace = Some(crate::pace::Pace::new(&limits, Some(ctx.metrics.clone())));
@@ -551,6 +551,11 @@ async fn respond(
     // zero-copy send and costs the same wherever its connection landed. If the descriptor cannot
     // be duplicated, the owning shard serves into a bounded channel and this shard relays.
     ctx.metrics.cross_shard.inc();
+    // A replica that comes back is kept only if no purge or disk change happened meanwhile.
+    let epoch = ctx
+        .node
+        .replica_epoch
+        .load(std::sync::atomic::Ordering::Relaxed);
     let (tx, rx) = async_channel::bounded::<Reply>(8);
     let msg = match dup_socket(sink.stream) {
         Some(socket) => ShardMsg::ServeOnSocket {
@@ -578,7 +583,7 @@ async fn respond(
                     rx.close(); // the owning shard sees the closed channel and stops
                 }
             }
-            Reply::Replica { meta, body } => ctx.cache.keep_replica(&creq, &meta, body),
+            Reply::Replica { meta, body } => ctx.cache.keep_replica(&creq, &meta, body, epoch),
             Reply::Done(mut o) => {
                 o.aborted |= aborted;
                 return o;

@@ -504,7 +504,7 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
         ShardMsg::ServeOnSocket { req, socket, reply } => {
             let out = match monoio::net::TcpStream::from_std(std::net::TcpStream::from(socket)) {
                 Ok(mut stream) => {
-                    let limits = ctx.node.limits.load();
+                    let limits = ctx.node.limits.load_full();
                     let mut sink = crate::sink::SocketSink::new(
                         &mut stream,
                         Duration::from_millis(limits.body_timeout_ms),
@@ -591,7 +591,9 @@ async fn purge_local(
     prefix: Option<&str>,
 ) -> Result<usize, String> {
     // Replicas first: this shard's copies of other shards' objects (not counted as purged
-    // objects; their owners count those).
+    // objects; their owners count those). The epoch moves too, so a copy of a purged object
+    // still on its way from its owner (a hit served just before the purge) is not kept.
+    ctx.node.replica_epoch.fetch_add(1, Ordering::Relaxed);
     {
         let mut replicas = ctx.cache.replicas.borrow_mut();
         if let Some(k) = key {

@@ -54,14 +54,19 @@ impl ShardCache {
             .await
     }
 
-    /// Keep the replica an owning shard sent for `req`'s key.
-    pub fn keep_replica(&self, req: &CacheRequest, meta: &Bytes, body: Bytes) {
+    /// Keep the replica an owning shard sent for `req`'s key, if the node's replica epoch is
+    /// still `epoch`, the one read when the request was sent (a purge or a disk change since
+    /// may have removed what the copy holds).
+    pub fn keep_replica(&self, req: &CacheRequest, meta: &Bytes, body: Bytes, epoch: u64) {
+        let now = self
+            .replica_epoch
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now != epoch {
+            return;
+        }
         let Some(meta) = Meta::decode(meta) else {
             return;
         };
-        let epoch = self
-            .replica_epoch
-            .load(std::sync::atomic::Ordering::Relaxed);
         self.metrics.replicas_made.inc();
         self.replicas
             .borrow_mut()

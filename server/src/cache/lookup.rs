@@ -144,8 +144,11 @@ impl ShardCache {
                 }
                 // Fill memory is bounded per shard: a new fill may hold up to one window, so
                 // past the bound the miss streams through a bounded buffer, uncached.
-                let limits = self.limits.load();
-                if self.fill_bytes.get() + limits.fill_window_bytes > limits.fill_buffer_bytes_max {
+                let over = {
+                    let limits = self.limits.load();
+                    self.fill_bytes.get() + limits.fill_window_bytes > limits.fill_buffer_bytes_max
+                };
+                if over {
                     self.metrics.fills_over_memory.inc();
                     return self.pass_through(req, sink).await;
                 }
