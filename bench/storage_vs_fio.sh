@@ -10,7 +10,9 @@
 #   (defaults: /var/tmp/arrow-bench, 1 GiB, 10 s; DIR must accept O_DIRECT, so not tmpfs)
 #
 # rand4k compares read operations/s (each arrow object is one 4 KiB block: record + 3,900-byte
-# body); seq1m compares disk MB/s (each arrow object is 1 MiB + one 4 KiB record block).
+# body); seq1m compares disk MB/s (each arrow object is 1 MiB + one 4 KiB record block). fio
+# reads the same extent of the file as the engine: the part its objects occupy (the engine
+# prints its offset and length; a first engine run before round 1 fills the slab if needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-/var/tmp/arrow-bench}
@@ -30,10 +32,18 @@ for spec in ${PATTERNS:-rand4k:32 seq1m:8}; do
   # without touching the device, which would flatter fio's whole-file random reads.
   [ -f "$file" ] || dd if=/dev/zero of="$file" bs=4M count=$((SIZE / 4194304)) oflag=direct status=none
   ratios=()
+  EXTENT=""
   for round in $(seq 1 "$ROUNDS"); do
     # Odd rounds run the engine first, even rounds fio first, so an order effect cancels out.
     run_arrow() { "$BIN" storage-read --file "$file" --size-bytes "$SIZE" --pattern "$pattern" --iodepth "$depth" --seconds "$SECONDS_RUN"; }
-    run_fio() { FILE="$file" SIZE="$SIZE" IODEPTH="$depth" RUNTIME="$SECONDS_RUN" fio --output-format=json "bench/fio/$pattern.fio"; }
+    # fio reads the extent the engine's objects occupy (offset and length printed by the
+    # engine), so both read the same bytes of the file.
+    if [ -z "${EXTENT:-}" ]; then
+      first=$(run_arrow)
+      EXTENT="$(sed -n 's/.*extent_offset=\([0-9]*\) extent_bytes=\([0-9]*\).*/\1 \2/p' <<<"$first")"
+      [ -n "$EXTENT" ] || { echo "storage-read printed no extent: $first" >&2; exit 1; }
+    fi
+    run_fio() { FILE="$file" OFFSET="${EXTENT% *}" SIZE="${EXTENT#* }" IODEPTH="$depth" RUNTIME="$SECONDS_RUN" fio --output-format=json "bench/fio/$pattern.fio"; }
     if [ $((round % 2)) = 1 ]; then
       out=$(run_arrow); json=$(run_fio)
     else

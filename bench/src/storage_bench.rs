@@ -214,12 +214,19 @@ async fn run_async(args: &StorageReadArgs) -> Result<(), String> {
         bytes += b;
     }
     let secs = t0.elapsed().as_secs_f64();
+    // The extent the objects occupy (a fresh slab fills its data area from the start): fio
+    // reads the same bytes, not the whole file.
+    let extent_offset = arrow_storage::layout::Geometry::new(args.size_bytes, 1 << 20)
+        .map_err(|e| e.to_string())?
+        .data_start_block
+        * arrow_storage::layout::BLOCK_BYTES;
+    let extent_bytes = store.stats().disks[0].used_bytes;
     let disk_bytes_per_op = match pattern {
         Pattern::Rand4k => 4096.0,
         Pattern::Seq1m => ((body + 200) as f64 / 4096.0).ceil() * 4096.0,
     };
     println!(
-        "engine=arrow pattern={:?} iodepth={} objects={count} seconds={secs:.2} ops_per_s={:.0} body_mb_per_s={:.1} disk_mb_per_s={:.1}",
+        "engine=arrow pattern={:?} iodepth={} objects={count} seconds={secs:.2} ops_per_s={:.0} body_mb_per_s={:.1} disk_mb_per_s={:.1} extent_offset={extent_offset} extent_bytes={extent_bytes}",
         pattern,
         args.iodepth,
         ops as f64 / secs,
