@@ -266,21 +266,16 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
             let Some((id, action)) = rest.split_once('/') else {
                 return (
                     404,
-                    "use /disks/<uuid>/offline or /disks/<uuid>/online\n".into(),
+                    "use /disks/<uuid>/offline, /disks/<uuid>/online or /disks/<uuid>/replace\n"
+                        .into(),
                     TEXT,
                 );
             };
-            let online = match action {
-                "online" => true,
-                "offline" => false,
-                _ => {
-                    return (
-                        404,
-                        "use /disks/<uuid>/offline or /disks/<uuid>/online\n".into(),
-                        TEXT,
-                    )
-                }
-            };
+            let usage =
+                "use /disks/<uuid>/offline, /disks/<uuid>/online or /disks/<uuid>/replace\n";
+            if !matches!(action, "online" | "offline" | "replace") {
+                return (404, usage.into(), TEXT);
+            }
             let Some(entry) = ctx
                 .node
                 .disks
@@ -290,13 +285,18 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
                 return (404, format!("no disk {id}\n"), TEXT);
             };
             let (rtx, rrx) = async_channel::bounded(1);
-            let _ = ctx.node.senders[entry.shard]
-                .send(ShardMsg::SetDisk {
+            let msg = match action {
+                "replace" => ShardMsg::ReplaceDisk {
                     disk: entry.id,
-                    online,
                     reply: rtx,
-                })
-                .await;
+                },
+                _ => ShardMsg::SetDisk {
+                    disk: entry.id,
+                    online: action == "online",
+                    reply: rtx,
+                },
+            };
+            let _ = ctx.node.senders[entry.shard].send(msg).await;
             match rrx.recv().await {
                 Ok(Ok(())) => (200, format!("disk {id} {action}\n"), TEXT),
                 Ok(Err(e)) => (409, format!("{e}\n"), TEXT),

@@ -65,6 +65,11 @@ pub enum ShardMsg {
         online: bool,
         reply: async_channel::Sender<Result<(), String>>,
     },
+    /// Open a disk's configured path again (a swapped device): see `Store::replace_disk`.
+    ReplaceDisk {
+        disk: DiskId,
+        reply: async_channel::Sender<Result<(), String>>,
+    },
 }
 
 pub enum Reply {

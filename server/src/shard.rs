@@ -550,6 +550,32 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
                 }
             }
         }
+        ShardMsg::ReplaceDisk { disk, reply } => {
+            let r = match &ctx.cache.store {
+                Some(s) if s.stats().disks.iter().any(|d| d.id == disk) => {
+                    s.replace_disk(disk).await.map_err(|e| e.to_string())
+                }
+                _ => Err(format!("disk {disk} is not on shard {}", ctx.shard)),
+            };
+            if let Some(e) = ctx
+                .node
+                .disks
+                .get()
+                .and_then(|d| d.iter().find(|e| e.id == disk))
+            {
+                // Replaced: online (empty, same identity); refused: offline. Either way its
+                // keys' owner may have changed, and replicas of them go.
+                e.online.store(r.is_ok(), Ordering::Relaxed);
+                ctx.node.replica_epoch.fetch_add(1, Ordering::Relaxed);
+            }
+            match &r {
+                Ok(()) => tracing::warn!(%disk, "disk replaced: online, empty"),
+                Err(e) => {
+                    tracing::error!(%disk, error = %e, "disk replacement refused; the disk stays offline")
+                }
+            }
+            let _ = reply.send(r).await;
+        }
         ShardMsg::Purge { key, prefix, reply } => {
             let r = purge_local(ctx, key.as_deref(), prefix.as_deref()).await;
             let _ = reply.send(r).await;

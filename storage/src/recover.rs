@@ -21,10 +21,14 @@ use std::rc::Rc;
 const SCAN_BLOCKS_PER_READ: u64 = 256;
 
 /// Open (or create and format) the disk of `spec`. Err is the refusal reason, naming the path.
+/// `identity`: the disk must be this one (a replacement keeps the replaced disk's UUID, so key
+/// placement over the node's disks does not change): a blank device or file is formatted with
+/// it, and one holding another Arrow disk is refused.
 pub(crate) async fn open_disk(
     spec: &DiskSpec,
     chunk_bytes: u32,
     ring: &Rc<DiskRing>,
+    identity: Option<u128>,
 ) -> Result<Disk, String> {
     let path = &spec.path;
     let (file, created) = SlabFile::open(path, spec.size_bytes, ring).map_err(|e| e.to_string())?;
@@ -32,7 +36,7 @@ pub(crate) async fn open_disk(
     let (res, buf) = file.read_blocks(buf, 0).await;
     res.map_err(|e| e.to_string())?;
     if created || buf.as_slice().iter().all(|&b| b == 0) {
-        format(&file, spec, chunk_bytes, created)
+        format(&file, spec, chunk_bytes, created, identity)
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -40,6 +44,15 @@ pub(crate) async fn open_disk(
     let (res, buf) = file.read_blocks(buf, 0).await;
     res.map_err(|e| e.to_string())?;
     let sb = Superblock::decode(buf.as_slice(), path)?;
+    if let Some(want) = identity.filter(|&w| w != sb.uuid) {
+        return Err(format!(
+            "{}: holds Arrow disk {}, not {}; to use it as the replacement, zero its first block (e.g. dd if=/dev/zero of={} bs=4096 count=1 oflag=direct conv=notrunc)",
+            path.display(),
+            uuid::Uuid::from_u128(sb.uuid),
+            uuid::Uuid::from_u128(want),
+            path.display()
+        ));
+    }
     if sb.geometry.size_bytes != spec.size_bytes {
         return Err(format!(
             "{}: configured size {} bytes differs from the disk's {} bytes",
@@ -188,6 +201,7 @@ async fn format(
     spec: &DiskSpec,
     chunk_bytes: u32,
     created: bool,
+    identity: Option<u128>,
 ) -> Result<(), crate::StorageError> {
     let geometry = Geometry::new(spec.size_bytes, chunk_bytes)?;
     if !created {
@@ -204,7 +218,7 @@ async fn format(
         }
     }
     let sb = Superblock {
-        uuid: uuid::Uuid::new_v4().as_u128(),
+        uuid: identity.unwrap_or_else(|| uuid::Uuid::new_v4().as_u128()),
         geometry,
         offline: false,
         epoch_unix_secs: unix_secs(),

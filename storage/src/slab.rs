@@ -192,6 +192,13 @@ pub fn supports_o_direct(dir: &Path) -> bool {
 pub const SLAB_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl SlabFile {
+    /// Release the slab lock (a disk being replaced: the new open of its path takes it, even
+    /// while reads still in flight keep this descriptor open).
+    pub fn unlock(&self) {
+        // SAFETY: flock on a descriptor this file owns; no memory is passed.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+
     /// Open `path` with O_DIRECT, its I/O to go through `ring`; a missing regular file is created
     /// and preallocated to `size_bytes` (fallocate). Returns the file and whether it was created.
     /// Open (creating a regular file if needed) and lock the slab at `path`.

@@ -86,8 +86,11 @@ pub struct StoreStats {
 /// One shard's storage: its disks and RAM tier. Used from one thread; methods take `&self`
 /// so it can be shared as `Rc<Store>` by many tasks.
 pub struct Store {
-    disks: Vec<Rc<Disk>>,
+    /// Replaced whole by [`Store::replace_disk`]; never borrowed across an `.await`.
+    disks: RefCell<Vec<Rc<Disk>>>,
     ram: RefCell<RamTier>,
+    cfg: StoreConfig,
+    ring: Rc<DiskRing>,
 }
 
 impl Store {
@@ -101,7 +104,7 @@ impl Store {
             StorageError::Config(format!("io_uring for the disks could not be set up: {e}"))
         })?;
         for spec in &cfg.disks {
-            match open_disk(spec, cfg.chunk_bytes, &ring).await {
+            match open_disk(spec, cfg.chunk_bytes, &ring, None).await {
                 Ok(d) => {
                     if disks.iter().any(|o| o.id == d.id) {
                         refused.push(DiskRefusal {
@@ -127,23 +130,64 @@ impl Store {
         }
         Ok((
             Store {
-                disks,
+                disks: RefCell::new(disks),
                 ram: RefCell::new(RamTier::new(cfg.ram_tier_bytes)),
+                cfg,
+                ring,
             },
             refused,
         ))
     }
 
-    fn disk(&self, id: DiskId) -> Result<&Rc<Disk>, StorageError> {
+    fn disk(&self, id: DiskId) -> Result<Rc<Disk>, StorageError> {
         self.disks
+            .borrow()
             .iter()
             .find(|d| d.id == id)
+            .cloned()
             .ok_or(StorageError::UnknownDisk(id))
+    }
+
+    /// The open disks (a snapshot: safe to hold across an `.await`).
+    fn all_disks(&self) -> Vec<Rc<Disk>> {
+        self.disks.borrow().clone()
+    }
+
+    /// Replace disk `id` by what its configured path holds now (a swapped device, or a file
+    /// recreated in its place), without a restart: the old disk goes offline (its objects and
+    /// RAM-tier units are gone with it), the path is opened again — a blank device or file is
+    /// formatted with the same UUID, so keys keep their placement over the node's disks; one
+    /// holding this disk is recovered; one holding another Arrow disk is refused — and the new
+    /// disk comes online. On an error the old disk stays, offline.
+    pub async fn replace_disk(&self, id: DiskId) -> Result<(), StorageError> {
+        let old = self.disk(id)?;
+        let spec = self
+            .cfg
+            .disks
+            .iter()
+            .find(|s| s.path == old.path)
+            .cloned()
+            .ok_or(StorageError::UnknownDisk(id))?;
+        old.st.borrow_mut().online = false;
+        self.ram.borrow_mut().remove_disk(id.0);
+        old.file.unlock();
+        let new = open_disk(&spec, self.cfg.chunk_bytes, &self.ring, Some(id.0))
+            .await
+            .map_err(StorageError::Config)?;
+        {
+            let mut disks = self.disks.borrow_mut();
+            if let Some(slot) = disks.iter_mut().find(|d| d.id == id) {
+                *slot = Rc::new(new);
+            }
+        }
+        old.waiters.wake_all();
+        self.set_online(id, true).await
     }
 
     /// (id, weight = size_bytes, online) of every open disk.
     pub fn disks(&self) -> Vec<(DiskId, u64, bool)> {
         self.disks
+            .borrow()
             .iter()
             .map(|d| (d.id, d.geo.size_bytes, d.online()))
             .collect()
@@ -154,6 +198,7 @@ impl Store {
         rendezvous_pick(
             key,
             self.disks
+                .borrow()
                 .iter()
                 .filter(|d| d.online())
                 .map(|d| (d.id, d.geo.size_bytes)),
@@ -248,7 +293,7 @@ impl Store {
                 return Ok(part_of(&held, at, len, want_span));
             }
         }
-        let body = timed_read(d, obj, unit_start, unit_len).await?;
+        let body = timed_read(&d, obj, unit_start, unit_len).await?;
         let admitted = unit_len <= tier_max && {
             let mut ram = self.ram.borrow_mut();
             ram.admit(obj.disk.0, unit, unit_len)
@@ -306,7 +351,7 @@ impl Store {
         };
         let timing = d.reads.start();
         let res =
-            reader::read_extent_blocks(d, &extents, c * cb / BLOCK_BYTES, cb / BLOCK_BYTES).await;
+            reader::read_extent_blocks(&d, &extents, c * cb / BLOCK_BYTES, cb / BLOCK_BYTES).await;
         // The writer may have given up meanwhile and its blocks been reused: then nothing read
         // here is this object's.
         if !progress.alive() {
@@ -333,7 +378,7 @@ impl Store {
 
     /// The checks every read makes first: the range lies in the body, the disk is online, and
     /// the slot still holds the object that was looked up.
-    fn readable(&self, obj: &ObjectInfo, offset: u64, len: u64) -> Result<&Rc<Disk>, StorageError> {
+    fn readable(&self, obj: &ObjectInfo, offset: u64, len: u64) -> Result<Rc<Disk>, StorageError> {
         let in_body = matches!(offset.checked_add(len), Some(end) if end <= obj.body_len);
         if !in_body {
             return Err(StorageError::Range {
@@ -400,7 +445,7 @@ impl Store {
         {
             return Err(StorageError::NotAdmitted);
         }
-        Ok(ObjectWriter::new(Rc::clone(d), key, h, meta, body_len_max))
+        Ok(ObjectWriter::new(d, key, h, meta, body_len_max))
     }
 
     /// Replace the metadata of `key` on `disk` (revalidation). Ok(false) if not present.
@@ -435,7 +480,7 @@ impl Store {
         let Some(id) = d.st.borrow().index.find(h as u64) else {
             return Ok(false);
         };
-        let units = Self::units_of(d, id);
+        let units = Self::units_of(&d, id);
         self.ram.borrow_mut().remove_object(disk.0, id, units);
         d.drop_slots(&[id], false).await?;
         Ok(true)
@@ -445,7 +490,7 @@ impl Store {
     /// object's record to learn its key). Returns how many were removed.
     pub async fn purge_prefix(&self, prefix: &[u8]) -> Result<usize, StorageError> {
         let mut removed = 0usize;
-        for d in &self.disks {
+        for d in &self.all_disks() {
             if !d.online() {
                 continue;
             }
@@ -512,7 +557,7 @@ impl Store {
     ) -> u64 {
         const SPAN_BLOCKS: u64 = (1 << 20) / BLOCK_BYTES;
         let mut total_bps = 0.0f64;
-        for d in &self.disks {
+        for d in &self.all_disks() {
             if !d.online() {
                 continue;
             }
@@ -562,7 +607,7 @@ impl Store {
     }
 
     pub async fn flush(&self) -> Result<(), StorageError> {
-        for d in &self.disks {
+        for d in &self.all_disks() {
             if d.online() {
                 d.durable().await?;
             }
@@ -574,6 +619,7 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         let disks = self
             .disks
+            .borrow()
             .iter()
             .map(|d| {
                 let st = d.st.borrow();

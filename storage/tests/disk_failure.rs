@@ -186,3 +186,77 @@ fn write_block0(path: &Path, block: &[u8]) {
     f.write_all(block).unwrap();
     f.sync_all().unwrap();
 }
+
+/// A failed disk swapped without a restart: its path now holds a blank file (a new device);
+/// `replace_disk` formats it with the same UUID (placement unchanged), brings it online empty,
+/// and the other disks keep every object. A path holding another Arrow disk is refused with
+/// what to do, and the disk stays offline.
+#[test]
+fn a_swapped_disk_comes_back_empty_under_its_own_identity() {
+    common::run(async {
+        let dir = common::odirect_tempdir();
+        let cfg = common::config(dir.path(), 3, DISK_BYTES, CHUNK_BYTES, THRESHOLD);
+        let (store, refused) = Store::open(cfg.clone()).await.unwrap();
+        assert!(refused.is_empty());
+        let mut placed: HashMap<u32, DiskId> = HashMap::new();
+        for i in 0..60 {
+            let disk = store.pick_disk(&key(i)).unwrap();
+            put(&store, disk, &key(i)).await;
+            placed.insert(i, disk);
+        }
+        let bad = placed[&0];
+        let stats = store.stats();
+        let path = |id: DiskId| {
+            stats
+                .disks
+                .iter()
+                .find(|d| d.id == id)
+                .unwrap()
+                .path
+                .clone()
+        };
+        let bad_path = path(bad);
+        let other = *placed.values().find(|&&d| d != bad).unwrap();
+
+        // Another Arrow disk in its place: refused, the disk stays offline.
+        std::fs::copy(path(other), &bad_path).unwrap();
+        let e = store.replace_disk(bad).await.unwrap_err().to_string();
+        assert!(
+            e.contains("holds Arrow disk") && e.contains("zero its first block"),
+            "{e}"
+        );
+        assert!(
+            !store
+                .stats()
+                .disks
+                .iter()
+                .find(|d| d.id == bad)
+                .unwrap()
+                .online
+        );
+        assert!(store.lookup(bad, &key(0)).is_none());
+
+        // A blank file (a new device): formatted with the same identity, online, empty.
+        std::fs::remove_file(&bad_path).unwrap();
+        store.replace_disk(bad).await.unwrap();
+        let after = store.stats();
+        let d = after.disks.iter().find(|d| d.id == bad).unwrap();
+        assert!(d.online && d.objects == 0, "{d:?}");
+        for (i, disk) in &placed {
+            let found = store.lookup(*disk, &key(*i)).is_some();
+            assert_eq!(found, *disk != bad, "key {i} on {disk}");
+        }
+        // Placement unchanged: the keys of the swapped disk go to it again, and are stored.
+        assert_eq!(store.pick_disk(&key(0)), Some(bad));
+        put(&store, bad, &key(0)).await;
+        let info = store.lookup(bad, &key(0)).unwrap();
+        let body = store.read(&info, 0, info.body_len).await.unwrap();
+        assert_eq!(&body[..], &common::generated_body(&key(0), 100_000)[..]);
+        drop(store);
+
+        // After a restart the replacement is the same disk, with its object.
+        let (store, refused) = Store::open(cfg).await.unwrap();
+        assert!(refused.is_empty(), "{refused:?}");
+        assert!(store.lookup(bad, &key(0)).is_some());
+    });
+}

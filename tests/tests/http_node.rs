@@ -899,6 +899,88 @@ fn admin_takes_a_disk_offline_and_only_its_keys_move() {
     );
 }
 
+/// Swapping a failed disk without a restart: its slab is gone (a new, blank device in its
+/// place), `POST /disks/<uuid>/replace` opens the path again under the same identity, the disk
+/// comes back online and empty, only its keys miss once, and every other object stays. A path
+/// holding another Arrow disk is refused (409, saying how to reuse it).
+#[test]
+fn a_disk_swapped_without_a_restart_comes_back_empty_and_loses_nothing_else() {
+    let dir = scratch_dir("disk-swap");
+    let origin = Origin::start(media);
+    let (http, admin) = addrs();
+    let cfg = node_config(dir.path(), http, admin, &[origin.url()], "").replace(
+        "[[host]]",
+        &format!(
+            "[[disk]]\npath = \"{}/d1.slab\"\nsize_bytes = 67108864\n\n[[host]]",
+            dir.path().display()
+        ),
+    );
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    let paths: Vec<String> = (0..40).map(|i| format!("/v/w{i}/seg.ts")).collect();
+    for p in &paths {
+        assert_eq!(get(node.http, p, HOST, &[]).unwrap().status, 200);
+    }
+    let disks = String::from_utf8(get(node.admin, "/disks", "admin", &[]).unwrap().body).unwrap();
+    let line = disks.lines().next().unwrap().to_string();
+    let uuid = line.split_whitespace().next().unwrap().to_string();
+    let slab = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("path="))
+        .unwrap()
+        .to_string();
+    let other_slab = disks
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("path=")))
+        .unwrap()
+        .to_string();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let replace = || {
+        request(
+            node.admin,
+            "POST",
+            &format!("/disks/{uuid}/replace"),
+            "admin",
+            &[("Authorization", &auth)],
+        )
+        .unwrap()
+    };
+    // Another Arrow disk where the slab was: refused, saying how to reuse it.
+    std::fs::remove_file(&slab).unwrap();
+    std::fs::copy(&other_slab, &slab).unwrap();
+    let r = replace();
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("holds Arrow disk"));
+    // A blank slab (the new device): replaced, online, empty.
+    std::fs::remove_file(&slab).unwrap();
+    let r = replace();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let disks = String::from_utf8(get(node.admin, "/disks", "admin", &[]).unwrap().body).unwrap();
+    assert!(
+        disks.contains(&format!("{uuid} shard=0 online")) && disks.contains("objects=0"),
+        "{disks}"
+    );
+    let before = origin.requests();
+    let mut missed = 0;
+    for p in &paths {
+        let r = get(node.http, p, HOST, &[]).unwrap();
+        assert_eq!(r.body, body_for(p, 10_000));
+        if r.x_cache() != "HIT" {
+            missed += 1;
+        }
+    }
+    assert_eq!(origin.requests() - before, missed as u64);
+    assert!(
+        missed > 5 && missed < 35,
+        "only the swapped disk's keys (about half) missed: {missed}"
+    );
+    // Stored again on the replacement (same placement): all hits.
+    assert!(wait_until(Duration::from_secs(5), || paths.iter().all(
+        |p| get(node.http, p, HOST, &[]).unwrap().x_cache() == "HIT"
+    )));
+    assert_eq!(origin.requests() - before, missed as u64);
+}
+
 /// Sum of every sample of `name` (a metric name, labels or not) in a /metrics text.
 fn metric_sum(m: &str, name: &str) -> f64 {
     m.lines()
