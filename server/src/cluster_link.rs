@@ -103,7 +103,7 @@ impl ClusterLink {
         let c = self.handle.counters();
         let mut o = String::new();
         let _ = writeln!(o, "# HELP arrow_brpu_bps Bitrate per user this node can sustain now.\n# TYPE arrow_brpu_bps gauge\narrow_brpu_bps {}", prom_bps(b.brpu_bps));
-        let _ = writeln!(o, "# TYPE arrow_capacity_bps gauge");
+        let _ = writeln!(o, "# HELP arrow_capacity_bps Bits/s this node can deliver, by bound (cpu, net, disk) and their minimum.\n# TYPE arrow_capacity_bps gauge");
         for (r, v) in [
             ("cpu", b.c_cpu_bps),
             ("net", b.c_net_bps),
@@ -114,19 +114,19 @@ impl ClusterLink {
         }
         let _ = writeln!(
             o,
-            "# TYPE arrow_brpu_guarantee_bps gauge\narrow_brpu_guarantee_bps {}",
+            "# HELP arrow_brpu_guarantee_bps The bitrate per user the cluster guarantees (cluster.brpu_guarantee_bps).\n# TYPE arrow_brpu_guarantee_bps gauge\narrow_brpu_guarantee_bps {}",
             b.guarantee_bps
         );
-        let _ = writeln!(o, "# TYPE arrow_users gauge\narrow_users {}", b.users);
+        let _ = writeln!(o, "# HELP arrow_users Viewers counted for the brpu (connections that carried media recently).\n# TYPE arrow_users gauge\narrow_users {}", b.users);
         let _ = writeln!(
             o,
-            "# TYPE arrow_mirroring gauge\narrow_mirroring {}",
+            "# HELP arrow_mirroring 1 while this node keeps pulled copies (mirroring on).\n# TYPE arrow_mirroring gauge\narrow_mirroring {}",
             self.handle.mirroring() as u8
         );
         let _ = writeln!(o, "# HELP arrow_comets_sent_total Comets sent.\n# TYPE arrow_comets_sent_total counter\narrow_comets_sent_total {}", c.sent);
         let _ = writeln!(
             o,
-            "# TYPE arrow_comets_accepted_total counter\narrow_comets_accepted_total {}",
+            "# HELP arrow_comets_accepted_total Comets accepted into the cluster table.\n# TYPE arrow_comets_accepted_total counter\narrow_comets_accepted_total {}",
             c.accepted
         );
         let _ = writeln!(o, "# HELP arrow_comets_dropped_total Comets dropped, by reason.\n# TYPE arrow_comets_dropped_total counter");
@@ -142,14 +142,18 @@ impl ClusterLink {
             let _ = writeln!(o, "arrow_comets_dropped_total{{reason=\"{reason}\"}} {v}");
         }
         let now = arrow_cluster::monotonic_ms();
-        let _ = writeln!(o, "# TYPE arrow_comet_age_ms gauge");
-        for n in self.handle.table().snapshot() {
+        let nodes = self.handle.table().snapshot();
+        let _ = writeln!(o, "# HELP arrow_comet_age_ms Time since each node's last comet was accepted.\n# TYPE arrow_comet_age_ms gauge");
+        for n in &nodes {
             let _ = writeln!(
                 o,
                 "arrow_comet_age_ms{{node=\"{}\"}} {}",
                 n.name,
                 now.saturating_sub(n.last_seen_ms)
             );
+        }
+        let _ = writeln!(o, "# HELP arrow_node_in_service 1 while a node of the table is in service (a comet within the missing interval).\n# TYPE arrow_node_in_service gauge");
+        for n in &nodes {
             let _ = writeln!(
                 o,
                 "arrow_node_in_service{{node=\"{}\"}} {}",
