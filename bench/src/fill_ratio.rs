@@ -41,12 +41,7 @@ fn key(i: usize) -> Vec<u8> {
 
 /// Run `fill-ratio`.
 pub fn run(args: &FillRatioArgs) -> Result<(), String> {
-    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .with_entries(1024)
-        .enable_timer()
-        .build()
-        .map_err(|e| format!("io_uring runtime: {e}"))?
-        .block_on(run_async(args))
+    crate::storage_bench::runtime()?.block_on(run_async(args))
 }
 
 struct Row {

@@ -79,7 +79,8 @@ fn key(pattern: Pattern, i: usize) -> Vec<u8> {
     format!("bench/{pattern:?}/{i:09}").into_bytes()
 }
 
-fn runtime() -> Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>, String> {
+pub(crate) fn runtime(
+) -> Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>, String> {
     monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
         .with_entries(1024)
         .enable_timer()

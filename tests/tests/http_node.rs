@@ -618,19 +618,30 @@ fn uncacheable_responses_pass_through() {
     assert_eq!(r.body, b"POST /api/x");
 }
 
+/// `node_config` with two shards on cores 0 and 1, each owning one disk.
+fn two_shard_config(
+    dir: &std::path::Path,
+    http: SocketAddr,
+    admin: SocketAddr,
+    origin: &str,
+) -> String {
+    node_config(dir, http, admin, &[origin.to_string()], "")
+        .replace("cores = [0]", "cores = [0, 1]")
+        .replace(
+            "[[host]]",
+            &format!(
+                "[[disk]]\npath = \"{}/d1.slab\"\nsize_bytes = 67108864\nshard = 1\n\n[[host]]",
+                dir.display()
+            ),
+        )
+}
+
 #[test]
 fn two_shards_serve_keys_of_each_others_disks() {
     let dir = scratch_dir("shards");
     let origin = Origin::start(media);
     let (http, admin) = addrs();
-    let base = node_config(dir.path(), http, admin, &[origin.url()], "");
-    let cfg = base.replace("cores = [0]", "cores = [0, 1]").replace(
-        "[[host]]",
-        &format!(
-            "[[disk]]\npath = \"{}/d1.slab\"\nsize_bytes = 67108864\nshard = 1\n\n[[host]]",
-            dir.path().display()
-        ),
-    );
+    let cfg = two_shard_config(dir.path(), http, admin, &origin.url());
     let node = Node::start(dir.path(), &cfg, http, admin);
     for round in 0..2 {
         for i in 0..40 {
@@ -672,14 +683,7 @@ fn connections_received_by_one_core_spread_over_both_shards() {
     let dir = scratch_dir("balance");
     let origin = Origin::start(media);
     let (http, admin) = addrs();
-    let base = node_config(dir.path(), http, admin, &[origin.url()], "");
-    let cfg = base.replace("cores = [0]", "cores = [0, 1]").replace(
-        "[[host]]",
-        &format!(
-            "[[disk]]\npath = \"{}/d1.slab\"\nsize_bytes = 67108864\nshard = 1\n\n[[host]]",
-            dir.path().display()
-        ),
-    );
+    let cfg = two_shard_config(dir.path(), http, admin, &origin.url());
     let node = Node::start(dir.path(), &cfg, http, admin);
     let http = node.http;
     // Every connection from a thread pinned to core 0, so its SYNs are processed there.
@@ -748,14 +752,7 @@ fn small_objects_of_the_other_shard_are_served_from_replicas_until_purged() {
     let dir = scratch_dir("replicas");
     let origin = Origin::start(media);
     let (http, admin) = addrs();
-    let base = node_config(dir.path(), http, admin, &[origin.url()], "");
-    let cfg = base.replace("cores = [0]", "cores = [0, 1]").replace(
-        "[[host]]",
-        &format!(
-            "[[disk]]\npath = \"{}/d1.slab\"\nsize_bytes = 67108864\nshard = 1\n\n[[host]]",
-            dir.path().display()
-        ),
-    );
+    let cfg = two_shard_config(dir.path(), http, admin, &origin.url());
     let node = Node::start(dir.path(), &cfg, http, admin);
     let metric = |name: &str| -> u64 {
         let m = String::from_utf8(get(node.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
