@@ -39,7 +39,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             Ok(None) => continue,
             Err(e) => {
                 let resp = http::simple_response(e.status, &ctx.node.name, &e.reason, false);
-                send(&mut stream, resp).await;
+                send(stream, resp).await;
                 return;
             }
         }
@@ -54,11 +54,12 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     if req.method != "HEAD" {
         out.extend_from_slice(body.as_bytes());
     }
-    send(&mut stream, out).await;
+    send(stream, out).await;
 }
 
-async fn send(stream: &mut TcpStream, data: Vec<u8>) {
-    let mut sink = SocketSink::new(stream, Duration::from_secs(5));
+async fn send(stream: TcpStream, data: Vec<u8>) {
+    let mut io = crate::netio::Transport::plain(stream);
+    let mut sink = SocketSink::new(&mut io, Duration::from_secs(5));
     let _ = sink.send(data, Bytes::new()).await;
 }
 

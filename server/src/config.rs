@@ -18,6 +18,7 @@ pub struct Config {
     pub cluster: Option<arrow_cluster::ClusterConfig>,
     pub dns: Option<arrow_dns::DnsConfig>,
     pub overflow: Option<OverflowConfig>,
+    pub tls: Option<TlsConfig>,
     /// The file it was loaded from (what a reload reads again).
     pub path: Option<std::path::PathBuf>,
 }
@@ -69,6 +70,63 @@ fn default_targeted_field() -> String {
 
 fn default_cores() -> Vec<usize> {
     vec![0]
+}
+
+/// HTTPS for viewers (`[tls]`): listeners, the default certificate, suites, session tickets
+/// and handshake bounds. Certificates per host rule are `tls_certificate`/`tls_key` in
+/// `[[host]]`; SNI picks the first rule whose `hosts` match the name, else this default.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// TLS listeners; every shard binds each with SO_REUSEPORT.
+    pub listen: Vec<SocketAddr>,
+    /// Default certificate chain (PEM, leaf first) for names no host rule's certificate
+    /// covers and for clients that send no name. Default: none (such handshakes fail).
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// The default certificate's private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Suites allowed, by IANA name (e.g. `["TLS13_AES_128_GCM_SHA256"]`). Default: all that
+    /// rustls offers (AEAD suites with forward secrecy only).
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    /// Offer TLS 1.2 besides TLS 1.3. Default true.
+    #[serde(default = "yes")]
+    pub tls12: bool,
+    /// File of at least 32 random bytes from which session-ticket keys are derived (`openssl
+    /// rand 80 > file`): nodes and restarts sharing it resume each other's sessions. Default:
+    /// a random secret per run (tickets survive neither a restart nor another node).
+    #[serde(default)]
+    pub ticket_key_file: Option<PathBuf>,
+    /// Ticket key rotation period: a ticket opens in its period and the next. Default 21600.
+    #[serde(default = "default_ticket_rotation")]
+    pub ticket_rotation_s: u64,
+    /// TLS 1.2 sessions remembered by id (shared by all shards). Default 16384.
+    #[serde(default = "default_session_cache")]
+    pub session_cache_entries: usize,
+    /// A handshake must complete within this. Default 10000.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_ms: u64,
+    /// Handshakes in progress per shard; a connection beyond it is closed at once. Default 1024.
+    #[serde(default = "default_handshakes_in_flight")]
+    pub handshakes_in_flight_max: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_ticket_rotation() -> u64 {
+    21600
+}
+fn default_session_cache() -> usize {
+    16384
+}
+fn default_handshake_timeout() -> u64 {
+    10_000
+}
+fn default_handshakes_in_flight() -> usize {
+    1024
 }
 
 /// The limits in force: swapped by a reload (SIGHUP); readers load them where they use them.
@@ -254,6 +312,17 @@ pub struct RawHostRule {
     /// day. Default: none (only `default_ttl_s` applies).
     #[serde(default)]
     pub heuristic_freshness_percent: Option<u8>,
+    /// Certificate chain (PEM) served to viewers asking for one of `hosts` by SNI, on the
+    /// `[tls]` listeners. Default: the `[tls]` default certificate.
+    #[serde(default)]
+    pub tls_certificate: Option<PathBuf>,
+    /// The private key of `tls_certificate`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that `https://` origins of this rule are verified against instead
+    /// of the system's roots.
+    #[serde(default)]
+    pub origin_ca_file: Option<PathBuf>,
 }
 
 pub use arrow_cluster::keys::{QueryKey, RawQuery};
@@ -273,6 +342,8 @@ pub struct HostRule {
     pub origin_headers_drop: Vec<String>,
     pub keep_cdn_cache_control: bool,
     pub heuristic_freshness_percent: Option<u8>,
+    /// (certificate, key) paths for viewers asking for these hosts over TLS.
+    pub tls_certificate: Option<(PathBuf, PathBuf)>,
 }
 
 /// One origin: where to connect and how to name it.
@@ -281,6 +352,14 @@ pub struct Origin {
     pub url: String,
     pub host_port: String,
     pub addr: SocketAddr,
+    /// For `https://` origins: how to verify them and the name to ask for.
+    pub tls: Option<OriginTls>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OriginTls {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub name: rustls_pki_types::ServerName<'static>,
 }
 
 pub use arrow_cluster::OverflowConfig;
@@ -303,6 +382,8 @@ struct RawConfig {
     dns: Option<arrow_dns::DnsConfig>,
     #[serde(default)]
     overflow: Option<OverflowConfig>,
+    #[serde(default)]
+    tls: Option<TlsConfig>,
 }
 
 /// A config error that names the key, and the line where the parser knows it.
@@ -332,7 +413,7 @@ impl Config {
         let same =
             |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
         let (a, b) = (&self.node, &next.node);
-        let fixed: [(&str, bool); 13] = [
+        let fixed: [(&str, bool); 14] = [
             ("node.name", same(&a.name, &b.name)),
             ("node.cores", same(&a.cores, &b.cores)),
             ("node.listen", same(&a.listen, &b.listen)),
@@ -352,10 +433,14 @@ impl Config {
             ("[cluster]", same(&self.cluster, &next.cluster)),
             ("[dns]", same(&self.dns, &next.dns)),
             ("[overflow]", same(&self.overflow, &next.overflow)),
+            (
+                "tls.listen",
+                self.tls.as_ref().map(|t| &t.listen) == next.tls.as_ref().map(|t| &t.listen),
+            ),
         ];
         if let Some((what, _)) = fixed.iter().find(|(_, same)| !same) {
             return Some(format!(
-                "{what} changed: it cannot change without a restart (a reload applies [[host]] rules, [limits] and the access log)"
+                "{what} changed: it cannot change without a restart (a reload applies [[host]] rules, [limits], the access log and [tls] but its listeners)"
             ));
         }
         if a.access_log.is_some() && b.access_log.is_none() {
@@ -571,6 +656,14 @@ impl RawConfig {
         for (i, h) in self.hosts.into_iter().enumerate() {
             hosts.push(h.validate(i)?);
         }
+        if let Some(t) = &self.tls {
+            t.validate(&hosts)?;
+        } else if let Some(i) = hosts.iter().position(|h| h.tls_certificate.is_some()) {
+            return Err((
+                format!("host[{i}].tls_certificate"),
+                "needs a [tls] section with its listeners".into(),
+            ));
+        }
         if let Some(c) = &self.cluster {
             c.validate().map_err(|m| ("cluster".to_string(), m))?;
         }
@@ -594,6 +687,7 @@ impl RawConfig {
             cluster: self.cluster,
             dns: self.dns,
             overflow: self.overflow,
+            tls: self.tls,
             path: None,
         })
     }
@@ -615,9 +709,39 @@ impl RawHostRule {
             ));
         }
         let mut origins = Vec::new();
+        let mut origin_tls = None;
         for o in &self.origins {
-            origins.push(parse_origin(o).map_err(|m| (format!("host[{i}].origins"), m))?);
+            if o.starts_with("https://") && origin_tls.is_none() {
+                origin_tls = Some(
+                    crate::tls::client_config(self.origin_ca_file.as_deref())
+                        .map_err(|m| (format!("host[{i}].origin_ca_file"), m))?,
+                );
+            }
+            origins.push(
+                parse_origin_with(o, origin_tls.clone())
+                    .map_err(|m| (format!("host[{i}].origins"), m))?,
+            );
         }
+        let tls_certificate = match (self.tls_certificate, self.tls_key) {
+            (Some(c), Some(k)) => {
+                crate::tls::load_certified_key(&c, &k)
+                    .map_err(|m| (format!("host[{i}].tls_certificate"), m))?;
+                Some((c, k))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err((
+                    format!("host[{i}].tls_key"),
+                    "needed with tls_certificate".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err((
+                    format!("host[{i}].tls_certificate"),
+                    "needed with tls_key".into(),
+                ))
+            }
+        };
         let mut origin_headers_set = String::new();
         let mut origin_headers_drop = Vec::new();
         for (name, value) in &self.origin_request_headers {
@@ -663,24 +787,99 @@ impl RawHostRule {
             origins,
             origin_host: self.origin_host,
             default_ttl_s: self.default_ttl_s,
+            tls_certificate,
         })
     }
 }
 
-/// Parse and resolve an origin base URL (`http://host:port`; https origins are not supported
-/// yet and say so).
-pub fn parse_origin(s: &str) -> Result<Origin, String> {
-    let url = url::Url::parse(s).map_err(|e| format!("bad origin URL {s:?}: {e}"))?;
-    if url.scheme() != "http" {
-        return Err(format!(
-            "origin {s:?}: only http:// origins are supported (TLS to origin is not built yet)"
-        ));
+impl TlsConfig {
+    fn validate(&self, hosts: &[HostRule]) -> Result<(), KeyError> {
+        if self.listen.is_empty() {
+            return Err(("tls.listen".into(), "needs at least one address".into()));
+        }
+        match (&self.certificate, &self.key) {
+            (Some(c), Some(k)) => {
+                crate::tls::load_certified_key(c, k).map_err(|m| ("tls.certificate".into(), m))?;
+            }
+            (None, None) => {
+                if hosts.iter().all(|h| h.tls_certificate.is_none()) {
+                    return Err((
+                        "tls.certificate".into(),
+                        "needed: no [[host]] rule has a tls_certificate either".into(),
+                    ));
+                }
+            }
+            (Some(_), None) => return Err(("tls.key".into(), "needed with certificate".into())),
+            (None, Some(_)) => return Err(("tls.certificate".into(), "needed with key".into())),
+        }
+        let known = crate::tls::known_suites();
+        if let Some(bad) = self
+            .cipher_suites
+            .iter()
+            .find(|c| !known.contains(&c.as_str()))
+        {
+            return Err((
+                "tls.cipher_suites".into(),
+                format!("{bad:?} is not one of {}", known.join(", ")),
+            ));
+        }
+        if let Some(f) = &self.ticket_key_file {
+            crate::tls::TicketKeys::from_file(f, self.ticket_rotation_s)
+                .map_err(|m| ("tls.ticket_key_file".into(), m))?;
+        }
+        for (key, v) in [
+            ("tls.ticket_rotation_s", self.ticket_rotation_s),
+            ("tls.handshake_timeout_ms", self.handshake_timeout_ms),
+            (
+                "tls.handshakes_in_flight_max",
+                self.handshakes_in_flight_max as u64,
+            ),
+        ] {
+            if v == 0 {
+                return Err((key.into(), "must be above 0".into()));
+            }
+        }
+        Ok(())
     }
+}
+
+/// Parse and resolve a plain origin base URL (`http://host:port`).
+pub fn parse_origin(s: &str) -> Result<Origin, String> {
+    parse_origin_with(s, None)
+}
+
+/// Parse and resolve an origin base URL: `http://host:port`, or `https://host:port` verified
+/// with `tls` (a client configuration; required for https).
+pub fn parse_origin_with(
+    s: &str,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<Origin, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("bad origin URL {s:?}: {e}"))?;
+    let https = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(format!(
+                "origin {s:?}: scheme {other:?} is not http:// or https://"
+            ))
+        }
+    };
     let host = url
         .host_str()
         .ok_or_else(|| format!("origin {s:?} has no host"))?;
-    let port = url.port_or_known_default().unwrap_or(80);
-    let host_port = if port == 80 {
+    let tls = match (https, tls) {
+        (false, _) => None,
+        (true, None) => return Err(format!("origin {s:?}: no TLS configuration")),
+        (true, Some(config)) => {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let name = rustls_pki_types::ServerName::try_from(bare.to_string())
+                .map_err(|e| format!("origin {s:?}: {host} is not a TLS server name: {e}"))?;
+            Some(OriginTls { config, name })
+        }
+    };
+    let default_port = if https { 443 } else { 80 };
+    let port = url.port_or_known_default().unwrap_or(default_port);
+    let host_port = if port == default_port {
         host.to_string()
     } else {
         format!("{host}:{port}")
@@ -695,6 +894,7 @@ pub fn parse_origin(s: &str) -> Result<Origin, String> {
         url: s.trim_end_matches('/').to_string(),
         host_port,
         addr,
+        tls,
     })
 }
 
@@ -808,9 +1008,44 @@ origins = ["http://127.0.0.1:9000"]
     }
 
     #[test]
-    fn https_origin_is_refused_clearly() {
-        let text = MINIMAL.replace("http://127.0.0.1:9000", "https://127.0.0.1:9000");
+    fn origins_are_http_or_https_and_a_bad_ca_file_is_named() {
+        let text = MINIMAL.replace("http://127.0.0.1:9000", "ftp://127.0.0.1:9000");
         let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
-        assert!(e.contains("only http://"), "{e}");
+        assert!(
+            e.contains("host[0].origins") && e.contains("\"ftp\""),
+            "{e}"
+        );
+        let text = MINIMAL.replace(
+            "origins = [\"http://127.0.0.1:9000\"]",
+            "origins = [\"https://127.0.0.1:9443\"]\norigin_ca_file = \"/nonexistent/ca.pem\"",
+        );
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("host[0].origin_ca_file") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_needs_listeners_and_certificates_that_load() {
+        let e = Config::parse(
+            &format!("{MINIMAL}\n[tls]\nlisten = [\"127.0.0.1:0\"]\n"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tls.certificate") && e.contains("needed"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("c.pem");
+        std::fs::write(&cert, "not a certificate\n").unwrap();
+        let text = format!(
+            "{MINIMAL}\n[tls]\nlisten = [\"127.0.0.1:0\"]\ncertificate = \"{c}\"\nkey = \"{c}\"\n",
+            c = cert.display()
+        );
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("key `tls.certificate`") && e.contains("c.pem"),
+            "{e}"
+        );
     }
 }

@@ -20,6 +20,7 @@ use crate::http::connection_value;
 use crate::http::{self, BodyKind, Request};
 use crate::keys;
 use crate::metrics::CacheResult;
+use crate::netio::Transport;
 use crate::sink::SocketSink;
 
 const READ_BYTES: usize = 16 * 1024;
@@ -30,19 +31,96 @@ enum ReadHead {
     Refused(u16, String),
 }
 
-pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::SocketAddr) {
+pub async fn handle(ctx: Rc<ShardCtx>, stream: TcpStream, peer: std::net::SocketAddr, tls: bool) {
     let _ = stream.set_nodelay(true);
     let limits = ctx.node.limits.load_full();
     limit_unsent(&stream, limits.send_unsent_bytes_max);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    let mut stream = Transport::plain(stream);
+    if tls && !accept_tls(&ctx, &mut stream, &mut buf, peer).await {
+        return;
+    }
+    serve(&ctx, &mut stream, buf, peer, &limits).await;
+    // What a last response left encrypted goes out, then close_notify.
+    stream
+        .close(Duration::from_millis(limits.body_timeout_ms))
+        .await;
+}
+
+/// The TLS handshake of a connection on a TLS listener, within the handshake deadline and the
+/// shard's bound on handshakes in flight. A plain HTTP request gets a 400 that says so (as
+/// nginx answers); every failure is counted by reason and closes the connection.
+async fn accept_tls(
+    ctx: &Rc<ShardCtx>,
+    io: &mut Transport,
+    buf: &mut Vec<u8>,
+    peer: std::net::SocketAddr,
+) -> bool {
+    use crate::tls::HandshakeFailure;
+    let Some(tls) = ctx.node.tls.load_full() else {
+        return false;
+    };
+    if ctx.tls_handshakes.get() >= tls.handshakes_in_flight_max {
+        ctx.metrics.tls.failed(HandshakeFailure::Limit);
+        return false;
+    }
+    let mut session = match crate::tls::Session::server(tls.config.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "TLS session not created");
+            return false;
+        }
+    };
+    ctx.tls_handshakes.set(ctx.tls_handshakes.get() + 1);
+    let deadline = Instant::now() + tls.handshake_timeout;
+    let r = session.handshake(&mut io.stream, deadline, buf).await;
+    ctx.tls_handshakes.set(ctx.tls_handshakes.get() - 1);
+    match r {
+        Ok(()) => {
+            ctx.metrics
+                .tls
+                .completed(session.resumed(), session.version(), session.cipher());
+            io.tls = Some(Box::new(session));
+            true
+        }
+        Err(f) => {
+            ctx.metrics.tls.failed(f);
+            if f == HandshakeFailure::PlainHttp {
+                let rid = ctx.next_request_id();
+                let resp = http::error_response(
+                    400,
+                    &ctx.node.name,
+                    "The plain HTTP request was sent to HTTPS port",
+                    false,
+                    &rid,
+                    b"",
+                );
+                let _ = write_all(io, resp, Duration::from_secs(1)).await;
+                ctx.metrics.bad_requests.inc();
+                ctx.metrics.request(400, CacheResult::Local, 0);
+                ctx.access_log(peer, None, 400, 0, CacheResult::Local, &rid);
+            }
+            false
+        }
+    }
+}
+
+/// The request loop of one connection (plain, or TLS after its handshake).
+async fn serve(
+    ctx: &Rc<ShardCtx>,
+    stream: &mut Transport,
+    mut buf: Vec<u8>,
+    peer: std::net::SocketAddr,
+    limits: &crate::config::Limits,
+) {
     let body_timeout = Duration::from_millis(limits.body_timeout_ms);
     let mut served = 0u64;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream.stream);
     loop {
         if ctx.node.shutting_down() && buf.is_empty() {
             break;
         }
-        let head = read_head(&ctx, &mut stream, &mut buf).await;
+        let head = read_head(ctx, stream, &mut buf).await;
         let req = match head {
             ReadHead::Request(r) => r,
             ReadHead::Closed => break,
@@ -50,7 +128,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
                 ctx.metrics.bad_requests.inc();
                 let rid = ctx.next_request_id();
                 let resp = http::error_response(status, &ctx.node.name, &reason, false, &rid, b"");
-                let mut sink = SocketSink::new(&mut stream, body_timeout);
+                let mut sink = SocketSink::new(stream, body_timeout);
                 use crate::sink::Sink;
                 let _ = sink.send(resp, Bytes::new()).await;
                 ctx.metrics.request(status, CacheResult::Local, 0);
@@ -72,7 +150,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
                     &rid,
                     b"",
                 );
-                let _ = write_all(&mut stream, resp, body_timeout).await;
+                let _ = write_all(stream, resp, body_timeout).await;
                 ctx.metrics.request(417, CacheResult::Local, 0);
                 break;
             }
@@ -80,7 +158,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
                 req.minor_version >= 1 && req.body != BodyKind::None && buf.len() == req.head_len;
             if held_back
                 && write_all(
-                    &mut stream,
+                    stream,
                     b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
                     body_timeout,
                 )
@@ -95,7 +173,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
             BodyKind::None => Vec::new(),
             BodyKind::Chunked => {
                 match read_chunked_body(
-                    &mut stream,
+                    stream,
                     &mut buf,
                     req.head_len,
                     limits.request_body_bytes_max,
@@ -118,7 +196,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
                         };
                         let resp =
                             http::error_response(status, &ctx.node.name, &reason, false, &rid, b"");
-                        let _ = write_all(&mut stream, resp, body_timeout).await;
+                        let _ = write_all(stream, resp, body_timeout).await;
                         ctx.metrics.request(status, CacheResult::Local, 0);
                         break;
                     }
@@ -137,19 +215,11 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
                         &rid,
                         b"",
                     );
-                    let _ = write_all(&mut stream, resp, body_timeout).await;
+                    let _ = write_all(stream, resp, body_timeout).await;
                     ctx.metrics.request(413, CacheResult::Local, 0);
                     break;
                 }
-                match read_body(
-                    &mut stream,
-                    &mut buf,
-                    req.head_len,
-                    n as usize,
-                    body_timeout,
-                )
-                .await
-                {
+                match read_body(stream, &mut buf, req.head_len, n as usize, body_timeout).await {
                     Ok(b) => b,
                     Err(_) => break,
                 }
@@ -165,7 +235,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
             ctx.viewers.begin(fd, &ctx.metrics.viewers_active);
         }
         let out = respond(
-            &ctx,
+            ctx,
             &req,
             &rid,
             peer.ip(),
@@ -173,7 +243,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
             viewer,
             body,
             keep_alive,
-            &mut stream,
+            stream,
         )
         .await;
         if viewer {
@@ -205,7 +275,7 @@ pub async fn handle(ctx: Rc<ShardCtx>, mut stream: TcpStream, peer: std::net::So
 const PEER_FAILOVERS_MAX: u32 = 3;
 
 /// Read until a full head is in `buf`; enforce byte and time bounds.
-async fn read_head(ctx: &ShardCtx, stream: &mut TcpStream, buf: &mut Vec<u8>) -> ReadHead {
+async fn read_head(ctx: &ShardCtx, stream: &mut Transport, buf: &mut Vec<u8>) -> ReadHead {
     let limits = ctx.node.limits.load_full();
     let deadline = Instant::now() + Duration::from_millis(limits.header_timeout_ms);
     let mut first = buf.is_empty();
@@ -258,7 +328,7 @@ async fn read_head(ctx: &ShardCtx, stream: &mut TcpStream, buf: &mut Vec<u8>) ->
 }
 
 async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     buf: &mut Vec<u8>,
     head_len: usize,
     n: usize,
@@ -266,8 +336,7 @@ async fn read_body(
 ) -> io::Result<Vec<u8>> {
     while buf.len() < head_len + n {
         let spare = std::mem::take(buf);
-        let (res, b) = match monoio::time::timeout(t, crate::netio::read_more(stream, spare)).await
-        {
+        let (res, b) = match monoio::time::timeout(t, stream.read_more(spare)).await {
             Ok(x) => x,
             Err(_) => return Err(io::ErrorKind::TimedOut.into()),
         };
@@ -299,7 +368,7 @@ const CHUNK_LINE_BYTES_MAX: usize = 4096;
 /// at most `max` body bytes, each read within `t`. Trailer fields are read and dropped. On
 /// success the head and body are removed from `buf` (pipelined bytes stay).
 async fn read_chunked_body(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     buf: &mut Vec<u8>,
     head_len: usize,
     max: usize,
@@ -359,12 +428,12 @@ async fn read_chunked_body(
 }
 
 async fn fill_more(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     buf: &mut Vec<u8>,
     t: Duration,
 ) -> Result<(), ChunkedError> {
     let spare = std::mem::take(buf);
-    let (res, b) = monoio::time::timeout(t, crate::netio::read_more(stream, spare))
+    let (res, b) = monoio::time::timeout(t, stream.read_more(spare))
         .await
         .map_err(|_| ChunkedError::Io)?;
     *buf = b;
@@ -374,7 +443,7 @@ async fn fill_more(
     }
 }
 
-async fn write_all(stream: &mut TcpStream, data: Vec<u8>, t: Duration) -> io::Result<()> {
+async fn write_all(stream: &mut Transport, data: Vec<u8>, t: Duration) -> io::Result<()> {
     let mut sink = SocketSink::new(stream, t);
     use crate::sink::Sink;
     sink.send(data, Bytes::new()).await
@@ -408,7 +477,7 @@ async fn respond(
     viewer: bool,
     body: Vec<u8>,
     keep_alive: bool,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
 ) -> Outcome {
     let limits = ctx.node.limits.load_full();
     let timeout = Duration::from_millis(limits.body_timeout_ms);
@@ -557,7 +626,13 @@ async fn respond(
         .replica_epoch
         .load(std::sync::atomic::Ordering::Relaxed);
     let (tx, rx) = async_channel::bounded::<Reply>(8);
-    let msg = match dup_socket(sink.stream) {
+    // Over TLS the session lives here: the owning shard serves into the channel.
+    let socket = if sink.io.is_tls() {
+        None
+    } else {
+        dup_socket(&sink.io.stream)
+    };
+    let msg = match socket {
         Some(socket) => ShardMsg::ServeOnSocket {
             req: Box::new(creq.clone()),
             socket,

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use arrow_storage::DiskId;
 use bytes::Bytes;
-use monoio::net::TcpStream;
 
 use crate::cache::{CacheRequest, Outcome, ShardCache};
 use crate::config::Config;
@@ -49,6 +48,8 @@ pub enum ShardMsg {
     Adopt {
         socket: std::os::fd::OwnedFd,
         peer: std::net::SocketAddr,
+        /// Accepted on a TLS listener: the handshake is still to come.
+        tls: bool,
     },
     /// Remove a key (from every disk of the shard) or every key under a prefix.
     Purge {
@@ -115,6 +116,15 @@ pub struct Node {
     /// Moves whenever a disk goes offline or online (keys change owners): every shard's
     /// replicas of an older epoch are dropped ([`crate::cache::replica`]).
     pub replica_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Viewer TLS in force (certificates, suites, handshake bounds): built at start, swapped by
+    /// a reload; new handshakes take the current one.
+    pub tls: arc_swap::ArcSwapOption<crate::tls::TlsServer>,
+    /// Ticket keys and the TLS 1.2 session cache: one for the node's life, kept across reloads
+    /// so sessions resume on every shard and after a certificate reload.
+    tls_sessions: OnceLock<(
+        Arc<crate::tls::TicketKeys>,
+        Arc<dyn rustls::server::StoresServerSessions>,
+    )>,
     pub(crate) shutdown: AtomicBool,
 }
 
@@ -145,6 +155,8 @@ impl Node {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             shutdown: AtomicBool::new(false),
+            tls: arc_swap::ArcSwapOption::empty(),
+            tls_sessions: OnceLock::new(),
             replica_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
@@ -156,6 +168,57 @@ impl Node {
             .iter()
             .map(|m| m.viewers_active.get())
             .sum::<u64>() as u32
+    }
+
+    /// Build the viewer TLS of `cfg` (loading its certificates): `Ok(None)` without `[tls]`.
+    /// Errors name the setting and the file.
+    pub fn build_tls(&self, cfg: &Config) -> Result<Option<crate::tls::TlsServer>, String> {
+        let Some(t) = &cfg.tls else {
+            return Ok(None);
+        };
+        let (tickets, sessions) = match self.tls_sessions.get() {
+            Some(s) => s.clone(),
+            None => {
+                let keys = match &t.ticket_key_file {
+                    Some(f) => crate::tls::TicketKeys::from_file(f, t.ticket_rotation_s)
+                        .map_err(|e| format!("tls.ticket_key_file: {e}"))?,
+                    None => crate::tls::TicketKeys::random(t.ticket_rotation_s),
+                };
+                let cache: Arc<dyn rustls::server::StoresServerSessions> =
+                    rustls::server::ServerSessionMemoryCache::new(t.session_cache_entries);
+                self.tls_sessions
+                    .get_or_init(|| (Arc::new(keys), cache))
+                    .clone()
+            }
+        };
+        let default = match (&t.certificate, &t.key) {
+            (Some(c), Some(k)) => Some(
+                crate::tls::load_certified_key(c, k)
+                    .map_err(|e| format!("tls.certificate: {e}"))?,
+            ),
+            _ => None,
+        };
+        let mut by_rule = Vec::new();
+        for (i, h) in cfg.hosts.iter().enumerate() {
+            if let Some((c, k)) = &h.tls_certificate {
+                let ck = crate::tls::load_certified_key(c, k)
+                    .map_err(|e| format!("host[{i}].tls_certificate: {e}"))?;
+                by_rule.push((h.key.clone(), ck));
+            }
+        }
+        let config = crate::tls::server_config(crate::tls::ServerSettings {
+            resolver: crate::tls::CertResolver { by_rule, default },
+            cipher_suites: t.cipher_suites.clone(),
+            tls12: t.tls12,
+            tickets,
+            sessions,
+        })
+        .map_err(|e| format!("tls: {e}"))?;
+        Ok(Some(crate::tls::TlsServer {
+            config,
+            handshake_timeout: Duration::from_millis(t.handshake_timeout_ms),
+            handshakes_in_flight_max: t.handshakes_in_flight_max,
+        }))
     }
 
     pub fn shutting_down(&self) -> bool {
@@ -194,6 +257,8 @@ pub struct ShardCtx {
     pub(crate) requests_seen: std::cell::Cell<u64>,
     /// Open admin connections (among `connections`): the drain does not wait for them.
     pub(crate) admin_connections: std::cell::Cell<usize>,
+    /// TLS handshakes in progress on this shard (bounded by `tls.handshakes_in_flight_max`).
+    pub(crate) tls_handshakes: std::cell::Cell<usize>,
 }
 
 impl ShardCtx {
@@ -201,19 +266,19 @@ impl ShardCtx {
     /// (`idle`) the connection is registered, so a shutdown can end the read at once.
     pub async fn timed_read(
         &self,
-        stream: &mut TcpStream,
+        io: &mut crate::netio::Transport,
         buf: Vec<u8>,
         wait: Duration,
         idle: bool,
     ) -> Option<(std::io::Result<usize>, Vec<u8>)> {
-        let fd = stream.as_raw_fd();
+        let fd = io.stream.as_raw_fd();
         if idle {
             if self.node.shutting_down() {
                 return None;
             }
             self.idle.borrow_mut().insert(fd);
         }
-        let r = monoio::time::timeout(wait, crate::netio::read_more(stream, buf)).await;
+        let r = monoio::time::timeout(wait, io.read_more(buf)).await;
         if idle {
             self.idle.borrow_mut().remove(&fd);
         }

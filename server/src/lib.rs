@@ -36,5 +36,6 @@ pub mod shard;
 pub mod sink;
 pub mod splice;
 pub mod steer;
+pub mod tls;
 pub mod vary;
 pub mod viewers;

@@ -48,6 +48,10 @@ enum Cmd {
         /// Size of the temporary slab file.
         #[arg(long, default_value_t = 256 << 20)]
         disk_bytes: u64,
+        /// Also serve HTTPS on this address (default 127.0.0.1:8443), with a self-signed ECDSA
+        /// certificate made for the demo (for localhost, 127.0.0.1 and *.demo.test).
+        #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8443")]
+        tls: Option<SocketAddr>,
     },
     /// Make a node's Ed25519 key pair for per-node comet signatures: the secret key goes to
     /// FILE (mode 0600, for cluster.signing_key_file), the public key is printed (for every
@@ -87,13 +91,18 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 println!(
-                    "{}: ok ({} shard(s), {} disk(s), {} host rule(s){}{})",
+                    "{}: ok ({} shard(s), {} disk(s), {} host rule(s){}{}{})",
                     file.display(),
                     c.node.cores.len(),
                     c.disks.len(),
                     c.hosts.len(),
                     if c.cluster.is_some() { ", cluster" } else { "" },
-                    if c.dns.is_some() { ", dns" } else { "" }
+                    if c.dns.is_some() { ", dns" } else { "" },
+                    if c.tls.is_some() {
+                        ", tls: certificates and keys load"
+                    } else {
+                        ""
+                    }
                 );
                 Ok(())
             }
@@ -105,7 +114,8 @@ fn main() -> ExitCode {
             admin_listen,
             dns_listen,
             disk_bytes,
-        } => demo(listen, origin, admin_listen, dns_listen, disk_bytes),
+            tls,
+        } => demo(listen, origin, admin_listen, dns_listen, disk_bytes, tls),
         Cmd::Status { config, table } => status(config, table),
         Cmd::Keygen { out } => keygen(&out),
     };
@@ -142,6 +152,7 @@ fn demo(
     admin_listen: SocketAddr,
     dns_listen: Option<SocketAddr>,
     disk_bytes: u64,
+    tls: Option<SocketAddr>,
 ) -> Result<(), String> {
     let origin = match origin {
         Some(o) => o,
@@ -154,8 +165,28 @@ fn demo(
     // O_DIRECT needs a real file system: /var/tmp, not a tmpfs /tmp.
     let dir = PathBuf::from("/var/tmp").join(format!("arrow-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tls_section = match tls {
+        Some(addr) => {
+            let (cert, key) = arrow_server::tls::self_signed(&[
+                "localhost",
+                "127.0.0.1",
+                "demo.arrow.test",
+                "*.demo.test",
+            ])?;
+            let (cp, kp) = (dir.join("demo-cert.pem"), dir.join("demo-key.pem"));
+            std::fs::write(&cp, cert).map_err(|e| format!("{}: {e}", cp.display()))?;
+            std::fs::write(&kp, key).map_err(|e| format!("{}: {e}", kp.display()))?;
+            format!(
+                "[tls]\nlisten = [\"{addr}\"]\ncertificate = \"{}\"\nkey = \"{}\"\n",
+                cp.display(),
+                kp.display()
+            )
+        }
+        None => String::new(),
+    };
     let text = format!(
         r#"
+{tls_section}
 [node]
 name = "demo.arrow.test"
 cores = [0]
@@ -201,6 +232,10 @@ default_ttl_s = 60
             println!("  DNS    {d} zone dx.demo.test");
         }
         println!("  try:   curl -sD- -o /dev/null http://{}/video/title1/seg-1.ts  (twice: MISS, then HIT)", s.listen[0]);
+        if let Some(t) = s.tls_listen.first() {
+            println!("  HTTPS  https://{t}/  (self-signed: curl -k)");
+            println!("  try:   curl -skD- -o /dev/null https://{t}/video/title1/seg-2.ts  (twice: MISS, then HIT)");
+        }
         println!("  stop:  Ctrl-C (the slab in {} is removed)", dir.display());
     });
     let _ = std::fs::remove_dir_all(&dir);

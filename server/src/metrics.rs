@@ -155,6 +155,93 @@ pub struct ShardMetrics {
     pub replica_bytes: Counter,
     pub overflow: Counter,
     pub peer_pulls: Counter,
+    pub tls: TlsCounters,
+}
+
+/// Cipher suites counted by name (the rest count as "other").
+pub const TLS_SUITES: [&str; 9] = [
+    "TLS13_AES_128_GCM_SHA256",
+    "TLS13_AES_256_GCM_SHA384",
+    "TLS13_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+];
+const TLS_VERSIONS: [&str; 2] = ["TLSv1.3", "TLSv1.2"];
+
+/// Viewer TLS handshakes on one shard.
+#[derive(Default)]
+pub struct TlsCounters {
+    full: Counter,
+    resumed: Counter,
+    failed: [Counter; crate::tls::HandshakeFailure::ALL.len()],
+    versions: [Counter; TLS_VERSIONS.len() + 1],
+    suites: [Counter; TLS_SUITES.len() + 1],
+}
+
+impl TlsCounters {
+    pub fn completed(&self, resumed: bool, version: &str, suite: &str) {
+        if resumed {
+            self.resumed.inc();
+        } else {
+            self.full.inc();
+        }
+        let v = TLS_VERSIONS.iter().position(|v| *v == version);
+        self.versions[v.unwrap_or(TLS_VERSIONS.len())].inc();
+        let c = TLS_SUITES.iter().position(|c| *c == suite);
+        self.suites[c.unwrap_or(TLS_SUITES.len())].inc();
+    }
+
+    pub fn failed(&self, why: crate::tls::HandshakeFailure) {
+        let i = crate::tls::HandshakeFailure::ALL
+            .iter()
+            .position(|f| *f == why)
+            .unwrap_or(0);
+        self.failed[i].inc();
+    }
+}
+
+fn render_tls(o: &mut String, shards: &[std::sync::Arc<ShardMetrics>]) {
+    let sum = |f: &dyn Fn(&TlsCounters) -> u64| shards.iter().map(|s| f(&s.tls)).sum::<u64>();
+    o.push_str("# HELP arrow_tls_handshakes_total Viewer TLS handshakes completed, full or resumed (ticket or session id).\n# TYPE arrow_tls_handshakes_total counter\n");
+    let _ = writeln!(
+        o,
+        "arrow_tls_handshakes_total{{kind=\"full\"}} {}",
+        sum(&|t| t.full.get())
+    );
+    let _ = writeln!(
+        o,
+        "arrow_tls_handshakes_total{{kind=\"resumed\"}} {}",
+        sum(&|t| t.resumed.get())
+    );
+    o.push_str("# HELP arrow_tls_handshake_failures_total Viewer TLS handshakes that failed, by reason (timeout, eof: closed before completion, plain_http: a plain request on a TLS port, protocol: not TLS or a TLS error, limit: over tls.handshakes_in_flight_max).\n# TYPE arrow_tls_handshake_failures_total counter\n");
+    for (i, f) in crate::tls::HandshakeFailure::ALL.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "arrow_tls_handshake_failures_total{{reason=\"{}\"}} {}",
+            f.as_str(),
+            sum(&|t| t.failed[i].get())
+        );
+    }
+    o.push_str("# HELP arrow_tls_versions_total Viewer TLS handshakes completed by protocol version.\n# TYPE arrow_tls_versions_total counter\n");
+    for (i, v) in TLS_VERSIONS.iter().chain(["other"].iter()).enumerate() {
+        let _ = writeln!(
+            o,
+            "arrow_tls_versions_total{{version=\"{v}\"}} {}",
+            sum(&|t| t.versions[i].get())
+        );
+    }
+    o.push_str("# HELP arrow_tls_ciphers_total Viewer TLS handshakes completed by cipher suite.\n# TYPE arrow_tls_ciphers_total counter\n");
+    for (i, c) in TLS_SUITES.iter().chain(["other"].iter()).enumerate() {
+        let _ = writeln!(
+            o,
+            "arrow_tls_ciphers_total{{suite=\"{c}\"}} {}",
+            sum(&|t| t.suites[i].get())
+        );
+    }
 }
 
 impl ShardMetrics {
@@ -509,6 +596,7 @@ pub fn render(
             r.shard, r.declined
         );
     }
+    render_tls(&mut o, shards);
     o.push_str(extra);
     o
 }

@@ -27,3 +27,67 @@ pub async fn read_more_by(
     let (res, slice) = stream.read(slice).await;
     (res, slice.into_inner())
 }
+
+/// A connection's byte stream: the socket, and the TLS session over it when there is one.
+pub struct Transport {
+    pub stream: TcpStream,
+    pub tls: Option<Box<crate::tls::Session>>,
+}
+
+impl Transport {
+    pub fn plain(stream: TcpStream) -> Transport {
+        Transport { stream, tls: None }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// [`read_more`] of plaintext: through the TLS session when there is one.
+    pub async fn read_more(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        self.read_more_by(buf, READ_BYTES).await
+    }
+
+    pub async fn read_more_by(
+        &mut self,
+        buf: Vec<u8>,
+        grow_bytes: usize,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        match self.tls.as_mut() {
+            Some(t) => t.read_plain(&mut self.stream, buf).await,
+            None => read_more_by(&mut self.stream, buf, grow_bytes).await,
+        }
+    }
+
+    /// Write all of `data` (encrypted when TLS), at most `timeout` without progress.
+    pub async fn write_all(
+        &mut self,
+        data: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> io::Result<()> {
+        match self.tls.as_mut() {
+            Some(t) => {
+                for w in data.chunks(crate::tls::WINDOW_BYTES) {
+                    t.encrypt(w)?;
+                    t.flush(&mut self.stream, timeout).await?;
+                }
+                Ok(())
+            }
+            None => {
+                use monoio::io::AsyncWriteRentExt;
+                match monoio::time::timeout(timeout, self.stream.write_all(data)).await {
+                    Ok((r, _)) => r.map(|_| ()),
+                    Err(_) => Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+        }
+    }
+
+    /// Send a TLS close_notify (best effort, bounded by `timeout`); nothing for plain sockets.
+    pub async fn close(&mut self, timeout: std::time::Duration) {
+        if let Some(t) = self.tls.as_mut() {
+            t.close();
+            let _ = t.flush(&mut self.stream, timeout).await;
+        }
+    }
+}

@@ -81,7 +81,12 @@ fn block_signals() -> libc::sigset_t {
 /// what a reload applies (`[[host]]` rules, `[limits]`, the access log), swap those in
 /// (requests in flight keep their rules); otherwise keep running as before and say which
 /// setting needs a restart. `arrow check-config` runs the same validation.
-fn reload(node: &Node, bound: &[SocketAddr], admin_bound: Option<SocketAddr>) {
+fn reload(
+    node: &Node,
+    bound: &[SocketAddr],
+    tls_bound: &[SocketAddr],
+    admin_bound: Option<SocketAddr>,
+) {
     let Some(path) = node.cfg.path.as_ref() else {
         tracing::warn!("SIGHUP: the config was not loaded from a file; nothing to reload");
         return;
@@ -102,6 +107,15 @@ fn reload(node: &Node, bound: &[SocketAddr], admin_bound: Option<SocketAddr>) {
             }
         }
     }
+    if let (Some(run), Some(next)) = (node.cfg.tls.as_ref(), next.tls.as_mut()) {
+        for (i, l) in next.listen.iter_mut().enumerate() {
+            if let (Some(r), Some(b)) = (run.listen.get(i), tls_bound.get(i)) {
+                if r.port() == 0 && l == b {
+                    *l = *r;
+                }
+            }
+        }
+    }
     if let (Some(run), Some(b), Some(l)) = (
         node.cfg.node.admin_listen,
         admin_bound,
@@ -115,6 +129,14 @@ fn reload(node: &Node, bound: &[SocketAddr], admin_bound: Option<SocketAddr>) {
         tracing::error!(reason = %why, "SIGHUP: reload refused, the running config stays");
         return;
     }
+    // Certificates next: one that does not load refuses the whole reload (the old ones stay).
+    let tls = match node.build_tls(&next) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: reload refused, the running config stays");
+            return;
+        }
+    };
     // The access log first: a path that cannot be opened refuses the whole reload.
     if let Some(path) = &next.node.access_log {
         let format = crate::access_log::LogFormat::of(&next.node.access_log_format);
@@ -134,9 +156,12 @@ fn reload(node: &Node, bound: &[SocketAddr], admin_bound: Option<SocketAddr>) {
     let rules = next.hosts.len();
     node.rules.store(Arc::new(next.hosts));
     node.limits.store(Arc::new(next.limits));
+    let certificates = tls.is_some();
+    node.tls.store(tls.map(Arc::new));
     tracing::info!(
         host_rules = rules,
-        "SIGHUP: host rules, limits and access log reloaded"
+        certificates,
+        "SIGHUP: host rules, limits, access log and TLS certificates reloaded"
     );
 }
 
@@ -170,6 +195,7 @@ pub fn node_name(cfg: &Config) -> Result<String, String> {
 /// What a started node exposes to its caller (tests and `demo` print the addresses).
 pub struct Started {
     pub listen: Vec<std::net::SocketAddr>,
+    pub tls_listen: Vec<std::net::SocketAddr>,
     pub admin: Option<std::net::SocketAddr>,
 }
 
@@ -181,14 +207,29 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
     let name = node_name(&cfg)?;
     let shards = cfg.node.cores.len();
 
-    let mut per_shard: Vec<Vec<std::net::TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut per_shard: Vec<Vec<(std::net::TcpListener, bool)>> =
+        (0..shards).map(|_| Vec::new()).collect();
     let mut listen = Vec::new();
-    for addr in &cfg.node.listen {
+    let mut tls_listen = Vec::new();
+    let tls_addrs = cfg.tls.as_ref().map_or(&[][..], |t| &t.listen[..]);
+    for (addr, tls) in cfg
+        .node
+        .listen
+        .iter()
+        .map(|a| (a, false))
+        .chain(tls_addrs.iter().map(|a| (a, true)))
+    {
+        let key = if tls { "tls.listen" } else { "node.listen" };
         let socks = shard::bind_reuseport(*addr, &cfg.node.cores)
-            .map_err(|e| format!("node.listen {addr}: {e}"))?;
-        listen.push(socks[0].local_addr().map_err(|e| e.to_string())?);
+            .map_err(|e| format!("{key} {addr}: {e}"))?;
+        let bound = socks[0].local_addr().map_err(|e| e.to_string())?;
+        if tls {
+            tls_listen.push(bound);
+        } else {
+            listen.push(bound);
+        }
         for (i, s) in socks.into_iter().enumerate() {
-            per_shard[i].push(s);
+            per_shard[i].push((s, tls));
         }
     }
     let admin = match cfg.node.admin_listen {
@@ -223,6 +264,9 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         inboxes.push(rx);
     }
     let node = Arc::new(Node::new(cfg.clone(), name.clone(), senders, cluster));
+    if let Some(t) = node.build_tls(&cfg)? {
+        node.tls.store(Some(Arc::new(t)));
+    }
     if let Some(path) = &cfg.node.access_log {
         let format = crate::access_log::LogFormat::of(&cfg.node.access_log_format);
         let log = crate::access_log::AccessLog::open(path, format)
@@ -292,9 +336,10 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
         let _ = node.dns_stats.set(d.stats());
     }
 
-    tracing::info!(node = %name, shards, listen = ?listen, admin = ?admin_addr, "arrow node accepting");
+    tracing::info!(node = %name, shards, listen = ?listen, tls_listen = ?tls_listen, admin = ?admin_addr, "arrow node accepting");
     on_start(&Started {
         listen: listen.clone(),
+        tls_listen: tls_listen.clone(),
         admin: admin_addr,
     });
     // SIGHUP reloads (never killing the node); SIGUSR1 reopens the access log; SIGTERM,
@@ -314,7 +359,7 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
             continue;
         }
         if sig == libc::SIGHUP {
-            reload(&node, &listen, admin_addr);
+            reload(&node, &listen, &tls_listen, admin_addr);
             continue;
         }
         break sig;

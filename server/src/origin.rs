@@ -14,10 +14,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use crate::config::{HostRule, Origin};
+use crate::netio::Transport;
 
 const ORIGIN_HEAD_BYTES_MAX: usize = 64 * 1024;
 const ORIGIN_HEADERS_MAX: usize = 128;
@@ -41,7 +41,8 @@ pub enum FetchError {
 
 /// Per-shard origin state: idle connections and measured latencies.
 pub struct OriginClient {
-    idle: RefCell<HashMap<SocketAddr, Vec<TcpStream>>>,
+    /// Idle connections by address and whether they speak TLS.
+    idle: RefCell<HashMap<(SocketAddr, bool), Vec<Transport>>>,
     /// EWMA of time to response head (µs); failures push it up.
     latency_us: RefCell<HashMap<SocketAddr, f64>>,
     limits: crate::config::LiveLimits,
@@ -98,7 +99,7 @@ enum ChunkState {
 
 /// The body of an origin response, read in pieces.
 pub struct BodyReader {
-    conn: Option<TcpStream>,
+    conn: Option<Transport>,
     buf: Vec<u8>,
     framing: Framing,
     keep_alive: bool,
@@ -145,9 +146,9 @@ impl OriginClient {
         *e = e.max(penalty);
     }
 
-    fn put_idle(&self, addr: SocketAddr, conn: TcpStream) {
+    fn put_idle(&self, addr: SocketAddr, conn: Transport) {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(addr).or_default();
+        let list = idle.entry((addr, conn.is_tls())).or_default();
         if list.len() < self.limits.load().origin_idle_connections_max {
             list.push(conn);
         }
@@ -187,12 +188,33 @@ impl OriginClient {
         }))
     }
 
-    async fn connect(&self, origin: &Origin) -> Result<TcpStream, FetchError> {
+    /// A new connection (and, for https, its TLS handshake), within the connect timeout.
+    async fn connect(&self, origin: &Origin) -> Result<Transport, FetchError> {
         let t = Duration::from_millis(self.limits.load().origin_connect_timeout_ms);
+        let deadline = Instant::now() + t;
         match monoio::time::timeout(t, TcpStream::connect_addr(origin.addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
-                Ok(s)
+                let mut io = Transport::plain(s);
+                if let Some(tls) = &origin.tls {
+                    let mut session =
+                        crate::tls::Session::client(tls.config.clone(), tls.name.clone()).map_err(
+                            |source| FetchError::Connect {
+                                origin: origin.url.clone(),
+                                source,
+                            },
+                        )?;
+                    let mut early = Vec::new();
+                    session
+                        .handshake(&mut io.stream, deadline, &mut early)
+                        .await
+                        .map_err(|f| FetchError::Protocol {
+                            origin: origin.url.clone(),
+                            reason: format!("TLS handshake failed ({})", f.as_str()),
+                        })?;
+                    io.tls = Some(Box::new(session));
+                }
+                Ok(io)
             }
             Ok(Err(source)) => Err(FetchError::Connect {
                 origin: origin.url.clone(),
@@ -228,7 +250,7 @@ impl OriginClient {
         let pooled = self
             .idle
             .borrow_mut()
-            .get_mut(&origin.addr)
+            .get_mut(&(origin.addr, origin.tls.is_some()))
             .and_then(|v| v.pop());
         if let Some(conn) = pooled {
             if let Ok(r) = self.exchange(conn, origin, head.clone(), req.method).await {
@@ -241,7 +263,7 @@ impl OriginClient {
 
     async fn exchange(
         self: &Rc<Self>,
-        mut conn: TcpStream,
+        mut conn: Transport,
         origin: &Origin,
         head: Vec<u8>,
         method: &str,
@@ -255,9 +277,10 @@ impl OriginClient {
                 source,
             }
         };
-        let (r, _) = conn.write_all(head).await;
-        r.map_err(io_err("write request"))?;
         let timeout = Duration::from_millis(self.limits.load().origin_response_timeout_ms);
+        conn.write_all(head, timeout)
+            .await
+            .map_err(io_err("write request"))?;
         let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
         // Read only when what is held does not parse yet: an interim 1xx and the final head often
         // arrive in one read, and the final head must not wait for bytes that will never come.
@@ -403,8 +426,8 @@ impl OriginClient {
     }
 }
 
-async fn read_more(conn: &mut TcpStream, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-    crate::netio::read_more_by(conn, buf, READ_BYTES).await
+async fn read_more(conn: &mut Transport, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    conn.read_more_by(buf, READ_BYTES).await
 }
 
 impl BodyReader {

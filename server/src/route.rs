@@ -235,6 +235,7 @@ pub async fn pull_from_peer(
         url: format!("http://{node}:{}", addr.port()),
         host_port: host.to_string(),
         addr,
+        tls: None,
     };
     let resp = ctx
         .cache

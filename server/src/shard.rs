@@ -38,7 +38,8 @@ pub struct ShardStart {
     pub shard: usize,
     pub core: usize,
     pub node: Arc<Node>,
-    pub listeners: Vec<std::net::TcpListener>,
+    /// Viewer listeners, each with whether it speaks TLS.
+    pub listeners: Vec<(std::net::TcpListener, bool)>,
     pub admin: Option<std::net::TcpListener>,
     pub inbox: async_channel::Receiver<ShardMsg>,
     /// Reports this shard's disks (or the error) to the starter, then waits for the table.
@@ -158,6 +159,7 @@ async fn shard_main(start: ShardStart) {
         route_cache: RefCell::new(crate::cluster_link::RouteCache::default()),
         requests_seen: std::cell::Cell::new(0),
         admin_connections: std::cell::Cell::new(0),
+        tls_handshakes: std::cell::Cell::new(0),
         viewers: crate::viewers::Viewers::new(
             node.cfg
                 .cluster
@@ -193,13 +195,14 @@ async fn shard_main(start: ShardStart) {
     // The admin listener stays open through the drain: /health answers 503 "draining" to load
     // balancers instead of refusing connections.
     let mut admin_fd = None;
-    for l in start.listeners {
+    for (l, tls) in start.listeners {
         let _ = l.set_nonblocking(true);
         match TcpListener::from_std(l) {
             Ok(listener) => {
                 listener_fds.push(listener.as_raw_fd());
                 let c = ctx.clone();
-                monoio::spawn(accept_loop(c, listener, false));
+                let kind = if tls { Kind::Tls } else { Kind::Http };
+                monoio::spawn(accept_loop(c, listener, kind));
             }
             Err(e) => tracing::error!(shard, error = %e, "listener"),
         }
@@ -208,7 +211,7 @@ async fn shard_main(start: ShardStart) {
         let _ = l.set_nonblocking(true);
         if let Ok(listener) = TcpListener::from_std(l) {
             admin_fd = Some(listener.as_raw_fd());
-            monoio::spawn(accept_loop(ctx.clone(), listener, true));
+            monoio::spawn(accept_loop(ctx.clone(), listener, Kind::Admin));
         }
     }
 
@@ -342,7 +345,18 @@ fn feed_cluster_stats(ctx: &ShardCtx, store: Option<&Store>, fed: &mut FedCounte
     }
 }
 
-async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
+/// What a listener serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Http,
+    /// HTTPS: a TLS handshake first.
+    Tls,
+    Admin,
+}
+
+async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, kind: Kind) {
+    let admin = kind == Kind::Admin;
+    let tls = kind == Kind::Tls;
     // The bound is node-wide (connections land on the shard of the core that received them,
     // so a per-shard share would refuse clients early on a busy core); admin connections do
     // not count.
@@ -369,11 +383,14 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
                 >= ctx.node.limits.load().connections_max
         {
             ctx.metrics.connections_refused.inc();
+            if tls {
+                continue; // closed: a plain answer means nothing to a TLS client
+            }
             monoio::spawn(async move {
-                let mut stream = stream;
+                let mut io = crate::netio::Transport::plain(stream);
                 let resp =
                     crate::http::simple_response(503, "arrow", "too many connections", false);
-                let mut sink = crate::sink::SocketSink::new(&mut stream, Duration::from_secs(1));
+                let mut sink = crate::sink::SocketSink::new(&mut io, Duration::from_secs(1));
                 let _ = sink.send(resp, Bytes::new()).await;
             });
             continue;
@@ -381,16 +398,16 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, admin: bool) {
         if !admin {
             ctx.node.viewer_connections.fetch_add(1, Ordering::Relaxed);
             if let Some(target) = balance_target(&ctx.node, ctx.shard) {
-                match hand_off(&ctx, target, stream, peer) {
+                match hand_off(&ctx, target, stream, peer, tls) {
                     Ok(()) => continue,
                     Err(back) => {
-                        serve_connection(&ctx, back, peer, false);
+                        serve_connection(&ctx, back, peer, kind);
                         continue;
                     }
                 }
             }
         }
-        serve_connection(&ctx, stream, peer, admin);
+        serve_connection(&ctx, stream, peer, kind);
     }
 }
 
@@ -423,6 +440,7 @@ fn hand_off(
     target: usize,
     stream: monoio::net::TcpStream,
     peer: std::net::SocketAddr,
+    tls: bool,
 ) -> Result<(), monoio::net::TcpStream> {
     use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
     let Some(tx) = ctx.node.senders.get(target) else {
@@ -433,7 +451,7 @@ fn hand_off(
     // (this `OwnedFd`) closes it.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
     ctx.node.metrics[target].connections_open.inc();
-    match tx.try_send(ShardMsg::Adopt { socket, peer }) {
+    match tx.try_send(ShardMsg::Adopt { socket, peer, tls }) {
         Ok(()) => {
             ctx.metrics.connections_handed_off.inc();
             Ok(())
@@ -463,16 +481,16 @@ fn serve_connection(
     ctx: &Rc<ShardCtx>,
     stream: monoio::net::TcpStream,
     peer: std::net::SocketAddr,
-    admin: bool,
+    kind: Kind,
 ) {
-    serve_counted(ctx, stream, peer, admin, true);
+    serve_counted(ctx, stream, peer, kind, true);
 }
 
 fn serve_counted(
     ctx: &Rc<ShardCtx>,
     stream: monoio::net::TcpStream,
     peer: std::net::SocketAddr,
-    admin: bool,
+    kind: Kind,
     count_open: bool,
 ) {
     ctx.connections.set(ctx.connections.get() + 1);
@@ -481,12 +499,12 @@ fn serve_counted(
     }
     let c = ctx.clone();
     monoio::spawn(async move {
-        if admin {
+        if kind == Kind::Admin {
             c.admin_connections.set(c.admin_connections.get() + 1);
             crate::admin::handle(c.clone(), stream).await;
             c.admin_connections.set(c.admin_connections.get() - 1);
         } else {
-            crate::conn::handle(c.clone(), stream, peer).await;
+            crate::conn::handle(c.clone(), stream, peer, kind == Kind::Tls).await;
             c.node.viewer_connections.fetch_sub(1, Ordering::Relaxed);
         }
         c.connections.set(c.connections.get() - 1);
@@ -503,8 +521,9 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
         }
         ShardMsg::ServeOnSocket { req, socket, reply } => {
             let out = match monoio::net::TcpStream::from_std(std::net::TcpStream::from(socket)) {
-                Ok(mut stream) => {
+                Ok(stream) => {
                     let limits = ctx.node.limits.load_full();
+                    let mut stream = crate::netio::Transport::plain(stream);
                     let mut sink = crate::sink::SocketSink::new(
                         &mut stream,
                         Duration::from_millis(limits.body_timeout_ms),
@@ -536,12 +555,13 @@ async fn handle_msg(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
             };
             let _ = reply.send(Reply::Done(out)).await;
         }
-        ShardMsg::Adopt { socket, peer } => {
+        ShardMsg::Adopt { socket, peer, tls } => {
             // Counted open by the accepting shard already.
             match monoio::net::TcpStream::from_std(std::net::TcpStream::from(socket)) {
                 Ok(stream) => {
                     ctx.metrics.connections_adopted.inc();
-                    serve_counted(ctx, stream, peer, false, false);
+                    let kind = if tls { Kind::Tls } else { Kind::Http };
+                    serve_counted(ctx, stream, peer, kind, false);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "adopting a handed-over connection failed");

@@ -5,6 +5,10 @@
 //! it give a body piece back to the caller when the viewer stops reading ([`Sink::send_part`]):
 //! a slow viewer then costs no user-space memory while it drains, and a viewer below the
 //! minimum delivery rate is closed ([`crate::pace`]).
+//!
+//! Over TLS the same sink encrypts a window at a time ([`crate::tls::WINDOW_BYTES`]) into the
+//! session's pooled ciphertext buffer and sends that; a window once encrypted is committed (it
+//! goes out before anything else), so a piece is given back only at a window boundary.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -55,7 +59,7 @@ pub trait Sink {
 
 /// The local sink: the viewer's socket; small bodies go in the same write as the head.
 pub struct SocketSink<'a> {
-    pub stream: &'a mut monoio::net::TcpStream,
+    pub io: &'a mut crate::netio::Transport,
     /// Longest time without progress.
     pub timeout: Duration,
     /// Delivery rate and hold bounds (viewer responses; None for the node's own short answers).
@@ -64,9 +68,9 @@ pub struct SocketSink<'a> {
 
 impl<'a> SocketSink<'a> {
     /// A sink with only the no-progress timeout.
-    pub fn new(stream: &'a mut monoio::net::TcpStream, timeout: Duration) -> SocketSink<'a> {
+    pub fn new(io: &'a mut crate::netio::Transport, timeout: Duration) -> SocketSink<'a> {
         SocketSink {
-            stream,
+            io,
             timeout,
             pace: None,
         }
@@ -81,7 +85,7 @@ impl<'a> SocketSink<'a> {
         // SAFETY: a valid socket held open by `stream`, and a live buffer of buf.len() bytes.
         let n = unsafe {
             libc::send(
-                self.stream.as_raw_fd(),
+                self.io.stream.as_raw_fd(),
                 buf.as_ptr().cast(),
                 buf.len(),
                 flags,
@@ -118,7 +122,7 @@ impl<'a> SocketSink<'a> {
                 wake = wake.min(u);
             }
             let left = wake.saturating_duration_since(Instant::now());
-            let ready = monoio::time::timeout(left, self.stream.writable(false)).await;
+            let ready = monoio::time::timeout(left, self.io.stream.writable(false)).await;
             if let Some(p) = self.pace.as_mut() {
                 p.check()?;
             }
@@ -169,6 +173,69 @@ impl<'a> SocketSink<'a> {
         }
         Ok(sent)
     }
+
+    /// Send the TLS session's pending ciphertext; with `give_up_after`, Ok(false) when the
+    /// socket took nothing for that long.
+    async fn flush_tls(&mut self, give_up_after: Option<Duration>) -> io::Result<bool> {
+        let mut last_progress = Instant::now();
+        loop {
+            let Some(tls) = self.io.tls.as_mut() else {
+                return Ok(true);
+            };
+            let pending = tls.pending();
+            if pending.is_empty() {
+                return Ok(true);
+            }
+            let n = crate::tls::try_send(&self.io.stream, pending, false)?;
+            if n > 0 {
+                tls.advance(n);
+                if let Some(p) = self.pace.as_mut() {
+                    p.sent(n);
+                }
+                last_progress = Instant::now();
+                continue;
+            }
+            let until = give_up_after.map(|g| last_progress + g);
+            if !self.wait_room(last_progress, until).await? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Encrypt and send `head` (always all of it) then `body`, a window at a time; returns the
+    /// body bytes taken: all, unless `give_up_after` passed with the socket full (then up to a
+    /// window boundary). Encrypted bytes are committed: what the socket has not taken yet goes
+    /// out before anything else (the next send, the next read, or the close).
+    async fn send_tls(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        give_up_after: Option<Duration>,
+    ) -> io::Result<u64> {
+        // At most one window waits in user space; a small one (a head) shares the next send.
+        const SHARE_BYTES: usize = 4096;
+        let waiting = |s: &Self| s.io.tls.as_ref().map_or(0, |t| t.pending().len());
+        if !head.is_empty() {
+            if waiting(self) > SHARE_BYTES {
+                self.flush_tls(None).await?;
+            }
+            if let Some(t) = self.io.tls.as_mut() {
+                t.encrypt(head)?;
+            }
+        }
+        let mut taken = 0u64;
+        for w in body.chunks(crate::tls::WINDOW_BYTES) {
+            if waiting(self) > SHARE_BYTES && !self.flush_tls(give_up_after).await? {
+                return Ok(taken);
+            }
+            if let Some(t) = self.io.tls.as_mut() {
+                t.encrypt(w)?;
+            }
+            taken += w.len() as u64;
+        }
+        self.flush_tls(give_up_after).await?;
+        Ok(taken)
+    }
 }
 
 impl Sink for SocketSink<'_> {
@@ -182,9 +249,20 @@ impl Sink for SocketSink<'_> {
         if let Some(m) = self.pace.as_ref().and_then(|p| p.metrics()) {
             m.ram_span_send_bytes.add(held);
         }
-        let r =
-            crate::splice::send_span(self.stream, head, &span, self.timeout, self.pace.as_mut())
-                .await;
+        let r = if self.io.is_tls() {
+            self.send_tls(&head, span.as_slice(), None)
+                .await
+                .map(|_| ())
+        } else {
+            crate::splice::send_span(
+                &mut self.io.stream,
+                head,
+                &span,
+                self.timeout,
+                self.pace.as_mut(),
+            )
+            .await
+        };
         if let Some(m) = self.pace.as_ref().and_then(|p| p.metrics()) {
             m.ram_span_send_bytes.sub(held);
         }
@@ -194,7 +272,15 @@ impl Sink for SocketSink<'_> {
     async fn send(&mut self, mut head: Vec<u8>, body: Bytes) -> io::Result<()> {
         if !head.is_empty() && body.len() <= COALESCE_BODY_BYTES {
             head.extend_from_slice(&body);
-            self.send_bufs(&[&head], false, None).await?;
+            if self.io.is_tls() {
+                self.send_tls(&head, &[], None).await?;
+            } else {
+                self.send_bufs(&[&head], false, None).await?;
+            }
+            return Ok(());
+        }
+        if self.io.is_tls() {
+            self.send_tls(&head, &body, None).await?;
             return Ok(());
         }
         self.send_bufs(&[&head, &body], false, None).await?;
@@ -211,6 +297,9 @@ impl Sink for SocketSink<'_> {
             BodyPart::Bytes(b) => {
                 // The head always goes whole; the piece only while the viewer keeps reading.
                 let hold = self.pace.as_ref().map(|p| p.hold);
+                if self.io.is_tls() {
+                    return self.send_tls(&head, &b, hold).await;
+                }
                 if !head.is_empty() {
                     self.send_bufs(&[&head], true, None).await?;
                 }

@@ -317,6 +317,7 @@ impl ShardCache {
                 url: format!("http://{peer}"),
                 host_port: req.host.clone(),
                 addr: peer,
+                tls: None,
             };
             let request = OriginRequest {
                 method: "GET",

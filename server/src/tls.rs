@@ -1,0 +1,920 @@
+//! TLS on the shard's own sockets: rustls's unbuffered state machine, driven by the task that
+//! owns the connection over the shard's io_uring (no extra thread, no hop), for viewers
+//! (server side) and origins (client side).
+//!
+//! ```text
+//!   socket ─read→ incoming (ciphertext) ─process→ plaintext appended to the request buffer
+//!                                       └─handshake records→ out ─send→ socket
+//!   response bytes ─encrypt (≤ WINDOW_BYTES at a time)→ out (pooled per shard) ─send→ socket
+//! ```
+//!
+//! Records are encrypted straight into `out`, a buffer taken from a per-shard pool while
+//! ciphertext waits to be sent and given back once the socket took it all: no allocation per
+//! record, and an idle or stalled connection holds at most one window of ciphertext.
+//!
+//! Also here: certificates chosen by SNI ([`CertResolver`]: the host rule whose patterns match
+//! the name, else the default), session-ticket keys shared by all shards and rotated
+//! ([`TicketKeys`]), and the client configuration for `https://` origins.
+
+use std::cell::RefCell;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use monoio::io::AsyncReadRent;
+use monoio::net::TcpStream;
+use rustls::client::UnbufferedClientConnection;
+use rustls::server::{ProducesTickets, ResolvesServerCert, UnbufferedServerConnection};
+use rustls::sign::CertifiedKey;
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+};
+use rustls::{ClientConfig, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// Plaintext encrypted per step of a large send (four full records).
+pub const WINDOW_BYTES: usize = 4 * RECORD_BYTES;
+/// Plaintext per record (the TLS maximum).
+const RECORD_BYTES: usize = 16 * 1024;
+/// Ciphertext buffer: a window plus per-record overhead (header, type, tag, TLS 1.2 nonce).
+const OUT_BYTES: usize = WINDOW_BYTES + 4 * 64;
+/// Ciphertext held before a record completes: one record and a read's worth more.
+const INCOMING_MAX: usize = RECORD_BYTES + 2048 + 16 * 1024;
+/// Idle ciphertext buffers kept per shard.
+const POOL_MAX: usize = 64;
+
+thread_local! {
+    static OUT_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_out() -> Vec<u8> {
+    OUT_POOL
+        .with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0u8; OUT_BYTES])
+}
+
+fn give_out(b: Vec<u8>) {
+    if b.len() != OUT_BYTES {
+        return; // grown for an unusual handshake flight: not pooled
+    }
+    OUT_POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(b);
+        }
+    });
+}
+
+enum Side {
+    Server(UnbufferedServerConnection),
+    Client(UnbufferedClientConnection),
+}
+
+/// Both sides' unbuffered connections, driven by the same code.
+trait Unbuffered {
+    type Data;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+}
+
+impl Unbuffered for UnbufferedServerConnection {
+    type Data = rustls::server::ServerConnectionData;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+}
+
+impl Unbuffered for UnbufferedClientConnection {
+    type Data = rustls::client::ClientConnectionData;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+}
+
+/// What one pass of the state machine over the received bytes left to do.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// More ciphertext is needed (handshake blocked, or all records read).
+    Input,
+    /// Both sides closed.
+    Closed,
+}
+
+/// One TLS connection's state (either side).
+pub struct Session {
+    side: Side,
+    /// Ciphertext received and not yet consumed.
+    incoming: Vec<u8>,
+    /// Plaintext decrypted while sending (a pipelined request), given out by the next read.
+    stash: Vec<u8>,
+    /// Ciphertext to send: `out[sent..end]`; the buffer is pooled while empty.
+    out: Vec<u8>,
+    sent: usize,
+    end: usize,
+    peer_closed: bool,
+    closed: bool,
+}
+
+/// Why a handshake did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// Not within the handshake deadline.
+    Timeout,
+    /// The peer closed (or reset) before the handshake completed.
+    Eof,
+    /// A plain HTTP request on a TLS port.
+    PlainHttp,
+    /// Not TLS, or a TLS error (alert sent or received, bad record, no shared parameters).
+    Protocol,
+    /// Refused: too many handshakes in flight on this shard.
+    Limit,
+}
+
+impl HandshakeFailure {
+    pub const ALL: [HandshakeFailure; 5] = [
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Eof,
+        HandshakeFailure::PlainHttp,
+        HandshakeFailure::Protocol,
+        HandshakeFailure::Limit,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Eof => "eof",
+            HandshakeFailure::PlainHttp => "plain_http",
+            HandshakeFailure::Protocol => "protocol",
+            HandshakeFailure::Limit => "limit",
+        }
+    }
+}
+
+fn tls_err(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Run the state machine over `incoming` until it needs more input: plaintext is appended to
+/// `plain`, handshake records to `out[*end..]` (grown if needed).
+fn drive<C: Unbuffered>(
+    conn: &mut C,
+    incoming: &mut Vec<u8>,
+    plain: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    end: &mut usize,
+    peer_closed: &mut bool,
+) -> io::Result<Next> {
+    loop {
+        let status = conn.process(&mut incoming[..]);
+        let mut discard = status.discard;
+        let state = match status.state {
+            Ok(s) => s,
+            Err(e) => {
+                incoming.drain(..discard.min(incoming.len()));
+                return Err(tls_err(e));
+            }
+        };
+        let next = match state {
+            ConnectionState::ReadTraffic(mut r) => {
+                while let Some(rec) = r.next_record() {
+                    let rec = rec.map_err(tls_err)?;
+                    discard += rec.discard;
+                    plain.extend_from_slice(rec.payload);
+                }
+                None
+            }
+            ConnectionState::EncodeTlsData(mut e) => {
+                if out.is_empty() {
+                    *out = take_out();
+                }
+                loop {
+                    match e.encode(&mut out[*end..]) {
+                        Ok(n) => {
+                            *end += n;
+                            break;
+                        }
+                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
+                            required_size,
+                        })) => out.resize(*end + required_size, 0),
+                        Err(EncodeError::AlreadyEncoded) => break,
+                    }
+                }
+                None
+            }
+            // The encoded records go out before the next wait for input (the caller flushes
+            // whatever `out` holds), which is what "transmitted" asks.
+            ConnectionState::TransmitTlsData(t) => {
+                t.done();
+                None
+            }
+            ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_) => {
+                Some(Next::Input)
+            }
+            ConnectionState::PeerClosed => {
+                *peer_closed = true;
+                None
+            }
+            ConnectionState::Closed => Some(Next::Closed),
+            // Early data is never enabled; any other state is unknown to this version.
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "unexpected TLS state",
+                ))
+            }
+        };
+        incoming.drain(..discard.min(incoming.len()));
+        if let Some(n) = next {
+            return Ok(n);
+        }
+    }
+}
+
+/// Encrypt `data` into `out[*end..]` as application-data records.
+fn seal<C: Unbuffered>(
+    conn: &mut C,
+    data: &[u8],
+    out: &mut Vec<u8>,
+    end: &mut usize,
+    stash: &mut Vec<u8>,
+) -> io::Result<()> {
+    loop {
+        // No received bytes are offered here: records that arrive meanwhile wait for the next
+        // read (a key update queued by the peer still comes out as EncodeTlsData).
+        let status = conn.process(&mut []);
+        let state = status.state.map_err(tls_err)?;
+        match state {
+            ConnectionState::WriteTraffic(mut w) => loop {
+                match w.encrypt(data, &mut out[*end..]) {
+                    Ok(n) => {
+                        *end += n;
+                        return Ok(());
+                    }
+                    Err(EncryptError::InsufficientSize(InsufficientSizeError {
+                        required_size,
+                    })) => out.resize(*end + required_size, 0),
+                    Err(e) => return Err(io::Error::other(e.to_string())),
+                }
+            },
+            ConnectionState::EncodeTlsData(mut e) => loop {
+                match e.encode(&mut out[*end..]) {
+                    Ok(n) => {
+                        *end += n;
+                        break;
+                    }
+                    Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                        out.resize(*end + required_size, 0)
+                    }
+                    Err(EncodeError::AlreadyEncoded) => break,
+                }
+            },
+            ConnectionState::TransmitTlsData(t) => t.done(),
+            ConnectionState::ReadTraffic(mut r) => {
+                while let Some(rec) = r.next_record() {
+                    stash.extend_from_slice(rec.map_err(tls_err)?.payload);
+                }
+            }
+            ConnectionState::PeerClosed => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "TLS connection cannot send",
+                ))
+            }
+        }
+    }
+}
+
+/// Queue a close_notify alert.
+fn close_notify<C: Unbuffered>(conn: &mut C, out: &mut Vec<u8>, end: &mut usize) {
+    if let Ok(ConnectionState::WriteTraffic(mut w)) = conn.process(&mut []).state {
+        if out.len() < *end + 64 {
+            out.resize(*end + 64, 0);
+        }
+        if let Ok(n) = w.queue_close_notify(&mut out[*end..]) {
+            *end += n;
+        }
+    }
+}
+
+impl Session {
+    pub fn server(config: Arc<ServerConfig>) -> io::Result<Session> {
+        let c = UnbufferedServerConnection::new(config).map_err(tls_err)?;
+        Ok(Session::with(Side::Server(c)))
+    }
+
+    pub fn client(config: Arc<ClientConfig>, name: ServerName<'static>) -> io::Result<Session> {
+        let c = UnbufferedClientConnection::new(config, name).map_err(tls_err)?;
+        Ok(Session::with(Side::Client(c)))
+    }
+
+    fn with(side: Side) -> Session {
+        Session {
+            side,
+            incoming: Vec::new(),
+            stash: Vec::new(),
+            out: Vec::new(),
+            sent: 0,
+            end: 0,
+            peer_closed: false,
+            closed: false,
+        }
+    }
+
+    fn common(&self) -> &rustls::CommonState {
+        match &self.side {
+            Side::Server(c) => c,
+            Side::Client(c) => c,
+        }
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.common().is_handshaking()
+    }
+
+    pub fn resumed(&self) -> bool {
+        self.common().handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
+    /// "TLSv1.3" / "TLSv1.2".
+    pub fn version(&self) -> &'static str {
+        match self.common().protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "other",
+        }
+    }
+
+    /// The IANA name of the negotiated suite, e.g. "TLS13_AES_128_GCM_SHA256".
+    pub fn cipher(&self) -> &'static str {
+        self.common()
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("other")
+    }
+
+    /// Ciphertext waiting for the socket.
+    pub fn pending(&self) -> &[u8] {
+        &self.out[self.sent..self.end]
+    }
+
+    /// The socket took `n` more bytes of [`Session::pending`].
+    pub fn advance(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent >= self.end {
+            self.sent = 0;
+            self.end = 0;
+            give_out(std::mem::take(&mut self.out));
+        }
+    }
+
+    /// Process the ciphertext received so far; plaintext goes to `plain`.
+    fn process(&mut self, plain: &mut Vec<u8>) -> io::Result<Next> {
+        if !self.stash.is_empty() {
+            plain.append(&mut self.stash);
+        }
+        let (inc, out, end, pc) = (
+            &mut self.incoming,
+            &mut self.out,
+            &mut self.end,
+            &mut self.peer_closed,
+        );
+        let r = match &mut self.side {
+            Side::Server(c) => drive(c, inc, plain, out, end, pc),
+            Side::Client(c) => drive(c, inc, plain, out, end, pc),
+        };
+        if r.as_ref().is_ok_and(|n| *n == Next::Closed) {
+            self.closed = true;
+        }
+        r
+    }
+
+    /// Encrypt `data` (at most a few records' worth is usual) into the pending ciphertext.
+    pub fn encrypt(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.out.is_empty() {
+            self.out = take_out();
+        }
+        let (out, end, stash) = (&mut self.out, &mut self.end, &mut self.stash);
+        match &mut self.side {
+            Side::Server(c) => seal(c, data, out, end, stash),
+            Side::Client(c) => seal(c, data, out, end, stash),
+        }
+    }
+
+    /// Queue a close_notify (sent by the next flush).
+    pub fn close(&mut self) {
+        if self.out.is_empty() {
+            self.out = take_out();
+        }
+        let (out, end) = (&mut self.out, &mut self.end);
+        match &mut self.side {
+            Side::Server(c) => close_notify(c, out, end),
+            Side::Client(c) => close_notify(c, out, end),
+        }
+        if self.end == 0 {
+            self.advance(0);
+        }
+    }
+
+    /// Read ciphertext from the socket into `incoming` (bounded); Ok(0) at its end.
+    async fn read_socket(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+        if self.incoming.len() >= INCOMING_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS record larger than allowed",
+            ));
+        }
+        let buf = std::mem::take(&mut self.incoming);
+        let len = buf.len();
+        let mut buf = buf;
+        if buf.capacity() - len < 4096 {
+            buf.reserve(RECORD_BYTES + 2048);
+        }
+        let (res, slice) = stream
+            .read(monoio::buf::IoBufMut::slice_mut(buf, len..))
+            .await;
+        self.incoming = slice.into_inner();
+        res
+    }
+
+    /// Send all pending ciphertext, waiting for room at most `timeout` without progress.
+    pub async fn flush(&mut self, stream: &mut TcpStream, timeout: Duration) -> io::Result<()> {
+        let mut last = Instant::now();
+        while !self.pending().is_empty() {
+            let n = try_send(stream, self.pending(), false)?;
+            if n > 0 {
+                self.advance(n);
+                last = Instant::now();
+                continue;
+            }
+            let left = (last + timeout).saturating_duration_since(Instant::now());
+            match monoio::time::timeout(left, stream.writable(false)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Append the next plaintext bytes to `buf` (waiting for the peer as needed); Ok(0) when
+    /// the peer has closed. Handshake records (post-handshake tickets, key updates) are sent on
+    /// the way.
+    pub async fn read_plain(
+        &mut self,
+        stream: &mut TcpStream,
+        mut buf: Vec<u8>,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        let before = buf.len();
+        loop {
+            let next = self.process(&mut buf);
+            if !self.pending().is_empty() {
+                if let Err(e) = self.flush(stream, Duration::from_secs(10)).await {
+                    return (Err(e), buf);
+                }
+            }
+            match next {
+                Err(e) => return (Err(e), buf),
+                Ok(_) if buf.len() > before => return (Ok(buf.len() - before), buf),
+                Ok(Next::Closed) => return (Ok(0), buf),
+                Ok(Next::Input) if self.peer_closed => return (Ok(0), buf),
+                Ok(Next::Input) => {}
+            }
+            match self.read_socket(stream).await {
+                Ok(0) => return (Ok(0), buf),
+                Ok(_) => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
+    /// Complete the handshake by `deadline`. Application data that arrives with the client's
+    /// last flight is appended to `plain`. On the server side, a first read that looks like a
+    /// plain HTTP request is reported as such (the caller answers 400).
+    pub async fn handshake(
+        &mut self,
+        stream: &mut TcpStream,
+        deadline: Instant,
+        plain: &mut Vec<u8>,
+    ) -> Result<(), HandshakeFailure> {
+        let server = matches!(self.side, Side::Server(_));
+        let mut first = server;
+        loop {
+            let next = self.process(plain);
+            if !self.pending().is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match monoio::time::timeout(left, self.flush(stream, left)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                        return Err(HandshakeFailure::Timeout)
+                    }
+                    Ok(Err(_)) => return Err(HandshakeFailure::Eof),
+                    Err(_) => return Err(HandshakeFailure::Timeout),
+                }
+            }
+            match next {
+                Err(_) => return Err(HandshakeFailure::Protocol),
+                Ok(Next::Closed) => return Err(HandshakeFailure::Eof),
+                Ok(Next::Input) if !self.is_handshaking() => return Ok(()),
+                Ok(Next::Input) if self.peer_closed => return Err(HandshakeFailure::Eof),
+                Ok(Next::Input) => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match monoio::time::timeout(left, self.read_socket(stream)).await {
+                Err(_) => return Err(HandshakeFailure::Timeout),
+                Ok(Ok(0)) => return Err(HandshakeFailure::Eof),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    return Err(HandshakeFailure::Protocol)
+                }
+                Ok(Err(_)) => return Err(HandshakeFailure::Eof),
+            }
+            if first {
+                first = false;
+                if self
+                    .incoming
+                    .first()
+                    .is_some_and(|b| b.is_ascii_uppercase())
+                {
+                    return Err(HandshakeFailure::PlainHttp);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.out.is_empty() {
+            give_out(std::mem::take(&mut self.out));
+        }
+    }
+}
+
+/// Non-blocking send of as much of `buf` as the socket takes now (Ok(0) when full).
+pub fn try_send(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    if more {
+        flags |= libc::MSG_MORE;
+    }
+    // SAFETY: a valid socket held open by `stream`, and a live buffer of buf.len() bytes.
+    let n = unsafe { libc::send(stream.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+        _ => Err(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates
+
+/// Load a PEM certificate chain and its private key (ECDSA, RSA or Ed25519), checking that the
+/// key belongs to the first certificate. Errors name the file and the reason.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "{}: no PEM certificate in the file",
+            cert.display()
+        ));
+    }
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let ck = CertifiedKey::from_der(chain, der, &provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => format!(
+            "{}: the key does not belong to the certificate in {}",
+            key.display(),
+            cert.display()
+        ),
+        e => format!("{} / {}: {e}", cert.display(), key.display()),
+    })?;
+    // The leaf must parse as an X.509 end-entity certificate.
+    ck.end_entity_cert()
+        .map_err(|e| format!("{}: {e}", cert.display()))
+        .and_then(|c| {
+            webpki_parse(c)
+                .map_err(|e| format!("{}: not a usable certificate: {e}", cert.display()))
+        })?;
+    Ok(Arc::new(ck))
+}
+
+fn webpki_parse(c: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    rustls::server::ParsedCertificate::try_from(c).map(|_| ())
+}
+
+/// Certificates by SNI: the first host rule whose patterns match the requested name and that
+/// has a certificate, else the default certificate (also for clients that send no name).
+#[derive(Debug)]
+pub struct CertResolver {
+    pub by_rule: Vec<(arrow_cluster::KeyRule, Arc<CertifiedKey>)>,
+    pub default: Option<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(name) = hello.server_name() {
+            let name = name.to_ascii_lowercase();
+            let name = name.trim_end_matches('.');
+            if let Some((_, ck)) = self.by_rule.iter().find(|(r, _)| r.matches(name)) {
+                return Some(ck.clone());
+            }
+        }
+        self.default.clone()
+    }
+}
+
+/// The viewer-side TLS in force (swapped whole by a reload).
+pub struct TlsServer {
+    pub config: Arc<ServerConfig>,
+    pub handshake_timeout: Duration,
+    pub handshakes_in_flight_max: usize,
+}
+
+/// What the viewer-side TLS configuration is made of.
+pub struct ServerSettings {
+    pub resolver: CertResolver,
+    /// IANA suite names to allow (empty: rustls's defaults, all AEAD with forward secrecy).
+    pub cipher_suites: Vec<String>,
+    pub tls12: bool,
+    pub tickets: Arc<TicketKeys>,
+    pub sessions: Arc<dyn rustls::server::StoresServerSessions>,
+}
+
+/// The suite names rustls knows (those `tls.cipher_suites` may list).
+pub fn known_suites() -> Vec<&'static str> {
+    rustls::crypto::ring::default_provider()
+        .cipher_suites
+        .iter()
+        .filter_map(|s| s.suite().as_str())
+        .collect()
+}
+
+pub fn server_config(s: ServerSettings) -> Result<Arc<ServerConfig>, String> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !s.cipher_suites.is_empty() {
+        provider.cipher_suites.retain(|c| {
+            c.suite()
+                .as_str()
+                .is_some_and(|n| s.cipher_suites.iter().any(|w| w == n))
+        });
+        if provider.cipher_suites.is_empty() {
+            return Err(format!(
+                "none of {:?} is a known suite ({})",
+                s.cipher_suites,
+                known_suites().join(", ")
+            ));
+        }
+    }
+    let versions: &[&rustls::SupportedProtocolVersion] = if s.tls12 {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(s.resolver));
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.ticketer = s.tickets;
+    cfg.session_storage = s.sessions;
+    cfg.max_early_data_size = 0;
+    cfg.ignore_client_order = false;
+    Ok(Arc::new(cfg))
+}
+
+/// Session-ticket keys: AES-256-GCM keys derived by HKDF-SHA256 from a secret and the number
+/// of the current rotation period, so every shard (and every node and restart that shares the
+/// secret file) derives the same keys with no state. A ticket names its period; it is accepted
+/// in that period and the next, then its key is gone.
+pub struct TicketKeys {
+    secret: Vec<u8>,
+    rotation_s: u64,
+    /// (period, key) of the two most recent periods derived.
+    cache: RwLock<Vec<(u64, Arc<ring::aead::LessSafeKey>)>>,
+    rng: ring::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for TicketKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketKeys")
+            .field("rotation_s", &self.rotation_s)
+            .finish_non_exhaustive()
+    }
+}
+
+const TICKET_NONCE: usize = 12;
+
+impl TicketKeys {
+    /// Keys from `secret` (a key file's bytes, or random bytes for this process alone).
+    pub fn new(secret: Vec<u8>, rotation_s: u64) -> TicketKeys {
+        TicketKeys {
+            secret,
+            rotation_s: rotation_s.max(1),
+            cache: RwLock::new(Vec::new()),
+            rng: ring::rand::SystemRandom::new(),
+        }
+    }
+
+    /// A random secret (tickets survive neither a restart nor another node).
+    pub fn random(rotation_s: u64) -> TicketKeys {
+        let mut s = vec![0u8; 48];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut s)
+            .expect("system randomness");
+        TicketKeys::new(s, rotation_s)
+    }
+
+    /// Keys from a file of at least 32 random bytes (`openssl rand 80 > file`, as for nginx's
+    /// ssl_session_ticket_key).
+    pub fn from_file(path: &Path, rotation_s: u64) -> Result<TicketKeys, String> {
+        let s = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if s.len() < 32 {
+            return Err(format!(
+                "{}: needs at least 32 random bytes, has {}",
+                path.display(),
+                s.len()
+            ));
+        }
+        Ok(TicketKeys::new(s, rotation_s))
+    }
+
+    fn period_now(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        now / self.rotation_s
+    }
+
+    fn key(&self, period: u64) -> Arc<ring::aead::LessSafeKey> {
+        if let Some((_, k)) = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(p, _)| *p == period)
+        {
+            return k.clone();
+        }
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"arrow session tickets v1");
+        let prk = salt.extract(&self.secret);
+        let info = period.to_be_bytes();
+        let info = [&info[..]];
+        let okm = prk
+            .expand(&info, &ring::aead::AES_256_GCM)
+            .expect("HKDF output of one AES-256 key");
+        let key = Arc::new(ring::aead::LessSafeKey::new(ring::aead::UnboundKey::from(
+            okm,
+        )));
+        let mut c = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        c.retain(|(p, _)| p + 1 >= period && *p <= period + 1);
+        c.push((period, key.clone()));
+        key
+    }
+}
+
+impl ProducesTickets for TicketKeys {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.rotation_s.min(u32::MAX as u64) as u32
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let period = self.period_now();
+        let key = self.key(period);
+        let mut nonce = [0u8; TICKET_NONCE];
+        ring::rand::SecureRandom::fill(&self.rng, &mut nonce).ok()?;
+        let mut out = Vec::with_capacity(8 + TICKET_NONCE + plain.len() + 16);
+        out.extend_from_slice(&period.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        let aad = ring::aead::Aad::from(period.to_be_bytes());
+        let mut body = plain.to_vec();
+        key.seal_in_place_append_tag(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            aad,
+            &mut body,
+        )
+        .ok()?;
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        if cipher.len() < 8 + TICKET_NONCE + 16 {
+            return None;
+        }
+        let period = u64::from_be_bytes(cipher[..8].try_into().ok()?);
+        let now = self.period_now();
+        if period != now && period + 1 != now {
+            return None;
+        }
+        let nonce: [u8; TICKET_NONCE] = cipher[8..8 + TICKET_NONCE].try_into().ok()?;
+        let key = self.key(period);
+        let mut body = cipher[8 + TICKET_NONCE..].to_vec();
+        let aad = ring::aead::Aad::from(period.to_be_bytes());
+        let plain = key
+            .open_in_place(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                aad,
+                &mut body,
+            )
+            .ok()?
+            .len();
+        body.truncate(plain);
+        Some(body)
+    }
+}
+
+/// A self-signed ECDSA P-256 certificate for `names` (DNS names or IP addresses), as PEM
+/// (certificate, private key): what `arrow demo --tls` serves.
+pub fn self_signed(names: &[&str]) -> Result<(String, String), String> {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| format!("certificate: {e}"))?;
+    Ok((ck.cert.pem(), ck.key_pair.serialize_pem()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Origins
+
+/// The client configuration for `https://` origins: verified against the system's roots, or
+/// against the CA certificates in `ca_file` only. ALPN http/1.1; sessions resumed.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(p) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{}: no PEM certificate in the file", p.display()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                let _ = roots.add(c);
+            }
+            if roots.is_empty() {
+                return Err("no system root certificates found (set origin_ca_file)".into());
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_open_in_their_period_and_the_next_only() {
+        let k = TicketKeys::new(vec![7u8; 32], 3600);
+        let t = k.encrypt(b"session state").unwrap();
+        assert_eq!(k.decrypt(&t).unwrap(), b"session state");
+        // Another holder of the same secret (another shard, node or run) opens it.
+        let k2 = TicketKeys::new(vec![7u8; 32], 3600);
+        assert_eq!(k2.decrypt(&t).unwrap(), b"session state");
+        // A different secret does not; nor a tampered ticket.
+        assert!(TicketKeys::new(vec![8u8; 32], 3600).decrypt(&t).is_none());
+        let mut bad = t.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(k.decrypt(&bad).is_none());
+        // A ticket two periods old is refused.
+        let mut old = t.clone();
+        let p = u64::from_be_bytes(old[..8].try_into().unwrap()) - 2;
+        old[..8].copy_from_slice(&p.to_be_bytes());
+        assert!(k.decrypt(&old).is_none());
+        assert!(k.decrypt(&t[..10]).is_none());
+    }
+}
