@@ -26,6 +26,10 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
 command -v pdns_server >/dev/null 2>&1 || need+=(pdns-server)
 ls /usr/lib/*/pdns/liblua2backend.so >/dev/null 2>&1 || need+=(pdns-backend-lua2)
+# HTTPS (tests/tests/tls.rs): certificates made with openssl, sessions checked with s_client,
+# the listener audited with testssl.sh.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v testssl >/dev/null 2>&1 || command -v testssl.sh >/dev/null 2>&1 || need+=(testssl.sh)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq || true) >/dev/null

@@ -55,12 +55,8 @@ pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
     (s, addr)
 }
 
-/// The addresses a node reports in its "arrow node accepting" log line (HTTP, admin), read from
-/// `log` after byte `from`.
-fn accepting_addrs(log: &str, from: usize) -> Option<(SocketAddr, Option<SocketAddr>)> {
-    let tail = log.get(from..)?;
-    let line = tail.lines().find(|l| l.contains("arrow node accepting"))?;
-    // Strip ANSI colour sequences (ESC [ ... m).
+/// `line` without ANSI colour sequences (ESC [ ... m).
+fn strip_ansi(line: &str) -> String {
     let mut plain = String::with_capacity(line.len());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
@@ -74,6 +70,15 @@ fn accepting_addrs(log: &str, from: usize) -> Option<(SocketAddr, Option<SocketA
             plain.push(c);
         }
     }
+    plain
+}
+
+/// The addresses a node reports in its "arrow node accepting" log line (HTTP, admin), read from
+/// `log` after byte `from`.
+fn accepting_addrs(log: &str, from: usize) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let tail = log.get(from..)?;
+    let line = tail.lines().find(|l| l.contains("arrow node accepting"))?;
+    let plain = strip_ansi(line);
     let listen = plain.split("listen=[").nth(1)?.split([']', ',']).next()?;
     let admin = plain
         .split("admin=Some(")
@@ -424,10 +429,13 @@ impl Node {
                     let admin = admin.unwrap_or(self.admin);
                     if (http, admin) != (self.http, self.admin) {
                         let cfg = std::fs::read_to_string(&self.config_path).unwrap();
+                        // The first `listen` is the node's ([node] comes first); a [tls]
+                        // listener spelled the same stays as it is.
                         let cfg = cfg
-                            .replace(
+                            .replacen(
                                 &format!("listen = [\"{}\"]", self.http),
                                 &format!("listen = [\"{http}\"]"),
+                                1,
                             )
                             .replace(
                                 &format!("admin_listen = \"{}\"", self.admin),
@@ -463,6 +471,22 @@ impl Node {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The first TLS listener of the latest start, as its "arrow node accepting" line says.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        let log = self.log();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("arrow node accepting"))?;
+        let plain: String = strip_ansi(line);
+        let l = plain
+            .split("tls_listen=[")
+            .nth(1)?
+            .split([']', ','])
+            .next()?;
+        l.trim().parse().ok()
     }
 
     /// SIGTERM and wait (graceful); returns the exit status.
@@ -521,6 +545,10 @@ impl Response {
     }
     pub fn x_cache(&self) -> &str {
         self.header("x-cache").unwrap_or("")
+    }
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 

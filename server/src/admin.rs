@@ -223,6 +223,30 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
             "missing or wrong admin token (Authorization: Bearer <token>)\n".into(),
             TEXT,
         ),
+        ("POST", "/reload") => {
+            // The same reload as SIGHUP (run by the main thread): this call waits for its
+            // outcome and reports it.
+            let before = ctx.node.reloads.lock().unwrap_or_else(|e| e.into_inner()).0;
+            // SAFETY: signalling this very process; SIGHUP is blocked in every thread and
+            // taken by the main thread's sigwait.
+            unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                {
+                    let r = ctx.node.reloads.lock().unwrap_or_else(|e| e.into_inner());
+                    if r.0 != before {
+                        return match &r.1 {
+                            Ok(m) => (200, format!("{m}\n"), TEXT),
+                            Err(m) => (409, format!("reload refused: {m}\n"), TEXT),
+                        };
+                    }
+                }
+                if std::time::Instant::now() > deadline {
+                    return (504, "the reload did not report in 30 s\n".into(), TEXT);
+                }
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         ("POST" | "PURGE", "/purge") => {
             let key = param("key");
             let prefix = param("prefix");

@@ -125,6 +125,8 @@ pub struct Node {
         Arc<crate::tls::TicketKeys>,
         Arc<dyn rustls::server::StoresServerSessions>,
     )>,
+    /// Reloads done (a generation count) and the last one's outcome, for `POST /reload`.
+    pub reloads: std::sync::Mutex<(u64, Result<String, String>)>,
     pub(crate) shutdown: AtomicBool,
 }
 
@@ -156,6 +158,7 @@ impl Node {
                 .map_or(0, |d| d.as_secs()),
             shutdown: AtomicBool::new(false),
             tls: arc_swap::ArcSwapOption::empty(),
+            reloads: std::sync::Mutex::new((0, Ok(String::new()))),
             tls_sessions: OnceLock::new(),
             replica_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }

@@ -471,7 +471,19 @@ pub fn render(
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     }
     type PerShard = fn(&ShardMetrics) -> u64;
-    let per_shard: [(&str, &str, &str, PerShard); 5] = [
+    let per_shard: [(&str, &str, &str, PerShard); 7] = [
+        (
+            "arrow_shard_tls_full_handshakes_total",
+            "counter",
+            "Full viewer TLS handshakes per shard.",
+            |s| s.tls.full.get(),
+        ),
+        (
+            "arrow_shard_tls_resumed_handshakes_total",
+            "counter",
+            "Resumed viewer TLS handshakes per shard (tickets and session ids are shared by all shards).",
+            |s| s.tls.resumed.get(),
+        ),
         (
             "arrow_shard_connections_total",
             "counter",

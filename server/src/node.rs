@@ -87,17 +87,25 @@ fn reload(
     tls_bound: &[SocketAddr],
     admin_bound: Option<SocketAddr>,
 ) {
+    let outcome = try_reload(node, bound, tls_bound, admin_bound);
+    match &outcome {
+        Ok(m) => tracing::info!("SIGHUP: {m}"),
+        Err(e) => tracing::error!(reason = %e, "SIGHUP: reload refused, the running config stays"),
+    }
+    let mut r = node.reloads.lock().unwrap_or_else(|e| e.into_inner());
+    *r = (r.0 + 1, outcome);
+}
+
+fn try_reload(
+    node: &Node,
+    bound: &[SocketAddr],
+    tls_bound: &[SocketAddr],
+    admin_bound: Option<SocketAddr>,
+) -> Result<String, String> {
     let Some(path) = node.cfg.path.as_ref() else {
-        tracing::warn!("SIGHUP: the config was not loaded from a file; nothing to reload");
-        return;
+        return Err("the config was not loaded from a file; nothing to reload".into());
     };
-    let mut next = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "SIGHUP: reload refused, the running config stays");
-            return;
-        }
-    };
+    let mut next = Config::load(path).map_err(|e| e.to_string())?;
     // A listener configured with port 0 is the one that was bound: a file that now names the
     // port it got (as a supervisor may write) describes the same listener.
     for (i, l) in next.node.listen.iter_mut().enumerate() {
@@ -126,17 +134,10 @@ fn reload(
         }
     }
     if let Some(why) = node.cfg.reload_refusal(&next) {
-        tracing::error!(reason = %why, "SIGHUP: reload refused, the running config stays");
-        return;
+        return Err(why);
     }
     // Certificates next: one that does not load refuses the whole reload (the old ones stay).
-    let tls = match node.build_tls(&next) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "SIGHUP: reload refused, the running config stays");
-            return;
-        }
-    };
+    let tls = node.build_tls(&next)?;
     // The access log first: a path that cannot be opened refuses the whole reload.
     if let Some(path) = &next.node.access_log {
         let format = crate::access_log::LogFormat::of(&next.node.access_log_format);
@@ -147,8 +148,7 @@ fn reload(
                     let _ = node.access_log.set(log);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, path, "SIGHUP: reload refused, node.access_log cannot be opened");
-                    return;
+                    return Err(format!("node.access_log {path} cannot be opened: {e}"));
                 }
             },
         }
@@ -156,13 +156,15 @@ fn reload(
     let rules = next.hosts.len();
     node.rules.store(Arc::new(next.hosts));
     node.limits.store(Arc::new(next.limits));
-    let certificates = tls.is_some();
+    let tls_note = if tls.is_some() {
+        " and TLS certificates"
+    } else {
+        ""
+    };
     node.tls.store(tls.map(Arc::new));
-    tracing::info!(
-        host_rules = rules,
-        certificates,
-        "SIGHUP: host rules, limits, access log and TLS certificates reloaded"
-    );
+    Ok(format!(
+        "host rules, limits and access log{tls_note} reloaded ({rules} host rules)"
+    ))
 }
 
 /// The next blocked signal, or `None` after `timeout` (when given) without one.

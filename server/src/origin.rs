@@ -39,10 +39,30 @@ pub enum FetchError {
     Protocol { origin: String, reason: String },
 }
 
+/// Which idle connections may carry a request: same address, and for TLS the same verification
+/// (the client configuration, by identity) and the same server name.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    addr: SocketAddr,
+    tls: Option<(usize, rustls_pki_types::ServerName<'static>)>,
+}
+
+impl PoolKey {
+    fn of(origin: &Origin) -> PoolKey {
+        PoolKey {
+            addr: origin.addr,
+            tls: origin
+                .tls
+                .as_ref()
+                .map(|t| (std::sync::Arc::as_ptr(&t.config) as usize, t.name.clone())),
+        }
+    }
+}
+
 /// Per-shard origin state: idle connections and measured latencies.
 pub struct OriginClient {
-    /// Idle connections by address and whether they speak TLS.
-    idle: RefCell<HashMap<(SocketAddr, bool), Vec<Transport>>>,
+    /// Idle connections by [`PoolKey`].
+    idle: RefCell<HashMap<PoolKey, Vec<Transport>>>,
     /// EWMA of time to response head (µs); failures push it up.
     latency_us: RefCell<HashMap<SocketAddr, f64>>,
     limits: crate::config::LiveLimits,
@@ -103,7 +123,7 @@ pub struct BodyReader {
     buf: Vec<u8>,
     framing: Framing,
     keep_alive: bool,
-    addr: SocketAddr,
+    pool: PoolKey,
     origin: String,
     client: Rc<OriginClient>,
     timeout: Duration,
@@ -146,9 +166,9 @@ impl OriginClient {
         *e = e.max(penalty);
     }
 
-    fn put_idle(&self, addr: SocketAddr, conn: Transport) {
+    fn put_idle(&self, key: PoolKey, conn: Transport) {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry((addr, conn.is_tls())).or_default();
+        let list = idle.entry(key).or_default();
         if list.len() < self.limits.load().origin_idle_connections_max {
             list.push(conn);
         }
@@ -250,7 +270,7 @@ impl OriginClient {
         let pooled = self
             .idle
             .borrow_mut()
-            .get_mut(&(origin.addr, origin.tls.is_some()))
+            .get_mut(&PoolKey::of(origin))
             .and_then(|v| v.pop());
         if let Some(conn) = pooled {
             if let Ok(r) = self.exchange(conn, origin, head.clone(), req.method).await {
@@ -408,7 +428,7 @@ impl OriginClient {
             buf,
             framing,
             keep_alive,
-            addr: origin.addr,
+            pool: PoolKey::of(origin),
             origin: origin.url.clone(),
             client: self.clone(),
             timeout: Duration::from_millis(self.limits.load().body_timeout_ms),
@@ -435,7 +455,7 @@ impl BodyReader {
         if matches!(self.framing, Framing::Done) {
             if let Some(conn) = self.conn.take() {
                 if self.keep_alive && self.buf.is_empty() {
-                    self.client.put_idle(self.addr, conn);
+                    self.client.put_idle(self.pool.clone(), conn);
                 }
             }
         }
