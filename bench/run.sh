@@ -8,11 +8,13 @@
 #   --smoke  Arrow + the origin only, 1 KiB hits, one 1 s wrk run (a curl loop when wrk is
 #            absent); installs nothing; exit status 0 only if every check held  (seconds)
 #   --only   one of: hit1k hit1m longtail miss http storage dns policy disktier slowread shards
-#            smallobj lib
+#            smallobj lib tls
 #
 # HTTP peers: arrow, nginx (proxy_cache), varnish (malloc), ats (Traffic Server, disk only); see
 # bench/http_bench.sh for the layout and scenarios. storage, dns and policy are the scripts
 # bench/storage_vs_fio.sh, bench/dns_bench.sh and bench/policy_compare.sh (skipped when absent);
+# tls is bench/tls_bench.sh (HTTPS 1 KiB and 1 MiB hits, full handshakes and resumptions per
+# server CPU-second, Arrow ÷ nginx with OpenSSL on the same core and certificate);
 # lib is bench/lib_bench.sh (libarrow_cdn lookups/s from C ÷ the node's in-process placement;
 # nginx+Lua CPU per request ÷ plain nginx proxying);
 # disktier, slowread and shards are bench/disktier.sh (disk-tier hits ÷ fio on the same extent),
@@ -61,10 +63,10 @@ done
 
 HTTP_SCENARIOS="hit1k hit1m longtail miss"
 case $ONLY in
-    "") EXTRAS=$([ "$MODE" = full ] && echo "storage disktier slowread shards smallobj dns policy lib" || true); SCEN=$HTTP_SCENARIOS ;;
+    "") EXTRAS=$([ "$MODE" = full ] && echo "storage disktier slowread shards smallobj tls dns policy lib" || true); SCEN=$HTTP_SCENARIOS ;;
     http) EXTRAS=""; SCEN=$HTTP_SCENARIOS ;;
     hit1k | hit1m | longtail | miss) EXTRAS=""; SCEN=$ONLY ;;
-    storage | dns | policy | disktier | slowread | shards | smallobj | lib) EXTRAS=$ONLY; SCEN="" ;;
+    storage | dns | policy | disktier | slowread | shards | smallobj | lib | tls) EXTRAS=$ONLY; SCEN="" ;;
     *) die "--only: unknown scenario $ONLY" ;;
 esac
 
@@ -123,7 +125,7 @@ else
     want=(curl)
     [ -n "$SCEN" ] && want+=(wrk nginx varnishd traffic_server matplotlib)
     for x in $EXTRAS; do
-        case $x in storage | disktier) want+=(fio wrk nginx) ;; slowread | shards) want+=(wrk nginx) ;; dns) want+=(dnsperf) ;; esac
+        case $x in storage | disktier) want+=(fio wrk nginx) ;; slowread | shards | tls) want+=(wrk nginx) ;; dns) want+=(dnsperf) ;; esac
     done
     bench_install "${want[@]}" || log "some packages could not be installed; their peers are skipped"
     ARROW_BIN=${ARROW_BIN:-$ROOT/target/release/arrow}
@@ -162,6 +164,8 @@ for x in $EXTRAS; do
         dns) script=$BENCH_DIR/dns_bench.sh ;;
         lib) script=$BENCH_DIR/lib_bench.sh ;;
         smallobj) script=$BENCH_DIR/smallobj.sh ;;
+        tls) script=$BENCH_DIR/tls_bench.sh; args=("$OUT/tls")
+                 env_extra=(ROUNDS="${EXTRA_ROUNDS:-3}" DURATION_S="${EXTRA_SECONDS:-5}") ;;
         disktier | slowread | shards) script=$BENCH_DIR/$x.sh; args=("$OUT/$x")
                  env_extra=(ROUNDS="${EXTRA_ROUNDS:-3}" DURATION_S="${EXTRA_SECONDS:-5}") ;;
         policy) script=$BENCH_DIR/policy_compare.sh ;;
@@ -174,7 +178,7 @@ for x in $EXTRAS; do
     log "$x: $(basename "$script")"
     rc=0
     timeout_s=${EXTRA_TIMEOUT_S:-240}
-    case $x in disktier | shards) timeout_s=${EXTRA_TIMEOUT_S:-900} ;; esac
+    case $x in disktier | shards | tls) timeout_s=${EXTRA_TIMEOUT_S:-900} ;; esac
     run_child "$OUT/extra/$x.txt" env "${env_extra[@]}" timeout "$timeout_s" bash "$script" "${args[@]}" || rc=$?
     [ "$rc" = 0 ] || { log "$x exited with status $rc"; echo "exit status $rc" >> "$OUT/extra/$x.txt"; }
 done

@@ -29,6 +29,8 @@ ls /usr/lib/*/pdns/liblua2backend.so >/dev/null 2>&1 || need+=(pdns-backend-lua2
 # HTTPS (tests/tests/tls.rs): certificates made with openssl, sessions checked with s_client,
 # the listener audited with testssl.sh.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# bench/tls_bench.sh's smoke run (bench/tests/tls_bench_smoke.rs) drives HTTPS with wrk.
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v testssl >/dev/null 2>&1 || command -v testssl.sh >/dev/null 2>&1 || need+=(testssl.sh)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
