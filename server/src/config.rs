@@ -400,7 +400,8 @@ impl Config {
             file: path.display().to_string(),
             message: format!("cannot read: {e}"),
         })?;
-        let mut cfg = Config::parse(&text, &path.display().to_string())?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let mut cfg = Config::parse_in(&text, &path.display().to_string(), base)?;
         cfg.path = Some(path.to_path_buf());
         Ok(cfg)
     }
@@ -452,10 +453,19 @@ impl Config {
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        Config::parse_in(text, file, None)
+    }
+
+    /// [`Config::parse`], with relative TLS file paths (certificates, keys, CA files, the ticket
+    /// key file) taken from `base` (the config file's directory).
+    pub fn parse_in(text: &str, file: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
             file: file.to_string(),
             message: describe_toml_error(text, &e),
         })?;
+        if let Some(base) = base {
+            raw.resolve_tls_paths(base);
+        }
         raw.validate().map_err(|(key, message)| ConfigError {
             file: file.to_string(),
             message: match find_key_line(text, &key) {
@@ -493,6 +503,24 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
 type KeyError = (String, String);
 
 impl RawConfig {
+    fn resolve_tls_paths(&mut self, base: &Path) {
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(x) = p.as_mut().filter(|x| x.is_relative()) {
+                *x = base.join(&*x);
+            }
+        };
+        if let Some(t) = self.tls.as_mut() {
+            fix(&mut t.certificate);
+            fix(&mut t.key);
+            fix(&mut t.ticket_key_file);
+        }
+        for h in &mut self.hosts {
+            fix(&mut h.tls_certificate);
+            fix(&mut h.tls_key);
+            fix(&mut h.origin_ca_file);
+        }
+    }
+
     fn validate(self) -> Result<Config, KeyError> {
         let node = self.node;
         if node.cores.is_empty() {

@@ -674,7 +674,7 @@ fn https_origins_are_verified_against_a_private_ca_pooled_and_asked_by_name() {
         pki.path("ca.pem").display(),
         other.path("ca.pem").display()
     );
-    let cfg = node_config(dir.path(), http, admin, &[url.clone()], &extra);
+    let cfg = node_config(dir.path(), http, admin, std::slice::from_ref(&url), &extra);
     let node = Node::start(dir.path(), &cfg, http, admin);
     let mut handshakes = Vec::new();
     for i in 0..3 {
