@@ -208,22 +208,29 @@ impl<'a> SocketSink<'a> {
     /// out before anything else (the next send, the next read, or the close).
     async fn send_tls(
         &mut self,
-        head: &[u8],
+        mut head: Vec<u8>,
         body: &[u8],
         give_up_after: Option<Duration>,
     ) -> io::Result<u64> {
         // At most one window waits in user space; a small one (a head) shares the next send.
         const SHARE_BYTES: usize = 4096;
         let waiting = |s: &Self| s.io.tls.as_ref().map_or(0, |t| t.pending().len());
+        let mut body = body;
+        let mut taken = 0u64;
         if !head.is_empty() {
+            // The head's record is filled up with the body's first bytes: a small response is
+            // one record, a large one starts with a full record.
+            let share = body.len().min(crate::tls::RECORD_BYTES.saturating_sub(head.len()));
+            head.extend_from_slice(&body[..share]);
+            body = &body[share..];
+            taken += share as u64;
             if waiting(self) > SHARE_BYTES {
                 self.flush_tls(None).await?;
             }
             if let Some(t) = self.io.tls.as_mut() {
-                t.encrypt(head)?;
+                t.encrypt(&head)?;
             }
         }
-        let mut taken = 0u64;
         for w in body.chunks(crate::tls::WINDOW_BYTES) {
             if waiting(self) > SHARE_BYTES && !self.flush_tls(give_up_after).await? {
                 return Ok(taken);
@@ -250,7 +257,7 @@ impl Sink for SocketSink<'_> {
             m.ram_span_send_bytes.add(held);
         }
         let r = if self.io.is_tls() {
-            self.send_tls(&head, span.as_slice(), None)
+            self.send_tls(head, span.as_slice(), None)
                 .await
                 .map(|_| ())
         } else {
@@ -273,14 +280,14 @@ impl Sink for SocketSink<'_> {
         if !head.is_empty() && body.len() <= COALESCE_BODY_BYTES {
             head.extend_from_slice(&body);
             if self.io.is_tls() {
-                self.send_tls(&head, &[], None).await?;
+                self.send_tls(head, &[], None).await?;
             } else {
                 self.send_bufs(&[&head], false, None).await?;
             }
             return Ok(());
         }
         if self.io.is_tls() {
-            self.send_tls(&head, &body, None).await?;
+            self.send_tls(head, &body, None).await?;
             return Ok(());
         }
         self.send_bufs(&[&head, &body], false, None).await?;
@@ -298,7 +305,7 @@ impl Sink for SocketSink<'_> {
                 // The head always goes whole; the piece only while the viewer keeps reading.
                 let hold = self.pace.as_ref().map(|p| p.hold);
                 if self.io.is_tls() {
-                    return self.send_tls(&head, &b, hold).await;
+                    return self.send_tls(head, &b, hold).await;
                 }
                 if !head.is_empty() {
                     self.send_bufs(&[&head], true, None).await?;

@@ -37,7 +37,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 /// Plaintext encrypted per step of a large send (four full records).
 pub const WINDOW_BYTES: usize = 4 * RECORD_BYTES;
 /// Plaintext per record (the TLS maximum).
-const RECORD_BYTES: usize = 16 * 1024;
+pub const RECORD_BYTES: usize = 16 * 1024;
 /// Ciphertext buffer: a window plus per-record overhead (header, type, tag, TLS 1.2 nonce).
 const OUT_BYTES: usize = WINDOW_BYTES + 4 * 64;
 /// Ciphertext held before a record completes: one record and a read's worth more.
