@@ -40,11 +40,14 @@ pub async fn handle(ctx: Rc<ShardCtx>, stream: TcpStream, peer: std::net::Socket
     if tls && !accept_tls(&ctx, &mut stream, &mut buf, peer).await {
         return;
     }
-    serve(&ctx, &mut stream, buf, peer, &limits).await;
-    // What a last response left encrypted goes out, then close_notify.
-    stream
-        .close(Duration::from_millis(limits.body_timeout_ms))
-        .await;
+    let aborted = serve(&ctx, &mut stream, buf, peer, &limits).await;
+    // What a last response left encrypted goes out, then close_notify; nothing more for a
+    // connection cut off (slow, stalled, reset), whose session is dropped with its buffers.
+    if !aborted {
+        stream
+            .close(Duration::from_millis(limits.body_timeout_ms))
+            .await;
+    }
 }
 
 /// The TLS handshake of a connection on a TLS listener, within the handshake deadline and the
@@ -105,16 +108,18 @@ async fn accept_tls(
     }
 }
 
-/// The request loop of one connection (plain, or TLS after its handshake).
+/// The request loop of one connection (plain, or TLS after its handshake). True when it ended
+/// with a response cut off.
 async fn serve(
     ctx: &Rc<ShardCtx>,
     stream: &mut Transport,
     mut buf: Vec<u8>,
     peer: std::net::SocketAddr,
     limits: &crate::config::Limits,
-) {
+) -> bool {
     let body_timeout = Duration::from_millis(limits.body_timeout_ms);
     let mut served = 0u64;
+    let mut aborted = false;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream.stream);
     loop {
         if ctx.node.shutting_down() && buf.is_empty() {
@@ -265,10 +270,12 @@ async fn serve(
             "request done"
         );
         if !keep_alive || out.aborted {
+            aborted = out.aborted;
             break;
         }
     }
     ctx.viewers.close(fd, &ctx.metrics.viewers_active);
+    aborted
 }
 
 /// Designated nodes tried for one request before this node serves it from the origin.

@@ -205,6 +205,11 @@ impl TlsCounters {
 }
 
 fn render_tls(o: &mut String, shards: &[std::sync::Arc<ShardMetrics>]) {
+    let _ = writeln!(
+        o,
+        "# HELP arrow_tls_send_buffer_bytes Ciphertext buffer bytes TLS connections hold now (at most about one 64 KiB window per connection with a response in flight).\n# TYPE arrow_tls_send_buffer_bytes gauge\narrow_tls_send_buffer_bytes {}",
+        crate::tls::send_buffer_bytes()
+    );
     let sum = |f: &dyn Fn(&TlsCounters) -> u64| shards.iter().map(|s| f(&s.tls)).sum::<u64>();
     o.push_str("# HELP arrow_tls_handshakes_total Viewer TLS handshakes completed, full or resumed (ticket or session id).\n# TYPE arrow_tls_handshakes_total counter\n");
     let _ = writeln!(

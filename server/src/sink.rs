@@ -220,7 +220,9 @@ impl<'a> SocketSink<'a> {
         if !head.is_empty() {
             // The head's record is filled up with the body's first bytes: a small response is
             // one record, a large one starts with a full record.
-            let share = body.len().min(crate::tls::RECORD_BYTES.saturating_sub(head.len()));
+            let share = body
+                .len()
+                .min(crate::tls::RECORD_BYTES.saturating_sub(head.len()));
             head.extend_from_slice(&body[..share]);
             body = &body[share..];
             taken += share as u64;
@@ -257,9 +259,7 @@ impl Sink for SocketSink<'_> {
             m.ram_span_send_bytes.add(held);
         }
         let r = if self.io.is_tls() {
-            self.send_tls(head, span.as_slice(), None)
-                .await
-                .map(|_| ())
+            self.send_tls(head, span.as_slice(), None).await.map(|_| ())
         } else {
             crate::splice::send_span(
                 &mut self.io.stream,

@@ -49,13 +49,36 @@ thread_local! {
     static OUT_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Ciphertext buffer bytes held by connections (taken from the pools, not yet given back).
+static OUT_HELD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes of ciphertext buffers connections hold now, all shards (`arrow_tls_send_buffer_bytes`):
+/// at most about one window per TLS connection with a response in flight.
+pub fn send_buffer_bytes() -> u64 {
+    OUT_HELD.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn take_out() -> Vec<u8> {
-    OUT_POOL
+    let b = OUT_POOL
         .with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0u8; OUT_BYTES])
+        .unwrap_or_else(|| vec![0u8; OUT_BYTES]);
+    OUT_HELD.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    b
+}
+
+/// Grow a taken buffer to `len` bytes (counted as held).
+fn grow(out: &mut Vec<u8>, len: usize) {
+    if len > out.len() {
+        OUT_HELD.fetch_add(
+            (len - out.len()) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        out.resize(len, 0);
+    }
 }
 
 fn give_out(b: Vec<u8>) {
+    OUT_HELD.fetch_sub(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
     if b.len() != OUT_BYTES {
         return; // grown for an unusual handshake flight: not pooled
     }
@@ -204,7 +227,7 @@ fn drive<C: Unbuffered>(
                         }
                         Err(EncodeError::InsufficientSize(InsufficientSizeError {
                             required_size,
-                        })) => out.resize(*end + required_size, 0),
+                        })) => grow(out, *end + required_size),
                         Err(EncodeError::AlreadyEncoded) => break,
                     }
                 }
@@ -261,7 +284,7 @@ fn seal<C: Unbuffered>(
                     }
                     Err(EncryptError::InsufficientSize(InsufficientSizeError {
                         required_size,
-                    })) => out.resize(*end + required_size, 0),
+                    })) => grow(out, *end + required_size),
                     Err(e) => return Err(io::Error::other(e.to_string())),
                 }
             },
@@ -272,7 +295,7 @@ fn seal<C: Unbuffered>(
                         break;
                     }
                     Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                        out.resize(*end + required_size, 0)
+                        grow(out, *end + required_size)
                     }
                     Err(EncodeError::AlreadyEncoded) => break,
                 }
@@ -298,7 +321,7 @@ fn seal<C: Unbuffered>(
 fn close_notify<C: Unbuffered>(conn: &mut C, out: &mut Vec<u8>, end: &mut usize) {
     if let Ok(ConnectionState::WriteTraffic(mut w)) = conn.process(&mut []).state {
         if out.len() < *end + 64 {
-            out.resize(*end + 64, 0);
+            grow(out, *end + 64);
         }
         if let Ok(n) = w.queue_close_notify(&mut out[*end..]) {
             *end += n;

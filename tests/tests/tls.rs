@@ -786,3 +786,79 @@ fn testssl_finds_no_weak_protocol_cipher_or_renegotiation_problem() {
     );
     drop(origin);
 }
+
+#[test]
+fn tls_viewers_that_stop_reading_hold_one_window_each_and_are_closed_below_the_minimum_rate() {
+    let dir = scratch_dir("tls-slow");
+    let pki = Pki::new(dir.path(), "pki");
+    let (cert, key) = pki.leaf("n", HOST, &[&format!("DNS:{HOST}")], KeyType::EcdsaP256);
+    let origin = Origin::start(media);
+    let (http, admin) = addrs();
+    let cfg = node_config(
+        dir.path(),
+        http,
+        admin,
+        &[origin.url()],
+        &tls_section("127.0.0.1:0", &cert, &key, ""),
+    )
+    .replace(
+        "[limits]\n",
+        "[limits]\nsend_rate_min_bytes_per_s = 262144\nsend_rate_window_ms = 1500\nsend_hold_ms = 100\nsend_unsent_bytes_max = 65536\n",
+    );
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    let tls = node.tls_addr().unwrap();
+    curl(tls, HOST, "/v/s/big.ts", &pki.path("ca.pem"), &[]); // stored: 3 MiB
+                                                              // Viewers that ask for 3 MiB and stop reading: s_client writes what it receives to a pipe
+                                                              // nobody reads, so once the pipe is full it stops reading its socket.
+    let viewers = 12;
+    let mut slow: Vec<std::process::Child> = (0..viewers)
+        .map(|_| {
+            let mut c = Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-quiet",
+                    "-connect",
+                    &tls.to_string(),
+                    "-servername",
+                    HOST,
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let req = format!("GET /v/s/big.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+            c.stdin.as_mut().unwrap().write_all(req.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    // While they stall, the node holds at most about a window of ciphertext for each.
+    let bound = viewers * (64 * 1024 + 16 * 1024 + 4096);
+    let mut peak = 0;
+    let closed = wait_until(Duration::from_secs(20), || {
+        let m = metrics(&node);
+        peak = peak.max(metric(&m, "arrow_tls_send_buffer_bytes", ""));
+        metric(&m, "arrow_slow_viewers_closed_total", "") >= viewers as u64
+    });
+    let m = metrics(&node);
+    assert!(closed, "slow TLS viewers were not closed:\n{m}");
+    assert!(
+        peak <= bound as u64,
+        "ciphertext held {peak} > {bound}\n{m}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || metric(
+            &metrics(&node),
+            "arrow_tls_send_buffer_bytes",
+            ""
+        ) == 0),
+        "ciphertext buffers not given back after the viewers were closed"
+    );
+    for c in &mut slow {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    // A viewer that reads gets the whole body meanwhile.
+    let (_, body) = curl(tls, HOST, "/v/s/big.ts", &pki.path("ca.pem"), &[]);
+    assert_eq!(body, body_for("/v/s/big.ts", 3 << 20));
+}
