@@ -148,7 +148,13 @@ async fn answer(ctx: &Rc<ShardCtx>, req: &http::Request) -> (u16, String, &'stat
             }
             (
                 200,
-                crate::metrics::render(&ctx.node.metrics, &disks, &ram, &extra),
+                crate::metrics::render(
+                    &ctx.node.metrics,
+                    &disks,
+                    &ram,
+                    &extra,
+                    ctx.node.tls.load().as_ref().is_some_and(|t| t.ktls),
+                ),
                 "text/plain; version=0.0.4",
             )
         }

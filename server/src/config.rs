@@ -111,6 +111,15 @@ pub struct TlsConfig {
     /// Handshakes in progress per shard; a connection beyond it is closed at once. Default 1024.
     #[serde(default = "default_handshakes_in_flight")]
     pub handshakes_in_flight_max: usize,
+    /// `"auto"`: hand each connection's record layer to the kernel (kTLS) after its handshake
+    /// when the kernel has the `tls` module (probed at start), else encrypt in user space;
+    /// `"off"`: always in user space. Default "auto".
+    #[serde(default = "default_ktls")]
+    pub ktls: String,
+}
+
+fn default_ktls() -> String {
+    "auto".into()
 }
 
 fn yes() -> bool {
@@ -839,6 +848,12 @@ impl TlsConfig {
             }
             (Some(_), None) => return Err(("tls.key".into(), "needed with certificate".into())),
             (None, Some(_)) => return Err(("tls.certificate".into(), "needed with key".into())),
+        }
+        if !matches!(self.ktls.as_str(), "auto" | "off") {
+            return Err((
+                "tls.ktls".into(),
+                format!("{:?} is not \"auto\" or \"off\"", self.ktls),
+            ));
         }
         let known = crate::tls::known_suites();
         if let Some(bad) = self

@@ -83,8 +83,28 @@ async fn accept_tls(
             ctx.metrics
                 .tls
                 .completed(session.resumed(), session.version(), session.cipher());
-            io.tls = Some(Box::new(session));
-            true
+            let session = Box::new(session);
+            if !tls.ktls {
+                io.tls = Some(session);
+                return true;
+            }
+            // kTLS: the socket encrypts and decrypts itself from here; the connection is
+            // served like a plain one (splice, and the owning shard writing to it directly).
+            match session.into_kernel(&io.stream) {
+                Ok(()) => {
+                    ctx.metrics.tls.ktls.inc();
+                    true
+                }
+                Err(crate::tls::KernelHandover::Kept(s)) => {
+                    io.tls = Some(s);
+                    true
+                }
+                Err(crate::tls::KernelHandover::Broken(e)) => {
+                    tracing::warn!(error = %e, "kTLS hand-over failed; connection closed");
+                    ctx.metrics.tls.ktls_failed.inc();
+                    false
+                }
+            }
         }
         Err(f) => {
             ctx.metrics.tls.failed(f);

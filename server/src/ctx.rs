@@ -125,6 +125,9 @@ pub struct Node {
         Arc<crate::tls::TicketKeys>,
         Arc<dyn rustls::server::StoresServerSessions>,
     )>,
+    /// kTLS: whether connections are handed to the kernel after their handshake (`tls.ktls`
+    /// "auto" and the start-up probe succeeded), or why not. Set once at start.
+    pub ktls: OnceLock<Result<(), String>>,
     /// Reloads done (a generation count) and the last one's outcome, for `POST /reload`.
     pub reloads: std::sync::Mutex<(u64, Result<String, String>)>,
     pub(crate) shutdown: AtomicBool,
@@ -159,6 +162,7 @@ impl Node {
             shutdown: AtomicBool::new(false),
             tls: arc_swap::ArcSwapOption::empty(),
             reloads: std::sync::Mutex::new((0, Ok(String::new()))),
+            ktls: OnceLock::new(),
             tls_sessions: OnceLock::new(),
             replica_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
@@ -209,16 +213,19 @@ impl Node {
                 by_rule.push((h.key.clone(), ck));
             }
         }
+        let ktls = t.ktls == "auto" && self.ktls.get_or_init(crate::tls::ktls_probe).is_ok();
         let config = crate::tls::server_config(crate::tls::ServerSettings {
             resolver: crate::tls::CertResolver { by_rule, default },
             cipher_suites: t.cipher_suites.clone(),
             tls12: t.tls12,
             tickets,
             sessions,
+            ktls,
         })
         .map_err(|e| format!("tls: {e}"))?;
         Ok(Some(crate::tls::TlsServer {
             config,
+            ktls,
             handshake_timeout: Duration::from_millis(t.handshake_timeout_ms),
             handshakes_in_flight_max: t.handshakes_in_flight_max,
         }))

@@ -175,6 +175,10 @@ const TLS_VERSIONS: [&str; 2] = ["TLSv1.3", "TLSv1.2"];
 /// Viewer TLS handshakes on one shard.
 #[derive(Default)]
 pub struct TlsCounters {
+    /// Connections whose record layer went to the kernel (kTLS) after the handshake.
+    pub ktls: Counter,
+    /// kTLS hand-overs that failed part way (the connection was closed).
+    pub ktls_failed: Counter,
     full: Counter,
     resumed: Counter,
     failed: [Counter; crate::tls::HandshakeFailure::ALL.len()],
@@ -204,7 +208,22 @@ impl TlsCounters {
     }
 }
 
-fn render_tls(o: &mut String, shards: &[std::sync::Arc<ShardMetrics>]) {
+fn render_tls(o: &mut String, shards: &[std::sync::Arc<ShardMetrics>], ktls_available: bool) {
+    let _ = writeln!(
+        o,
+        "# HELP arrow_tls_ktls_enabled Whether TLS connections are handed to the kernel (kTLS) after their handshake: tls.ktls = \"auto\" and the kernel has the tls module.\n# TYPE arrow_tls_ktls_enabled gauge\narrow_tls_ktls_enabled {}",
+        u8::from(ktls_available)
+    );
+    let _ = writeln!(
+        o,
+        "# HELP arrow_tls_ktls_connections_total TLS connections whose record layer went to the kernel (kTLS).\n# TYPE arrow_tls_ktls_connections_total counter\narrow_tls_ktls_connections_total {}",
+        shards.iter().map(|s| s.tls.ktls.get()).sum::<u64>()
+    );
+    let _ = writeln!(
+        o,
+        "# HELP arrow_tls_ktls_failures_total kTLS hand-overs that failed part way (the connection was closed).\n# TYPE arrow_tls_ktls_failures_total counter\narrow_tls_ktls_failures_total {}",
+        shards.iter().map(|s| s.tls.ktls_failed.get()).sum::<u64>()
+    );
     let _ = writeln!(
         o,
         "# HELP arrow_tls_send_buffer_bytes Ciphertext buffer bytes TLS connections hold now (at most about one 64 KiB window per connection with a response in flight).\n# TYPE arrow_tls_send_buffer_bytes gauge\narrow_tls_send_buffer_bytes {}",
@@ -297,6 +316,7 @@ pub fn render(
     disks: &[DiskLine],
     ram: &[RamLine],
     extra: &str,
+    ktls_enabled: bool,
 ) -> String {
     let mut o = String::with_capacity(8192);
     o.push_str("# HELP arrow_requests_total Requests by status class and cache result.\n# TYPE arrow_requests_total counter\n");
@@ -613,7 +633,7 @@ pub fn render(
             r.shard, r.declined
         );
     }
-    render_tls(&mut o, shards);
+    render_tls(&mut o, shards, ktls_enabled);
     o.push_str(extra);
     o
 }

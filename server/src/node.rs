@@ -267,6 +267,16 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
     }
     let node = Arc::new(Node::new(cfg.clone(), name.clone(), senders, cluster));
     if let Some(t) = node.build_tls(&cfg)? {
+        match (t.ktls, node.ktls.get()) {
+            (true, _) => tracing::info!("kTLS: records handed to the kernel after each handshake"),
+            (false, Some(Err(why))) => tracing::info!(
+                reason = %why,
+                "kTLS unavailable: TLS records are encrypted in user space"
+            ),
+            (false, _) => {
+                tracing::info!("kTLS off (tls.ktls): TLS records are encrypted in user space")
+            }
+        }
         node.tls.store(Some(Arc::new(t)));
     }
     if let Some(path) = &cfg.node.access_log {

@@ -93,6 +93,8 @@ fn give_out(b: Vec<u8>) {
 enum Side {
     Server(UnbufferedServerConnection),
     Client(UnbufferedClientConnection),
+    /// Handed to the kernel ([`Session::into_kernel`]).
+    Kernel,
 }
 
 /// Both sides' unbuffered connections, driven by the same code.
@@ -180,6 +182,10 @@ impl HandshakeFailure {
             HandshakeFailure::Limit => "limit",
         }
     }
+}
+
+fn handed_over() -> io::Error {
+    io::Error::other("the TLS session was handed to the kernel")
 }
 
 fn tls_err(e: rustls::Error) -> io::Error {
@@ -353,24 +359,25 @@ impl Session {
         }
     }
 
-    fn common(&self) -> &rustls::CommonState {
+    fn common(&self) -> Option<&rustls::CommonState> {
         match &self.side {
-            Side::Server(c) => c,
-            Side::Client(c) => c,
+            Side::Server(c) => Some(c),
+            Side::Client(c) => Some(c),
+            Side::Kernel => None,
         }
     }
 
     pub fn is_handshaking(&self) -> bool {
-        self.common().is_handshaking()
+        self.common().is_some_and(|c| c.is_handshaking())
     }
 
     pub fn resumed(&self) -> bool {
-        self.common().handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+        self.common().and_then(|c| c.handshake_kind()) == Some(rustls::HandshakeKind::Resumed)
     }
 
     /// "TLSv1.3" / "TLSv1.2".
     pub fn version(&self) -> &'static str {
-        match self.common().protocol_version() {
+        match self.common().and_then(|c| c.protocol_version()) {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "other",
@@ -380,7 +387,7 @@ impl Session {
     /// The IANA name of the negotiated suite, e.g. "TLS13_AES_128_GCM_SHA256".
     pub fn cipher(&self) -> &'static str {
         self.common()
-            .negotiated_cipher_suite()
+            .and_then(|c| c.negotiated_cipher_suite())
             .and_then(|s| s.suite().as_str())
             .unwrap_or("other")
     }
@@ -414,6 +421,7 @@ impl Session {
         let r = match &mut self.side {
             Side::Server(c) => drive(c, inc, plain, out, end, pc),
             Side::Client(c) => drive(c, inc, plain, out, end, pc),
+            Side::Kernel => Err(handed_over()),
         };
         if r.as_ref().is_ok_and(|n| *n == Next::Closed) {
             self.closed = true;
@@ -430,6 +438,7 @@ impl Session {
         match &mut self.side {
             Side::Server(c) => seal(c, data, out, end, stash),
             Side::Client(c) => seal(c, data, out, end, stash),
+            Side::Kernel => Err(handed_over()),
         }
     }
 
@@ -442,6 +451,7 @@ impl Session {
         match &mut self.side {
             Side::Server(c) => close_notify(c, out, end),
             Side::Client(c) => close_notify(c, out, end),
+            Side::Kernel => {}
         }
         if self.end == 0 {
             self.advance(0);
@@ -602,6 +612,202 @@ pub fn try_send(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize>
 }
 
 // ---------------------------------------------------------------------------------------------
+// kTLS: the record layer in the kernel
+
+const SOL_TLS: libc::c_int = 282;
+const TLS_TX: libc::c_int = 1;
+const TLS_RX: libc::c_int = 2;
+const TCP_ULP: libc::c_int = 31;
+const CIPHER_AES_GCM_128: u16 = 51;
+const CIPHER_AES_GCM_256: u16 = 52;
+const CIPHER_CHACHA20_POLY1305: u16 = 54;
+
+#[repr(C)]
+struct CryptoAesGcm128 {
+    version: u16,
+    cipher_type: u16,
+    iv: [u8; 8],
+    key: [u8; 16],
+    salt: [u8; 4],
+    rec_seq: [u8; 8],
+}
+
+#[repr(C)]
+struct CryptoAesGcm256 {
+    version: u16,
+    cipher_type: u16,
+    iv: [u8; 8],
+    key: [u8; 32],
+    salt: [u8; 4],
+    rec_seq: [u8; 8],
+}
+
+#[repr(C)]
+struct CryptoChacha20Poly1305 {
+    version: u16,
+    cipher_type: u16,
+    iv: [u8; 12],
+    key: [u8; 32],
+    rec_seq: [u8; 8],
+}
+
+fn setsockopt_raw(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &[u8],
+) -> io::Result<()> {
+    // SAFETY: setsockopt on a socket the caller keeps open, with a live buffer of val.len().
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            val.as_ptr().cast(),
+            val.len() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The bytes of a `#[repr(C)]` crypto-info struct (no padding: every field is a byte array
+/// after two u16s).
+fn bytes_of<T>(v: &T) -> &[u8] {
+    // SAFETY: T is one of the repr(C) structs above, plain data without padding, borrowed for
+    // the returned lifetime.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// Whether this kernel takes the TLS upper-layer protocol: probed on a connected loopback
+/// socket. Err says why not (e.g. no `tls` module: ENOENT).
+pub fn ktls_probe() -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("probe socket: {e}"))?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    let c = std::net::TcpStream::connect(addr).map_err(|e| format!("probe connect: {e}"))?;
+    let _accepted = l.accept().map_err(|e| format!("probe accept: {e}"))?;
+    setsockopt_raw(c.as_raw_fd(), libc::IPPROTO_TCP, TCP_ULP, b"tls")
+        .map_err(|e| format!("TCP_ULP \"tls\": {e}"))
+}
+
+fn set_crypto(
+    fd: std::os::fd::RawFd,
+    dir: libc::c_int,
+    version: u16,
+    seq: u64,
+    secrets: &rustls::ConnectionTrafficSecrets,
+) -> io::Result<()> {
+    use rustls::ConnectionTrafficSecrets as S;
+    let rec_seq = seq.to_be_bytes();
+    match secrets {
+        S::Aes128Gcm { key, iv } => {
+            let (salt, iv) = iv.as_ref().split_at(4);
+            let info = CryptoAesGcm128 {
+                version,
+                cipher_type: CIPHER_AES_GCM_128,
+                iv: iv.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
+                key: key
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| io::ErrorKind::InvalidInput)?,
+                salt: salt.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
+                rec_seq,
+            };
+            setsockopt_raw(fd, SOL_TLS, dir, bytes_of(&info))
+        }
+        S::Aes256Gcm { key, iv } => {
+            let (salt, iv) = iv.as_ref().split_at(4);
+            let info = CryptoAesGcm256 {
+                version,
+                cipher_type: CIPHER_AES_GCM_256,
+                iv: iv.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
+                key: key
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| io::ErrorKind::InvalidInput)?,
+                salt: salt.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
+                rec_seq,
+            };
+            setsockopt_raw(fd, SOL_TLS, dir, bytes_of(&info))
+        }
+        S::Chacha20Poly1305 { key, iv } => {
+            let info = CryptoChacha20Poly1305 {
+                version,
+                cipher_type: CIPHER_CHACHA20_POLY1305,
+                iv: iv
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| io::ErrorKind::InvalidInput)?,
+                key: key
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| io::ErrorKind::InvalidInput)?,
+                rec_seq,
+            };
+            setsockopt_raw(fd, SOL_TLS, dir, bytes_of(&info))
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no kTLS cipher for this suite",
+        )),
+    }
+}
+
+/// Why a session stayed in user space, or what went wrong handing it over.
+pub enum KernelHandover {
+    /// Not handed over (a client session, bytes still buffered): keep it in user space.
+    Kept(Box<Session>),
+    /// Handed over part way and failed: the connection cannot go on.
+    Broken(io::Error),
+}
+
+impl Session {
+    /// Hand the record layer of a completed server handshake to the kernel (kTLS, TX and RX):
+    /// from then on the socket itself encrypts what is written (splice and sendfile included)
+    /// and decrypts what is read, and the connection is served like a plain one. Only when
+    /// nothing is buffered either way (the tickets went out with the handshake). A record other
+    /// than application data arriving later (a key update, close_notify) fails the read, which
+    /// closes the connection.
+    pub fn into_kernel(mut self: Box<Self>, stream: &TcpStream) -> Result<(), KernelHandover> {
+        use std::os::fd::AsRawFd;
+        if !self.incoming.is_empty()
+            || !self.pending().is_empty()
+            || !self.stash.is_empty()
+            || self.is_handshaking()
+            || !matches!(self.side, Side::Server(_))
+        {
+            return Err(KernelHandover::Kept(self));
+        }
+        let version: u16 = match self.common().and_then(|c| c.protocol_version()) {
+            Some(rustls::ProtocolVersion::TLSv1_3) => 0x0304,
+            Some(rustls::ProtocolVersion::TLSv1_2) => 0x0303,
+            _ => return Err(KernelHandover::Kept(self)),
+        };
+        if !self.out.is_empty() {
+            give_out(std::mem::take(&mut self.out));
+        }
+        let side = std::mem::replace(&mut self.side, Side::Kernel);
+        let Side::Server(conn) = side else {
+            unreachable!("checked above");
+        };
+        let (secrets, _kernel) = conn
+            .dangerous_into_kernel_connection()
+            .map_err(|e| KernelHandover::Broken(tls_err(e)))?;
+        let fd = stream.as_raw_fd();
+        setsockopt_raw(fd, libc::IPPROTO_TCP, TCP_ULP, b"tls").map_err(KernelHandover::Broken)?;
+        set_crypto(fd, TLS_TX, version, secrets.tx.0, &secrets.tx.1)
+            .map_err(KernelHandover::Broken)?;
+        set_crypto(fd, TLS_RX, version, secrets.rx.0, &secrets.rx.1)
+            .map_err(KernelHandover::Broken)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Certificates
 
 /// Load a PEM certificate chain and its private key (ECDSA, RSA or Ed25519), checking that the
@@ -665,6 +871,8 @@ impl ResolvesServerCert for CertResolver {
 /// The viewer-side TLS in force (swapped whole by a reload).
 pub struct TlsServer {
     pub config: Arc<ServerConfig>,
+    /// Hand sessions to the kernel after their handshake.
+    pub ktls: bool,
     pub handshake_timeout: Duration,
     pub handshakes_in_flight_max: usize,
 }
@@ -677,6 +885,8 @@ pub struct ServerSettings {
     pub tls12: bool,
     pub tickets: Arc<TicketKeys>,
     pub sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    /// Connections will be handed to kTLS (the secrets must be extractable).
+    pub ktls: bool,
 }
 
 /// The suite names rustls knows (those `tls.cipher_suites` may list).
@@ -719,6 +929,7 @@ pub fn server_config(s: ServerSettings) -> Result<Arc<ServerConfig>, String> {
     cfg.session_storage = s.sessions;
     cfg.max_early_data_size = 0;
     cfg.ignore_client_order = false;
+    cfg.enable_secret_extraction = s.ktls;
     Ok(Arc::new(cfg))
 }
 

@@ -862,3 +862,85 @@ fn tls_viewers_that_stop_reading_hold_one_window_each_and_are_closed_below_the_m
     let (_, body) = curl(tls, HOST, "/v/s/big.ts", &pki.path("ca.pem"), &[]);
     assert_eq!(body, body_for("/v/s/big.ts", 3 << 20));
 }
+
+/// Whether this kernel takes the TLS upper-layer protocol (what the node probes at start).
+fn kernel_has_ktls() -> bool {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let _a = l.accept().unwrap();
+    // SAFETY: setsockopt(TCP_ULP = 31) on a socket this function owns, with a 3-byte value.
+    unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            31,
+            b"tls".as_ptr().cast(),
+            3,
+        ) == 0
+    }
+}
+
+#[test]
+fn ktls_follows_the_kernel_and_user_space_records_are_the_fallback() {
+    // Whichever this kernel offers is what runs: with the tls module, every connection's record
+    // layer goes to the kernel (bodies spliced into a kTLS socket); without it, user space.
+    let kernel = kernel_has_ktls();
+    let dir = scratch_dir("tls-ktls");
+    let pki = Pki::new(dir.path(), "pki");
+    let (cert, key) = pki.leaf("n", HOST, &[&format!("DNS:{HOST}")], KeyType::EcdsaP256);
+    let origin = Origin::start(media);
+    for (mode, expect) in [("auto", kernel), ("off", false)] {
+        let sub = dir.path().join(mode);
+        std::fs::create_dir_all(&sub).unwrap();
+        let (http, admin) = addrs();
+        let cfg = node_config(
+            &sub,
+            http,
+            admin,
+            &[origin.url()],
+            &tls_section("127.0.0.1:0", &cert, &key, &format!("ktls = \"{mode}\"\n")),
+        )
+        .replace("cores = [0]", "cores = [0, 1]")
+        .replace(
+            "[[host]]",
+            &format!(
+                "[[disk]]\npath = \"{}/d1.slab\"\nsize_bytes = 67108864\nshard = 1\n\n[[host]]",
+                sub.display()
+            ),
+        );
+        let node = Node::start(&sub, &cfg, http, admin);
+        let tls = node.tls_addr().unwrap();
+        let log = node.log();
+        match (mode, kernel) {
+            ("auto", true) => assert!(log.contains("kTLS: records handed to the kernel"), "{log}"),
+            ("auto", false) => assert!(
+                log.contains("kTLS unavailable") && log.contains("TCP_ULP"),
+                "{log}"
+            ),
+            _ => assert!(log.contains("kTLS off"), "{log}"),
+        }
+        // Bodies from both shards' disks, MISS then HIT, TLS 1.3 and 1.2, all whole.
+        for i in 0..6 {
+            let path = format!("/v/k{i}/big.ts");
+            for extra in [&[][..], &["--tlsv1.2", "--tls-max", "1.2"][..]] {
+                let (h, b) = curl(tls, HOST, &path, &pki.path("ca.pem"), extra);
+                assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+                assert!(b == body_for(&path, 3 << 20), "{mode} {path}: body differs");
+            }
+        }
+        let m = metrics(&node);
+        assert_eq!(
+            metric(&m, "arrow_tls_ktls_enabled", ""),
+            u64::from(expect),
+            "{mode}\n{m}"
+        );
+        let handed = metric(&m, "arrow_tls_ktls_connections_total", "");
+        if expect {
+            assert!(handed >= 12, "{mode}: {handed} kTLS connections\n{m}");
+        } else {
+            assert_eq!(handed, 0, "{mode}\n{m}");
+        }
+        assert_eq!(metric(&m, "arrow_tls_ktls_failures_total", ""), 0, "{m}");
+    }
+}
