@@ -83,25 +83,34 @@ async fn accept_tls(
             ctx.metrics
                 .tls
                 .completed(session.resumed(), session.version(), session.cipher());
-            let session = Box::new(session);
-            if !tls.ktls {
-                io.tls = Some(session);
-                return true;
-            }
-            // kTLS: the socket encrypts and decrypts itself from here; the connection is
-            // served like a plain one (splice, and the owning shard writing to it directly).
-            match session.into_kernel(&io.stream) {
-                Ok(()) => {
-                    ctx.metrics.tls.ktls.inc();
-                    true
+            let mut session = Box::new(session);
+            if tls.ktls {
+                // kTLS: the socket encrypts and decrypts itself from here; the connection is
+                // served like a plain one (splice, and the owning shard writing to it directly).
+                match session.into_kernel(&io.stream) {
+                    Ok(()) => {
+                        ctx.metrics.tls.ktls.inc();
+                        return true;
+                    }
+                    Err(crate::tls::KernelHandover::Kept(s)) => session = s,
+                    Err(crate::tls::KernelHandover::Broken(e)) => {
+                        tracing::warn!(error = %e, "kTLS hand-over failed; connection closed");
+                        ctx.metrics.tls.ktls_failed.inc();
+                        return false;
+                    }
                 }
-                Err(crate::tls::KernelHandover::Kept(s)) => {
+            }
+            // User space: this crate's record layer (no allocation per record).
+            match session.into_records() {
+                Ok(s) | Err(crate::tls::KernelHandover::Kept(s)) => {
                     io.tls = Some(s);
                     true
                 }
                 Err(crate::tls::KernelHandover::Broken(e)) => {
-                    tracing::warn!(error = %e, "kTLS hand-over failed; connection closed");
-                    ctx.metrics.tls.ktls_failed.inc();
+                    tracing::warn!(error = %e, "TLS record layer hand-over failed; connection closed");
+                    ctx.metrics
+                        .tls
+                        .failed(crate::tls::HandshakeFailure::Protocol);
                     false
                 }
             }

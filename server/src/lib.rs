@@ -37,5 +37,6 @@ pub mod sink;
 pub mod splice;
 pub mod steer;
 pub mod tls;
+pub mod tls_records;
 pub mod vary;
 pub mod viewers;

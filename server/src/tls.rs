@@ -95,6 +95,9 @@ enum Side {
     Client(UnbufferedClientConnection),
     /// Handed to the kernel ([`Session::into_kernel`]).
     Kernel,
+    /// An established server session whose records this crate seals and opens
+    /// ([`Session::into_records`]).
+    Records(Box<crate::tls_records::Records>),
 }
 
 /// Both sides' unbuffered connections, driven by the same code.
@@ -363,7 +366,7 @@ impl Session {
         match &self.side {
             Side::Server(c) => Some(c),
             Side::Client(c) => Some(c),
-            Side::Kernel => None,
+            Side::Kernel | Side::Records(_) => None,
         }
     }
 
@@ -421,6 +424,13 @@ impl Session {
         let r = match &mut self.side {
             Side::Server(c) => drive(c, inc, plain, out, end, pc),
             Side::Client(c) => drive(c, inc, plain, out, end, pc),
+            Side::Records(r) => r.open(&mut inc[..], plain).map(|o| {
+                inc.drain(..o.used);
+                if o.closed {
+                    *pc = true;
+                }
+                Next::Input
+            }),
             Side::Kernel => Err(handed_over()),
         };
         if r.as_ref().is_ok_and(|n| *n == Next::Closed) {
@@ -438,6 +448,10 @@ impl Session {
         match &mut self.side {
             Side::Server(c) => seal(c, data, out, end, stash),
             Side::Client(c) => seal(c, data, out, end, stash),
+            Side::Records(r) => {
+                grow(out, *end + r.sealed_len(data.len()));
+                r.seal(data, out, end)
+            }
             Side::Kernel => Err(handed_over()),
         }
     }
@@ -451,6 +465,10 @@ impl Session {
         match &mut self.side {
             Side::Server(c) => close_notify(c, out, end),
             Side::Client(c) => close_notify(c, out, end),
+            Side::Records(r) => {
+                grow(out, *end + 64);
+                let _ = r.seal_close_notify(out, end);
+            }
             Side::Kernel => {}
         }
         if self.end == 0 {
@@ -772,31 +790,16 @@ impl Session {
     /// nothing is buffered either way (the tickets went out with the handshake). A record other
     /// than application data arriving later (a key update, close_notify) fails the read, which
     /// closes the connection.
-    pub fn into_kernel(mut self: Box<Self>, stream: &TcpStream) -> Result<(), KernelHandover> {
+    pub fn into_kernel(self: Box<Self>, stream: &TcpStream) -> Result<(), KernelHandover> {
         use std::os::fd::AsRawFd;
-        if !self.incoming.is_empty()
-            || !self.pending().is_empty()
-            || !self.stash.is_empty()
-            || self.is_handshaking()
-            || !matches!(self.side, Side::Server(_))
-        {
+        if !self.incoming.is_empty() {
             return Err(KernelHandover::Kept(self));
         }
-        let version: u16 = match self.common().and_then(|c| c.protocol_version()) {
-            Some(rustls::ProtocolVersion::TLSv1_3) => 0x0304,
-            Some(rustls::ProtocolVersion::TLSv1_2) => 0x0303,
-            _ => return Err(KernelHandover::Kept(self)),
+        let (secrets, _kernel, version, _) = self.extract()?;
+        let version: u16 = match version {
+            rustls::ProtocolVersion::TLSv1_3 => 0x0304,
+            _ => 0x0303,
         };
-        if !self.out.is_empty() {
-            give_out(std::mem::take(&mut self.out));
-        }
-        let side = std::mem::replace(&mut self.side, Side::Kernel);
-        let Side::Server(conn) = side else {
-            unreachable!("checked above");
-        };
-        let (secrets, _kernel) = conn
-            .dangerous_into_kernel_connection()
-            .map_err(|e| KernelHandover::Broken(tls_err(e)))?;
         let fd = stream.as_raw_fd();
         setsockopt_raw(fd, libc::IPPROTO_TCP, TCP_ULP, b"tls").map_err(KernelHandover::Broken)?;
         set_crypto(fd, TLS_TX, version, secrets.tx.0, &secrets.tx.1)
@@ -804,6 +807,52 @@ impl Session {
         set_crypto(fd, TLS_RX, version, secrets.rx.0, &secrets.rx.1)
             .map_err(KernelHandover::Broken)?;
         Ok(())
+    }
+
+    /// Move a completed server session to this crate's record layer
+    /// ([`crate::tls_records`]): records are then sealed straight into the ciphertext buffer and
+    /// opened in place, with no allocation per record. The session is kept as it was when its
+    /// state does not allow it (a client session, records still buffered).
+    pub fn into_records(self: Box<Self>) -> Result<Box<Session>, KernelHandover> {
+        let (secrets, kernel, _, mut rest) = self.extract()?;
+        let records =
+            crate::tls_records::Records::new(secrets, kernel).map_err(KernelHandover::Broken)?;
+        rest.side = Side::Records(Box::new(records));
+        Ok(rest)
+    }
+
+    /// The traffic secrets and the rest of a completed server session (its received bytes).
+    #[allow(clippy::type_complexity)]
+    fn extract(
+        mut self: Box<Self>,
+    ) -> Result<
+        (
+            rustls::ExtractedSecrets,
+            rustls::kernel::KernelConnection<rustls::server::ServerConnectionData>,
+            rustls::ProtocolVersion,
+            Box<Session>,
+        ),
+        KernelHandover,
+    > {
+        let version = self.common().and_then(|c| c.protocol_version());
+        if !self.pending().is_empty()
+            || !self.stash.is_empty()
+            || self.is_handshaking()
+            || !matches!(self.side, Side::Server(_))
+            || !matches!(
+                version,
+                Some(rustls::ProtocolVersion::TLSv1_3 | rustls::ProtocolVersion::TLSv1_2)
+            )
+        {
+            return Err(KernelHandover::Kept(self));
+        }
+        let Side::Server(conn) = std::mem::replace(&mut self.side, Side::Kernel) else {
+            unreachable!("checked above");
+        };
+        let (secrets, kernel) = conn
+            .dangerous_into_kernel_connection()
+            .map_err(|e| KernelHandover::Broken(tls_err(e)))?;
+        Ok((secrets, kernel, version.expect("checked above"), self))
     }
 }
 
@@ -929,7 +978,10 @@ pub fn server_config(s: ServerSettings) -> Result<Arc<ServerConfig>, String> {
     cfg.session_storage = s.sessions;
     cfg.max_early_data_size = 0;
     cfg.ignore_client_order = false;
-    cfg.enable_secret_extraction = s.ktls;
+    // Established sessions leave rustls's record layer: to the kernel (kTLS) or to
+    // `tls_records`, which need the traffic secrets.
+    cfg.enable_secret_extraction = true;
+    let _ = s.ktls;
     Ok(Arc::new(cfg))
 }
 

@@ -345,6 +345,57 @@ fn https_viewers_get_hits_with_the_certificate_their_name_asks_for_and_bad_input
         );
     }
 
+    // Key updates (TLS 1.3): the client re-keys and asks the node to (s_client's "K"), then
+    // re-keys without asking ("k"); requests on the connection keep being answered.
+    let mut c = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &tls.to_string(),
+            "-servername",
+            HOST,
+            "-crlf",
+            "-msg",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let stdin = c.stdin.as_mut().unwrap();
+        for line in [
+            "GET /v/a/seg.ts HTTP/1.1\nHost: cdn.example.test\n\n",
+            "K\n",
+            "GET /v/a/seg.ts HTTP/1.1\nHost: cdn.example.test\n\n",
+            "k\n",
+            "GET /v/a/seg.ts HTTP/1.1\nHost: cdn.example.test\nConnection: close\n\n",
+        ] {
+            stdin.write_all(line.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+        }
+    }
+    drop(c.stdin.take());
+    let out = c.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("HTTP/1.1 200 OK").count(),
+        3,
+        "{}",
+        &text[..text.len().min(3000)]
+    );
+    assert_eq!(
+        text.matches("<<< TLS 1.3, Handshake [length 0005], KeyUpdate")
+            .count(),
+        1,
+        "the node answers a requested key update with its own"
+    );
+    assert_eq!(
+        text.matches(">>> TLS 1.3, Handshake [length 0005], KeyUpdate")
+            .count(),
+        2
+    );
+
     // A plain HTTP request on the TLS port: 400 saying so, then closed.
     let mut s = TcpStream::connect(tls).unwrap();
     s.write_all(format!("GET /v/a/seg.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
