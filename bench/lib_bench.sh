@@ -15,12 +15,13 @@
 # PowerDNS + lua2 + the library is measured by bench/dns_bench.sh (beside the seed's
 # lua2-only setup and Arrow's own responder).
 #
-# Usage: bench/lib_bench.sh   (env: DURATION_S=5 LIB_SECONDS=2 CONNECTIONS=32 LIB_CORE=1
+# Usage: bench/lib_bench.sh   (env: ROUNDS=5 DURATION_S=5 LIB_SECONDS=2 CONNECTIONS=32 LIB_CORE=1
 #                               FRONT_CORE=1 CLIENT_CORE=0 BASE_PORT=15400 KEEP_WORK=0)
 # Needs gcc, nginx + libnginx-mod-http-lua, wrk (scripts/setup.sh; bench/run.sh installs wrk).
 set -euo pipefail
 
 DURATION_S=${DURATION_S:-5}
+ROUNDS=${ROUNDS:-5}
 LIB_SECONDS=${LIB_SECONDS:-2}
 CONNECTIONS=${CONNECTIONS:-32}
 LIB_CORE=${LIB_CORE:-1}
@@ -76,15 +77,20 @@ for _ in $(seq 1 50); do [ -s "$TABLE" ] && break; sleep 0.1; done
 sleep 0.3
 
 # --- 1. lookups/s ---------------------------------------------------------------------------
-declare -A LIB ROUTE PEER
-for keys in 16384 1048576; do
-    out=$(taskset -c "$LIB_CORE" "$WORK/lookup_bench" "$WORK/arrow.toml" "$LIB_SECONDS" "$keys")
-    LIB[$keys]=$(sed -n 's/.*lib_lookups_per_s=\([0-9]*\).*/\1/p' <<<"$out")
-    ROUTE[$keys]=$(sed -n 's/.*lib_routes_per_s=\([0-9]*\).*/\1/p' <<<"$out")
-    out=$(taskset -c "$LIB_CORE" "$TARGET/release/arrow-bench" placement --nodes 3 --keys "$keys" \
-        --seconds "$LIB_SECONDS")
-    PEER[$keys]=$(sed -n 's/.*placement_lookups_per_s=\([0-9]*\).*/\1/p' <<<"$out")
-    log "keys $keys: lib ${LIB[$keys]}/s, route ${ROUTE[$keys]}/s, node placement ${PEER[$keys]}/s"
+# ROUNDS rounds; in each, the library and the node's placement back to back on the same core.
+RESULTS="$WORK/results.txt"
+: >"$RESULTS"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for keys in 16384 1048576; do
+        out=$(taskset -c "$LIB_CORE" "$WORK/lookup_bench" "$WORK/arrow.toml" "$LIB_SECONDS" "$keys")
+        lib=$(sed -n 's/.*lib_lookups_per_s=\([0-9]*\).*/\1/p' <<<"$out")
+        route=$(sed -n 's/.*lib_routes_per_s=\([0-9]*\).*/\1/p' <<<"$out")
+        out=$(taskset -c "$LIB_CORE" "$TARGET/release/arrow-bench" placement --nodes 3 --keys "$keys" \
+            --seconds "$LIB_SECONDS")
+        peer=$(sed -n 's/.*placement_lookups_per_s=\([0-9]*\).*/\1/p' <<<"$out")
+        echo "lookup $round $keys $lib $route $peer" >>"$RESULTS"
+        log "round $round keys $keys: lib $lib/s, route $route/s, node placement $peer/s"
+    done
 done
 
 # --- 2. nginx + Lua vs plain nginx ----------------------------------------------------------
@@ -136,35 +142,58 @@ worker_cpu_ticks() { # master pid file → utime+stime of its worker, in clock t
     w=$(pgrep -P "$(cat "$1")" | head -1)
     awk '{print $14 + $15}' "/proc/$w/stat"
 }
-declare -A CPU_US RPS
-for name_port in "plain:$PLAIN_PORT" "luavar:$LUAVAR_PORT" "lua:$LUA_PORT"; do
-    name=${name_port%%:*}
-    port=${name_port##*:}
-    before=$(worker_cpu_ticks "$WORK/$name/nginx.pid")
-    out=$(taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" -s "$WORK/titles.lua" \
-        "http://127.0.0.1:$port/")
-    after=$(worker_cpu_ticks "$WORK/$name/nginx.pid")
-    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-    non2xx=$(awk '/Non-2xx/ {print $4}' <<<"$out")
-    [ -z "$non2xx" ] || { log "$name: $non2xx non-2xx responses"; exit 1; }
-    CPU_US[$name]=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v r="$reqs" \
-        'BEGIN { printf "%.2f", t / hz * 1e6 / r }')
-    RPS[$name]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-    log "$name: ${RPS[$name]} req/s, ${CPU_US[$name]} µs CPU per request in the front worker"
+# ROUNDS rounds, the three fronts in a rotated order in each: CPU per request of each front's
+# worker over the requests wrk completed.
+FRONTS=("plain:$PLAIN_PORT" "luavar:$LUAVAR_PORT" "lua:$LUA_PORT")
+for ((round = 1; round <= ROUNDS; round++)); do
+    for ((k = 0; k < 3; k++)); do
+        name_port=${FRONTS[$(((k + round - 1) % 3))]}
+        name=${name_port%%:*}
+        port=${name_port##*:}
+        before=$(worker_cpu_ticks "$WORK/$name/nginx.pid")
+        out=$(taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" -s "$WORK/titles.lua" \
+            "http://127.0.0.1:$port/")
+        after=$(worker_cpu_ticks "$WORK/$name/nginx.pid")
+        reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+        non2xx=$(awk '/Non-2xx/ {print $4}' <<<"$out")
+        [ -z "$non2xx" ] || { log "$name: $non2xx non-2xx responses"; exit 1; }
+        cpu_us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v r="$reqs" \
+            'BEGIN { printf "%.2f", t / hz * 1e6 / r }')
+        rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+        echo "front $round $name $rps $cpu_us" >>"$RESULTS"
+        log "round $round $name: $rps req/s, $cpu_us µs CPU per request in the front worker"
+    done
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo
 echo "lib_bench: $(uname -srm), $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(date -u +%FT%TZ)"
-echo "lookups: lib/bench/lookup_bench.c on core $LIB_CORE, ${LIB_SECONDS}s each; nginx: wrk -t1 -c$CONNECTIONS -d${DURATION_S}s"
-printf '%-36s %14s %14s\n' "keys" "16384" "1048576"
-printf '%-36s %14s %14s\n' "lib arrow_lookup /s (C)" "${LIB[16384]}" "${LIB[1048576]}"
-printf '%-36s %14s %14s\n' "lib arrow_route /s (host+path, md5)" "${ROUTE[16384]}" "${ROUTE[1048576]}"
-printf '%-36s %14s %14s\n' "node placement /s (in-process)" "${PEER[16384]}" "${PEER[1048576]}"
-echo "lib/node placement: $(ratio "${LIB[16384]}" "${PEER[16384]}")x (16384 keys), $(ratio "${LIB[1048576]}" "${PEER[1048576]}")x (1048576 keys)"
-printf '%-36s %14s %14s\n' "front" "req/s" "cpu_us/req"
-printf '%-36s %14s %14s\n' "nginx proxy (plain)" "${RPS[plain]}" "${CPU_US[plain]}"
-printf '%-36s %14s %14s\n' "nginx + Lua, constant upstream" "${RPS[luavar]}" "${CPU_US[luavar]}"
-printf '%-36s %14s %14s\n' "nginx + Lua + libarrow_cdn" "${RPS[lua]}" "${CPU_US[lua]}"
-echo "nginx+lua/plain: cpu per request $(ratio "${CPU_US[lua]}" "${CPU_US[plain]}")x (goal <= 1.05);" \
-    "nginx+lua/lua-without-lib: $(ratio "${CPU_US[lua]}" "${CPU_US[luavar]}")x"
+echo "$ROUNDS rounds; lookups: lib/bench/lookup_bench.c on core $LIB_CORE, ${LIB_SECONDS}s each; nginx: wrk -t1 -c$CONNECTIONS -d${DURATION_S}s, fronts rotated per round"
+python3 - "$RESULTS" <<'PY2'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+def mr(v):
+    return f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})"
+def mn(v):
+    return f"{statistics.median(v):,.0f} ({min(v):,.0f}-{max(v):,.0f})"
+print("median (range) over rounds")
+for keys in ("16384", "1048576"):
+    lk = [r for r in rows if r[0] == "lookup" and r[2] == keys]
+    lib = [float(r[3]) for r in lk]
+    route = [float(r[4]) for r in lk]
+    peer = [float(r[5]) for r in lk]
+    print(f"keys {keys}: lib arrow_lookup/s {mn(lib)}; arrow_route/s (host+path, md5) {mn(route)}; "
+          f"node placement/s {mn(peer)}; lib/node same round {mr([a / b for a, b in zip(lib, peer)])}")
+fr = [r for r in rows if r[0] == "front"]
+by = {}
+for r in fr:
+    by.setdefault(r[2], {})[r[1]] = float(r[4])
+rounds = sorted(by.get("plain", {}))
+for name, label in (("plain", "nginx proxy (plain)"), ("luavar", "nginx + Lua, constant upstream"),
+                    ("lua", "nginx + Lua + libarrow_cdn")):
+    print(f"{label:34s} cpu µs/request {mn([by[name][r] for r in rounds])}")
+lp = [by["lua"][r] / by["plain"][r] for r in rounds]
+lv = [by["lua"][r] / by["luavar"][r] for r in rounds]
+vp = [by["luavar"][r] / by["plain"][r] for r in rounds]
+print(f"nginx+lua+lib / plain, same round: {mr(lp)} (goal <= 1.05); "
+      f"lua without lib / plain: {mr(vp)}; lib's share (lua / lua without lib): {mr(lv)}")
+PY2

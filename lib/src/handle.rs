@@ -27,7 +27,6 @@ use crate::status::*;
 pub const CLUSTER_KEY_MAX_BYTES: usize = HOST_MAX_BYTES + 32;
 /// Upper bound of the refresh period, whatever the comet interval.
 const REFRESH_MS_MAX: u64 = 100;
-/// Entries of the placement cache (direct-mapped by key hash).
 /// Placement cache entries (16 B each: 1 MiB per handle), in sets of [`CACHE_WAYS`]: a
 /// title's objects share one key, so 64 Ki entries hold the placements of the titles a front
 /// end sees at once with few conflicts (a direct-mapped 16 Ki-entry cache recomputed a third of
@@ -42,9 +41,18 @@ const CACHED_NONE: u32 = u32::MAX;
 /// One placement result: valid while `epoch` is the handle's.
 #[derive(Clone, Copy, Default)]
 struct CacheEntry {
-    key_hash: u64,
+    /// The key's probe hash ([`probe_hash`]), its identity in the cache.
+    probe: u64,
     epoch: u32,
     node: u32,
+}
+
+/// The cache's own hash of a key: a word at a time (rustc-hash's FxHasher, whose output bits are
+/// mixed for table indexing). The placement hash (FNV-1a over the key, a byte at a time, fixed by
+/// cluster/PLACEMENT.md) is computed only on a miss; a hit costs this and a probe.
+fn probe_hash(key: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(key)
 }
 
 /// CLOCK_MONOTONIC_COARSE in ms: the table's clock at tick resolution, read without a syscall.
@@ -246,22 +254,23 @@ impl Handle {
 
     /// The designated node's index for a key (through the cache).
     fn designated_index(&mut self, key: &[u8]) -> Option<usize> {
-        let key_hash = arrow_cluster::fnv1a64(key);
+        let probe = probe_hash(key);
         // The set from the hash's high bits.
-        let set = (key_hash >> 32) as usize & (CACHE_ENTRIES / CACHE_WAYS - 1);
+        let set = (probe >> 32) as usize & (CACHE_ENTRIES / CACHE_WAYS - 1);
         let ways = &mut self.cache[set * CACHE_WAYS..(set + 1) * CACHE_WAYS];
         if let Some(hit) = ways
             .iter()
-            .find(|e| e.epoch == self.epoch && e.key_hash == key_hash)
+            .find(|e| e.epoch == self.epoch && e.probe == probe)
         {
             return (hit.node != CACHED_NONE).then_some(hit.node as usize);
         }
+        let key_hash = arrow_cluster::fnv1a64(key);
         let idx = designated_by_key_hash(&self.nodes, key_hash, self.cfg.guarantee_bps)
             .and_then(|d| self.nodes.iter().position(|n| std::ptr::eq(n, d)));
         // Newest first: the entry in way 0 moves to way 1 (the older one goes).
         ways.copy_within(0..CACHE_WAYS - 1, 1);
         ways[0] = CacheEntry {
-            key_hash,
+            probe,
             epoch: self.epoch,
             node: idx.map_or(CACHED_NONE, |i| i as u32),
         };
