@@ -118,6 +118,9 @@ pub struct TlsConfig {
     pub ktls: String,
 }
 
+/// Longest ticket key period: tickets open for up to two periods, at most 7 days.
+const TICKET_ROTATION_MAX_S: u64 = 302_400;
+
 fn default_ktls() -> String {
     "auto".into()
 }
@@ -869,6 +872,14 @@ impl TlsConfig {
         if let Some(f) = &self.ticket_key_file {
             crate::tls::TicketKeys::from_file(f, self.ticket_rotation_s)
                 .map_err(|m| ("tls.ticket_key_file".into(), m))?;
+        }
+        if self.ticket_rotation_s > TICKET_ROTATION_MAX_S {
+            return Err((
+                "tls.ticket_rotation_s".into(),
+                format!(
+                    "must be at most {TICKET_ROTATION_MAX_S} (a ticket lives up to two periods; RFC 8446 caps ticket lifetimes at 7 days)"
+                ),
+            ));
         }
         for (key, v) in [
             ("tls.ticket_rotation_s", self.ticket_rotation_s),

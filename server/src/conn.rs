@@ -92,6 +92,10 @@ async fn accept_tls(
                         ctx.metrics.tls.ktls.inc();
                         return true;
                     }
+                    Err(crate::tls::KernelHandover::Kept(s)) if s.has_records() => {
+                        io.tls = Some(s);
+                        return true;
+                    }
                     Err(crate::tls::KernelHandover::Kept(s)) => session = s,
                     Err(crate::tls::KernelHandover::Broken(e)) => {
                         tracing::warn!(error = %e, "kTLS hand-over failed; connection closed");

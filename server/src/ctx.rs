@@ -119,12 +119,11 @@ pub struct Node {
     /// Viewer TLS in force (certificates, suites, handshake bounds): built at start, swapped by
     /// a reload; new handshakes take the current one.
     pub tls: arc_swap::ArcSwapOption<crate::tls::TlsServer>,
-    /// Ticket keys and the TLS 1.2 session cache: one for the node's life, kept across reloads
-    /// so sessions resume on every shard and after a certificate reload.
-    tls_sessions: OnceLock<(
-        Arc<crate::tls::TicketKeys>,
-        Arc<dyn rustls::server::StoresServerSessions>,
-    )>,
+    /// Ticket keys: kept across reloads (sessions resume on every shard and after a certificate
+    /// reload) unless the ticket key file's contents or the rotation change.
+    tls_tickets: std::sync::Mutex<Option<Arc<crate::tls::TicketKeys>>>,
+    /// The TLS 1.2 session-id cache: one for the node's life.
+    tls_sessions: OnceLock<Arc<dyn rustls::server::StoresServerSessions>>,
     /// kTLS: whether connections are handed to the kernel after their handshake (`tls.ktls`
     /// "auto" and the start-up probe succeeded), or why not. Set once at start.
     pub ktls: OnceLock<Result<(), String>>,
@@ -163,6 +162,7 @@ impl Node {
             tls: arc_swap::ArcSwapOption::empty(),
             reloads: std::sync::Mutex::new((0, Ok(String::new()))),
             ktls: OnceLock::new(),
+            tls_tickets: std::sync::Mutex::new(None),
             tls_sessions: OnceLock::new(),
             replica_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
@@ -183,21 +183,35 @@ impl Node {
         let Some(t) = &cfg.tls else {
             return Ok(None);
         };
-        let (tickets, sessions) = match self.tls_sessions.get() {
-            Some(s) => s.clone(),
-            None => {
-                let keys = match &t.ticket_key_file {
-                    Some(f) => crate::tls::TicketKeys::from_file(f, t.ticket_rotation_s)
-                        .map_err(|e| format!("tls.ticket_key_file: {e}"))?,
-                    None => crate::tls::TicketKeys::random(t.ticket_rotation_s),
-                };
-                let cache: Arc<dyn rustls::server::StoresServerSessions> =
-                    rustls::server::ServerSessionMemoryCache::new(t.session_cache_entries);
-                self.tls_sessions
-                    .get_or_init(|| (Arc::new(keys), cache))
-                    .clone()
+        let secret = match &t.ticket_key_file {
+            Some(f) => Some(
+                crate::tls::TicketKeys::from_file(f, t.ticket_rotation_s)
+                    .map_err(|e| format!("tls.ticket_key_file: {e}"))?,
+            ),
+            None => None,
+        };
+        let tickets = {
+            let mut held = self.tls_tickets.lock().unwrap_or_else(|e| e.into_inner());
+            let keep = held.as_ref().filter(|k| match &secret {
+                Some(new) => new.same_source_as(k),
+                None => k.same_source(None, t.ticket_rotation_s),
+            });
+            match keep {
+                Some(k) => k.clone(),
+                None => {
+                    let k =
+                        Arc::new(secret.unwrap_or_else(|| {
+                            crate::tls::TicketKeys::random(t.ticket_rotation_s)
+                        }));
+                    *held = Some(k.clone());
+                    k
+                }
             }
         };
+        let sessions = self
+            .tls_sessions
+            .get_or_init(|| rustls::server::ServerSessionMemoryCache::new(t.session_cache_entries))
+            .clone();
         let default = match (&t.certificate, &t.key) {
             (Some(c), Some(k)) => Some(
                 crate::tls::load_certified_key(c, k)

@@ -40,11 +40,29 @@ pub enum FetchError {
 }
 
 /// Which idle connections may carry a request: same address, and for TLS the same verification
-/// (the client configuration, by identity) and the same server name.
+/// (the client configuration, held so that its identity stays its own) and the same server name.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct PoolKey {
     addr: SocketAddr,
-    tls: Option<(usize, rustls_pki_types::ServerName<'static>)>,
+    tls: Option<(ConfigRef, rustls_pki_types::ServerName<'static>)>,
+}
+
+/// A client configuration compared and hashed by identity.
+#[derive(Clone)]
+struct ConfigRef(std::sync::Arc<rustls::ClientConfig>);
+
+impl PartialEq for ConfigRef {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ConfigRef {}
+
+impl std::hash::Hash for ConfigRef {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        std::sync::Arc::as_ptr(&self.0).hash(h)
+    }
 }
 
 impl PoolKey {
@@ -54,15 +72,20 @@ impl PoolKey {
             tls: origin
                 .tls
                 .as_ref()
-                .map(|t| (std::sync::Arc::as_ptr(&t.config) as usize, t.name.clone())),
+                .map(|t| (ConfigRef(t.config.clone()), t.name.clone())),
         }
     }
 }
 
+/// An idle pooled connection is not reused after this long (origins close theirs: nginx's
+/// keepalive_timeout is 75 s) and is closed at the next sweep, so connections under keys no
+/// longer used (a reload's old rules) do not stay open.
+const ORIGIN_IDLE_MAX: Duration = Duration::from_secs(30);
+
 /// Per-shard origin state: idle connections and measured latencies.
 pub struct OriginClient {
     /// Idle connections by [`PoolKey`].
-    idle: RefCell<HashMap<PoolKey, Vec<Transport>>>,
+    idle: RefCell<HashMap<PoolKey, Vec<(Transport, Instant)>>>,
     /// EWMA of time to response head (µs); failures push it up.
     latency_us: RefCell<HashMap<SocketAddr, f64>>,
     limits: crate::config::LiveLimits,
@@ -168,10 +191,27 @@ impl OriginClient {
 
     fn put_idle(&self, key: PoolKey, conn: Transport) {
         let mut idle = self.idle.borrow_mut();
+        // Sweep: connections idle too long are closed, and keys left empty dropped.
+        idle.retain(|_, list| {
+            list.retain(|(_, at)| at.elapsed() < ORIGIN_IDLE_MAX);
+            !list.is_empty()
+        });
         let list = idle.entry(key).or_default();
         if list.len() < self.limits.load().origin_idle_connections_max {
-            list.push(conn);
+            list.push((conn, Instant::now()));
         }
+    }
+
+    /// A pooled connection for `key` idle for less than [`ORIGIN_IDLE_MAX`].
+    fn take_idle(&self, key: &PoolKey) -> Option<Transport> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(key)?;
+        while let Some((conn, at)) = list.pop() {
+            if at.elapsed() < ORIGIN_IDLE_MAX {
+                return Some(conn);
+            }
+        }
+        None
     }
 
     /// Fetch with failover: origins in latency order, up to 1 + `origin_retries_max` attempts.
@@ -267,11 +307,7 @@ impl OriginClient {
         head.extend_from_slice(req.body);
 
         // A pooled connection may have been closed by the origin: one retry on a new one.
-        let pooled = self
-            .idle
-            .borrow_mut()
-            .get_mut(&PoolKey::of(origin))
-            .and_then(|v| v.pop());
+        let pooled = self.take_idle(&PoolKey::of(origin));
         if let Some(conn) = pooled {
             if let Ok(r) = self.exchange(conn, origin, head.clone(), req.method).await {
                 return Ok(r);

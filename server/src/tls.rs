@@ -38,8 +38,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 pub const WINDOW_BYTES: usize = 4 * RECORD_BYTES;
 /// Plaintext per record (the TLS maximum).
 pub const RECORD_BYTES: usize = 16 * 1024;
-/// Ciphertext buffer: a window plus per-record overhead (header, type, tag, TLS 1.2 nonce).
-const OUT_BYTES: usize = WINDOW_BYTES + 4 * 64;
+/// Ciphertext buffer: a window plus per-record overhead (header, type, tag, TLS 1.2 nonce),
+/// plus the few KiB a send may leave waiting before the next window is sealed behind it.
+const OUT_BYTES: usize = WINDOW_BYTES + 4 * 64 + 8 * 1024;
 /// Ciphertext held before a record completes: one record and a read's worth more.
 const INCOMING_MAX: usize = RECORD_BYTES + 2048 + 16 * 1024;
 /// Idle ciphertext buffers kept per shard.
@@ -370,6 +371,11 @@ impl Session {
         }
     }
 
+    /// Records are sealed and opened by [`crate::tls_records`] (the session left rustls's).
+    pub fn has_records(&self) -> bool {
+        matches!(self.side, Side::Records(_))
+    }
+
     pub fn is_handshaking(&self) -> bool {
         self.common().is_some_and(|c| c.is_handshaking())
     }
@@ -424,12 +430,26 @@ impl Session {
         let r = match &mut self.side {
             Side::Server(c) => drive(c, inc, plain, out, end, pc),
             Side::Client(c) => drive(c, inc, plain, out, end, pc),
-            Side::Records(r) => r.open(&mut inc[..], plain).map(|o| {
+            Side::Records(_) if *pc => {
+                // Nothing after close_notify counts (RFC 8446 §6.1).
+                inc.clear();
+                Ok(Next::Input)
+            }
+            Side::Records(r) => r.open(&mut inc[..], plain).and_then(|o| {
                 inc.drain(..o.used);
                 if o.closed {
                     *pc = true;
+                    inc.clear();
                 }
-                Next::Input
+                if r.owes() {
+                    // Answered now (the caller flushes before it waits for input).
+                    if out.is_empty() {
+                        *out = take_out();
+                    }
+                    grow(out, *end + 64);
+                    r.seal_owed(out, end)?;
+                }
+                Ok(Next::Input)
             }),
             Side::Kernel => Err(handed_over()),
         };
@@ -443,6 +463,11 @@ impl Session {
     pub fn encrypt(&mut self, data: &[u8]) -> io::Result<()> {
         if self.out.is_empty() {
             self.out = take_out();
+        } else if self.sent > 0 {
+            // What the socket already took makes room at the front: the buffer stays a window.
+            self.out.copy_within(self.sent..self.end, 0);
+            self.end -= self.sent;
+            self.sent = 0;
         }
         let (out, end, stash) = (&mut self.out, &mut self.end, &mut self.stash);
         match &mut self.side {
@@ -540,6 +565,17 @@ impl Session {
                 Ok(Next::Input) => {}
             }
             match self.read_socket(stream).await {
+                // An origin's stream ends only with close_notify: a bare FIN could cut a
+                // close-delimited body short without anyone noticing (truncation).
+                Ok(0) if matches!(self.side, Side::Client(_)) => {
+                    return (
+                        Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "TLS stream ended without close_notify",
+                        )),
+                        buf,
+                    )
+                }
                 Ok(0) => return (Ok(0), buf),
                 Ok(_) => {}
                 Err(e) => return (Err(e), buf),
@@ -692,12 +728,28 @@ fn setsockopt_raw(
     }
 }
 
-/// The bytes of a `#[repr(C)]` crypto-info struct (no padding: every field is a byte array
-/// after two u16s).
-fn bytes_of<T>(v: &T) -> &[u8] {
-    // SAFETY: T is one of the repr(C) structs above, plain data without padding, borrowed for
-    // the returned lifetime.
+/// The bytes of a `#[repr(C)]` crypto-info struct.
+///
+/// # Safety
+/// `T` must be plain data without padding (the three crypto-info structs above: two `u16`s then
+/// byte arrays, 40, 56 and 56 bytes, as Linux lays them out).
+unsafe fn bytes_of<T>(v: &T) -> &[u8] {
+    // SAFETY: per the contract, every byte of T is initialised; borrowed for the returned lifetime.
     unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// The explicit-nonce part of a kTLS AES-GCM crypto info. TLS 1.3 (like rustls) forms each
+/// record's nonce as iv ⊕ sequence, so the base goes in as it is. For TLS 1.2 the kernel sends
+/// this value as the first record's explicit nonce and adds 1 per record, while rustls has used
+/// base ⊕ sequence for the records it sealed (the Finished, sequence 0): base + sequence (the
+/// next record's sequence) keeps every nonce under the key distinct.
+fn gcm_explicit(version: u16, base: &[u8], seq: u64) -> io::Result<[u8; 8]> {
+    let base: [u8; 8] = base.try_into().map_err(|_| io::ErrorKind::InvalidInput)?;
+    if version == 0x0303 {
+        Ok(u64::from_be_bytes(base).wrapping_add(seq).to_be_bytes())
+    } else {
+        Ok(base)
+    }
 }
 
 /// Whether this kernel takes the TLS upper-layer protocol: probed on a connected loopback
@@ -727,7 +779,7 @@ fn set_crypto(
             let info = CryptoAesGcm128 {
                 version,
                 cipher_type: CIPHER_AES_GCM_128,
-                iv: iv.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
+                iv: gcm_explicit(version, iv, seq)?,
                 key: key
                     .as_ref()
                     .try_into()
@@ -735,14 +787,15 @@ fn set_crypto(
                 salt: salt.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
                 rec_seq,
             };
-            setsockopt_raw(fd, SOL_TLS, dir, bytes_of(&info))
+            // SAFETY: `info` is one of the padding-free crypto-info structs above.
+            setsockopt_raw(fd, SOL_TLS, dir, unsafe { bytes_of(&info) })
         }
         S::Aes256Gcm { key, iv } => {
             let (salt, iv) = iv.as_ref().split_at(4);
             let info = CryptoAesGcm256 {
                 version,
                 cipher_type: CIPHER_AES_GCM_256,
-                iv: iv.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
+                iv: gcm_explicit(version, iv, seq)?,
                 key: key
                     .as_ref()
                     .try_into()
@@ -750,7 +803,8 @@ fn set_crypto(
                 salt: salt.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
                 rec_seq,
             };
-            setsockopt_raw(fd, SOL_TLS, dir, bytes_of(&info))
+            // SAFETY: `info` is one of the padding-free crypto-info structs above.
+            setsockopt_raw(fd, SOL_TLS, dir, unsafe { bytes_of(&info) })
         }
         S::Chacha20Poly1305 { key, iv } => {
             let info = CryptoChacha20Poly1305 {
@@ -766,7 +820,8 @@ fn set_crypto(
                     .map_err(|_| io::ErrorKind::InvalidInput)?,
                 rec_seq,
             };
-            setsockopt_raw(fd, SOL_TLS, dir, bytes_of(&info))
+            // SAFETY: `info` is one of the padding-free crypto-info structs above.
+            setsockopt_raw(fd, SOL_TLS, dir, unsafe { bytes_of(&info) })
         }
         _ => Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -795,15 +850,24 @@ impl Session {
         if !self.incoming.is_empty() {
             return Err(KernelHandover::Kept(self));
         }
-        let (secrets, _kernel, version, _) = self.extract()?;
+        let (secrets, kernel, version, mut rest) = self.extract()?;
         let version: u16 = match version {
             rustls::ProtocolVersion::TLSv1_3 => 0x0304,
             _ => 0x0303,
         };
         let fd = stream.as_raw_fd();
-        setsockopt_raw(fd, libc::IPPROTO_TCP, TCP_ULP, b"tls").map_err(KernelHandover::Broken)?;
-        set_crypto(fd, TLS_TX, version, secrets.tx.0, &secrets.tx.1)
-            .map_err(KernelHandover::Broken)?;
+        // A kernel that refuses the ULP or this suite's TX leaves the socket as it was (a ULP
+        // without keys passes bytes through): the session goes to the user-space record layer.
+        let tx = setsockopt_raw(fd, libc::IPPROTO_TCP, TCP_ULP, b"tls")
+            .and_then(|()| set_crypto(fd, TLS_TX, version, secrets.tx.0, &secrets.tx.1));
+        if let Err(e) = tx {
+            tracing::debug!(error = %e, "kTLS refused this session; user-space records");
+            let records = crate::tls_records::Records::new(secrets, kernel)
+                .map_err(KernelHandover::Broken)?;
+            rest.side = Side::Records(Box::new(records));
+            return Err(KernelHandover::Kept(rest));
+        }
+        // TX is in the kernel now: RX must follow, or the connection cannot go on.
         set_crypto(fd, TLS_RX, version, secrets.rx.0, &secrets.rx.1)
             .map_err(KernelHandover::Broken)?;
         Ok(())
@@ -985,14 +1049,22 @@ pub fn server_config(s: ServerSettings) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(cfg))
 }
 
-/// Session-ticket keys: AES-256-GCM keys derived by HKDF-SHA256 from a secret and the number
-/// of the current rotation period, so every shard (and every node and restart that shares the
-/// secret file) derives the same keys with no state. A ticket names its period; it is accepted
-/// in that period and the next, then its key is gone.
+/// Session-ticket keys: AES-256-GCM, one per rotation period (`ticket_rotation_s`); a ticket
+/// names its period and opens in that period and the next, then never again. Shared by every
+/// shard (one object in the server config), so a session resumes wherever its connection lands.
+///
+/// - From a key file (`tls.ticket_key_file`): each period's key is derived by HKDF-SHA256 from
+///   the file and the period number, so nodes and restarts that share the file derive the same
+///   keys with no state. The file is a long-term secret: whoever reads it can open every
+///   ticket made under it. Rotate it (replace the file, then reload) as one rotates nginx's
+///   ssl_session_ticket_key; a reload that finds new contents starts new keys.
+/// - Without a file: each period's key is random, made when the period starts and forgotten two
+///   periods later (forward secrecy for tickets), known to this process only.
 pub struct TicketKeys {
-    secret: Vec<u8>,
+    /// The key file's bytes; `None`: random keys per period.
+    secret: Option<Vec<u8>>,
     rotation_s: u64,
-    /// (period, key) of the two most recent periods derived.
+    /// (period, key) of the two most recent periods.
     cache: RwLock<Vec<(u64, Arc<ring::aead::LessSafeKey>)>>,
     rng: ring::rand::SystemRandom,
 }
@@ -1001,6 +1073,7 @@ impl std::fmt::Debug for TicketKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TicketKeys")
             .field("rotation_s", &self.rotation_s)
+            .field("from_file", &self.secret.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -1008,22 +1081,23 @@ impl std::fmt::Debug for TicketKeys {
 const TICKET_NONCE: usize = 12;
 
 impl TicketKeys {
-    /// Keys from `secret` (a key file's bytes, or random bytes for this process alone).
+    /// Keys derived from `secret` (a key file's bytes).
     pub fn new(secret: Vec<u8>, rotation_s: u64) -> TicketKeys {
+        TicketKeys::with(Some(secret), rotation_s)
+    }
+
+    /// Random keys per period (tickets survive neither a restart nor another node).
+    pub fn random(rotation_s: u64) -> TicketKeys {
+        TicketKeys::with(None, rotation_s)
+    }
+
+    fn with(secret: Option<Vec<u8>>, rotation_s: u64) -> TicketKeys {
         TicketKeys {
             secret,
             rotation_s: rotation_s.max(1),
             cache: RwLock::new(Vec::new()),
             rng: ring::rand::SystemRandom::new(),
         }
-    }
-
-    /// A random secret (tickets survive neither a restart nor another node).
-    pub fn random(rotation_s: u64) -> TicketKeys {
-        let mut s = vec![0u8; 48];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut s)
-            .expect("system randomness");
-        TicketKeys::new(s, rotation_s)
     }
 
     /// Keys from a file of at least 32 random bytes (`openssl rand 80 > file`, as for nginx's
@@ -1040,6 +1114,17 @@ impl TicketKeys {
         Ok(TicketKeys::new(s, rotation_s))
     }
 
+    /// Whether these keys come from exactly `secret` (a reload keeps them then) and rotate
+    /// every `rotation_s`.
+    pub fn same_source(&self, secret: Option<&[u8]>, rotation_s: u64) -> bool {
+        self.secret.as_deref() == secret && self.rotation_s == rotation_s.max(1)
+    }
+
+    /// Whether `other` would make the same keys as these.
+    pub fn same_source_as(&self, other: &TicketKeys) -> bool {
+        other.same_source(self.secret.as_deref(), self.rotation_s)
+    }
+
     fn period_now(&self) -> u64 {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -1048,7 +1133,9 @@ impl TicketKeys {
         now / self.rotation_s
     }
 
-    fn key(&self, period: u64) -> Arc<ring::aead::LessSafeKey> {
+    /// The key of `period`: derived (key file) or, without a file, made when a period newer
+    /// than every kept one starts; `None` for a period whose random key is gone.
+    fn key(&self, period: u64) -> Option<Arc<ring::aead::LessSafeKey>> {
         if let Some((_, k)) = self
             .cache
             .read()
@@ -1056,22 +1143,40 @@ impl TicketKeys {
             .iter()
             .find(|(p, _)| *p == period)
         {
-            return k.clone();
+            return Some(k.clone());
         }
-        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"arrow session tickets v1");
-        let prk = salt.extract(&self.secret);
-        let info = period.to_be_bytes();
-        let info = [&info[..]];
-        let okm = prk
-            .expand(&info, &ring::aead::AES_256_GCM)
-            .expect("HKDF output of one AES-256 key");
-        let key = Arc::new(ring::aead::LessSafeKey::new(ring::aead::UnboundKey::from(
-            okm,
-        )));
         let mut c = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        c.retain(|(p, _)| p + 1 >= period && *p <= period + 1);
+        if let Some((_, k)) = c.iter().find(|(p, _)| *p == period) {
+            return Some(k.clone());
+        }
+        let mut bytes = [0u8; 32];
+        match &self.secret {
+            Some(secret) => {
+                let salt =
+                    ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"arrow session tickets v1");
+                let info = period.to_be_bytes();
+                let info = [&info[..]];
+                salt.extract(secret)
+                    .expand(&info, ring::hkdf::HKDF_SHA256)
+                    .ok()?
+                    .fill(&mut bytes)
+                    .ok()?;
+            }
+            None => {
+                if c.iter().any(|(p, _)| *p >= period) {
+                    return None; // an older period's random key, gone for good
+                }
+                ring::rand::SecureRandom::fill(&self.rng, &mut bytes).ok()?;
+            }
+        }
+        let key = Arc::new(ring::aead::LessSafeKey::new(
+            ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &bytes).ok()?,
+        ));
+        bytes.fill(0);
+        // Keep this period and the one before; older keys are dropped.
+        c.retain(|(p, _)| p.saturating_add(1) >= period);
         c.push((period, key.clone()));
-        key
+        Some(key)
     }
 }
 
@@ -1086,7 +1191,7 @@ impl ProducesTickets for TicketKeys {
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
         let period = self.period_now();
-        let key = self.key(period);
+        let key = self.key(period)?;
         let mut nonce = [0u8; TICKET_NONCE];
         ring::rand::SecureRandom::fill(&self.rng, &mut nonce).ok()?;
         let mut out = Vec::with_capacity(8 + TICKET_NONCE + plain.len() + 16);
@@ -1110,11 +1215,11 @@ impl ProducesTickets for TicketKeys {
         }
         let period = u64::from_be_bytes(cipher[..8].try_into().ok()?);
         let now = self.period_now();
-        if period != now && period + 1 != now {
+        if period != now && period.checked_add(1) != Some(now) {
             return None;
         }
         let nonce: [u8; TICKET_NONCE] = cipher[8..8 + TICKET_NONCE].try_into().ok()?;
-        let key = self.key(period);
+        let key = self.key(period)?;
         let mut body = cipher[8 + TICKET_NONCE..].to_vec();
         let aad = ring::aead::Aad::from(period.to_be_bytes());
         let plain = key
@@ -1181,6 +1286,38 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_ticket_keys_are_per_period_and_forgotten() {
+        let k = TicketKeys::random(3600);
+        let t = k.encrypt(b"state").unwrap();
+        assert_eq!(k.decrypt(&t).unwrap(), b"state");
+        // Another process's random keys open nothing of these.
+        assert!(TicketKeys::random(3600).decrypt(&t).is_none());
+        // A ticket naming the last period there is does not overflow.
+        let mut last = t.clone();
+        last[..8].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(k.decrypt(&last).is_none());
+        let now = k.period_now();
+        let a = k.key(now).unwrap();
+        assert!(Arc::ptr_eq(&a, &k.key(now).unwrap()), "one key per period");
+        let b = k.key(now + 1).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        let _c = k.key(now + 2).unwrap();
+        // Two periods on, the first period's key is gone and is not made again.
+        assert!(k.key(now).is_none());
+    }
+
+    #[test]
+    fn ktls_tls12_gcm_nonces_start_after_the_records_rustls_sealed() {
+        let base = [0xff, 0, 0, 0, 0, 0, 0, 0xfe];
+        // TLS 1.2: the kernel counts up from this; rustls used base ⊕ 0 for sequence 0.
+        let n = gcm_explicit(0x0303, &base, 1).unwrap();
+        assert_eq!(u64::from_be_bytes(n), u64::from_be_bytes(base) + 1);
+        assert_ne!(n, base);
+        // TLS 1.3: the kernel XORs the sequence itself, as rustls does.
+        assert_eq!(gcm_explicit(0x0304, &base, 1).unwrap(), base);
+    }
 
     #[test]
     fn tickets_open_in_their_period_and_the_next_only() {

@@ -35,6 +35,7 @@ const CT_ALERT: u8 = 21;
 const CT_HANDSHAKE: u8 = 22;
 const CT_APPDATA: u8 = 23;
 const HS_KEY_UPDATE: u8 = 24;
+const ALERT_NO_RENEGOTIATION: u8 = 100;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Version {
@@ -114,6 +115,8 @@ pub struct Records {
     kernel: KernelConnection<ServerConnectionData>,
     /// A KeyUpdate of ours is owed (the peer asked): sent before the next records.
     key_update_owed: bool,
+    /// A warning alert owed to the peer (its description), sent by [`Records::seal_owed`].
+    alert_owed: Option<u8>,
 }
 
 impl Records {
@@ -132,6 +135,7 @@ impl Records {
             version,
             kernel,
             key_update_owed: false,
+            alert_owed: None,
         })
     }
 
@@ -257,6 +261,9 @@ impl Records {
             header.copy_from_slice(&rest[..HEADER]);
             let body = &mut rest[HEADER..HEADER + len];
             let (ct, content) = self.open_record(outer, header, body)?;
+            if content.len() > RECORD_PLAIN {
+                return Err(bad("TLS record longer than 2^14 bytes"));
+            }
             used += HEADER + len;
             match ct {
                 CT_APPDATA => plain.extend_from_slice(content),
@@ -266,6 +273,11 @@ impl Records {
                         return Ok(Opened { used, closed: true });
                     }
                     return Err(bad("TLS alert from the peer"));
+                }
+                CT_HANDSHAKE if self.version == Version::Tls12 && content.first() == Some(&1) => {
+                    // A ClientHello: renegotiation, which is refused with a no_renegotiation
+                    // warning (as rustls does); the connection goes on.
+                    self.alert_owed = Some(ALERT_NO_RENEGOTIATION);
                 }
                 CT_HANDSHAKE if self.version == Version::Tls13 => {
                     let m: &[u8] = content;
@@ -339,6 +351,19 @@ impl Records {
             }
             Version::Tls12 => Ok((outer, out)),
         }
+    }
+
+    /// Whether records are owed to the peer now (an alert answering what it sent).
+    pub fn owes(&self) -> bool {
+        self.alert_owed.is_some()
+    }
+
+    /// Seal what is owed to the peer into `out[*end..]` (64 bytes of room).
+    pub fn seal_owed(&mut self, out: &mut [u8], end: &mut usize) -> io::Result<()> {
+        if let Some(desc) = self.alert_owed.take() {
+            self.seal_record(CT_ALERT, &[1, desc], out, end)?;
+        }
+        Ok(())
     }
 
     /// A close_notify alert, sealed into `out[*end..]`.

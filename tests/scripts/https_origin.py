@@ -3,6 +3,8 @@
 ephemeral port that it prints on its first line. Every GET answers a deterministic body
 ((path bytes) repeated to ?size=N, default 10000) cacheable for 300 s, and says in headers the
 SNI name of the connection's handshake and how many handshakes the server has completed.
+Paths with /unframed end the body by closing the connection: after a TLS close_notify when the
+path also holds "notify", with a bare TCP close otherwise (what a truncation looks like).
 
 usage: https_origin.py CERT KEY
 """
@@ -36,12 +38,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with lock:
             sni, n = last_sni, handshakes
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        # /unframed-*: the body ends where the connection does (no Content-Length); with
+        # "notify" in the path the end is a TLS close_notify, otherwise a bare TCP close.
+        unframed = "/unframed" in url.path
+        if not unframed:
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.send_header("Connection", "close")
         self.send_header("Cache-Control", "max-age=300")
         self.send_header("X-Origin-SNI", sni)
         self.send_header("X-Origin-Handshakes", str(n))
         self.end_headers()
         self.wfile.write(body)
+        if unframed:
+            self.wfile.flush()
+            self.close_connection = True
+            if "notify" in url.path:
+                self.connection.unwrap()
 
     def log_message(self, *args):
         pass

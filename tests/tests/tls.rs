@@ -754,6 +754,32 @@ fn https_origins_are_verified_against_a_private_ca_pooled_and_asked_by_name() {
         vec![1, 1, 1],
         "one pooled TLS connection carried the misses"
     );
+    // A body that ends with the connection: stored when the origin closed with close_notify;
+    // a bare TCP close could be a truncation, so that body is never stored.
+    let path = "/v/unframed-notify/seg.ts";
+    let r = get(node.http, path, HOST, &[]).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        path.bytes().cycle().take(10_000).collect::<Vec<u8>>()
+    );
+    assert!(wait_until(Duration::from_secs(5), || get(
+        node.http,
+        path,
+        HOST,
+        &[]
+    )
+    .unwrap()
+    .x_cache()
+        == "HIT"));
+    let path = "/v/unframed-bare/seg.ts";
+    for _ in 0..2 {
+        let r = get(node.http, path, HOST, &[]);
+        assert!(
+            r.as_ref().map_or(true, |r| r.x_cache() != "HIT"),
+            "a body cut by a bare TCP close was stored: {r:?}"
+        );
+    }
     // The same origin, verified against a CA that did not sign it: refused, and said why.
     let r = get(node.http, "/v/x/seg.ts", "wrong.test", &[]).unwrap();
     assert_eq!(r.status, 502, "{}", r.text());
