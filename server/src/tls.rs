@@ -676,22 +676,13 @@ const CIPHER_AES_GCM_128: u16 = 51;
 const CIPHER_AES_GCM_256: u16 = 52;
 const CIPHER_CHACHA20_POLY1305: u16 = 54;
 
+/// Linux's `tls12_crypto_info_aes_gcm_128` (KEY = 16) and `_256` (KEY = 32).
 #[repr(C)]
-struct CryptoAesGcm128 {
+struct CryptoAesGcm<const KEY: usize> {
     version: u16,
     cipher_type: u16,
     iv: [u8; 8],
-    key: [u8; 16],
-    salt: [u8; 4],
-    rec_seq: [u8; 8],
-}
-
-#[repr(C)]
-struct CryptoAesGcm256 {
-    version: u16,
-    cipher_type: u16,
-    iv: [u8; 8],
-    key: [u8; 32],
+    key: [u8; KEY],
     salt: [u8; 4],
     rec_seq: [u8; 8],
 }
@@ -764,6 +755,32 @@ pub fn ktls_probe() -> Result<(), String> {
         .map_err(|e| format!("TCP_ULP \"tls\": {e}"))
 }
 
+// The layouts Linux expects (include/uapi/linux/tls.h): no padding, these sizes.
+const _: () = assert!(
+    std::mem::size_of::<CryptoAesGcm<16>>() == 40
+        && std::mem::size_of::<CryptoAesGcm<32>>() == 56
+        && std::mem::size_of::<CryptoChacha20Poly1305>() == 56
+);
+
+/// An AES-GCM crypto info: the iv's first 4 bytes are the salt, the rest the explicit part.
+fn aes_gcm_info<const KEY: usize>(
+    version: u16,
+    cipher_type: u16,
+    key: &[u8],
+    iv: &[u8],
+    seq: u64,
+) -> io::Result<CryptoAesGcm<KEY>> {
+    let (salt, explicit) = iv.split_at(4);
+    Ok(CryptoAesGcm {
+        version,
+        cipher_type,
+        iv: gcm_explicit(version, explicit, seq)?,
+        key: key.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
+        salt: salt.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
+        rec_seq: seq.to_be_bytes(),
+    })
+}
+
 fn set_crypto(
     fd: std::os::fd::RawFd,
     dir: libc::c_int,
@@ -775,34 +792,14 @@ fn set_crypto(
     let rec_seq = seq.to_be_bytes();
     match secrets {
         S::Aes128Gcm { key, iv } => {
-            let (salt, iv) = iv.as_ref().split_at(4);
-            let info = CryptoAesGcm128 {
-                version,
-                cipher_type: CIPHER_AES_GCM_128,
-                iv: gcm_explicit(version, iv, seq)?,
-                key: key
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| io::ErrorKind::InvalidInput)?,
-                salt: salt.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
-                rec_seq,
-            };
+            let info: CryptoAesGcm<16> =
+                aes_gcm_info(version, CIPHER_AES_GCM_128, key.as_ref(), iv.as_ref(), seq)?;
             // SAFETY: `info` is one of the padding-free crypto-info structs above.
             setsockopt_raw(fd, SOL_TLS, dir, unsafe { bytes_of(&info) })
         }
         S::Aes256Gcm { key, iv } => {
-            let (salt, iv) = iv.as_ref().split_at(4);
-            let info = CryptoAesGcm256 {
-                version,
-                cipher_type: CIPHER_AES_GCM_256,
-                iv: gcm_explicit(version, iv, seq)?,
-                key: key
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| io::ErrorKind::InvalidInput)?,
-                salt: salt.try_into().map_err(|_| io::ErrorKind::InvalidInput)?,
-                rec_seq,
-            };
+            let info: CryptoAesGcm<32> =
+                aes_gcm_info(version, CIPHER_AES_GCM_256, key.as_ref(), iv.as_ref(), seq)?;
             // SAFETY: `info` is one of the padding-free crypto-info structs above.
             setsockopt_raw(fd, SOL_TLS, dir, unsafe { bytes_of(&info) })
         }
