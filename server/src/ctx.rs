@@ -234,7 +234,6 @@ impl Node {
             tls12: t.tls12,
             tickets,
             sessions,
-            ktls,
         })
         .map_err(|e| format!("tls: {e}"))?;
         Ok(Some(crate::tls::TlsServer {

@@ -995,8 +995,6 @@ pub struct ServerSettings {
     pub tls12: bool,
     pub tickets: Arc<TicketKeys>,
     pub sessions: Arc<dyn rustls::server::StoresServerSessions>,
-    /// Connections will be handed to kTLS (the secrets must be extractable).
-    pub ktls: bool,
 }
 
 /// The suite names rustls knows (those `tls.cipher_suites` may list).
@@ -1042,7 +1040,6 @@ pub fn server_config(s: ServerSettings) -> Result<Arc<ServerConfig>, String> {
     // Established sessions leave rustls's record layer: to the kernel (kTLS) or to
     // `tls_records`, which need the traffic secrets.
     cfg.enable_secret_extraction = true;
-    let _ = s.ktls;
     Ok(Arc::new(cfg))
 }
 

@@ -318,16 +318,15 @@ impl Records {
                     .map_err(|_| bad("TLS record failed to decrypt"))?
             }
             Version::Tls12 => {
-                let (body, prefix) = if self.rx.explicit_nonce {
+                let body = if self.rx.explicit_nonce {
                     if body.len() < 8 + TAG {
                         return Err(bad("short TLS record"));
                     }
                     nonce[4..].copy_from_slice(&body[..8]);
-                    (&mut body[8..], 8)
+                    &mut body[8..]
                 } else {
-                    (body, 0)
+                    body
                 };
-                let _ = prefix;
                 if body.len() < TAG {
                     return Err(bad("short TLS record"));
                 }

@@ -215,6 +215,29 @@ fn tls_section(listen: &str, cert: &Path, key: &Path, extra: &str) -> String {
     )
 }
 
+/// A one-shard node in `dir` with `[tls]` (`cert`, `key`, `tls_extra`) in front of `origin`,
+/// its config passed through `tweak` first: the node and its TLS listener.
+fn tls_node(
+    dir: &Path,
+    origin: &Origin,
+    cert: &Path,
+    key: &Path,
+    tls_extra: &str,
+    tweak: impl FnOnce(String) -> String,
+) -> (Node, SocketAddr) {
+    let (http, admin) = addrs();
+    let cfg = node_config(
+        dir,
+        http,
+        admin,
+        &[origin.url()],
+        &tls_section("127.0.0.1:0", cert, key, tls_extra),
+    );
+    let node = Node::start(dir, &tweak(cfg), http, admin);
+    let tls = node.tls_addr().expect("the node reports its TLS listener");
+    (node, tls)
+}
+
 /// Whether the peer closed `s` (EOF or reset) within `within`.
 fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     s.set_read_timeout(Some(within)).unwrap();
@@ -492,17 +515,10 @@ fn sessions_resume_on_every_shard_and_across_a_restart_with_a_ticket_key_file() 
         .arg(&ticket_key)
         .arg("80"));
     let origin = Origin::start(media);
-    let (http, admin) = addrs();
-    let extra = tls_section(
-        "127.0.0.1:0",
-        &cert,
-        &key,
-        &format!("ticket_key_file = \"{}\"\n", ticket_key.display()),
-    );
-    let cfg = node_config(dir.path(), http, admin, &[origin.url()], &extra)
-        .replace("cores = [0]", "cores = [0, 1]");
-    let mut node = Node::start(dir.path(), &cfg, http, admin);
-    let tls = node.tls_addr().unwrap();
+    let ticket = format!("ticket_key_file = \"{}\"\n", ticket_key.display());
+    let (mut node, tls) = tls_node(dir.path(), &origin, &cert, &key, &ticket, |c| {
+        c.replace("cores = [0]", "cores = [0, 1]")
+    });
     let sess13 = dir.path().join("s13.pem");
     let sess12 = dir.path().join("s12.pem");
     // Full handshakes from CPU 0 (loopback: shard 0), saving the sessions.
@@ -581,16 +597,7 @@ fn certificates_reload_while_a_download_continues_and_a_bad_file_is_refused() {
     std::fs::copy(&c1, &live_cert).unwrap();
     std::fs::copy(&k1, &live_key).unwrap();
     let origin = Origin::start(media);
-    let (http, admin) = addrs();
-    let cfg = node_config(
-        dir.path(),
-        http,
-        admin,
-        &[origin.url()],
-        &tls_section("127.0.0.1:0", &live_cert, &live_key, ""),
-    );
-    let node = Node::start(dir.path(), &cfg, http, admin);
-    let tls = node.tls_addr().unwrap();
+    let (node, tls) = tls_node(dir.path(), &origin, &live_cert, &live_key, "", |c| c);
     let ca = pki.path("ca.pem");
     let subject = |sni: &str| {
         let out = s_client(tls, sni, &[], None);
@@ -803,16 +810,7 @@ fn testssl_finds_no_weak_protocol_cipher_or_renegotiation_problem() {
     let pki = Pki::new(dir.path(), "pki");
     let (cert, key) = pki.leaf("n", HOST, &[&format!("DNS:{HOST}")], KeyType::EcdsaP256);
     let origin = Origin::start(media);
-    let (http, admin) = addrs();
-    let cfg = node_config(
-        dir.path(),
-        http,
-        admin,
-        &[origin.url()],
-        &tls_section("127.0.0.1:0", &cert, &key, ""),
-    );
-    let node = Node::start(dir.path(), &cfg, http, admin);
-    let tls = node.tls_addr().unwrap();
+    let (_node, tls) = tls_node(dir.path(), &origin, &cert, &key, "", |c| c);
     let json = dir.path().join("testssl.json");
     let out = Command::new(testssl)
         .args(["--quiet", "--color", "0", "--warnings", "off", "-4"])
@@ -870,23 +868,16 @@ fn tls_viewers_that_stop_reading_hold_one_window_each_and_are_closed_below_the_m
     let pki = Pki::new(dir.path(), "pki");
     let (cert, key) = pki.leaf("n", HOST, &[&format!("DNS:{HOST}")], KeyType::EcdsaP256);
     let origin = Origin::start(media);
-    let (http, admin) = addrs();
-    let cfg = node_config(
-        dir.path(),
-        http,
-        admin,
-        &[origin.url()],
-        &tls_section("127.0.0.1:0", &cert, &key, ""),
-    )
-    .replace(
-        "[limits]\n",
-        "[limits]\nsend_rate_min_bytes_per_s = 262144\nsend_rate_window_ms = 1500\nsend_hold_ms = 100\nsend_unsent_bytes_max = 65536\n",
-    );
-    let node = Node::start(dir.path(), &cfg, http, admin);
-    let tls = node.tls_addr().unwrap();
+    let (node, tls) = tls_node(dir.path(), &origin, &cert, &key, "", |c| {
+        c.replace(
+            "[limits]\n",
+            "[limits]\nsend_rate_min_bytes_per_s = 262144\nsend_rate_window_ms = 1500\nsend_hold_ms = 100\nsend_unsent_bytes_max = 65536\n",
+        )
+    });
     curl(tls, HOST, "/v/s/big.ts", &pki.path("ca.pem"), &[]); // stored: 3 MiB
-                                                              // Viewers that ask for 3 MiB and stop reading: s_client writes what it receives to a pipe
-                                                              // nobody reads, so once the pipe is full it stops reading its socket.
+
+    // Viewers that ask for 3 MiB and stop reading: s_client writes what it receives to a pipe
+    // nobody reads, so once the pipe is full it stops reading its socket.
     let viewers = 12;
     let mut slow: Vec<std::process::Child> = (0..viewers)
         .map(|_| {
