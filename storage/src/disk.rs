@@ -5,6 +5,7 @@
 use crate::alloc::FreeMap;
 use crate::error::StorageError;
 use crate::index::{Index, STATE_LIVE};
+use crate::pack::{Packs, DEAD};
 use crate::layout::{
     Extent, Geometry, Superblock, BLOCK_BYTES, DIR_ENTRIES_PER_BLOCK, DIR_ENTRY_BYTES,
 };
@@ -59,6 +60,7 @@ pub(crate) struct DiskState {
     pub live_bytes: u64,
     pub pending_free_blocks: u64,
     pub quarantined_blocks: u64,
+    pub packs: Packs,
     busy_pages: HashSet<u32>,
     sync_requested: u64,
     sync_done: u64,
@@ -154,6 +156,7 @@ impl Disk {
         free: FreeMap,
         policy: Box<dyn Evictor>,
         live_bytes: u64,
+        packs: Packs,
     ) -> Disk {
         Disk {
             id: DiskId(sb.uuid),
@@ -174,6 +177,7 @@ impl Disk {
                 live_bytes,
                 pending_free_blocks: 0,
                 quarantined_blocks: 0,
+                packs,
                 busy_pages: HashSet::new(),
                 sync_requested: 0,
                 sync_done: 0,
@@ -305,7 +309,12 @@ impl Disk {
                 for k in 0..DIR_ENTRIES_PER_BLOCK {
                     let id = page * DIR_ENTRIES_PER_BLOCK + k;
                     let at = k as usize * DIR_ENTRY_BYTES;
-                    if let Some(e) = st.index.entry(id) {
+                    let entry = match st.packs.get(id) {
+                        Some(p) if !p.freeing => Some(p.entry(st.index.slot(id).gen())),
+                        Some(_) => None,
+                        None => st.index.entry(id),
+                    };
+                    if let Some(e) = entry {
                         e.encode(&mut out[at..at + DIR_ENTRY_BYTES]);
                     }
                 }
@@ -324,10 +333,17 @@ impl Disk {
         }
     }
 
-    /// Hide LIVE slot `id` from lookup and the policy; its blocks count as pending free.
+    /// Hide LIVE slot `id` from lookup and the policy; its blocks count as pending free (a
+    /// packed object's member is dead from here; its pack's blocks once the pack is sealed and
+    /// all its members are gone).
     fn hide(st: &mut DiskState, id: u32) {
         st.policy.remove(id);
         st.index.unpublish(id);
+        st.live_bytes -= st.index.slot(id).body_len();
+        if let Some((entry, offset)) = st.index.packed_at(id) {
+            Self::kill_member(st, entry, offset);
+            return;
+        }
         let loc = st.index.location(id);
         st.pending_free_blocks += loc
             .data
@@ -335,7 +351,21 @@ impl Disk {
             .chain([&loc.record])
             .map(|e| u64::from(e.blocks))
             .sum::<u64>();
-        st.live_bytes -= st.index.slot(id).body_len();
+    }
+
+    /// Mark the member at `offset` of pack `entry` dead; a sealed pack left without members
+    /// starts freeing (its blocks pending free until its entry is zeroed).
+    pub(crate) fn kill_member(st: &mut DiskState, entry: u32, offset: u32) {
+        let Some(p) = st.packs.by_entry.get_mut(&entry) else {
+            return;
+        };
+        if p.kill(offset) {
+            st.packs.members_alive -= 1;
+        }
+        if p.sealed && p.alive == 0 && !p.freeing {
+            p.freeing = true;
+            st.pending_free_blocks += p.blocks();
+        }
     }
 
     /// Hide LIVE slots `ids` and free them: zero their directory entries durably, then return
@@ -355,13 +385,50 @@ impl Disk {
         if ids.is_empty() {
             return Ok(());
         }
+        // Objects with entries of their own zero them; packed ones rewrite their packs' entries
+        // (dead bits), or zero them when the pack goes.
+        let (plain, packed): (Vec<u32>, Vec<u32>) = {
+            let st = self.st.borrow();
+            ids.iter().partition(|&&id| !st.index.is_packed_id(id))
+        };
+        let mut packs: Vec<u32> = {
+            let st = self.st.borrow();
+            packed
+                .iter()
+                .filter_map(|&id| st.index.packed_at(id).map(|(p, _)| p))
+                .filter(|p| st.packs.get(*p).is_some())
+                .collect()
+        };
+        packs.sort_unstable();
+        packs.dedup();
+        let freeing: Vec<u32> = {
+            let st = self.st.borrow();
+            packs
+                .iter()
+                .copied()
+                .filter(|&p| st.packs.get(p).is_some_and(|p| p.freeing))
+                .collect()
+        };
+        // A pack being freed is sealed; wait out its last flush so nothing writes it after.
+        for &p in &freeing {
+            self.waiters
+                .until(|| !self.st.borrow().packs.get(p).is_some_and(|p| p.flushing))
+                .await;
+        }
         if evicted {
             self.st.borrow_mut().evictions += ids.len() as u64;
         }
-        let res = self.commit_entries(ids).await;
+        let mut entries = plain.clone();
+        entries.extend_from_slice(&packs);
+        entries.sort_unstable();
+        let res = self.commit_entries(&entries).await;
         {
             let mut st = self.st.borrow_mut();
-            for &id in ids {
+            for &id in &packed {
+                st.index.release(id);
+            }
+            Self::free_packs(&mut st, &freeing, res.is_ok());
+            for &id in &plain {
                 let loc = st.index.location(id);
                 let blocks = loc
                     .data
@@ -384,6 +451,35 @@ impl Disk {
         res
     }
 
+    /// Packs `entries` (freeing) leave: blocks back to the allocator if their zeroed entries
+    /// are durable (`ok`), else quarantined until a restart (an entry may still name them).
+    fn free_packs(st: &mut DiskState, entries: &[u32], ok: bool) {
+        for &p in entries {
+            let Some(pack) = st.packs.by_entry.remove(&p) else {
+                continue;
+            };
+            st.pending_free_blocks -= pack.blocks();
+            if st.packs.open == Some(p) {
+                st.packs.open = None;
+            }
+            if ok {
+                st.free.free(pack.extent);
+                if let Some(t) = pack.tail {
+                    st.free.free(t);
+                }
+                st.index.release(p);
+            } else {
+                st.quarantined_blocks += pack.blocks();
+            }
+        }
+    }
+
+    /// [`Self::free_packs`] from outside a borrow; wakes waiters.
+    pub(crate) fn finish_freeing_packs(&self, entries: &[u32], ok: bool) {
+        Self::free_packs(&mut self.st.borrow_mut(), entries, ok);
+        self.waiters.wake_all();
+    }
+
     /// Hide victims until `want_blocks` could be free (at least one victim). Empty if the policy
     /// has nothing left.
     fn pick_victims(&self, want_blocks: u64) -> Vec<u32> {
@@ -399,8 +495,29 @@ impl Disk {
                 st.policy.remove(v);
                 continue;
             }
+            // A packed victim in a sealed pack takes its whole pack with it: space comes back a
+            // pack at a time (pack-mates were written around the same time). In the open pack
+            // it goes alone.
+            let mates: Vec<u32> = match st.index.packed_at(v) {
+                Some((entry, _)) => match st.packs.get(entry) {
+                    Some(p) if p.sealed && !p.freeing => p
+                        .members
+                        .iter()
+                        .map(|m| m.slot)
+                        .filter(|&m| {
+                            m != DEAD && m != v && st.index.slot(m).state() == STATE_LIVE
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                },
+                None => Vec::new(),
+            };
             Self::hide(&mut st, v);
             victims.push(v);
+            for m in mates {
+                Self::hide(&mut st, m);
+                victims.push(m);
+            }
         }
         victims
     }
@@ -455,9 +572,29 @@ impl Disk {
 
     /// A free index slot, evicting if the directory is full.
     pub(crate) async fn alloc_slot(&self) -> Result<u32, StorageError> {
+        self.alloc_id(false).await
+    }
+
+    /// A free packed slot, evicting if the index holds all the packed objects it may.
+    pub(crate) async fn alloc_packed_slot(&self) -> Result<u32, StorageError> {
+        self.alloc_id(true).await
+    }
+
+    async fn alloc_id(&self, packed: bool) -> Result<u32, StorageError> {
         loop {
-            if let Some(id) = self.st.borrow_mut().index.alloc_slot() {
-                return Ok(id);
+            {
+                let mut st = self.st.borrow_mut();
+                if !st.online {
+                    return Err(self.offline_error());
+                }
+                let id = if packed {
+                    st.index.alloc_packed_slot()
+                } else {
+                    st.index.alloc_slot()
+                };
+                if let Some(id) = id {
+                    return Ok(id);
+                }
             }
             let victims = self.pick_victims(0);
             match victims.is_empty() {

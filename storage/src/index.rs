@@ -1,5 +1,7 @@
-//! The compact per-disk RAM index: a dense slot arena (24 bytes per slot, slot id = directory
-//! entry number = eviction-policy id), an open-addressing hash table of `u32` entries (slot id +
+//! The compact per-disk RAM index: two dense slot arenas (24 bytes per slot) — ids below
+//! `dir_entries` are directory entry numbers (objects with records of their own, and packs),
+//! ids from `dir_entries` on are packed objects (no entry of their own: they live in a pack,
+//! `layout.rs`) — an open-addressing hash table of `u32` entries (slot id +
 //! key-hash tag bits: 3 for a 16 TiB disk, 12 for a 32 GB one) keyed by the 64-bit key hash, and a
 //! metadata arena. Keys are not kept in
 //! RAM: the full key is in the on-disk record and its 128-bit hash is checked on read.
@@ -7,8 +9,10 @@
 //! ```text
 //! Slot (24 B): key_hash u64 | word u64 | block u32 | meta_off u32
 //!   word  = body_len (40 bits) | rec (3) | state (2) | gen (19)
-//!   rec   = record blocks beyond the minimum a record of this body length needs (0..=6), or 7:
-//!           fragmented (block = fragment-table index; the table holds data extents + record)
+//!   rec   = record blocks beyond the minimum a record of this body length needs (0..=5), or 7:
+//!           fragmented (block = fragment-table index; the table holds data extents + record),
+//!           or 6: packed (body_len 20 bits | offset in the pack / 8, 20 bits; block = the
+//!           pack's directory entry)
 //!   block = contiguous: first block (data blocks, derived from body_len and chunk_bytes, then
 //!           the record); free slot: next free slot id
 //! table: n u32 entries (n any size, home = fastrange(key_hash, n)), linear probing,
@@ -51,7 +55,11 @@ pub const SLOTS_MAX: u32 = (1 << ID_BITS) - 1;
 const BODY_BITS: u32 = 40;
 const REC_SHIFT: u32 = BODY_BITS;
 const REC_FRAG: u64 = 7;
-const REC_EXTRA_MAX: u32 = 6;
+const REC_PACKED: u64 = 6;
+const REC_EXTRA_MAX: u32 = 5;
+/// Bits of a packed slot's body length (the rest of the 40 holds its offset in the pack / 8).
+const PACKED_LEN_BITS: u32 = 20;
+const PACKED_LEN_MASK: u64 = (1 << PACKED_LEN_BITS) - 1;
 const STATE_SHIFT: u32 = BODY_BITS + 3;
 const GEN_SHIFT: u32 = STATE_SHIFT + 2;
 const _: () = assert!(GEN_SHIFT + GEN_BITS == 64);
@@ -93,7 +101,11 @@ impl Default for Slot {
 impl Slot {
     /// Body length.
     pub fn body_len(&self) -> u64 {
-        self.word & BODY_LEN_MAX
+        if self.rec() == REC_PACKED {
+            self.word & PACKED_LEN_MASK
+        } else {
+            self.word & BODY_LEN_MAX
+        }
     }
     /// Generation (changes whenever the slot gets a new object).
     pub fn gen(&self) -> u32 {
@@ -132,10 +144,16 @@ pub struct Location {
 
 /// Per-disk index.
 pub struct Index {
+    /// Ids below `dir_entries`.
     slots: Vec<Slot>,
+    /// Ids from `dir_entries` on (packed objects).
+    packed: Vec<Slot>,
     /// Head of the free-slot list, threaded through the free slots' `block` (NO_SLOT: empty).
     free_head: u32,
-    capacity_slots: u32,
+    /// The same for packed ids.
+    packed_free_head: u32,
+    dir_entries: u32,
+    packed_capacity: u32,
     chunk_bytes: u32,
     /// Slot-id bits of a table entry; the others are the tag (`key_hash as u32 & !id_mask`).
     id_mask: u32,
@@ -164,14 +182,20 @@ fn id_mask_for(capacity_slots: u32) -> u32 {
 }
 
 impl Index {
-    /// An empty index with room for `capacity_slots` objects (the directory size, clamped to
-    /// SLOTS_MAX) of a disk whose large bodies are written in `chunk_bytes` chunks.
-    pub fn new(capacity_slots: u32, chunk_bytes: u32) -> Index {
-        let capacity_slots = capacity_slots.min(SLOTS_MAX);
+    /// An empty index with room for `dir_entries` objects with directory entries (clamped to
+    /// SLOTS_MAX) and `packed_capacity` packed ones (clamped so all ids stay below SLOTS_MAX) of a
+    /// disk whose large bodies are written in `chunk_bytes` chunks.
+    pub fn new(dir_entries: u32, packed_capacity: u32, chunk_bytes: u32) -> Index {
+        let dir_entries = dir_entries.min(SLOTS_MAX);
+        let packed_capacity = packed_capacity.min(SLOTS_MAX - dir_entries);
+        let capacity_slots = dir_entries + packed_capacity;
         Index {
             slots: Vec::new(),
+            packed: Vec::new(),
             free_head: NO_SLOT,
-            capacity_slots,
+            packed_free_head: NO_SLOT,
+            dir_entries,
+            packed_capacity,
             chunk_bytes: chunk_bytes.max(1),
             id_mask: id_mask_for(capacity_slots),
             table: vec![EMPTY; TABLE_MIN],
@@ -185,17 +209,40 @@ impl Index {
 
     /// Slot by id.
     pub fn slot(&self, id: u32) -> &Slot {
-        &self.slots[id as usize]
+        self.get(id).expect("slot id in the index")
+    }
+
+    fn slot_mut(&mut self, id: u32) -> &mut Slot {
+        if id < self.dir_entries {
+            &mut self.slots[id as usize]
+        } else {
+            &mut self.packed[(id - self.dir_entries) as usize]
+        }
     }
 
     /// Slot by id, if it exists.
     pub fn get(&self, id: u32) -> Option<&Slot> {
-        self.slots.get(id as usize)
+        if id < self.dir_entries {
+            self.slots.get(id as usize)
+        } else {
+            self.packed.get((id - self.dir_entries) as usize)
+        }
     }
 
-    /// Number of slot ids ever used (ids are `0..len`).
+    /// True for ids of packed objects (no directory entry of their own).
+    pub fn is_packed_id(&self, id: u32) -> bool {
+        id >= self.dir_entries
+    }
+
+    /// Number of directory ids ever used (ids are `0..len`).
     pub fn len_ids(&self) -> u32 {
         self.slots.len() as u32
+    }
+
+    /// Ids ever used, both arenas.
+    fn all_ids(&self) -> impl Iterator<Item = u32> {
+        (0..self.slots.len() as u32)
+            .chain(self.dir_entries..self.dir_entries + self.packed.len() as u32)
     }
 
     /// Visible objects.
@@ -203,44 +250,86 @@ impl Index {
         self.live
     }
 
-    /// Grow the slot arena to `len` slots; capacity grows in steps of 1/32 (so at most 1/32 of
-    /// the arena is unused capacity), never beyond `capacity_slots`.
-    fn grow_slots(&mut self, len: usize) {
-        let have = self.slots.len();
-        if len > self.slots.capacity() {
+    /// Grow a slot arena to `len` slots; capacity grows in steps of 1/32 (so at most 1/32 of
+    /// the arena is unused capacity), never beyond `cap`.
+    fn grow_arena(arena: &mut Vec<Slot>, len: usize, cap: u32) {
+        let have = arena.len();
+        if len > arena.capacity() {
             let want = len
                 .max(have + (have / 32).max(64))
-                .min(self.capacity_slots as usize)
+                .min(cap as usize)
                 .max(len);
-            self.slots.reserve_exact(want - have);
+            arena.reserve_exact(want - have);
         }
-        self.slots.resize(len, Slot::default());
+        arena.resize(len, Slot::default());
     }
 
-    /// Take a free slot (state COMMITTING, generation bumped); None when the directory is full.
+    fn grow_slots(&mut self, len: usize) {
+        Self::grow_arena(&mut self.slots, len, self.dir_entries);
+    }
+
+    /// Take a free directory slot (state COMMITTING, generation bumped); None when the
+    /// directory is full.
     pub fn alloc_slot(&mut self) -> Option<u32> {
         let id = if self.free_head != NO_SLOT {
             let id = self.free_head;
             self.free_head = self.slots[id as usize].block;
             id
-        } else if (self.slots.len() as u32) < self.capacity_slots {
+        } else if (self.slots.len() as u32) < self.dir_entries {
             self.grow_slots(self.slots.len() + 1);
             self.slots.len() as u32 - 1
         } else {
             return None;
         };
-        let s = &mut self.slots[id as usize];
-        debug_assert_eq!(s.state(), STATE_FREE);
-        *s = Slot {
-            word: Slot::pack(s.gen().wrapping_add(1), STATE_COMMITTING, 0, 0),
+        self.bump(id);
+        Some(id)
+    }
+
+    /// Take a free packed slot (state COMMITTING, generation bumped); None when the index holds
+    /// as many packed objects as it may.
+    pub fn alloc_packed_slot(&mut self) -> Option<u32> {
+        let id = if self.packed_free_head != NO_SLOT {
+            let id = self.packed_free_head;
+            self.packed_free_head = self.slot(id).block;
+            id
+        } else if (self.packed.len() as u32) < self.packed_capacity {
+            let len = self.packed.len() + 1;
+            Self::grow_arena(&mut self.packed, len, self.packed_capacity);
+            self.dir_entries + len as u32 - 1
+        } else {
+            return None;
+        };
+        self.bump(id);
+        Some(id)
+    }
+
+    /// A fresh packed id during recovery (state COMMITTING, generation `gen`).
+    pub fn claim_packed_for_recovery(&mut self, gen: u32) -> Option<u32> {
+        if self.packed.len() as u32 >= self.packed_capacity {
+            return None;
+        }
+        let len = self.packed.len() + 1;
+        Self::grow_arena(&mut self.packed, len, self.packed_capacity);
+        let id = self.dir_entries + len as u32 - 1;
+        *self.slot_mut(id) = Slot {
+            word: Slot::pack(gen, STATE_COMMITTING, 0, 0),
             ..Slot::default()
         };
         Some(id)
     }
 
+    fn bump(&mut self, id: u32) {
+        let s = self.slot_mut(id);
+        debug_assert_eq!(s.state(), STATE_FREE);
+        *s = Slot {
+            word: Slot::pack(s.gen().wrapping_add(1), STATE_COMMITTING, 0, 0),
+            ..Slot::default()
+        };
+    }
+
     /// Claim slot `id` (below SLOTS_MAX) during recovery (from a directory entry).
     pub fn claim_for_recovery(&mut self, id: u32, gen: u32) {
-        assert!(id < self.capacity_slots, "slot {id} beyond the index");
+        assert!(id < self.dir_entries, "slot {id} beyond the directory");
         if self.slots.len() <= id as usize {
             self.grow_slots(id as usize + 1);
         }
@@ -260,7 +349,16 @@ impl Index {
                 self.free_head = id;
             }
         }
+        self.packed_free_head = NO_SLOT;
+        for k in (0..self.packed.len() as u32).rev() {
+            let s = &mut self.packed[k as usize];
+            if s.state() == STATE_FREE {
+                s.block = self.packed_free_head;
+                self.packed_free_head = self.dir_entries + k;
+            }
+        }
         self.slots.shrink_to_fit();
+        self.packed.shrink_to_fit();
         self.meta.shrink_to_fit();
         self.rebuild_table();
     }
@@ -306,6 +404,7 @@ impl Index {
         meta: &[u8],
     ) {
         assert!(body_len <= BODY_LEN_MAX);
+        assert!(!self.is_packed_id(id), "packed slots take set_packed");
         assert_eq!(self.slots[id as usize].meta_off, NO_META);
         let meta_off = self.push_meta(meta);
         let (block, rec) = match self.compact_form(body_len, loc) {
@@ -336,8 +435,43 @@ impl Index {
         s.meta_off = meta_off;
     }
 
-    /// The location of slot `id`.
+    /// Fill a COMMITTING packed slot: `body_len` bytes at byte `offset` (a multiple of 8) of the
+    /// pack whose directory entry is `pack`.
+    pub fn set_packed(
+        &mut self,
+        id: u32,
+        key_hash: u64,
+        body_len: u64,
+        pack: u32,
+        offset: u32,
+        meta: &[u8],
+    ) {
+        assert!(self.is_packed_id(id));
+        assert!(body_len <= PACKED_LEN_MASK);
+        assert!(offset % 8 == 0 && u64::from(offset / 8) <= PACKED_LEN_MASK);
+        assert_eq!(self.slot(id).meta_off, NO_META);
+        let meta_off = self.push_meta(meta);
+        let s = self.slot_mut(id);
+        assert_eq!(s.state(), STATE_COMMITTING);
+        s.key_hash = key_hash;
+        let packed_body = (u64::from(offset / 8) << PACKED_LEN_BITS) | body_len;
+        s.word = Slot::pack(s.gen(), STATE_COMMITTING, REC_PACKED, packed_body);
+        s.block = pack;
+        s.meta_off = meta_off;
+    }
+
+    /// (pack directory entry, byte offset in the pack) of a filled packed slot.
+    pub fn packed_at(&self, id: u32) -> Option<(u32, u32)> {
+        let s = self.get(id)?;
+        (s.rec() == REC_PACKED && s.state() != STATE_FREE).then(|| {
+            let off = ((s.word & BODY_LEN_MAX) >> PACKED_LEN_BITS) as u32 * 8;
+            (s.block, off)
+        })
+    }
+
+    /// The location of slot `id` (an object with a record of its own).
     pub fn location(&self, id: u32) -> Location {
+        assert!(!self.is_packed_id(id), "packed slots have no location");
         let s = &self.slots[id as usize];
         if s.is_frag() {
             let list = &self.frags[s.block as usize];
@@ -381,7 +515,7 @@ impl Index {
 
     fn compact_meta(&mut self) {
         let mut fresh = Vec::with_capacity(self.meta.len() - self.meta_garbage_bytes);
-        for s in self.slots.iter_mut() {
+        for s in self.slots.iter_mut().chain(self.packed.iter_mut()) {
             if s.state() == STATE_FREE || s.meta_off == NO_META {
                 continue;
             }
@@ -397,7 +531,7 @@ impl Index {
 
     /// Metadata of a non-free slot.
     pub fn meta(&self, id: u32) -> &[u8] {
-        let off = self.slots[id as usize].meta_off as usize * META_ALIGN_BYTES;
+        let off = self.slot(id).meta_off as usize * META_ALIGN_BYTES;
         let len = u16::from_le_bytes([self.meta[off], self.meta[off + 1]]) as usize;
         &self.meta[off + 2..off + 2 + len]
     }
@@ -406,11 +540,14 @@ impl Index {
     pub fn set_meta(&mut self, id: u32, meta: &[u8]) {
         self.meta_garbage_bytes += 2 + self.meta(id).len();
         let off = self.push_meta(meta);
-        self.slots[id as usize].meta_off = off;
+        self.slot_mut(id).meta_off = off;
     }
 
     /// The directory entry slot `id` should have on disk (None: a zero entry).
     pub fn entry(&self, id: u32) -> Option<DirEntry> {
+        if self.is_packed_id(id) {
+            return None;
+        }
         let s = self.slots.get(id as usize)?;
         // A COMMITTING slot without an object yet (its record is still being written) has no entry.
         if (s.state() != STATE_COMMITTING && s.state() != STATE_LIVE) || s.meta_off == NO_META {
@@ -438,7 +575,7 @@ impl Index {
 
     /// Make a COMMITTING slot visible.
     pub fn publish(&mut self, id: u32) {
-        let s = &mut self.slots[id as usize];
+        let s = self.slot_mut(id);
         assert_eq!(s.state(), STATE_COMMITTING);
         s.set_state(STATE_LIVE);
         let h = s.key_hash;
@@ -448,7 +585,7 @@ impl Index {
 
     /// Make a recovered COMMITTING slot visible; the table is built by `finish_recovery`.
     pub fn publish_recovered(&mut self, id: u32) {
-        let s = &mut self.slots[id as usize];
+        let s = self.slot_mut(id);
         assert_eq!(s.state(), STATE_COMMITTING);
         s.set_state(STATE_LIVE);
         self.live += 1;
@@ -456,7 +593,7 @@ impl Index {
 
     /// Hide a LIVE slot (state FREEING).
     pub fn unpublish(&mut self, id: u32) {
-        let s = &mut self.slots[id as usize];
+        let s = self.slot_mut(id);
         assert_eq!(s.state(), STATE_LIVE);
         s.set_state(STATE_FREEING);
         let h = s.key_hash;
@@ -470,7 +607,7 @@ impl Index {
 
     /// Return a COMMITTING or FREEING slot to the free list; its fragment list and metadata go.
     pub fn release(&mut self, id: u32) {
-        let s = self.slots[id as usize];
+        let s = *self.slot(id);
         assert!(s.state() == STATE_COMMITTING || s.state() == STATE_FREEING);
         if s.meta_off != NO_META {
             self.meta_garbage_bytes += 2 + self.meta(id).len();
@@ -479,12 +616,16 @@ impl Index {
             self.frags[s.block as usize] = Box::new([]);
             self.free_frags.push(s.block);
         }
-        self.slots[id as usize] = Slot {
+        let head = if self.is_packed_id(id) {
+            std::mem::replace(&mut self.packed_free_head, id)
+        } else {
+            std::mem::replace(&mut self.free_head, id)
+        };
+        *self.slot_mut(id) = Slot {
             word: Slot::pack(s.gen(), STATE_FREE, 0, 0),
-            block: self.free_head,
+            block: head,
             ..Slot::default()
         };
-        self.free_head = id;
     }
 
     /// The LIVE slot for `key_hash`.
@@ -500,7 +641,7 @@ impl Index {
             }
             if e & !id_mask == want {
                 let id = e & id_mask;
-                let s = &self.slots[id as usize];
+                let s = self.slot(id);
                 if s.key_hash == key_hash && s.state() == STATE_LIVE {
                     return Some(id);
                 }
@@ -514,8 +655,8 @@ impl Index {
 
     /// Ids of all LIVE slots.
     pub fn live_ids(&self) -> Vec<u32> {
-        (0..self.slots.len() as u32)
-            .filter(|&id| self.slots[id as usize].state() == STATE_LIVE)
+        self.all_ids()
+            .filter(|&id| self.slot(id).state() == STATE_LIVE)
             .collect()
     }
 
@@ -569,7 +710,7 @@ impl Index {
             if e == EMPTY {
                 break;
             }
-            let at = home(self.slots[(e & self.id_mask) as usize].key_hash, n);
+            let at = home(self.slot(e & self.id_mask).key_hash, n);
             let to_hole = (hole + n - at) % n;
             let to_j = (j + n - at) % n;
             if to_hole < to_j {
@@ -584,7 +725,8 @@ impl Index {
     fn rebuild_table(&mut self) {
         let n = (self.live * 3 / 2 + 1).max(TABLE_MIN);
         let mut table = vec![EMPTY; n];
-        for (id, s) in self.slots.iter().enumerate() {
+        for id in self.all_ids() {
+            let s = self.slot(id);
             if s.state() != STATE_LIVE {
                 continue;
             }
@@ -595,7 +737,7 @@ impl Index {
                     i = 0;
                 }
             }
-            table[i] = (s.key_hash as u32 & !self.id_mask) | id as u32;
+            table[i] = (s.key_hash as u32 & !self.id_mask) | id;
         }
         self.table = table;
     }
@@ -603,7 +745,7 @@ impl Index {
     /// RAM bytes of the index proper (slot arena, hash table, fragment lists), excluding keys
     /// (not in RAM) and the metadata arena.
     pub fn fixed_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        (self.slots.capacity() + self.packed.capacity()) * std::mem::size_of::<Slot>()
             + self.table.capacity() * 4
             + self.frags.capacity() * std::mem::size_of::<Box<[Extent]>>()
             + self.free_frags.capacity() * 4
@@ -657,7 +799,7 @@ mod tests {
 
     #[test]
     fn find_remove_and_reuse_bump_generation() {
-        let mut ix = Index::new(1000, CHUNK);
+        let mut ix = Index::new(1000, 0, CHUNK);
         let ids: Vec<u32> = (1..=500u64)
             .map(|h| put(&mut ix, h * 0x9e37_79b9))
             .collect();
@@ -675,8 +817,39 @@ mod tests {
     }
 
     #[test]
+    fn packed_slots_live_beside_directory_slots() {
+        let mut ix = Index::new(4, 3, CHUNK);
+        let d = put(&mut ix, 1);
+        assert!(!ix.is_packed_id(d));
+        let mut packed = Vec::new();
+        for h in 10..13u64 {
+            let id = ix.alloc_packed_slot().unwrap();
+            assert!(ix.is_packed_id(id));
+            ix.set_packed(id, h, 1000 + h, 2, 8 * h as u32, b"m");
+            ix.publish(id);
+            packed.push(id);
+        }
+        assert_eq!(ix.alloc_packed_slot(), None, "packed capacity is a bound");
+        for (k, &id) in packed.iter().enumerate() {
+            let h = 10 + k as u64;
+            assert_eq!(ix.find(h), Some(id));
+            assert_eq!(ix.slot(id).body_len(), 1000 + h);
+            assert_eq!(ix.packed_at(id), Some((2, 8 * h as u32)));
+            assert_eq!(ix.meta(id), b"m");
+            assert_eq!(ix.entry(id), None, "packed objects have no entry of their own");
+        }
+        assert_eq!(ix.find(1), Some(d));
+        assert_eq!(ix.packed_at(d), None);
+        drop_id(&mut ix, packed[1]);
+        assert_eq!(ix.find(11), None);
+        let again = ix.alloc_packed_slot().unwrap();
+        assert_eq!(again, packed[1]);
+        assert_eq!(ix.live_ids().len(), 3);
+    }
+
+    #[test]
     fn directory_full_is_none() {
-        let mut ix = Index::new(2, CHUNK);
+        let mut ix = Index::new(2, 0, CHUNK);
         put(&mut ix, 1);
         put(&mut ix, 2);
         assert!(ix.alloc_slot().is_none());
@@ -684,7 +857,7 @@ mod tests {
 
     #[test]
     fn generation_wraps_within_its_bits() {
-        let mut ix = Index::new(4, CHUNK);
+        let mut ix = Index::new(4, 0, CHUNK);
         ix.claim_for_recovery(0, GEN_MASK);
         ix.set_object(0, 5, 10, &inline_loc(), b"");
         ix.publish_recovered(0);
@@ -762,7 +935,7 @@ mod tests {
                 true,
             ),
         ];
-        let mut ix = Index::new(100, CHUNK);
+        let mut ix = Index::new(100, 0, CHUNK);
         for (i, (body_len, loc, frag)) in cases.iter().enumerate() {
             let id = ix.alloc_slot().unwrap();
             ix.set_object(id, i as u64 + 1, *body_len, loc, b"meta");
@@ -803,7 +976,7 @@ mod tests {
     #[test]
     fn table_matches_a_model_and_keeps_its_load() {
         let mut rng = StdRng::seed_from_u64(7);
-        let mut ix = Index::new(200_000, CHUNK);
+        let mut ix = Index::new(200_000, 0, CHUNK);
         let mut model: HashMap<u64, u32> = HashMap::new();
         let mut keys: Vec<u64> = Vec::new();
         let pick_hash = |rng: &mut StdRng| -> u64 {

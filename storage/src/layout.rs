@@ -4,7 +4,7 @@
 //! (a disk is at most 16 TiB).
 //!
 //! ```text
-//! block 0                  superblock (4 KiB): magic "ARROWSL1", format version, flags (bit 0 =
+//! block 0                  superblock (4 KiB): magic "ARROWSL1", format version 2, flags (bit 0 =
 //!                          offline), disk UUID, size_bytes, chunk_bytes, geometry, epoch, crc32c
 //! blocks 1 .. data_start   directory: dir_entries entries of 512 bytes, 8 per block. Entry i
 //!                          belongs to index slot i. An entry is all zeroes (free) or:
@@ -14,6 +14,11 @@
 //!                          on disk with a valid crc (written after its data and record are
 //!                          durable), and stops existing once its entry is zeroed (written before
 //!                          its blocks are reused).
+//!                          A *pack* entry (flag PACK) stands for many small objects: key_hash =
+//!                          the pack's sequence number, body_len = bytes of committed records,
+//!                          first_block/data_blocks = the pack's extent, meta = member count (u16)
+//!                          and a bitmap of dead members (bit set = removed). Members 0..count
+//!                          exist; a member stops existing once its bit is on disk.
 //! blocks data_start ..     data area, managed in 4 KiB blocks by the extent allocator. Per object:
 //!                            [data chunks ...][record]   (contiguous when the allocator allows)
 //!                          Small objects (body <= chunk_bytes) have no data chunks: the body sits
@@ -24,11 +29,22 @@
 //!                            flags (inline) | gen | key_hash128 | body_len | chunk_bytes |
 //!                            key_len | extent count | chunk count | key | extents | chunk crcs |
 //!                            inline body
+//!                          A pack (at most PACK_BLOCKS) holds packed records back to back, each
+//!                          at an 8-byte aligned offset; it grows in place (a flush writes the
+//!                          blocks from the last partial one on, then the entry with the new
+//!                          count: one group commit for every record appended meanwhile):
+//!                            magic "APRC" | head_crc (crc32c of bytes 8 .. 48 + body_len) |
+//!                            tail_crc (crc32c of key + meta) | record_len | gen | body_len |
+//!                            key_len | meta_len | reserved | key_hash128 | body | key | meta
 //! ```
 //!
-//! The directory holds `size_bytes / 32 KiB` entries (1.56 % of the disk), so a disk keeps at most
-//! that many objects; recovery reads only the superblock and the directory (sequentially), plus the
-//! record of the rare object whose data is fragmented over several extents.
+//! The directory holds `size_bytes / 64 KiB` entries (0.78 % of the disk). Objects whose packed
+//! record is at most PACK_RECORD_BYTES_MAX (64 KiB) go into packs and take no entry of their own,
+//! so the directory never limits the object count: the RAM index does (see `index.rs`). Recovery
+//! reads the superblock and the directory (sequentially), the committed part of every pack (small
+//! objects' keys, metadata and bodies, all crc-checked), plus the record of the rare object whose
+//! data is fragmented over several extents. Version 1 slabs (one entry per 32 KiB, no packs) are
+//! refused with a message saying how to reformat them.
 
 use crate::error::StorageError;
 use std::path::Path;
@@ -40,9 +56,21 @@ pub const DIR_ENTRY_BYTES: usize = 512;
 /// Directory entries per block.
 pub const DIR_ENTRIES_PER_BLOCK: u32 = (BLOCK_BYTES as usize / DIR_ENTRY_BYTES) as u32;
 /// One directory entry per this many bytes of disk.
-pub const DIR_SPACING_BYTES: u64 = 32 * 1024;
+pub const DIR_SPACING_BYTES: u64 = 64 * 1024;
 /// Format version written by this code; any other version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Packed record magic.
+pub const PACKED_MAGIC: u32 = u32::from_le_bytes(*b"APRC");
+/// Fixed part of a packed record.
+pub const PACKED_HEADER_BYTES: usize = 48;
+/// Packed records start at offsets that are multiples of this.
+pub const PACKED_ALIGN: usize = 8;
+/// Blocks of a pack at most (1 MiB).
+pub const PACK_BLOCKS: u32 = 256;
+/// Largest packed record (header, body, key, metadata): larger objects get records of their own.
+pub const PACK_RECORD_BYTES_MAX: usize = 64 * 1024;
+/// Members of one pack at most: the dead-member bitmap fits the entry's metadata field.
+pub const PACK_MEMBERS_MAX: usize = (META_BYTES_MAX - 2) * 8;
 /// Superblock magic.
 pub const SUPER_MAGIC: u64 = u64::from_le_bytes(*b"ARROWSL1");
 /// Directory entry magic.
@@ -203,6 +231,16 @@ impl Superblock {
             return Err(format!("{}: superblock checksum mismatch", path.display()));
         }
         let version = get_u32(block, 8);
+        if version == 1 {
+            return Err(format!(
+                "{}: format version 1 (written by an Arrow before small-object packs); this build \
+                 reads version {FORMAT_VERSION} only. Its cached objects cannot be read: delete the \
+                 slab file or zero its first block (dd if=/dev/zero of={} bs=4096 count=1 \
+                 oflag=direct conv=notrunc) and Arrow formats it anew",
+                path.display(),
+                path.display()
+            ));
+        }
         if version != FORMAT_VERSION {
             return Err(format!(
                 "{}: unknown format version {version} (this build reads {FORMAT_VERSION})",
@@ -272,6 +310,142 @@ pub struct DirEntry {
 
 /// Directory entry flag: data extents listed in the record only.
 pub const ENTRY_FLAG_FRAG: u16 = 1;
+/// Directory entry flag: a pack of small objects (see the module doc).
+pub const ENTRY_FLAG_PACK: u16 = 2;
+
+/// The member count and dead bitmap of a pack entry's metadata field.
+pub fn encode_pack_members(dead: impl Iterator<Item = bool>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0, 0]);
+    let mut count = 0usize;
+    for (i, d) in dead.enumerate() {
+        if i % 8 == 0 {
+            out.push(0);
+        }
+        if d {
+            *out.last_mut().expect("bitmap byte") |= 1 << (i % 8);
+        }
+        count = i + 1;
+    }
+    assert!(count <= PACK_MEMBERS_MAX);
+    out[..2].copy_from_slice(&(count as u16).to_le_bytes());
+}
+
+/// Decode a pack entry's metadata: (member count, dead flag of each member). None if malformed.
+pub fn decode_pack_members(meta: &[u8]) -> Option<Vec<bool>> {
+    if meta.len() < 2 {
+        return None;
+    }
+    let count = get_u16(meta, 0) as usize;
+    if count > PACK_MEMBERS_MAX || meta.len() != 2 + count.div_ceil(8) {
+        return None;
+    }
+    Some(
+        (0..count)
+            .map(|i| meta[2 + i / 8] & (1 << (i % 8)) != 0)
+            .collect(),
+    )
+}
+
+/// Bytes a packed record takes (before alignment).
+pub fn packed_record_len(key_len: usize, meta_len: usize, body_len: usize) -> usize {
+    PACKED_HEADER_BYTES + body_len + key_len + meta_len
+}
+
+/// Encode a packed record into `out` (exactly `packed_record_len` bytes).
+pub fn encode_packed(
+    out: &mut [u8],
+    gen: u32,
+    key_hash128: u128,
+    key: &[u8],
+    meta: &[u8],
+    body: &[u8],
+) {
+    let len = packed_record_len(key.len(), meta.len(), body.len());
+    assert_eq!(out.len(), len);
+    put_u32(out, 0, PACKED_MAGIC);
+    put_u32(out, 12, len as u32);
+    put_u32(out, 16, gen);
+    put_u32(out, 20, body.len() as u32);
+    put_u16(out, 24, key.len() as u16);
+    put_u16(out, 26, meta.len() as u16);
+    put_u32(out, 28, 0);
+    out[32..48].copy_from_slice(&key_hash128.to_le_bytes());
+    let body_end = PACKED_HEADER_BYTES + body.len();
+    out[PACKED_HEADER_BYTES..body_end].copy_from_slice(body);
+    out[body_end..body_end + key.len()].copy_from_slice(key);
+    out[body_end + key.len()..].copy_from_slice(meta);
+    let tail = crc32c::crc32c(&out[body_end..]);
+    put_u32(out, 8, tail);
+    let head = crc32c::crc32c(&out[8..body_end]);
+    put_u32(out, 4, head);
+}
+
+/// The header of a packed record, checked with the body (`head_crc`); key and metadata are
+/// checked by [`PackedHead::tail`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedHead {
+    /// Slot generation at write.
+    pub gen: u32,
+    /// Full 128-bit key hash.
+    pub key_hash128: u128,
+    /// Body length.
+    pub body_len: usize,
+    /// Key bytes.
+    pub key_len: usize,
+    /// Metadata bytes.
+    pub meta_len: usize,
+    /// Whole record.
+    pub record_len: usize,
+    tail_crc: u32,
+}
+
+impl PackedHead {
+    /// Decode the record at the start of `buf`, which holds at least its header and body, and
+    /// check the header and body against `head_crc`.
+    pub fn decode(buf: &[u8]) -> Option<PackedHead> {
+        if buf.len() < PACKED_HEADER_BYTES || get_u32(buf, 0) != PACKED_MAGIC {
+            return None;
+        }
+        let body_len = get_u32(buf, 20) as usize;
+        let key_len = get_u16(buf, 24) as usize;
+        let meta_len = get_u16(buf, 26) as usize;
+        let record_len = get_u32(buf, 12) as usize;
+        let body_end = PACKED_HEADER_BYTES.checked_add(body_len)?;
+        if body_end > buf.len()
+            || record_len != packed_record_len(key_len, meta_len, body_len)
+            || crc32c::crc32c(&buf[8..body_end]) != get_u32(buf, 4)
+        {
+            return None;
+        }
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&buf[32..48]);
+        Some(PackedHead {
+            gen: get_u32(buf, 16),
+            key_hash128: u128::from_le_bytes(h),
+            body_len,
+            key_len,
+            meta_len,
+            record_len,
+            tail_crc: get_u32(buf, 8),
+        })
+    }
+
+    /// Key and metadata of the record at the start of `buf` (which holds all of it), checked.
+    pub fn tail<'a>(&self, buf: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+        let from = PACKED_HEADER_BYTES + self.body_len;
+        let tail = buf.get(from..self.record_len)?;
+        if crc32c::crc32c(tail) != self.tail_crc {
+            return None;
+        }
+        Some(tail.split_at(self.key_len))
+    }
+
+    /// The body within `buf`.
+    pub fn body<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[PACKED_HEADER_BYTES..PACKED_HEADER_BYTES + self.body_len]
+    }
+}
 
 impl DirEntry {
     /// Encode into a 512-byte entry.
@@ -565,6 +739,56 @@ mod tests {
         assert_eq!(back.extents, rec.extents);
         buf[70] ^= 4;
         assert!(Record::decode(&buf).is_none());
+    }
+
+    #[test]
+    fn packed_record_round_trips_and_rejects_flipped_bits() {
+        let len = packed_record_len(3, 4, 5);
+        let mut buf = vec![0u8; len];
+        encode_packed(&mut buf, 7, 99, b"key", b"meta", b"hello");
+        let head = PackedHead::decode(&buf).unwrap();
+        assert_eq!((head.gen, head.key_hash128, head.body_len), (7, 99, 5));
+        assert_eq!(head.body(&buf), b"hello");
+        assert_eq!(head.tail(&buf), Some((&b"key"[..], &b"meta"[..])));
+        // The header and body alone are enough to check them.
+        assert!(PackedHead::decode(&buf[..PACKED_HEADER_BYTES + 5]).is_some());
+        let mut body_flip = buf.clone();
+        body_flip[PACKED_HEADER_BYTES + 1] ^= 1;
+        assert!(PackedHead::decode(&body_flip).is_none());
+        let mut meta_flip = buf.clone();
+        meta_flip[len - 1] ^= 1;
+        let head = PackedHead::decode(&meta_flip).unwrap();
+        assert!(head.tail(&meta_flip).is_none());
+    }
+
+    #[test]
+    fn pack_members_round_trip() {
+        let dead: Vec<bool> = (0..19).map(|i| i % 3 == 0).collect();
+        let mut meta = Vec::new();
+        encode_pack_members(dead.iter().copied(), &mut meta);
+        assert!(meta.len() <= META_BYTES_MAX);
+        assert_eq!(decode_pack_members(&meta).unwrap(), dead);
+        meta.push(0);
+        assert!(decode_pack_members(&meta).is_none());
+    }
+
+    #[test]
+    fn version_1_is_refused_with_a_way_out() {
+        let g = Geometry::new(64 << 20, 1 << 20).unwrap();
+        let sb = Superblock {
+            uuid: 7,
+            geometry: g,
+            offline: false,
+            epoch_unix_secs: 99,
+        };
+        let mut block = vec![0u8; BLOCK_BYTES as usize];
+        sb.encode(&mut block);
+        put_u32(&mut block, 8, 1);
+        let crc = crc32c::crc32c(&block[..SUPER_CRC_AT]);
+        put_u32(&mut block, SUPER_CRC_AT, crc);
+        let err = Superblock::decode(&block, Path::new("/x.slab")).unwrap_err();
+        assert!(err.contains("format version 1"), "{err}");
+        assert!(err.contains("dd if=/dev/zero of=/x.slab"), "{err}");
     }
 
     #[test]

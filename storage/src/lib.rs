@@ -38,6 +38,8 @@ pub mod error;
 pub mod hashing;
 pub mod index;
 pub mod layout;
+mod pack;
+mod packer;
 pub mod policy;
 pub mod ram_tier;
 mod reader;

@@ -6,7 +6,10 @@
 use crate::disk::Disk;
 use crate::error::StorageError;
 use crate::index::{Location, STATE_LIVE};
-use crate::layout::{blocks_for, Extent, Record, RecordHead, BLOCK_BYTES};
+use crate::layout::{
+    blocks_for, Extent, PackedHead, Record, RecordHead, BLOCK_BYTES, PACKED_HEADER_BYTES,
+    PACK_RECORD_BYTES_MAX,
+};
 use crate::slab::AlignedBuf;
 use crate::ObjectInfo;
 use bytes::{Bytes, BytesMut};
@@ -49,6 +52,9 @@ pub(crate) async fn read_range(
     if !still_current(disk, obj) {
         return Err(StorageError::Gone);
     }
+    if let Some(at) = packed_span(disk, obj.slot) {
+        return read_packed(disk, obj, at, offset, len).await;
+    }
     let loc: Location = disk.st.borrow().index.location(obj.slot);
     let rec_buf = AlignedBuf::for_read(loc.record.blocks as usize * BLOCK_BYTES as usize);
     let (res, rec_buf) = disk
@@ -89,6 +95,62 @@ pub(crate) async fn read_range(
         return Err(StorageError::Gone);
     }
     Ok(out)
+}
+
+/// (first block, byte offset in it) of packed slot `id`'s record; None if `id` is not packed.
+fn packed_span(disk: &Disk, id: u32) -> Option<(u32, usize)> {
+    let st = disk.st.borrow();
+    let (entry, offset) = st.index.packed_at(id)?;
+    let start = st.packs.get(entry).map_or(0, |p| p.extent.start);
+    let abs = u64::from(start) * BLOCK_BYTES + u64::from(offset);
+    Some(((abs / BLOCK_BYTES) as u32, (abs % BLOCK_BYTES) as usize))
+}
+
+/// Read `len` bytes at blocks from `block` covering `at_byte + bytes`.
+async fn read_span(
+    disk: &Disk,
+    block: u32,
+    at_byte: usize,
+    bytes: usize,
+) -> Result<AlignedBuf, StorageError> {
+    let blocks = blocks_for((at_byte + bytes) as u64);
+    let buf = AlignedBuf::for_read(blocks as usize * BLOCK_BYTES as usize);
+    let (res, buf) = disk.file.read_blocks(buf, u64::from(block)).await;
+    res.map(|()| buf)
+}
+
+/// A packed object's body bytes: one read of its header and body, checked by `head_crc`.
+async fn read_packed(
+    disk: &Disk,
+    obj: &ObjectInfo,
+    (block, at): (u32, usize),
+    offset: u64,
+    len: u64,
+) -> Result<Bytes, StorageError> {
+    let buf = match read_span(disk, block, at, PACKED_HEADER_BYTES + obj.body_len as usize).await
+    {
+        Ok(b) => b,
+        Err(e) => return Err(failed(disk, obj, e).await),
+    };
+    let head = PackedHead::decode(&buf.as_slice()[at..]);
+    let Some(head) = head.filter(|h| h.body_len as u64 == obj.body_len) else {
+        return Err(failed(disk, obj, corrupt(disk, "packed record", block)).await);
+    };
+    if head.gen != obj.gen || head.key_hash128 != obj.key_hash128 {
+        return Err(
+            if still_current(disk, obj) && head.key_hash128 == obj.key_hash128 {
+                disk.fault(corrupt(disk, "packed record", block)).await
+            } else {
+                StorageError::Gone
+            },
+        );
+    }
+    disk.st.borrow_mut().reads += 1;
+    if !still_current(disk, obj) {
+        return Err(StorageError::Gone);
+    }
+    let start = at + PACKED_HEADER_BYTES + offset as usize;
+    Ok(Bytes::from_owner(buf).slice(start..start + len as usize))
 }
 
 async fn read_chunks(
@@ -199,13 +261,17 @@ pub(crate) async fn record_key(
     id: u32,
     gen: u32,
 ) -> Result<Option<Vec<u8>>, StorageError> {
-    let loc = {
+    let current = {
         let st = disk.st.borrow();
-        match st.index.get(id) {
-            Some(s) if s.state() == STATE_LIVE && s.gen() == gen => st.index.location(id),
-            _ => return Ok(None),
-        }
+        matches!(st.index.get(id), Some(s) if s.state() == STATE_LIVE && s.gen() == gen)
     };
+    if !current {
+        return Ok(None);
+    }
+    if let Some((block, at)) = packed_span(disk, id) {
+        return packed_key(disk, gen, block, at).await;
+    }
+    let loc = disk.st.borrow().index.location(id);
     let buf = AlignedBuf::for_read(loc.record.blocks as usize * BLOCK_BYTES as usize);
     let (res, buf) = disk
         .file
@@ -219,6 +285,40 @@ pub(crate) async fn record_key(
         Some((rec, _)) if rec.gen == gen => Ok(Some(rec.key)),
         _ => {
             disk.fault(corrupt(disk, "record", loc.record.start)).await;
+            Ok(None)
+        }
+    }
+}
+
+/// The key of the packed record at `at` bytes into `block` (header first, then the rest).
+async fn packed_key(
+    disk: &Disk,
+    gen: u32,
+    block: u32,
+    at: usize,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    let head_buf = match read_span(disk, block, at, PACKED_HEADER_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            disk.fault(e).await;
+            return Ok(None);
+        }
+    };
+    let raw = &head_buf.as_slice()[at..at + PACKED_HEADER_BYTES];
+    let record_len = u32::from_le_bytes([raw[12], raw[13], raw[14], raw[15]]) as usize;
+    let want = record_len.clamp(PACKED_HEADER_BYTES, PACK_RECORD_BYTES_MAX);
+    let whole = match read_span(disk, block, at, want).await {
+        Ok(b) => b,
+        Err(e) => {
+            disk.fault(e).await;
+            return Ok(None);
+        }
+    };
+    let rec = &whole.as_slice()[at..];
+    match PackedHead::decode(rec).and_then(|h| Some((h, h.tail(rec)?))) {
+        Some((h, (key, _))) if h.gen == gen => Ok(Some(key.to_vec())),
+        _ => {
+            disk.fault(corrupt(disk, "packed record", block)).await;
             Ok(None)
         }
     }

@@ -1,16 +1,20 @@
 //! Open a disk: format it if new, check its superblock (a bad one refuses only this disk), then
 //! rebuild the index from the directory — one sequential pass over `dir_entries * 512` bytes, plus
-//! one record read per fragmented object. Entries that fail their crc, overlap another object,
-//! leave the data area or repeat a key are zeroed on disk before the disk takes writes.
+//! one record read per fragmented object and one read of the committed part of each pack (its
+//! members' keys, metadata and bodies, every record crc-checked). Entries that fail their crc,
+//! overlap another object, leave the data area or repeat a key are zeroed on disk before the
+//! disk takes writes; pack members that fail their checks or repeat a key get their dead bit.
 
 use crate::alloc::FreeMap;
 use crate::disk::{unix_secs, Disk};
 use crate::index::{Index, Location, BODY_LEN_MAX, GEN_MASK, SLOTS_MAX};
 use crate::layout::{
-    DirEntry, Extent, Geometry, Record, Superblock, BLOCK_BYTES, DIR_ENTRIES_PER_BLOCK,
-    DIR_ENTRY_BYTES, ENTRY_FLAG_FRAG,
+    blocks_for, decode_pack_members, DirEntry, Extent, Geometry, PackedHead, Record, Superblock,
+    BLOCK_BYTES, DIR_ENTRIES_PER_BLOCK, DIR_ENTRY_BYTES, ENTRY_FLAG_FRAG, ENTRY_FLAG_PACK,
+    PACKED_ALIGN, PACK_BLOCKS,
 };
-use crate::policy::new_evictor;
+use crate::pack::{Member, Pack, Packs, DEAD};
+use crate::policy::interleaved;
 use crate::slab::{AlignedBuf, SlabFile};
 use crate::uring::DiskRing;
 use crate::DiskSpec;
@@ -19,6 +23,22 @@ use std::rc::Rc;
 
 /// Directory blocks read per I/O during recovery.
 const SCAN_BLOCKS_PER_READ: u64 = 256;
+/// Packed ids per byte of data area at most: one per 256 bytes (records are at least the 48-byte
+/// header plus key and metadata; RAM grows only with the objects actually held).
+const DATA_BYTES_PER_PACKED_ID: u64 = 256;
+
+/// Packed ids a disk of geometry `geo` may hold.
+pub(crate) fn packed_capacity(geo: &Geometry) -> u32 {
+    u32::try_from(geo.data_blocks() * BLOCK_BYTES / DATA_BYTES_PER_PACKED_ID).unwrap_or(u32::MAX)
+}
+
+/// A member recovered from a pack.
+struct Recovered {
+    gen: u32,
+    key_hash: u64,
+    body_len: u64,
+    meta: Vec<u8>,
+}
 
 /// Open (or create and format) the disk of `spec`. Err is the refusal reason, naming the path.
 /// `identity`: the disk must be this one (a replacement keeps the replaced disk's UUID, so key
@@ -83,7 +103,10 @@ pub(crate) async fn open_disk(
         block += n;
     }
 
-    // 2. Locations (fragmented objects: from their record), duplicates dropped.
+    // 2. Locations (fragmented objects: from their record), duplicates dropped; packs apart.
+    let (pack_entries, entries): (Vec<(u32, DirEntry)>, Vec<(u32, DirEntry)>) = entries
+        .into_iter()
+        .partition(|(_, e)| e.flags & ENTRY_FLAG_PACK != 0);
     let mut seen: HashMap<u64, u32> = HashMap::with_capacity(entries.len());
     let mut located: Vec<(u32, DirEntry, Location)> = Vec::with_capacity(entries.len());
     for (id, e) in entries {
@@ -119,12 +142,38 @@ pub(crate) async fn open_disk(
         }
     }
 
+    // 2b. Packs: their committed records, read and checked.
+    let mut packs: Vec<(u32, DirEntry, PackRecords)> = Vec::new();
+    for (id, e) in pack_entries {
+        let in_area = u64::from(e.first_block) >= geo.data_start_block
+            && u64::from(e.first_block) + u64::from(e.data_blocks) <= geo.total_blocks
+            && e.data_blocks > 0
+            && e.data_blocks <= PACK_BLOCKS
+            && e.body_len <= u64::from(e.data_blocks) * BLOCK_BYTES
+            && id < SLOTS_MAX
+            && e.gen <= GEN_MASK;
+        let members = decode_pack_members(&e.meta).filter(|_| in_area);
+        let Some(dead) = members else {
+            bad.push(id);
+            continue;
+        };
+        let records = read_pack(&file, &e, &dead).await;
+        packs.push((id, e, records));
+    }
+
     // 3. Free map from the used extents; overlapping or out-of-range objects are dropped.
-    let mut used: Vec<(Extent, usize)> = Vec::with_capacity(located.len());
+    let mut used: Vec<(Extent, usize)> = Vec::with_capacity(located.len() + packs.len());
     for (i, (_, _, loc)) in located.iter().enumerate() {
         for e in loc.data.iter().chain([&loc.record]) {
             used.push((*e, i));
         }
+    }
+    for (k, (_, e, _)) in packs.iter().enumerate() {
+        let ext = Extent {
+            start: e.first_block,
+            blocks: e.data_blocks,
+        };
+        used.push((ext, located.len() + k));
     }
     let (free, dropped) = FreeMap::from_used(
         geo.data_start_block as u32,
@@ -132,17 +181,19 @@ pub(crate) async fn open_disk(
         &mut used,
     );
     drop(used);
-    let mut keep = vec![true; located.len()];
+    let mut keep = vec![true; located.len() + packs.len()];
     for i in dropped {
         keep[i] = false;
     }
 
     // 4. Index and policy.
-    let mut index = Index::new(geo.dir_entries, geo.chunk_bytes);
+    let packed_cap = packed_capacity(&geo);
+    let mut index = Index::new(geo.dir_entries, packed_cap, geo.chunk_bytes);
     let data_bytes = geo.data_blocks() * BLOCK_BYTES;
-    let mut policy = new_evictor(spec.policy, geo.dir_entries, data_bytes);
+    let mut policy = interleaved(spec.policy, geo.dir_entries, packed_cap, data_bytes);
     let now = u32::try_from(unix_secs().saturating_sub(sb.epoch_unix_secs)).unwrap_or(u32::MAX);
     let mut live_bytes = 0u64;
+    let n_located = located.len();
     for (i, (id, e, loc)) in located.into_iter().enumerate() {
         if !keep[i] {
             bad.push(id);
@@ -154,6 +205,74 @@ pub(crate) async fn open_disk(
         policy.insert(id, e.body_len.max(1), now);
         live_bytes += e.body_len;
     }
+    let mut table = Packs::default();
+    let mut dirty: Vec<u32> = Vec::new();
+    for (k, (id, e, records)) in packs.into_iter().enumerate() {
+        if !keep[n_located + k] {
+            bad.push(id);
+            continue;
+        }
+        let mut pack = Pack {
+            seq: e.key_hash,
+            extent: Extent {
+                start: e.first_block,
+                blocks: e.data_blocks,
+            },
+            tail: None,
+            members: Vec::with_capacity(records.len()),
+            alive: 0,
+            used: e.body_len as u32,
+            durable_members: records.len() as u32,
+            durable_bytes: e.body_len as u32,
+            committed_members: records.len() as u32,
+            buf: None,
+            sealed: true,
+            flushing: false,
+            freeing: false,
+            failed: false,
+        };
+        let mut changed = false;
+        for (offset, r) in records {
+            let Some(r) = r else {
+                pack.members.push(Member { offset, slot: DEAD });
+                continue;
+            };
+            if r.is_none() {
+                // Failed its checks: its dead bit goes out below.
+                changed = true;
+                pack.members.push(Member { offset, slot: DEAD });
+                continue;
+            }
+            let r = r.expect("checked");
+            let slot = if seen.insert(r.key_hash, id).is_some() {
+                None
+            } else {
+                index.claim_packed_for_recovery(r.gen & GEN_MASK)
+            };
+            let Some(slot) = slot else {
+                changed = true;
+                pack.members.push(Member { offset, slot: DEAD });
+                continue;
+            };
+            index.set_packed(slot, r.key_hash, r.body_len, id, offset, &r.meta);
+            index.publish_recovered(slot);
+            policy.insert(slot, r.body_len.max(1), now);
+            live_bytes += r.body_len;
+            pack.alive += 1;
+            pack.members.push(Member { offset, slot });
+        }
+        if pack.alive == 0 {
+            bad.push(id);
+            continue;
+        }
+        index.claim_for_recovery(id, e.gen);
+        table.next_seq = table.next_seq.max(e.key_hash + 1);
+        table.members_alive += u64::from(pack.alive);
+        if changed {
+            dirty.push(id);
+        }
+        table.by_entry.insert(id, pack);
+    }
     index.finish_recovery();
     let disk = Disk::new(
         &sb,
@@ -164,7 +283,14 @@ pub(crate) async fn open_disk(
         free,
         policy,
         live_bytes,
+        table,
     );
+    if !dirty.is_empty() {
+        tracing::warn!(path = %path.display(), packs = dirty.len(), "writing dead bits of unreadable pack members");
+        if let Err(e) = disk.commit_entries(&dirty).await {
+            tracing::warn!(path = %path.display(), error = %e, "could not write pack entries");
+        }
+    }
     if !bad.is_empty() {
         bad.sort_unstable();
         tracing::warn!(path = %path.display(), entries = bad.len(), "zeroing bad directory entries");
@@ -173,6 +299,42 @@ pub(crate) async fn open_disk(
         }
     }
     Ok(disk)
+}
+
+/// Each member of a pack in order: its offset and `None` if its dead bit is set, `Some(None)`
+/// if its record fails its checks (offsets past the first such record are unknown: they get
+/// distinct ones past the pack's committed bytes, keeping the list sorted), else the record.
+type PackRecords = Vec<(u32, Option<Option<Recovered>>)>;
+
+async fn read_pack(file: &SlabFile, e: &DirEntry, dead: &[bool]) -> PackRecords {
+    let used = e.body_len as usize;
+    let buf = AlignedBuf::for_read(blocks_for(used as u64) as usize * BLOCK_BYTES as usize);
+    let (res, buf) = file.read_blocks(buf, u64::from(e.first_block)).await;
+    let bytes = if res.is_ok() { &buf.as_slice()[..used] } else { &[][..] };
+    let mut out = Vec::with_capacity(dead.len());
+    let mut at = Some(0usize);
+    for (i, &is_dead) in dead.iter().enumerate() {
+        let parsed = at.and_then(|off| {
+            let rec = bytes.get(off..)?;
+            let head = PackedHead::decode(rec)?;
+            let (_, meta) = head.tail(rec)?;
+            Some((off, head, meta.to_vec()))
+        });
+        let Some((off, head, meta)) = parsed else {
+            at = None;
+            out.push(((used + 8 * (i + 1)) as u32, Some(None)));
+            continue;
+        };
+        at = Some((off + head.record_len).next_multiple_of(PACKED_ALIGN));
+        let rec = (!is_dead).then_some(Some(Recovered {
+            gen: head.gen,
+            key_hash: head.key_hash128 as u64,
+            body_len: head.body_len as u64,
+            meta,
+        }));
+        out.push((off as u32, rec));
+    }
+    out
 }
 
 async fn read_extents(

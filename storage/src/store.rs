@@ -461,6 +461,29 @@ impl Store {
             return Err(d.offline_error());
         }
         let h = key_hash128(key);
+        let packed = {
+            let st = d.st.borrow();
+            let Some(id) = st.index.find(h as u64) else {
+                return Ok(false);
+            };
+            st.index.is_packed_id(id)
+        };
+        if packed {
+            // A packed object's metadata is in its record: write the object again with the new
+            // metadata (the old one leaves durably first, as for any replacement).
+            let Some(obj) = self.lookup(disk, key) else {
+                return Ok(false);
+            };
+            let body = match self.read(&obj, 0, obj.body_len).await {
+                Ok(b) => b,
+                Err(StorageError::Gone) => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            let mut w = ObjectWriter::new(Rc::clone(&d), key, h, meta, obj.body_len);
+            w.write(&body).await?;
+            w.finish().await?;
+            return Ok(true);
+        }
         let id = {
             let mut st = d.st.borrow_mut();
             let Some(id) = st.index.find(h as u64) else {

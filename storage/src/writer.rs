@@ -1,13 +1,17 @@
 //! Streaming write of one object: body bytes fill a chunk buffer; each full chunk is written
 //! (O_DIRECT) to extents from the allocator with its crc32c; `finish` writes the record (key,
 //! extents, chunk crcs, or the whole body inline for objects up to one chunk), syncs, and only
-//! then commits the directory entry and publishes the object to lookup. Dropping an unfinished
-//! writer frees its blocks.
+//! then commits the directory entry and publishes the object to lookup. An object whose packed
+//! record is at most 64 KiB goes into the disk's open pack instead and is committed by the
+//! pack's next group commit (`packer.rs`). Dropping an unfinished writer frees its blocks.
 
 use crate::disk::Disk;
 use crate::error::StorageError;
 use crate::index::Location;
-use crate::layout::{blocks_for, Extent, Record, BLOCK_BYTES};
+use crate::layout::{
+    blocks_for, packed_record_len, Extent, Record, BLOCK_BYTES, PACK_RECORD_BYTES_MAX,
+};
+use crate::packer::PackedObject;
 use crate::slab::AlignedBuf;
 use crate::{DiskId, ObjectInfo};
 use bytes::Bytes;
@@ -78,6 +82,8 @@ pub struct ObjectWriter {
     chunk_crcs: Vec<u32>,
     slot: Option<u32>,
     record: Option<Extent>,
+    /// (pack entry, offset) once the record is appended to a pack.
+    packed: Option<(u32, u32)>,
     io_in_flight: bool,
     entry_written: bool,
     done: bool,
@@ -118,6 +124,7 @@ impl ObjectWriter {
             chunk_crcs: Vec::new(),
             slot: None,
             record: None,
+            packed: None,
             io_in_flight: false,
             entry_written: false,
             done: false,
@@ -238,6 +245,12 @@ impl ObjectWriter {
             return Err(StorageError::WriterCancelled);
         }
         let inline = self.data.is_empty() && self.body_len <= u64::from(self.chunk_bytes);
+        if inline
+            && packed_record_len(self.key.len(), self.meta.len(), self.body_len as usize)
+                <= PACK_RECORD_BYTES_MAX
+        {
+            return self.finish_packed().await;
+        }
         if !inline && self.buf_len > 0 {
             self.flush_chunk().await?;
         }
@@ -313,6 +326,46 @@ impl ObjectWriter {
         self.drop_same_key(key_hash).await?;
         self.disk.commit_entries(&[id]).await?;
         self.drop_same_key(key_hash).await?;
+        Ok(self.publish(id, gen))
+    }
+
+    /// `finish` of an object that goes into a pack: the old object of the key leaves, the
+    /// record is appended to the open pack, and the pack's group commit makes it durable.
+    async fn finish_packed(mut self) -> Result<ObjectInfo, StorageError> {
+        let key_hash = self.key_hash128 as u64;
+        self.drop_same_key(key_hash).await?;
+        let id = self.disk.alloc_packed_slot().await?;
+        self.slot = Some(id);
+        let gen = self.disk.st.borrow().index.slot(id).gen();
+        let body_len = self.body_len as usize;
+        let (entry, offset) = {
+            let buf = self.buf.as_ref().expect("chunk buffer");
+            let obj = PackedObject {
+                slot: id,
+                gen,
+                key_hash128: self.key_hash128,
+                key: &self.key,
+                meta: &self.meta,
+                body: &buf.as_slice()[..body_len],
+            };
+            self.disk.pack_append(&obj).await?
+        };
+        self.packed = Some((entry, offset));
+        self.disk.st.borrow_mut().index.set_packed(
+            id,
+            key_hash,
+            self.body_len,
+            entry,
+            offset,
+            &self.meta,
+        );
+        self.disk.pack_commit(entry, offset).await?;
+        self.drop_same_key(key_hash).await?;
+        Ok(self.publish(id, gen))
+    }
+
+    /// Make committed slot `id` visible to lookup and the policy.
+    fn publish(&mut self, id: u32, gen: u32) -> ObjectInfo {
         let now = self.disk.now_ticks();
         {
             let mut st = self.disk.st.borrow_mut();
@@ -336,7 +389,7 @@ impl ObjectWriter {
             p.written_bytes = self.body_len;
             p.committed = Some(info.clone());
         }
-        Ok(info)
+        info
     }
 
     async fn drop_same_key(&self, key_hash: u64) -> Result<(), StorageError> {
@@ -357,6 +410,31 @@ impl Drop for ObjectWriter {
         }
         self.progress.inner.borrow_mut().state = ProgressState::Abandoned;
         let mut st = self.disk.st.borrow_mut();
+        if let Some((entry, offset)) = self.packed {
+            // The record is in a pack and a flush may commit (or have committed) it: the member
+            // dies in RAM (its dead bit goes out with the pack's next entry write). A sealed
+            // pack left without members cannot be freed from here: it stays allocated until a
+            // restart, counted as quarantined.
+            let st = &mut *st;
+            let mut orphan = false;
+            let mut killed = false;
+            if let Some(p) = st.packs.by_entry.get_mut(&entry) {
+                killed = p.kill(offset);
+                orphan = p.sealed && p.alive == 0 && !p.freeing;
+            }
+            if killed {
+                st.packs.members_alive -= 1;
+            }
+            if orphan {
+                if let Some(p) = st.packs.by_entry.remove(&entry) {
+                    st.quarantined_blocks += p.blocks();
+                }
+            }
+            if let Some(id) = self.slot {
+                st.index.release(id);
+            }
+            return;
+        }
         let blocks: u64 = self
             .data
             .iter()

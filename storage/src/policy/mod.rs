@@ -121,6 +121,64 @@ pub fn new_evictor(
     }
 }
 
+/// The policy of a disk whose ids come in two ranges — directory ids `0..dir_entries` and packed
+/// ids `dir_entries..` (`index.rs`) — over an inner policy that sees them interleaved (directory
+/// id i as 2i, packed id dir_entries + k as 2k + 1), so the inner policy's arrays grow with the
+/// ids in use (at most twice the larger range's) rather than from `dir_entries` on.
+pub fn interleaved(kind: PolicyKind, dir_entries: u32, packed_ids: u32, capacity_bytes: u64) -> Box<dyn Evictor> {
+    let ids = 2 * u64::from(dir_entries.max(packed_ids)) + 2;
+    Box::new(Interleaved {
+        inner: new_evictor(kind, u32::try_from(ids).unwrap_or(u32::MAX), capacity_bytes),
+        dir_entries,
+    })
+}
+
+struct Interleaved {
+    inner: Box<dyn Evictor>,
+    dir_entries: u32,
+}
+
+impl Interleaved {
+    fn inner_id(&self, id: u32) -> u32 {
+        if id < self.dir_entries {
+            2 * id
+        } else {
+            2 * (id - self.dir_entries) + 1
+        }
+    }
+    fn outer_id(&self, p: u32) -> u32 {
+        if p % 2 == 0 {
+            p / 2
+        } else {
+            self.dir_entries + p / 2
+        }
+    }
+}
+
+impl Evictor for Interleaved {
+    fn insert(&mut self, id: u32, size_bytes: u64, now_ticks: u32) {
+        let p = self.inner_id(id);
+        self.inner.insert(p, size_bytes, now_ticks);
+    }
+    fn touch(&mut self, id: u32, now_ticks: u32) {
+        let p = self.inner_id(id);
+        self.inner.touch(p, now_ticks);
+    }
+    fn remove(&mut self, id: u32) {
+        let p = self.inner_id(id);
+        self.inner.remove(p);
+    }
+    fn victim(&mut self, now_ticks: u32) -> Option<u32> {
+        self.inner.victim(now_ticks).map(|p| self.outer_id(p))
+    }
+    fn admit(&mut self, key_hash: u64, size_bytes: u64, now_ticks: u32) -> bool {
+        self.inner.admit(key_hash, size_bytes, now_ticks)
+    }
+    fn bytes_per_object(&self) -> usize {
+        self.inner.bytes_per_object()
+    }
+}
+
 /// Compact object size: exact bytes below 2³¹, else 4 KiB units rounded up (flag in bit 31),
 /// which covers objects up to 8 TiB in 4 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
