@@ -175,14 +175,17 @@ impl Disk {
             };
             match step {
                 Step::Done => return Ok(()),
+                // Until this member is committed or no flush runs. (Waiting for the flush to end
+                // alone would starve: a writer that just finished can start the next flush before
+                // the woken waiters look, and they would wait for that one too, and so on.)
                 Step::Wait => {
                     self.waiters
                         .until(|| {
-                            self.st
-                                .borrow()
-                                .packs
-                                .get(entry)
-                                .is_none_or(|p| !p.flushing)
+                            self.st.borrow().packs.get(entry).is_none_or(|p| {
+                                !p.flushing
+                                    || p.member_at(offset)
+                                        .is_none_or(|i| (i as u32) < p.committed_members)
+                            })
                         })
                         .await
                 }
