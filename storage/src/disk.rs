@@ -5,10 +5,10 @@
 use crate::alloc::FreeMap;
 use crate::error::StorageError;
 use crate::index::{Index, STATE_LIVE};
-use crate::pack::{Packs, DEAD};
 use crate::layout::{
     Extent, Geometry, Superblock, BLOCK_BYTES, DIR_ENTRIES_PER_BLOCK, DIR_ENTRY_BYTES,
 };
+use crate::pack::{Packs, DEAD};
 use crate::policy::Evictor;
 use crate::slab::{AlignedBuf, SlabFile};
 use crate::DiskId;
@@ -504,9 +504,7 @@ impl Disk {
                         .members
                         .iter()
                         .map(|m| m.slot)
-                        .filter(|&m| {
-                            m != DEAD && m != v && st.index.slot(m).state() == STATE_LIVE
-                        })
+                        .filter(|&m| m != DEAD && m != v && st.index.slot(m).state() == STATE_LIVE)
                         .collect(),
                     _ => Vec::new(),
                 },

@@ -836,7 +836,11 @@ mod tests {
             assert_eq!(ix.slot(id).body_len(), 1000 + h);
             assert_eq!(ix.packed_at(id), Some((2, 8 * h as u32)));
             assert_eq!(ix.meta(id), b"m");
-            assert_eq!(ix.entry(id), None, "packed objects have no entry of their own");
+            assert_eq!(
+                ix.entry(id),
+                None,
+                "packed objects have no entry of their own"
+            );
         }
         assert_eq!(ix.find(1), Some(d));
         assert_eq!(ix.packed_at(d), None);

@@ -79,7 +79,9 @@ impl Pack {
 
     /// Index of the member at `offset`.
     pub fn member_at(&self, offset: u32) -> Option<usize> {
-        self.members.binary_search_by_key(&offset, |m| m.offset).ok()
+        self.members
+            .binary_search_by_key(&offset, |m| m.offset)
+            .ok()
     }
 
     /// Mark the member at `offset` dead; true if it was alive.

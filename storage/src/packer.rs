@@ -12,8 +12,8 @@
 use crate::disk::Disk;
 use crate::error::StorageError;
 use crate::layout::{
-    blocks_for, encode_packed, packed_record_len, Extent, BLOCK_BYTES, PACKED_ALIGN,
-    PACK_BLOCKS, PACK_MEMBERS_MAX,
+    blocks_for, encode_packed, packed_record_len, Extent, BLOCK_BYTES, PACKED_ALIGN, PACK_BLOCKS,
+    PACK_MEMBERS_MAX,
 };
 use crate::pack::{Member, Pack};
 use crate::slab::AlignedBuf;
@@ -98,9 +98,7 @@ impl Disk {
     /// Open a pack big enough for a record of `len` bytes (one pack opens at a time).
     async fn open_pack(&self, len: usize) -> Result<(), StorageError> {
         if self.st.borrow().packs.opening {
-            self.waiters
-                .until(|| !self.st.borrow().packs.opening)
-                .await;
+            self.waiters.until(|| !self.st.borrow().packs.opening).await;
             return Ok(());
         }
         self.st.borrow_mut().packs.opening = true;
@@ -217,7 +215,10 @@ impl Disk {
     async fn flush_pack(&self, entry: u32) -> Result<(), StorageError> {
         let (write, members, bytes, sealed) = {
             let mut st = self.st.borrow_mut();
-            let p = st.packs.get_mut(entry).ok_or(StorageError::WriterCancelled)?;
+            let p = st
+                .packs
+                .get_mut(entry)
+                .ok_or(StorageError::WriterCancelled)?;
             debug_assert!(!p.flushing);
             p.flushing = true;
             let from = p.durable_bytes / BLOCK_BYTES as u32;

@@ -127,8 +127,7 @@ async fn read_packed(
     offset: u64,
     len: u64,
 ) -> Result<Bytes, StorageError> {
-    let buf = match read_span(disk, block, at, PACKED_HEADER_BYTES + obj.body_len as usize).await
-    {
+    let buf = match read_span(disk, block, at, PACKED_HEADER_BYTES + obj.body_len as usize).await {
         Ok(b) => b,
         Err(e) => return Err(failed(disk, obj, e).await),
     };

@@ -310,7 +310,11 @@ async fn read_pack(file: &SlabFile, e: &DirEntry, dead: &[bool]) -> PackRecords 
     let used = e.body_len as usize;
     let buf = AlignedBuf::for_read(blocks_for(used as u64) as usize * BLOCK_BYTES as usize);
     let (res, buf) = file.read_blocks(buf, u64::from(e.first_block)).await;
-    let bytes = if res.is_ok() { &buf.as_slice()[..used] } else { &[][..] };
+    let bytes = if res.is_ok() {
+        &buf.as_slice()[..used]
+    } else {
+        &[][..]
+    };
     let mut out = Vec::with_capacity(dead.len());
     let mut at = Some(0usize);
     for (i, &is_dead) in dead.iter().enumerate() {

@@ -57,6 +57,10 @@ pub struct DiskStats {
     pub fragmented_objects: u64,
     /// Blocks held back after an aborted write or a failed directory write (freed at restart).
     pub quarantined_bytes: u64,
+    /// Packs of small objects on the disk.
+    pub packs: u64,
+    /// Objects stored in packs (committing or live).
+    pub packed_objects: u64,
 }
 
 /// Gauges of the RAM tier.
@@ -669,6 +673,8 @@ impl Store {
                     policy_bytes_per_object: st.policy.bytes_per_object() as u64,
                     quarantined_bytes: st.quarantined_blocks * BLOCK_BYTES,
                     fragmented_objects: st.index.fragmented() as u64,
+                    packs: st.packs.by_entry.len() as u64,
+                    packed_objects: st.packs.members_alive,
                 }
             })
             .collect();

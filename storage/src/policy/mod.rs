@@ -125,7 +125,12 @@ pub fn new_evictor(
 /// ids `dir_entries..` (`index.rs`) — over an inner policy that sees them interleaved (directory
 /// id i as 2i, packed id dir_entries + k as 2k + 1), so the inner policy's arrays grow with the
 /// ids in use (at most twice the larger range's) rather than from `dir_entries` on.
-pub fn interleaved(kind: PolicyKind, dir_entries: u32, packed_ids: u32, capacity_bytes: u64) -> Box<dyn Evictor> {
+pub fn interleaved(
+    kind: PolicyKind,
+    dir_entries: u32,
+    packed_ids: u32,
+    capacity_bytes: u64,
+) -> Box<dyn Evictor> {
     let ids = 2 * u64::from(dir_entries.max(packed_ids)) + 2;
     Box::new(Interleaved {
         inner: new_evictor(kind, u32::try_from(ids).unwrap_or(u32::MAX), capacity_bytes),
