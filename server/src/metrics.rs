@@ -299,6 +299,10 @@ pub struct DiskLine {
     pub object_bytes: u64,
     /// Blocks held back after aborted writes, in bytes (freed at restart).
     pub quarantined_bytes: u64,
+    /// Packs of small objects.
+    pub packs: u64,
+    /// Objects stored in packs.
+    pub packed_objects: u64,
 }
 
 pub struct RamLine {
@@ -590,6 +594,8 @@ pub fn render(
             "arrow_disk_quarantined_bytes{{{l}}} {}",
             d.quarantined_bytes
         );
+        let _ = writeln!(o, "arrow_disk_packs{{{l}}} {}", d.packs);
+        let _ = writeln!(o, "arrow_disk_packed_objects{{{l}}} {}", d.packed_objects);
         let _ = writeln!(o, "arrow_disk_evictions_total{{{l}}} {}", d.evictions);
         let _ = writeln!(o, "arrow_disk_errors_total{{{l}}} {}", d.errors);
         let _ = writeln!(o, "arrow_disk_read_bytes_total{{{l}}} {}", d.read_bytes);

@@ -717,6 +717,8 @@ fn shard_stats(ctx: &ShardCtx) -> ShardStats {
                 read_busy_ns: d.read_busy_ns,
                 object_bytes: d.live_bytes,
                 quarantined_bytes: d.quarantined_bytes,
+                packs: d.packs,
+                packed_objects: d.packed_objects,
             })
             .collect(),
         ram: Some(crate::metrics::RamLine {

@@ -448,7 +448,7 @@ impl Index {
     ) {
         assert!(self.is_packed_id(id));
         assert!(body_len <= PACKED_LEN_MASK);
-        assert!(offset % 8 == 0 && u64::from(offset / 8) <= PACKED_LEN_MASK);
+        assert!(offset.is_multiple_of(8) && u64::from(offset / 8) <= PACKED_LEN_MASK);
         assert_eq!(self.slot(id).meta_off, NO_META);
         let meta_off = self.push_meta(meta);
         let s = self.slot_mut(id);

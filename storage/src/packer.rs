@@ -44,16 +44,19 @@ impl Disk {
     ) -> Result<(u32, u32), StorageError> {
         let len = packed_record_len(obj.key.len(), obj.meta.len(), obj.body.len());
         loop {
-            let sealed = {
-                let mut st = self.st.borrow_mut();
+            let open = {
+                let st = self.st.borrow();
                 if !st.online {
                     return Err(self.offline_error());
                 }
-                let Some(entry) = st.packs.open else {
-                    drop(st);
-                    self.open_pack(len).await?;
-                    continue;
-                };
+                st.packs.open
+            };
+            let Some(entry) = open else {
+                self.open_pack(len).await?;
+                continue;
+            };
+            let sealed = {
+                let mut st = self.st.borrow_mut();
                 let p = st.packs.get_mut(entry).expect("open pack in the table");
                 let at = (p.used as usize).next_multiple_of(PACKED_ALIGN);
                 let room = p.extent.blocks as usize * BLOCK_BYTES as usize;

@@ -104,7 +104,8 @@ pub(crate) async fn open_disk(
     }
 
     // 2. Locations (fragmented objects: from their record), duplicates dropped; packs apart.
-    let (pack_entries, entries): (Vec<(u32, DirEntry)>, Vec<(u32, DirEntry)>) = entries
+    type Entries = Vec<(u32, DirEntry)>;
+    let (pack_entries, entries): (Entries, Entries) = entries
         .into_iter()
         .partition(|(_, e)| e.flags & ENTRY_FLAG_PACK != 0);
     let mut seen: HashMap<u64, u32> = HashMap::with_capacity(entries.len());

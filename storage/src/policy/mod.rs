@@ -152,7 +152,7 @@ impl Interleaved {
         }
     }
     fn outer_id(&self, p: u32) -> u32 {
-        if p % 2 == 0 {
+        if p.is_multiple_of(2) {
             p / 2
         } else {
             self.dir_entries + p / 2
