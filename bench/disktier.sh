@@ -176,8 +176,8 @@ sync
 echo 1 > /proc/sys/vm/drop_caches
 for p in "${STARTED[@]}"; do [ "$p" = varnish ] || confine "$p" "${PEER_PID[$p]}"; done
 USED=$(metric arrow_disk_used_bytes)
-# The data area begins after the superblock and the directory (one 512-byte entry per 32 KiB).
-DATA_START=$(((1 + (ARROW_DISK_BYTES / 32768 + 7) / 8) * 4096))
+# The data area begins after the superblock and the directory (one 512-byte entry per 64 KiB).
+DATA_START=$(((1 + (ARROW_DISK_BYTES / 65536 + 7) / 8) * 4096))
 EXTENT=$((USED - DATA_START))
 log "slab $SLAB: data area from $DATA_START, $EXTENT bytes in use (both engines read this extent)"
 

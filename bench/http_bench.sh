@@ -52,7 +52,7 @@ LARGE_COUNT=${LARGE_COUNT:-200}
 MISS_PER_KEY=${MISS_PER_KEY:-16}
 ARROW_BIN=${ARROW_BIN:-$ROOT/target/release/arrow}
 ARROW_RAM_BYTES=${ARROW_RAM_BYTES:-268435456}
-# 4 GiB: a slab holds one object per 32 KiB, and full mode's miss rounds add ~75k keys; with
+# 4 GiB: a slab holds one large object per 64 KiB, and full mode's miss rounds add ~75k keys; with
 # 1 GiB, LRU-SP evicted 1 MiB objects (highest t*s/p) and hit1m saw origin requests.
 ARROW_DISK_BYTES=${ARROW_DISK_BYTES:-4294967296}
 ATS_SPAN_BYTES=${ATS_SPAN_BYTES:-1073741824}

@@ -172,6 +172,9 @@ impl Origin {
             while !s2.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((c, _)) => {
+                        // Head and body go out in separate writes: without this, Nagle holds
+                        // the body until the node's delayed ACK (~40 ms per response).
+                        let _ = c.set_nodelay(true);
                         let (h, seen, count, stop) =
                             (handler.clone(), seen2.clone(), count2.clone(), s2.clone());
                         std::thread::spawn(move || {

@@ -2,7 +2,7 @@
 //! reopening it (superblock check + directory scan + index and policy rebuild).
 //!
 //! ```text
-//! open Store (slab FILE sized for N objects: one directory entry per 32 KiB) → fill N objects
+//! open Store (slab FILE sized for N objects, 1.3 × (body + 1 KiB) each) → fill N objects
 //! → drop → open again (timed) → restart seconds, objects found, index bytes/object
 //! ```
 
@@ -48,8 +48,14 @@ pub fn run(args: &RestartArgs) -> Result<(), String> {
 }
 
 async fn run_async(args: &RestartArgs) -> Result<(), String> {
-    // One directory entry per 32 KiB of disk: size the slab for the object count (+5 %).
-    let size_bytes = (args.objects as u64 * 32 * 1024 * 105 / 100).max(16 << 20);
+    // Small objects share packs (no directory entry each): room for the bodies, their records
+    // and a margin; objects too large for packs take at least the directory's 64 KiB each.
+    let per_object = (args.body_bytes as u64 + 1024).max(if args.body_bytes > 60_000 {
+        64 * 1024
+    } else {
+        0
+    });
+    let size_bytes = (args.objects as u64 * per_object * 13 / 10).max(16 << 20);
     if !args.keep_file {
         let _ = std::fs::remove_file(&args.file);
     }

@@ -88,14 +88,20 @@ pub(crate) fn runtime(
         .map_err(|e| format!("io_uring runtime: {e}"))
 }
 
-/// Objects of `body` bytes that fit a disk of `size_bytes` (90 % of the smaller of the data area
-/// and the directory, so the fill never evicts).
+/// Objects of `body` bytes that fit a disk of `size_bytes` (90 % of the data area, and for
+/// objects too large for packs of the directory, so the fill never evicts).
 fn target_objects(size_bytes: u64, body: usize) -> Result<usize, String> {
     let geo =
         arrow_storage::layout::Geometry::new(size_bytes, 1 << 20).map_err(|e| e.to_string())?;
     let per_object_blocks = (body as u64 + 200).div_ceil(4096);
     let by_space = geo.data_blocks() / per_object_blocks;
-    Ok((by_space.min(u64::from(geo.dir_entries)) * 9 / 10) as usize)
+    let packed = body + 200 <= arrow_storage::layout::PACK_RECORD_BYTES_MAX;
+    let by_dir = if packed {
+        u64::MAX
+    } else {
+        u64::from(geo.dir_entries)
+    };
+    Ok((by_space.min(by_dir) * 9 / 10) as usize)
 }
 
 /// Fill `store`'s only disk with `count` objects of `body` bytes, `concurrency` writers at a time.

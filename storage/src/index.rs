@@ -26,7 +26,7 @@
 //! still stopped by the record's key-hash and body-length check unless the slot holds the same
 //! key again, at the same length.
 //!
-//! Capacity limits: ≤ 2^29 - 1 slots (16 TiB disk at one directory entry per 32 KiB), bodies
+//! Capacity limits: ≤ 2^29 - 1 slots (directory and packed ids together), bodies
 //! < 1 TiB (40 bits), records ≤ 65,535 blocks (the directory entry's u16), metadata arena
 //! ≤ 32 GiB. Objects whose data is not one run right before the record (or whose record is
 //! larger than expected) keep their extents in the fragment table instead.

@@ -30,12 +30,16 @@
 //!                            key_len | extent count | chunk count | key | extents | chunk crcs |
 //!                            inline body
 //!                          A pack (at most PACK_BLOCKS) holds packed records back to back, each
-//!                          at an 8-byte aligned offset; it grows in place (a flush writes the
+//!                          at an 8-byte aligned offset, except that a record never touches more
+//!                          blocks than its length needs (it then starts at the next block; the
+//!                          gap is zeroes), so a record of up to 4 KiB is one block read; it
+//!                          grows in place (a flush writes the
 //!                          blocks from the last partial one on, then the entry with the new
 //!                          count: one group commit for every record appended meanwhile):
 //!                            magic "APRC" | head_crc (crc32c of bytes 8 .. 48 + body_len) |
 //!                            tail_crc (crc32c of key + meta) | record_len | gen | body_len |
-//!                            key_len | meta_len | reserved | key_hash128 | body | key | meta
+//!                            key_len | meta_len | member (its index in the pack) | key_hash128 |
+//!                            body | key | meta
 //! ```
 //!
 //! The directory holds `size_bytes / 64 KiB` entries (0.78 % of the disk). Objects whose packed
@@ -352,9 +356,25 @@ pub fn packed_record_len(key_len: usize, meta_len: usize, body_len: usize) -> us
     PACKED_HEADER_BYTES + body_len + key_len + meta_len
 }
 
-/// Encode a packed record into `out` (exactly `packed_record_len` bytes).
+/// Where the next record of `len` bytes goes in a pack whose records end at `used`: the next
+/// 8-byte offset, or the next block if from there it would touch more blocks than it needs.
+pub fn packed_offset(used: usize, len: usize) -> usize {
+    let at = used.next_multiple_of(PACKED_ALIGN);
+    let block = BLOCK_BYTES as usize;
+    let in_block = at % block;
+    if in_block != 0 && (in_block + len).div_ceil(block) > len.div_ceil(block) {
+        at.next_multiple_of(block)
+    } else {
+        at
+    }
+}
+
+/// Encode a packed record into `out` (exactly `packed_record_len` bytes): member `member` of
+/// its pack.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_packed(
     out: &mut [u8],
+    member: u32,
     gen: u32,
     key_hash128: u128,
     key: &[u8],
@@ -369,7 +389,7 @@ pub fn encode_packed(
     put_u32(out, 20, body.len() as u32);
     put_u16(out, 24, key.len() as u16);
     put_u16(out, 26, meta.len() as u16);
-    put_u32(out, 28, 0);
+    put_u32(out, 28, member);
     out[32..48].copy_from_slice(&key_hash128.to_le_bytes());
     let body_end = PACKED_HEADER_BYTES + body.len();
     out[PACKED_HEADER_BYTES..body_end].copy_from_slice(body);
@@ -397,6 +417,8 @@ pub struct PackedHead {
     pub meta_len: usize,
     /// Whole record.
     pub record_len: usize,
+    /// Its index in the pack.
+    pub member: u32,
     tail_crc: u32,
 }
 
@@ -427,6 +449,7 @@ impl PackedHead {
             key_len,
             meta_len,
             record_len,
+            member: get_u32(buf, 28),
             tail_crc: get_u32(buf, 8),
         })
     }
@@ -745,9 +768,10 @@ mod tests {
     fn packed_record_round_trips_and_rejects_flipped_bits() {
         let len = packed_record_len(3, 4, 5);
         let mut buf = vec![0u8; len];
-        encode_packed(&mut buf, 7, 99, b"key", b"meta", b"hello");
+        encode_packed(&mut buf, 3, 7, 99, b"key", b"meta", b"hello");
         let head = PackedHead::decode(&buf).unwrap();
         assert_eq!((head.gen, head.key_hash128, head.body_len), (7, 99, 5));
+        assert_eq!(head.member, 3);
         assert_eq!(head.body(&buf), b"hello");
         assert_eq!(head.tail(&buf), Some((&b"key"[..], &b"meta"[..])));
         // The header and body alone are enough to check them.
@@ -759,6 +783,20 @@ mod tests {
         meta_flip[len - 1] ^= 1;
         let head = PackedHead::decode(&meta_flip).unwrap();
         assert!(head.tail(&meta_flip).is_none());
+    }
+
+    #[test]
+    fn packed_records_touch_no_more_blocks_than_they_need() {
+        // Back to back at 8-byte offsets while they fit...
+        assert_eq!(packed_offset(1001, 1000), 1008);
+        assert_eq!(packed_offset(3000, 1000), 3000);
+        // ...a record that would straddle a block it could fit in starts at the next one...
+        assert_eq!(packed_offset(3200, 1000), 4096);
+        assert_eq!(packed_offset(100, 4000), 4096);
+        // ...and a record longer than a block straddles only as many as it must.
+        assert_eq!(packed_offset(3000, 4500), 3000);
+        assert_eq!(packed_offset(4000, 4500), 4096);
+        assert_eq!(packed_offset(0, 4096), 0);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!                     zero their directory entries, then free blocks) → O_DIRECT chunk writes
 //!                   → finish(): record write → fdatasync → directory entry write → fdatasync
 //!                     → visible to lookup (crash bound: 0, finish() returns after the commit)
+//!                   → small objects: record appended to the open pack → group commit (pack
+//!                     blocks → fdatasync → pack entry → fdatasync, for every writer waiting)
 //! open(cfg)         → per disk: superblock check (refusals name the path) → directory scan
 //!                     → free map + index + policy rebuilt
 //! ```
@@ -18,17 +20,20 @@
 //! - crash: an object is durable when `finish()` returns (record fdatasync'd before its directory
 //!   entry is written, entry fdatasync'd before `finish()` returns): bound 0. Torn objects have no
 //!   directory entry, or one whose crc fails and is zeroed at open.
-//! - restart: one sequential read of the directory (512 bytes per 32 KiB of disk) plus one record
-//!   read per fragmented object: 1.2–1.6 s for 1,000,000 objects (a 34 GB slab) on the dev VM.
+//! - restart: one sequential read of the directory (512 bytes per 64 KiB of disk), one record
+//!   read per fragmented object and one read of each pack's committed bytes (small objects:
+//!   their records carry their metadata).
 //! - RAM: 24-byte slot + 4-8 bytes of hash table per object (at most 31.9 B per slot id, 30.0
 //!   measured at 1,000,000 objects; layout and bound in [`index`]), plus the metadata blob
 //!   (+2 bytes, 8-byte aligned) and the policy's bytes; keys stay on disk.
-//! - objects per disk: at most one per 32 KiB of disk (the directory size); metadata blob at
-//!   most 464 bytes; key at most 2,048 bytes; body at most a quarter of the data area
+//! - objects per disk: objects with records of their own at most one per 64 KiB of disk (the
+//!   directory size); small (packed) objects up to one per 256 bytes of data area, in practice
+//!   bounded by index RAM; metadata blob at most 464 bytes; key at most 2,048 bytes; body at most a quarter of the data area
 //!   and below 1 TiB.
 //!
 //! Modules by stage: [`slab`] (I/O seam), [`uring`] (the shard's disk ring behind it), [`layout`]
-//! (disk format), [`alloc`] (extents), [`index`] (RAM index), `writer`, `reader`, `recover`,
+//! (disk format), [`alloc`] (extents), [`index`] (RAM index), `writer`, `pack` and `packer`
+//! (small objects), `reader`, `recover`,
 //! [`ram_tier`], `store` (the multi-disk [`Store`]), [`hashing`] (key → disk), [`error`],
 //! [`policy`] (eviction).
 

@@ -12,7 +12,7 @@
 use crate::disk::Disk;
 use crate::error::StorageError;
 use crate::layout::{
-    blocks_for, encode_packed, packed_record_len, Extent, BLOCK_BYTES, PACKED_ALIGN, PACK_BLOCKS,
+    blocks_for, encode_packed, packed_offset, packed_record_len, Extent, BLOCK_BYTES, PACK_BLOCKS,
     PACK_MEMBERS_MAX,
 };
 use crate::pack::{Member, Pack};
@@ -58,12 +58,13 @@ impl Disk {
             let sealed = {
                 let mut st = self.st.borrow_mut();
                 let p = st.packs.get_mut(entry).expect("open pack in the table");
-                let at = (p.used as usize).next_multiple_of(PACKED_ALIGN);
+                let at = packed_offset(p.used as usize, len);
                 let room = p.extent.blocks as usize * BLOCK_BYTES as usize;
                 if at + len <= room && p.members.len() < PACK_MEMBERS_MAX && !p.failed {
                     let buf = p.buf.as_mut().expect("open pack has its buffer");
                     encode_packed(
                         &mut buf.as_mut_slice()[at..at + len],
+                        p.members.len() as u32,
                         obj.gen,
                         obj.key_hash128,
                         obj.key,

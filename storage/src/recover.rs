@@ -269,6 +269,17 @@ pub(crate) async fn open_disk(
         index.claim_for_recovery(id, e.gen);
         table.next_seq = table.next_seq.max(e.key_hash + 1);
         table.members_alive += u64::from(pack.alive);
+        // The pack that was open at shutdown: cut it to what it uses (the tail is returned once
+        // the shorter entry is durable, below).
+        let used_blocks = (blocks_for(u64::from(pack.used)) as u32).max(1);
+        if used_blocks < pack.extent.blocks {
+            pack.tail = Some(Extent {
+                start: pack.extent.start + used_blocks,
+                blocks: pack.extent.blocks - used_blocks,
+            });
+            pack.extent.blocks = used_blocks;
+            changed = true;
+        }
         if changed {
             dirty.push(id);
         }
@@ -287,9 +298,19 @@ pub(crate) async fn open_disk(
         table,
     );
     if !dirty.is_empty() {
-        tracing::warn!(path = %path.display(), packs = dirty.len(), "writing dead bits of unreadable pack members");
-        if let Err(e) = disk.commit_entries(&dirty).await {
-            tracing::warn!(path = %path.display(), error = %e, "could not write pack entries");
+        match disk.commit_entries(&dirty).await {
+            Ok(()) => {
+                let mut st = disk.st.borrow_mut();
+                let st = &mut *st;
+                for p in st.packs.by_entry.values_mut() {
+                    if let Some(t) = p.tail.take() {
+                        st.free.free(t);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not rewrite pack entries")
+            }
         }
     }
     if !bad.is_empty() {
@@ -319,9 +340,13 @@ async fn read_pack(file: &SlabFile, e: &DirEntry, dead: &[bool]) -> PackRecords 
     let mut out = Vec::with_capacity(dead.len());
     let mut at = Some(0usize);
     for (i, &is_dead) in dead.iter().enumerate() {
-        let parsed = at.and_then(|off| {
+        let parsed = at.and_then(|mut off| {
+            // Zeroes where a record would start: the gap before one that starts at a block.
+            if bytes.get(off..off + 4).is_some_and(|m| m == [0; 4]) {
+                off = off.next_multiple_of(BLOCK_BYTES as usize);
+            }
             let rec = bytes.get(off..)?;
-            let head = PackedHead::decode(rec)?;
+            let head = PackedHead::decode(rec).filter(|h| h.member as usize == i)?;
             let (_, meta) = head.tail(rec)?;
             Some((off, head, meta.to_vec()))
         });

@@ -594,6 +594,46 @@ fn restart_keeps_the_cache_and_kill9_restarts_clean() {
     }
 }
 
+/// Small objects share packs: a 64 MiB slab has 1,024 directory entries, and 3,000 small
+/// responses are all stored, survive a restart and are served from the disk after it.
+#[test]
+fn more_small_objects_than_directory_entries_are_stored_and_survive_a_restart() {
+    let mut s = setup("packs", "", |req| {
+        OriginReply::ok(body_for(&req.path, 3_000), "max-age=300")
+    });
+    const N: usize = 3_000;
+    for i in 0..N {
+        let r = get(s.node.http, &format!("/v/sub/{i}.vtt"), HOST, &[]).unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let gauge = |m: &str, name: &str| -> f64 {
+        m.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mut m = String::new();
+    let stored = wait_until(Duration::from_secs(10), || {
+        m = String::from_utf8(get(s.node.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+        gauge(&m, "arrow_disk_objects{") >= N as f64
+    });
+    assert!(stored, "{m}");
+    assert_eq!(gauge(&m, "arrow_disk_objects{"), N as f64, "{m}");
+    assert_eq!(gauge(&m, "arrow_disk_packed_objects{"), N as f64, "{m}");
+    assert_eq!(gauge(&m, "arrow_disk_evictions_total{"), 0.0, "{m}");
+    assert!(gauge(&m, "arrow_disk_packs{") >= 1.0, "{m}");
+    let st = s.node.stop().unwrap();
+    assert!(st.success(), "graceful exit: {st}; log:\n{}", s.node.log());
+    s.node.spawn();
+    for i in 0..N {
+        let path = format!("/v/sub/{i}.vtt");
+        let r = get(s.node.http, &path, HOST, &[]).unwrap();
+        assert_eq!(r.x_cache(), "HIT", "object {i} after restart");
+        assert_eq!(r.body, body_for(&path, 3_000), "object {i}");
+    }
+    assert_eq!(s.origin.requests(), N as u64);
+}
+
 #[test]
 fn uncacheable_responses_pass_through() {
     let s = setup("pass", "", |req| {

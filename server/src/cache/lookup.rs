@@ -71,10 +71,19 @@ impl ShardCache {
                             };
                             match state {
                                 Some(Ok(m)) => {
+                                    // The refresh may have stored the object anew (a small
+                                    // object's metadata lives in its packed record): then it
+                                    // is the one found now.
+                                    let current = match (&self.store, req.disk) {
+                                        (Some(store), Some(disk)) => store
+                                            .lookup(disk, req.cache_key.as_bytes())
+                                            .unwrap_or(info),
+                                        _ => info,
+                                    };
                                     if let Some(o) = self
                                         .serve_stored(
                                             req,
-                                            &info,
+                                            &current,
                                             &m,
                                             CacheResult::Revalidated,
                                             sink,
