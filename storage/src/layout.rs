@@ -30,13 +30,15 @@
 //!                            key_len | extent count | chunk count | key | extents | chunk crcs |
 //!                            inline body
 //!                          A pack (at most PACK_BLOCKS) holds packed records back to back, each
-//!                          at an 8-byte aligned offset, except that a record never touches more
-//!                          blocks than its length needs (it then starts at the next block; the
-//!                          gap is zeroes), so a record of up to 4 KiB is one block read; it
-//!                          grows in place (a flush writes the
+//!                          at an 8-byte aligned offset, except that a record that would touch
+//!                          more blocks than its length needs starts at the next block when the
+//!                          gap is at most 1/8 of it (the gap is zeroes), so most records of up
+//!                          to 4 KiB are one block read; it grows in place (a flush writes the
 //!                          blocks from the last partial one on, then the entry with the new
 //!                          count: one group commit for every record appended meanwhile):
-//!                            magic "APRC" | head_crc (crc32c of bytes 8 .. 48 + body_len) |
+//!                            magic "APRC" | head_crc (crc32c of the pack's sequence number,
+//!                            then bytes 8 .. 48 + body_len: a record left by an earlier pack on
+//!                            these blocks never passes for one of this pack) |
 //!                            tail_crc (crc32c of key + meta) | record_len | gen | body_len |
 //!                            key_len | meta_len | member (its index in the pack) | key_hash128 |
 //!                            body | key | meta
@@ -357,23 +359,32 @@ pub fn packed_record_len(key_len: usize, meta_len: usize, body_len: usize) -> us
 }
 
 /// Where the next record of `len` bytes goes in a pack whose records end at `used`: the next
-/// 8-byte offset, or the next block if from there it would touch more blocks than it needs.
+/// 8-byte offset, or the next block if from there it would touch more blocks than it needs and
+/// the gap left is at most an eighth of the record (so a record that fits a block is mostly one
+/// read, and padding never costs more than 1/8 of the space).
 pub fn packed_offset(used: usize, len: usize) -> usize {
     let at = used.next_multiple_of(PACKED_ALIGN);
     let block = BLOCK_BYTES as usize;
     let in_block = at % block;
-    if in_block != 0 && (in_block + len).div_ceil(block) > len.div_ceil(block) {
+    let straddles = in_block != 0 && (in_block + len).div_ceil(block) > len.div_ceil(block);
+    if straddles && block - in_block <= len / 8 {
         at.next_multiple_of(block)
     } else {
         at
     }
 }
 
+/// crc32c of a packed record's header and body, seeded with its pack's sequence number.
+fn packed_head_crc(seq: u64, bytes: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), bytes)
+}
+
 /// Encode a packed record into `out` (exactly `packed_record_len` bytes): member `member` of
-/// its pack.
+/// the pack with sequence number `seq`.
 #[allow(clippy::too_many_arguments)]
 pub fn encode_packed(
     out: &mut [u8],
+    seq: u64,
     member: u32,
     gen: u32,
     key_hash128: u128,
@@ -397,7 +408,7 @@ pub fn encode_packed(
     out[body_end + key.len()..].copy_from_slice(meta);
     let tail = crc32c::crc32c(&out[body_end..]);
     put_u32(out, 8, tail);
-    let head = crc32c::crc32c(&out[8..body_end]);
+    let head = packed_head_crc(seq, &out[8..body_end]);
     put_u32(out, 4, head);
 }
 
@@ -424,8 +435,8 @@ pub struct PackedHead {
 
 impl PackedHead {
     /// Decode the record at the start of `buf`, which holds at least its header and body, and
-    /// check the header and body against `head_crc`.
-    pub fn decode(buf: &[u8]) -> Option<PackedHead> {
+    /// check the header and body against `head_crc` (for the pack with sequence number `seq`).
+    pub fn decode(buf: &[u8], seq: u64) -> Option<PackedHead> {
         if buf.len() < PACKED_HEADER_BYTES || get_u32(buf, 0) != PACKED_MAGIC {
             return None;
         }
@@ -436,7 +447,7 @@ impl PackedHead {
         let body_end = PACKED_HEADER_BYTES.checked_add(body_len)?;
         if body_end > buf.len()
             || record_len != packed_record_len(key_len, meta_len, body_len)
-            || crc32c::crc32c(&buf[8..body_end]) != get_u32(buf, 4)
+            || packed_head_crc(seq, &buf[8..body_end]) != get_u32(buf, 4)
         {
             return None;
         }
@@ -768,20 +779,22 @@ mod tests {
     fn packed_record_round_trips_and_rejects_flipped_bits() {
         let len = packed_record_len(3, 4, 5);
         let mut buf = vec![0u8; len];
-        encode_packed(&mut buf, 3, 7, 99, b"key", b"meta", b"hello");
-        let head = PackedHead::decode(&buf).unwrap();
+        encode_packed(&mut buf, 41, 3, 7, 99, b"key", b"meta", b"hello");
+        // Another pack's sequence number: not a record of that pack.
+        assert!(PackedHead::decode(&buf, 40).is_none());
+        let head = PackedHead::decode(&buf, 41).unwrap();
         assert_eq!((head.gen, head.key_hash128, head.body_len), (7, 99, 5));
         assert_eq!(head.member, 3);
         assert_eq!(head.body(&buf), b"hello");
         assert_eq!(head.tail(&buf), Some((&b"key"[..], &b"meta"[..])));
         // The header and body alone are enough to check them.
-        assert!(PackedHead::decode(&buf[..PACKED_HEADER_BYTES + 5]).is_some());
+        assert!(PackedHead::decode(&buf[..PACKED_HEADER_BYTES + 5], 41).is_some());
         let mut body_flip = buf.clone();
         body_flip[PACKED_HEADER_BYTES + 1] ^= 1;
-        assert!(PackedHead::decode(&body_flip).is_none());
+        assert!(PackedHead::decode(&body_flip, 41).is_none());
         let mut meta_flip = buf.clone();
         meta_flip[len - 1] ^= 1;
-        let head = PackedHead::decode(&meta_flip).unwrap();
+        let head = PackedHead::decode(&meta_flip, 41).unwrap();
         assert!(head.tail(&meta_flip).is_none());
     }
 
@@ -790,9 +803,13 @@ mod tests {
         // Back to back at 8-byte offsets while they fit...
         assert_eq!(packed_offset(1001, 1000), 1008);
         assert_eq!(packed_offset(3000, 1000), 3000);
-        // ...a record that would straddle a block it could fit in starts at the next one...
-        assert_eq!(packed_offset(3200, 1000), 4096);
-        assert_eq!(packed_offset(100, 4000), 4096);
+        // ...a record that would straddle a block it could fit in starts at the next one when
+        // the gap is small (at most 1/8 of the record)...
+        assert_eq!(packed_offset(3984, 1324), 4096);
+        assert_eq!(packed_offset(3600, 3990), 4096);
+        // ...and straddles otherwise (a 2 KiB record does not waste half a block)...
+        assert_eq!(packed_offset(2104, 2100), 2104);
+        assert_eq!(packed_offset(3200, 1000), 3200);
         // ...and a record longer than a block straddles only as many as it must.
         assert_eq!(packed_offset(3000, 4500), 3000);
         assert_eq!(packed_offset(4000, 4500), 4096);

@@ -1,9 +1,10 @@
 //! Small objects into packs (format in `layout.rs`, RAM state in `pack.rs`): a writer appends its
 //! packed record to the disk's open pack (opening one when there is none, sealing the full one),
 //! then waits for a group commit to cover it. One flush writes every record appended since the
-//! last one (from the last partial block on) and syncs, then writes the pack's directory entry
-//! with the new member count and syncs: two fdatasyncs for all the objects appended meanwhile,
-//! however many. Writers that arrive while a flush runs are carried by the next one.
+//! last one (from the last partial block on), then the pack's directory entry with the new member
+//! count, and syncs once: one fdatasync for all the objects appended meanwhile, however many
+//! (records are crc-checked and carry their member index, so an entry that reached the disk
+//! before its records only costs those uncommitted members at recovery). Writers that arrive while a flush runs are carried by the next one.
 //!
 //! Sealing cuts the pack's extent to the blocks it uses; the cut-off tail returns to the
 //! allocator once an entry with the shorter extent is durable. A sealed pack whose members are
@@ -64,6 +65,7 @@ impl Disk {
                     let buf = p.buf.as_mut().expect("open pack has its buffer");
                     encode_packed(
                         &mut buf.as_mut_slice()[at..at + len],
+                        p.seq,
                         p.members.len() as u32,
                         obj.gen,
                         obj.key_hash128,
@@ -241,11 +243,13 @@ impl Disk {
         };
         let mut res = Ok(());
         if let Some((copy, block)) = write {
+            // No sync between the records and the entry: `commit_entries` syncs once for both.
+            // If power fails after the entry reached the device but before the records did,
+            // recovery finds records that fail their crc (or carry another member index) and
+            // gives those members their dead bit; their writers never got Ok (that waits for
+            // the sync), so nothing reported committed is lost.
             let (r, _) = self.file.write_blocks(copy.slice(..), block).await;
-            res = match r {
-                Ok(()) => self.durable().await,
-                Err(e) => Err(e),
-            };
+            res = r;
         }
         if res.is_ok() {
             {

@@ -97,13 +97,21 @@ pub(crate) async fn read_range(
     Ok(out)
 }
 
-/// (first block, byte offset in it) of packed slot `id`'s record; None if `id` is not packed.
-fn packed_span(disk: &Disk, id: u32) -> Option<(u32, usize)> {
+/// (first block, byte offset in it, pack sequence number) of packed slot `id`'s record; None if
+/// `id` is not packed.
+fn packed_span(disk: &Disk, id: u32) -> Option<(u32, usize, u64)> {
     let st = disk.st.borrow();
     let (entry, offset) = st.index.packed_at(id)?;
-    let start = st.packs.get(entry).map_or(0, |p| p.extent.start);
+    let (start, seq) = st
+        .packs
+        .get(entry)
+        .map_or((0, u64::MAX), |p| (p.extent.start, p.seq));
     let abs = u64::from(start) * BLOCK_BYTES + u64::from(offset);
-    Some(((abs / BLOCK_BYTES) as u32, (abs % BLOCK_BYTES) as usize))
+    Some((
+        (abs / BLOCK_BYTES) as u32,
+        (abs % BLOCK_BYTES) as usize,
+        seq,
+    ))
 }
 
 /// Read `len` bytes at blocks from `block` covering `at_byte + bytes`.
@@ -123,7 +131,7 @@ async fn read_span(
 async fn read_packed(
     disk: &Disk,
     obj: &ObjectInfo,
-    (block, at): (u32, usize),
+    (block, at, seq): (u32, usize, u64),
     offset: u64,
     len: u64,
 ) -> Result<Bytes, StorageError> {
@@ -131,7 +139,7 @@ async fn read_packed(
         Ok(b) => b,
         Err(e) => return Err(failed(disk, obj, e).await),
     };
-    let head = PackedHead::decode(&buf.as_slice()[at..]);
+    let head = PackedHead::decode(&buf.as_slice()[at..], seq);
     let Some(head) = head.filter(|h| h.body_len as u64 == obj.body_len) else {
         return Err(failed(disk, obj, corrupt(disk, "packed record", block)).await);
     };
@@ -267,8 +275,8 @@ pub(crate) async fn record_key(
     if !current {
         return Ok(None);
     }
-    if let Some((block, at)) = packed_span(disk, id) {
-        return packed_key(disk, gen, block, at).await;
+    if let Some(span) = packed_span(disk, id) {
+        return packed_key(disk, gen, span).await;
     }
     let loc = disk.st.borrow().index.location(id);
     let buf = AlignedBuf::for_read(loc.record.blocks as usize * BLOCK_BYTES as usize);
@@ -293,8 +301,7 @@ pub(crate) async fn record_key(
 async fn packed_key(
     disk: &Disk,
     gen: u32,
-    block: u32,
-    at: usize,
+    (block, at, seq): (u32, usize, u64),
 ) -> Result<Option<Vec<u8>>, StorageError> {
     let head_buf = match read_span(disk, block, at, PACKED_HEADER_BYTES).await {
         Ok(b) => b,
@@ -314,7 +321,7 @@ async fn packed_key(
         }
     };
     let rec = &whole.as_slice()[at..];
-    match PackedHead::decode(rec).and_then(|h| Some((h, h.tail(rec)?))) {
+    match PackedHead::decode(rec, seq).and_then(|h| Some((h, h.tail(rec)?))) {
         Some((h, (key, _))) if h.gen == gen => Ok(Some(key.to_vec())),
         _ => {
             disk.fault(corrupt(disk, "packed record", block)).await;

@@ -346,7 +346,7 @@ async fn read_pack(file: &SlabFile, e: &DirEntry, dead: &[bool]) -> PackRecords 
                 off = off.next_multiple_of(BLOCK_BYTES as usize);
             }
             let rec = bytes.get(off..)?;
-            let head = PackedHead::decode(rec).filter(|h| h.member as usize == i)?;
+            let head = PackedHead::decode(rec, e.key_hash).filter(|h| h.member as usize == i)?;
             let (_, meta) = head.tail(rec)?;
             Some((off, head, meta.to_vec()))
         });
