@@ -11,7 +11,7 @@
 //!                   → finish(): record write → fdatasync → directory entry write → fdatasync
 //!                     → visible to lookup (crash bound: 0, finish() returns after the commit)
 //!                   → small objects: record appended to the open pack → group commit (pack
-//!                     blocks → fdatasync → pack entry → fdatasync, for every writer waiting)
+//!                     blocks → pack entry → one fdatasync, for every writer waiting)
 //! open(cfg)         → per disk: superblock check (refusals name the path) → directory scan
 //!                     → free map + index + policy rebuilt
 //! ```
