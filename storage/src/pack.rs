@@ -6,7 +6,7 @@
 //! RAM: 8 bytes per member (offset and slot id) beside the index's slot, plus the open pack's
 //! buffer (1 MiB) per disk and shard.
 
-use crate::layout::{encode_pack_members, DirEntry, Extent, ENTRY_FLAG_PACK};
+use crate::layout::{blocks_for, encode_pack_members, DirEntry, Extent, ENTRY_FLAG_PACK};
 use crate::slab::AlignedBuf;
 use std::collections::HashMap;
 
@@ -94,6 +94,21 @@ impl Pack {
             }
             _ => false,
         }
+    }
+
+    /// Cut the extent to the blocks the records use; the rest becomes the tail (returned once an
+    /// entry with the shorter extent is durable). True if anything was cut.
+    pub fn cut_to_used(&mut self) -> bool {
+        let used_blocks = (blocks_for(u64::from(self.used)) as u32).max(1);
+        if used_blocks >= self.extent.blocks {
+            return false;
+        }
+        self.tail = Some(Extent {
+            start: self.extent.start + used_blocks,
+            blocks: self.extent.blocks - used_blocks,
+        });
+        self.extent.blocks = used_blocks;
+        true
     }
 
     /// Blocks this pack holds (its extent and an unreturned tail).

@@ -13,7 +13,7 @@
 use crate::disk::Disk;
 use crate::error::StorageError;
 use crate::layout::{
-    blocks_for, encode_packed, packed_offset, packed_record_len, Extent, BLOCK_BYTES, PACK_BLOCKS,
+    blocks_for, encode_packed, packed_offset, packed_record_len, BLOCK_BYTES, PACK_BLOCKS,
     PACK_MEMBERS_MAX,
 };
 use crate::pack::{Member, Pack};
@@ -84,14 +84,7 @@ impl Disk {
                 }
                 // Full: seal it, keeping only the blocks it uses.
                 p.sealed = true;
-                let used_blocks = (blocks_for(u64::from(p.used)) as u32).max(1);
-                if used_blocks < p.extent.blocks {
-                    p.tail = Some(Extent {
-                        start: p.extent.start + used_blocks,
-                        blocks: p.extent.blocks - used_blocks,
-                    });
-                    p.extent.blocks = used_blocks;
-                }
+                p.cut_to_used();
                 st.packs.open = None;
                 entry
             };
@@ -311,17 +304,7 @@ impl Disk {
             };
             match step {
                 Step::Done => break,
-                Step::Wait => {
-                    self.waiters
-                        .until(|| {
-                            self.st
-                                .borrow()
-                                .packs
-                                .get(entry)
-                                .is_none_or(|p| !p.flushing)
-                        })
-                        .await
-                }
+                Step::Wait => self.flush_ended(entry).await,
                 Step::Flush => self.flush_pack(entry).await?,
             }
         }
@@ -343,6 +326,14 @@ impl Disk {
             let blocks = p.blocks();
             st.pending_free_blocks += blocks;
         }
+        self.flush_ended(entry).await;
+        let res = self.commit_entries(&[entry]).await;
+        self.finish_freeing_packs(&[entry], res.is_ok());
+        res
+    }
+
+    /// Resolves once pack `entry` has no flush running (or is gone).
+    async fn flush_ended(&self, entry: u32) {
         self.waiters
             .until(|| {
                 self.st
@@ -351,9 +342,6 @@ impl Disk {
                     .get(entry)
                     .is_none_or(|p| !p.flushing)
             })
-            .await;
-        let res = self.commit_entries(&[entry]).await;
-        self.finish_freeing_packs(&[entry], res.is_ok());
-        res
+            .await
     }
 }

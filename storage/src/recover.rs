@@ -271,15 +271,7 @@ pub(crate) async fn open_disk(
         table.members_alive += u64::from(pack.alive);
         // The pack that was open at shutdown: cut it to what it uses (the tail is returned once
         // the shorter entry is durable, below).
-        let used_blocks = (blocks_for(u64::from(pack.used)) as u32).max(1);
-        if used_blocks < pack.extent.blocks {
-            pack.tail = Some(Extent {
-                start: pack.extent.start + used_blocks,
-                blocks: pack.extent.blocks - used_blocks,
-            });
-            pack.extent.blocks = used_blocks;
-            changed = true;
-        }
+        changed |= pack.cut_to_used();
         if changed {
             dirty.push(id);
         }
