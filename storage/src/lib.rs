@@ -42,6 +42,7 @@ mod disk;
 pub mod error;
 pub mod hashing;
 pub mod index;
+mod join;
 pub mod layout;
 mod pack;
 mod packer;

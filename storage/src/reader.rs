@@ -56,6 +56,11 @@ pub(crate) async fn read_range(
         return read_packed(disk, obj, at, offset, len).await;
     }
     let loc: Location = disk.st.borrow().index.location(obj.slot);
+    if !loc.data.is_empty() && len > 0 {
+        if let Some(out) = read_chunk_with_record(disk, obj, &loc, offset, len).await? {
+            return Ok(out);
+        }
+    }
     let rec_buf = AlignedBuf::for_read(loc.record.blocks as usize * BLOCK_BYTES as usize);
     let (res, rec_buf) = disk
         .file
@@ -95,6 +100,97 @@ pub(crate) async fn read_range(
         return Err(StorageError::Gone);
     }
     Ok(out)
+}
+
+/// A range inside one chunk of an object with data blocks, read together with its record: one
+/// read when the chunk is the last one and the record follows it on the disk (the usual layout),
+/// else the two reads at once — not the record first and then the chunk. The extents come from
+/// the RAM index; the record read with them must name the same extents and chunk size, or
+/// `None` is returned and the caller reads the record first (an object written with another
+/// `chunk_bytes`, or a slot that changed meanwhile).
+async fn read_chunk_with_record(
+    disk: &Disk,
+    obj: &ObjectInfo,
+    loc: &Location,
+    offset: u64,
+    len: u64,
+) -> Result<Option<Bytes>, StorageError> {
+    let cb = u64::from(disk.geo.chunk_bytes);
+    let c = offset / cb;
+    if cb == 0 || (offset + len - 1) / cb != c || c * cb >= obj.body_len {
+        return Ok(None);
+    }
+    let chunk_start = c * cb;
+    let chunk_len = cb.min(obj.body_len - chunk_start) as usize;
+    let blocks = blocks_for(chunk_len as u64);
+    let pieces = map_blocks(&loc.data, chunk_start / BLOCK_BYTES, blocks);
+    if pieces.iter().any(Option::is_none) {
+        return Ok(None);
+    }
+    let rec_bytes = loc.record.blocks as usize * BLOCK_BYTES as usize;
+    let chunk_bytes = blocks as usize * BLOCK_BYTES as usize;
+    let adjacent = matches!(pieces.as_slice(),
+        [Some(p)] if u64::from(p.start) + u64::from(p.blocks) == u64::from(loc.record.start));
+    // (buffer, where the record starts in it, the chunk's buffer if apart)
+    let (rec_buf, rec_at, chunk_buf) = if adjacent {
+        let first = pieces[0].expect("checked").start;
+        let buf = AlignedBuf::for_read(chunk_bytes + rec_bytes);
+        let (res, buf) = disk.file.read_blocks(buf, u64::from(first)).await;
+        if let Err(e) = res {
+            return Err(failed(disk, obj, e).await);
+        }
+        (buf, chunk_bytes, None)
+    } else {
+        let rec_buf = AlignedBuf::for_read(rec_bytes);
+        let (rec, chunk) = crate::join::join2(
+            disk.file.read_blocks(rec_buf, u64::from(loc.record.start)),
+            read_extent_blocks(disk, &loc.data, chunk_start / BLOCK_BYTES, blocks),
+        )
+        .await;
+        let (res, rec_buf) = rec;
+        let chunk = match (res, chunk) {
+            (Ok(()), Ok(b)) => b,
+            (Err(e), _) | (_, Err(e)) => return Err(failed(disk, obj, e).await),
+        };
+        (rec_buf, 0, Some(chunk))
+    };
+    let rec_slice = &rec_buf.as_slice()[rec_at..];
+    let Some(head) = RecordHead::decode(rec_slice) else {
+        return Err(failed(disk, obj, corrupt(disk, "record", loc.record.start)).await);
+    };
+    if head.gen != obj.gen || head.body_len != obj.body_len || head.key_hash128 != obj.key_hash128 {
+        return Err(
+            if still_current(disk, obj) && head.key_hash128 == obj.key_hash128 {
+                disk.fault(corrupt(disk, "record", loc.record.start)).await
+            } else {
+                StorageError::Gone
+            },
+        );
+    }
+    if head.inline {
+        return Ok(None);
+    }
+    let rec = Record::from_head(rec_slice, &head);
+    if u64::from(rec.chunk_bytes) != cb
+        || rec.extents != loc.data
+        || rec.chunk_crcs.len() as u64 != rec.body_len.div_ceil(cb)
+    {
+        return Ok(None);
+    }
+    let want = rec.chunk_crcs[c as usize];
+    let data = match chunk_buf {
+        Some(b) => b,
+        None => rec_buf,
+    };
+    if crc32c::crc32c(&data.as_slice()[..chunk_len]) != want {
+        return Err(failed(disk, obj, corrupt(disk, "chunk", loc.record.start)).await);
+    }
+    disk.st.borrow_mut().reads += 1;
+    if !still_current(disk, obj) {
+        return Err(StorageError::Gone);
+    }
+    let lo = (offset - chunk_start) as usize;
+    Ok(Some(Bytes::from_owner(data).slice(lo..lo + len as usize)))
 }
 
 /// (first block, byte offset in it, pack sequence number) of packed slot `id`'s record; None if

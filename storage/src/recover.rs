@@ -145,6 +145,7 @@ pub(crate) async fn open_disk(
 
     // 2b. Packs: their committed records, read and checked.
     let mut packs: Vec<(u32, DirEntry, PackRecords)> = Vec::new();
+    let mut to_read: Vec<(u32, DirEntry, Vec<bool>)> = Vec::with_capacity(pack_entries.len());
     for (id, e) in pack_entries {
         let in_area = u64::from(e.first_block) >= geo.data_start_block
             && u64::from(e.first_block) + u64::from(e.data_blocks) <= geo.total_blocks
@@ -158,8 +159,19 @@ pub(crate) async fn open_disk(
             bad.push(id);
             continue;
         };
-        let records = read_pack(&file, &e, &dead).await;
-        packs.push((id, e, records));
+        to_read.push((id, e, dead));
+    }
+    // PACK_READS_AT_ONCE packs in flight: a disk of small objects holds thousands of packs, and
+    // one read at a time left the device at queue depth 1 (4 s for a million objects).
+    for group in to_read.chunks(PACK_READS_AT_ONCE) {
+        let reads = group
+            .iter()
+            .map(|(_, e, dead)| read_pack(&file, e, dead))
+            .collect();
+        let records = crate::join::join_all(reads).await;
+        for ((id, e, _), records) in group.iter().zip(records) {
+            packs.push((*id, e.clone(), records));
+        }
     }
 
     // 3. Free map from the used extents; overlapping or out-of-range objects are dropped.
@@ -314,6 +326,9 @@ pub(crate) async fn open_disk(
     }
     Ok(disk)
 }
+
+/// Pack reads recovery keeps in flight at once.
+const PACK_READS_AT_ONCE: usize = 16;
 
 /// Each member of a pack in order: its offset and `None` if its dead bit is set, `Some(None)`
 /// if its record fails its checks (offsets past the first such record are unknown: they get

@@ -309,3 +309,55 @@ fn an_object_being_written_reads_back_by_whole_chunks_until_its_writer_gives_up(
         ));
     });
 }
+
+/// A chunk is read together with its record (one read when it is the last chunk and the record
+/// follows it, else both at once): a flipped byte in a middle chunk or in the last one is an
+/// error, never the wrong bytes, and the other chunks still read back.
+#[test]
+fn a_corrupt_chunk_is_an_error_whether_or_not_it_adjoins_the_record() {
+    let dir = common::odirect_tempdir();
+    let mut cfg = common::config(dir.path(), 1, 16 << 20, 16 * 1024, 1000);
+    cfg.ram_tier_bytes = 0;
+    let body = common::body_bytes(7, 16 * 1024 * 3 + 5_000);
+    common::run(async {
+        let (store, _) = Store::open(cfg.clone()).await.unwrap();
+        put(&store, b"three-and-a-bit", &body, b"m").await;
+        for (off, len) in [
+            (0, 16_384),
+            (16_384, 16_384),
+            (49_152, 5_000),
+            (20_000, 100),
+        ] {
+            let got = get(&store, b"three-and-a-bit", off, len).await.unwrap();
+            assert_eq!(&got[..], &body[off as usize..(off + len) as usize]);
+        }
+        store.flush().await.unwrap();
+    });
+    // Flip one byte in chunk 1 (a middle chunk) and one in chunk 3 (the last, next to the record).
+    let path = dir.path().join("disk0.slab");
+    let mut slab = std::fs::read(&path).unwrap();
+    for at in [20_000usize, 50_000] {
+        let needle = &body[at..at + 64];
+        let pos = slab
+            .windows(64)
+            .position(|w| w == needle)
+            .expect("body bytes on the slab");
+        slab[pos] ^= 0x5a;
+    }
+    std::fs::write(&path, &slab).unwrap();
+    common::run(async {
+        let (store, _) = Store::open(cfg.clone()).await.unwrap();
+        let disk = store.pick_disk(b"three-and-a-bit").unwrap();
+        let info = store.lookup(disk, b"three-and-a-bit").unwrap();
+        let got = store.read(&info, 0, 16_384).await.unwrap();
+        assert_eq!(&got[..], &body[..16_384]);
+        for (off, len) in [(16_384u64, 16_384u64), (49_152, 5_000)] {
+            match store.read(&info, off, len).await {
+                Err(StorageError::Corrupt { what, .. }) => assert_eq!(what, "chunk"),
+                other => panic!("chunk at {off}: {other:?}"),
+            }
+        }
+        let got = store.read(&info, 32_768, 16_384).await.unwrap();
+        assert_eq!(&got[..], &body[32_768..49_152]);
+    });
+}
