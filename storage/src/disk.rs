@@ -136,6 +136,8 @@ pub(crate) struct Disk {
     pub st: RefCell<DiskState>,
     pub waiters: Waiters,
     pub reads: ReadClock,
+    /// Records of multi-chunk objects read lately (`records.rs`).
+    pub records: RefCell<crate::records::RecordCache>,
 }
 
 /// Seconds since the Unix epoch.
@@ -185,6 +187,7 @@ impl Disk {
             }),
             waiters: Waiters::default(),
             reads: ReadClock::default(),
+            records: RefCell::default(),
         }
     }
 

@@ -49,6 +49,7 @@ mod packer;
 pub mod policy;
 pub mod ram_tier;
 mod reader;
+mod records;
 mod recover;
 pub mod slab;
 mod store;

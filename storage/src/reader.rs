@@ -57,6 +57,14 @@ pub(crate) async fn read_range(
     }
     let loc: Location = disk.st.borrow().index.location(obj.slot);
     if !loc.data.is_empty() && len > 0 {
+        let cached = disk.records.borrow().get(obj, &loc.data);
+        if let Some(rec) = cached {
+            if let Some(out) = read_chunk_of(disk, obj, &rec, offset, len).await? {
+                return Ok(out);
+            }
+            // Not this object's chunk after all (a stale entry): read it with its record.
+            disk.records.borrow_mut().remove(obj.slot);
+        }
         if let Some(out) = read_chunk_with_record(disk, obj, &loc, offset, len).await? {
             return Ok(out);
         }
@@ -100,6 +108,45 @@ pub(crate) async fn read_range(
         return Err(StorageError::Gone);
     }
     Ok(out)
+}
+
+/// A range inside one chunk of `obj`, whose record is `rec` (cached): the chunk alone is read.
+/// `None` if the range spans chunks or the chunk does not match the record's crc (the caller
+/// reads it again with the record from the disk, which decides whether it is corrupt).
+async fn read_chunk_of(
+    disk: &Disk,
+    obj: &ObjectInfo,
+    rec: &Record,
+    offset: u64,
+    len: u64,
+) -> Result<Option<Bytes>, StorageError> {
+    let cb = u64::from(rec.chunk_bytes);
+    let c = offset / cb;
+    if cb == 0 || (offset + len - 1) / cb != c || c as usize >= rec.chunk_crcs.len() {
+        return Ok(None);
+    }
+    let chunk_start = c * cb;
+    let chunk_len = cb.min(rec.body_len - chunk_start) as usize;
+    let buf = match read_extent_blocks(
+        disk,
+        &rec.extents,
+        chunk_start / BLOCK_BYTES,
+        blocks_for(chunk_len as u64),
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return Err(failed(disk, obj, e).await),
+    };
+    if crc32c::crc32c(&buf.as_slice()[..chunk_len]) != rec.chunk_crcs[c as usize] {
+        return Ok(None);
+    }
+    disk.st.borrow_mut().reads += 1;
+    if !still_current(disk, obj) {
+        return Err(StorageError::Gone);
+    }
+    let lo = (offset - chunk_start) as usize;
+    Ok(Some(Bytes::from_owner(buf).slice(lo..lo + len as usize)))
 }
 
 /// A range inside one chunk of an object with data blocks, read together with its record: one
@@ -178,6 +225,11 @@ async fn read_chunk_with_record(
         return Ok(None);
     }
     let want = rec.chunk_crcs[c as usize];
+    if rec.chunk_crcs.len() > 1 {
+        disk.records
+            .borrow_mut()
+            .insert(obj.slot, std::rc::Rc::new(rec));
+    }
     let data = match chunk_buf {
         Some(b) => b,
         None => rec_buf,

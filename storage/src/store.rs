@@ -642,6 +642,11 @@ impl Store {
         Ok(())
     }
 
+    /// Counters of this shard's disk ring (every slab read, write and sync it completed).
+    pub fn ring_stats(&self) -> crate::uring::RingStats {
+        self.ring.stats()
+    }
+
     /// Per-disk and RAM-tier figures.
     pub fn stats(&self) -> StoreStats {
         let disks = self

@@ -361,3 +361,42 @@ fn a_corrupt_chunk_is_an_error_whether_or_not_it_adjoins_the_record() {
         assert_eq!(&got[..], &body[32_768..49_152]);
     });
 }
+
+/// Reading an object of several chunks chunk by chunk reads its record once: the first chunk
+/// with the record (two reads at once), every later chunk alone — and a replaced object's
+/// cached record is never used for the new one.
+#[test]
+fn later_chunks_are_read_without_their_record() {
+    let dir = common::odirect_tempdir();
+    let mut cfg = common::config(dir.path(), 1, 16 << 20, 16 * 1024, 1000);
+    cfg.ram_tier_bytes = 0;
+    let body = common::body_bytes(9, 16 * 1024 * 4);
+    let other = common::body_bytes(10, 16 * 1024 * 4);
+    common::run(async {
+        let (store, _) = Store::open(cfg.clone()).await.unwrap();
+        put(&store, b"four", &body, b"m").await;
+        let reads_for = |store: &Store| store.ring_stats().completions;
+        for round in 0..2 {
+            let before = reads_for(&store);
+            for c in 0..4u64 {
+                let got = get(&store, b"four", c * 16_384, 16_384).await.unwrap();
+                assert_eq!(
+                    &got[..],
+                    &body[(c * 16_384) as usize..((c + 1) * 16_384) as usize]
+                );
+            }
+            let ios = reads_for(&store) - before;
+            // The first round: record + chunk 0, then chunks 1..3 alone; later: chunks alone.
+            assert_eq!(ios, if round == 0 { 5 } else { 4 }, "round {round}");
+        }
+        // Replaced under the same key (a new slot or generation): the new bytes, never the old.
+        put(&store, b"four", &other, b"m").await;
+        for c in 0..4u64 {
+            let got = get(&store, b"four", c * 16_384, 16_384).await.unwrap();
+            assert_eq!(
+                &got[..],
+                &other[(c * 16_384) as usize..((c + 1) * 16_384) as usize]
+            );
+        }
+    });
+}
