@@ -263,6 +263,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 done
 curl -s --max-time 5 "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" > "$OUT/logs/arrow-metrics.txt" || true
+# The floor under any CPU per hit that copies the body into the socket, in the same run: one
+# send(2) of 64 KiB / 1 MiB over loopback TCP (bench/send_floor.sh), while the caches idle.
+ROUNDS=1 SENDER_CORE=$SERVER_CORE RECEIVER_CORE=$CLIENT_CORE bash "$BENCH_DIR/send_floor.sh" \
+    > "$OUT/send-floor.txt" 2>&1 || log "send floor not measured (see $OUT/send-floor.txt)"
 
 python3 - "$ROWS" <<'PY'
 import json, statistics, sys
@@ -313,4 +317,9 @@ if peers:
     am = max((r.get("mem_peak_bytes", 0) for r in rows if r["engine"] == "arrow"), default=0)
     print(f"\nArrow memory peak (cgroup): {am / 1048576:.0f} MiB")
 PY
+if [ -s "$OUT/send-floor.txt" ]; then
+    echo
+    echo "send(2) of one body over loopback TCP, sender's CPU (bench/send_floor.sh, same run):"
+    sed 's/^/  /' "$OUT/send-floor.txt"
+fi
 exit "$FAILED"
