@@ -8,11 +8,13 @@
 # objects, all cached first. Then:
 #   1. baseline: wrk -c1 over the probe objects for PROBE_S s (p50/p99), node RSS, MemAvailable;
 #   2. SLOW clients (bench/slow_clients.py: SO_RCVBUF 4 KiB, GET an 8 MiB object, read 32 bytes
-#      every 5 s, for HOLD_S s), spread over the 8 objects;
+#      every 5 s, for HOLD_S s), spread over the 8 objects: half of them, SETTLE_S s, node RSS
+#      and MemAvailable, then the other half;
 #   3. after SETTLE_S s: the probe again, node RSS and MemAvailable (the largest of 5 samples);
 #   4. the slow clients end; the node's counters (slow viewers closed, pieces dropped).
-# Reported: memory growth per slow connection (RSS and MemAvailable), probe p99 with the slow
-# clients ÷ idle baseline. Output: OUT_DIR/slowread.json and a line on stdout.
+# Reported: memory growth per slow connection (RSS and MemAvailable) from idle, and from half to
+# all of the slow clients (the marginal cost of one more, apart from fixed bounds such as the
+# RAM tier and the buffer pool filling), probe p99 with the slow clients ÷ idle baseline. Output: OUT_DIR/slowread.json and a line on stdout.
 #
 # Environment: SLOW [1000] HOLD_S [28] SETTLE_S [12] PROBE_S [5] RAM_BYTES [67108864]
 # BASE_PORT [18600] SERVER_CORE [1] CLIENT_CORE [0] ARROW_BIN.
@@ -99,31 +101,50 @@ log "idle: probe p50 ${P50_0} us p99 ${P99_0} us ($N0 requests), RSS ${RSS0} KiB
 
 pids=()
 per=$(((SLOW + 7) / 8))
-for i in 0 1 2 3 4 5 6 7; do
-    taskset -c "$CLIENT_CORE" python3 "$BENCH_DIR/slow_clients.py" --addr "127.0.0.1:$PORT" \
-        --path "/d8m/0000$i" --count "$per" --hold-s "$HOLD_S" > "$OUT/logs/slow-$i.json" 2>&1 &
-    pids+=($!)
-    bench_track "$!"
-done
+start_slow() { # start_slow FIRST LAST HOLD: the slow clients of objects FIRST..LAST
+    local i
+    for ((i = $1; i <= $2; i++)); do
+        taskset -c "$CLIENT_CORE" python3 "$BENCH_DIR/slow_clients.py" --addr "127.0.0.1:$PORT" \
+            --path "/d8m/0000$i" --count "$per" --hold-s "$3" > "$OUT/logs/slow-$i.json" 2>&1 &
+        pids+=($!)
+        bench_track "$!"
+    done
+}
+sample() { # sample: "max RSS KiB, min MemAvailable KiB, slow connections open" over 5 samples
+    local r a rmax=0 amin=$AVAIL0 _
+    for _ in 1 2 3 4 5; do
+        r=$(rss_kib); a=$(avail_kib)
+        [ "$r" -gt "$rmax" ] && rmax=$r
+        [ "$a" -lt "$amin" ] && amin=$a
+        sleep 0.2
+    done
+    echo "$rmax $amin $(ss -Htn state established "( sport = :$PORT )" | wc -l)"
+}
+# Half the slow clients first, then the other half: the growth between the two samples is what
+# one more slow connection costs, apart from the fixed bounds (RAM tier, buffer pool) that the
+# first half may still be filling.
+start_slow 0 3 $((HOLD_S + SETTLE_S))
 sleep "$SETTLE_S"
-RSS1=0
-AVAIL1=$AVAIL0
-for _ in 1 2 3 4 5; do
-    r=$(rss_kib); a=$(avail_kib)
-    [ "$r" -gt "$RSS1" ] && RSS1=$r
-    [ "$a" -lt "$AVAIL1" ] && AVAIL1=$a
-    sleep 0.2
-done
-OPEN=$(ss -Htn state established "( sport = :$PORT )" | wc -l)
+read -r RSSH AVAILH OPENH < <(sample)
+log "with $OPENH slow connections open: RSS ${RSSH} KiB, MemAvailable ${AVAILH} KiB"
+start_slow 4 7 "$HOLD_S"
+sleep "$SETTLE_S"
+read -r RSS1 AVAIL1 OPEN < <(sample)
+# Where the node's memory is (anonymous mappings by size) and the tier's state, for the record.
+cat "/proc/$PID/smaps" > "$OUT/logs/arrow-smaps-slow.txt" 2>/dev/null || true
+curl -s --max-time 5 "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" > "$OUT/logs/arrow-metrics-slow.txt" || true
 read -r P50_1 P99_1 N1 < <(probe slow)
 log "with $OPEN slow connections open: probe p50 ${P50_1} us p99 ${P99_1} us, RSS ${RSS1} KiB, MemAvailable ${AVAIL1} KiB"
 for p in "${pids[@]}"; do wait "$p" || true; done
 curl -s --max-time 5 "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" > "$OUT/logs/arrow-metrics.txt" || true
 
-python3 - "$OUT" "$OPEN" "$RSS0" "$RSS1" "$AVAIL0" "$AVAIL1" "$P50_0" "$P99_0" "$P50_1" "$P99_1" <<'PY'
+python3 - "$OUT" "$OPEN" "$RSS0" "$RSS1" "$AVAIL0" "$AVAIL1" "$P50_0" "$P99_0" "$P50_1" "$P99_1" \
+    "$OPENH" "$RSSH" "$AVAILH" <<'PY'
 import glob, json, sys
-out, open_, rss0, rss1, av0, av1, p50_0, p99_0, p50_1, p99_1 = sys.argv[1:]
+out, open_, rss0, rss1, av0, av1, p50_0, p99_0, p50_1, p99_1, openh, rssh, avh = sys.argv[1:]
 open_, rss0, rss1, av0, av1 = int(open_), int(rss0), int(rss1), int(av0), int(av1)
+openh, rssh, avh = int(openh), int(rssh), int(avh)
+more = max(open_ - openh, 1)
 clients = {"connected": 0, "bytes": 0, "closed_by_server": 0, "errors": 0}
 for f in glob.glob(f"{out}/logs/slow-*.json"):
     for line in open(f):
@@ -140,6 +161,9 @@ row = {
     "slow_connections_open": open_, "clients": clients,
     "rss_growth_kib_per_conn": round((rss1 - rss0) / n, 2),
     "memavailable_drop_kib_per_conn": round((av0 - av1) / n, 2),
+    "half_open": openh,
+    "rss_marginal_kib_per_conn": round((rss1 - rssh) / more, 2),
+    "memavailable_marginal_kib_per_conn": round((avh - av1) / more, 2),
     "probe_p50_us": [int(p50_0), int(p50_1)], "probe_p99_us": [int(p99_0), int(p99_1)],
     "probe_p99_ratio": round(int(p99_1) / max(int(p99_0), 1), 2),
     "slow_viewers_closed": metrics.get("arrow_slow_viewers_closed_total"),
@@ -147,6 +171,8 @@ row = {
 }
 json.dump(row, open(f"{out}/slowread.json", "w"), indent=1)
 print(f"slowread: {open_} slow connections: RSS +{row['rss_growth_kib_per_conn']} KiB/conn, "
-      f"MemAvailable -{row['memavailable_drop_kib_per_conn']} KiB/conn, probe p99 {p99_0} -> {p99_1} us "
+      f"MemAvailable -{row['memavailable_drop_kib_per_conn']} KiB/conn; from {openh} to {open_}: "
+      f"RSS +{row['rss_marginal_kib_per_conn']} KiB, MemAvailable -{row['memavailable_marginal_kib_per_conn']} KiB "
+      f"per connection; probe p99 {p99_0} -> {p99_1} us "
       f"(x{row['probe_p99_ratio']}), clients {clients}")
 PY

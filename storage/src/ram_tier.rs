@@ -356,6 +356,23 @@ impl RamTier {
         true
     }
 
+    /// Evict the least recently used arena body that only the tier holds (its region comes
+    /// back at once); false if every arena body is held by a send.
+    fn evict_unheld_lru(&mut self) -> bool {
+        let found = self.lru.iter().find_map(|(&stamp, key)| {
+            let e = self.map.get(key)?;
+            matches!(&e.body, Held::Arena(r) if Rc::strong_count(r) == 1).then_some((stamp, *key))
+        });
+        let Some((stamp, key)) = found else {
+            return false;
+        };
+        self.lru.remove(&stamp);
+        if let Some(e) = self.map.remove(&key) {
+            self.bytes -= e.charged_bytes;
+        }
+        true
+    }
+
     /// Keep a body; evicts least recently used bodies to stay within capacity. Returns what the
     /// tier now holds for the object (None if it was not taken).
     pub fn insert(&mut self, disk: u128, slot: u64, gen: u32, body: Bytes) -> Option<Held> {
@@ -380,11 +397,15 @@ impl RamTier {
                 let arena = Rc::clone(arena);
                 // Regions still held by spans in flight are not counted in `bytes`, so the
                 // file can be fragmented while `bytes` has room: evict until a region fits.
+                // Evicting a body whose region a send still holds frees no arena space (slow
+                // viewers can hold many): evict the least recent body nobody else holds, and
+                // decline this one when there is none, rather than emptying the tier.
                 let off = loop {
                     if let Some(off) = arena.alloc(charged_bytes) {
                         break off;
                     }
-                    if !self.evict_lru() {
+                    if !self.evict_unheld_lru() {
+                        self.declined += 1;
                         return None;
                     }
                 };
@@ -518,6 +539,53 @@ mod tests {
             assert_eq!(got.bytes(0, 1 << 20), body(slot as u8 + 1, 1 << 20));
         }
         drop(span);
+    }
+
+    #[test]
+    fn regions_held_by_sends_do_not_empty_the_tier() {
+        // 16 MiB: eight 1 MiB bodies whose regions stay held (slow sends), eight more the
+        // tier can still evict. A new body needs a region: two evictions make room (freed
+        // regions of held bodies do not), and the tier keeps the rest.
+        let mut t = RamTier::new(16 << 20);
+        let mut spans = Vec::new();
+        for slot in 0..16u64 {
+            let held = t
+                .insert(1, slot, 1, body(slot as u8, 1 << 20))
+                .expect("taken");
+            if slot % 2 == 0 {
+                spans.push(held.span(0, 1 << 20).expect("arena body"));
+            }
+        }
+        // Evict the held ones first (least recent): their regions stay pinned.
+        for slot in (1..16u64).step_by(2) {
+            assert!(t.get(1, slot, 1).is_some());
+        }
+        // Room by bytes: the least recent body (0, held) goes; room in the arena: the least
+        // recent body nobody holds (1) goes, not every held one before it.
+        let taken = t.insert(1, 100, 1, body(100, 1 << 20)).expect("taken");
+        assert_eq!(taken.bytes(0, 1 << 20), body(100, 1 << 20));
+        assert!(t.get(1, 0, 1).is_none() && t.get(1, 1, 1).is_none());
+        let left = (2..16u64).filter(|&s| t.get(1, s, 1).is_some()).count();
+        assert_eq!(left, 14, "the tier kept its other bodies");
+        // Every remaining arena body held as well: the next body is declined, nothing evicted
+        // beyond the room by bytes.
+        let mut all = Vec::new();
+        for slot in (2..16u64).chain([100]) {
+            all.push(
+                t.get(1, slot, 1)
+                    .expect("held")
+                    .span(0, 1 << 20)
+                    .expect("arena"),
+            );
+        }
+        assert!(t.insert(1, 101, 1, body(101, 1 << 20)).is_none());
+        assert!(t.bytes() >= 13 << 20, "not emptied: {} bytes", t.bytes());
+        drop(all);
+        drop(spans);
+        assert!(
+            t.insert(1, 102, 1, body(102, 1 << 20)).is_some(),
+            "fits once released"
+        );
     }
 
     #[test]

@@ -2,6 +2,15 @@
 //! or the inline body), read only the chunks the range needs, verify each crc32c, and check the
 //! generation again after the I/O so an object evicted or replaced meanwhile is `Gone`, never
 //! another object's bytes.
+//!
+//! ```text
+//! packed slot ─────────────────────────────▶ one read: header + body (crc over both)
+//! record only (inline body) ───────────────▶ one read: the record
+//! one chunk, record cached (records.rs) ───▶ one read: the chunk
+//! the last chunk (record right behind it) ─▶ one read: chunk + record
+//! any other chunk ─────────────────────────▶ two reads at once: chunk, record
+//! a range over several chunks ─────────────▶ the record, then its chunks
+//! ```
 
 use crate::disk::Disk;
 use crate::error::StorageError;

@@ -33,6 +33,23 @@ impl StoredBody<'_> {
     }
 }
 
+/// The most body bytes a slow viewer's send holds (while its socket takes nothing, for at most
+/// `limits.send_hold_ms`): the piece is copied out of what the read handed over — a whole chunk
+/// buffer from the disk, or a RAM-tier span — which goes back at once. A slow viewer thus pins
+/// no chunk buffer and no region of the tier's arena (regions pinned by many slow sends
+/// fragmented the arena until the tier could take nothing).
+const SLOW_PIECE_BYTES: usize = 64 * 1024;
+
+fn slow_piece(
+    part: Result<BodyPart, arrow_storage::StorageError>,
+) -> Result<BodyPart, arrow_storage::StorageError> {
+    let copy = |b: &[u8]| Bytes::copy_from_slice(&b[..b.len().min(SLOW_PIECE_BYTES)]);
+    Ok(BodyPart::Bytes(match part? {
+        BodyPart::Bytes(b) => copy(&b),
+        BodyPart::Span(s) => copy(s.as_slice()),
+    }))
+}
+
 impl ShardCache {
     /// Serve `req` from this shard's replica of its key, if there is a fresh one of the
     /// current epoch (`None`: ask the owning shard).
@@ -211,7 +228,7 @@ impl ShardCache {
         while let Some(p) = part.take() {
             let plen = p.len();
             let next_pos = pos + plen;
-            let ahead = match &body {
+            let mut ahead = match &body {
                 StoredBody::Store(store, info) if read_ahead && next_pos < end => {
                     let store = Rc::clone(store);
                     let info = (*info).clone();
@@ -235,21 +252,21 @@ impl ShardCache {
             if pos >= end {
                 break;
             }
-            let next = if took < plen {
+            if took < plen {
                 // A slow viewer: no read-ahead from now on, nothing held while it drains.
                 self.metrics.send_pieces_dropped.inc();
                 read_ahead = false;
-                drop(ahead);
+                ahead = None;
                 if sink.writable().await.is_err() {
                     out.aborted = true;
                     return Some(out);
                 }
-                body.read(pos, end - pos, want_span).await
-            } else {
-                match ahead {
-                    Some(task) => task.await,
-                    None => body.read(pos, end - pos, want_span).await,
-                }
+            }
+            let next = match ahead {
+                Some(task) => task.await,
+                // From a slow viewer on, pieces of at most SLOW_PIECE_BYTES of its own.
+                _ if !read_ahead => slow_piece(body.read(pos, end - pos, want_span).await),
+                _ => body.read(pos, end - pos, want_span).await,
             };
             match next {
                 Ok(p) if !p.is_empty() => part = Some(p),
@@ -337,6 +354,29 @@ impl ShardCache {
             result: CacheResult::Pass,
             body_bytes: 0,
             aborted,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_viewers_piece_is_a_small_copy_of_its_own() {
+        let chunk = Bytes::from(vec![7u8; 1 << 20]);
+        match slow_piece(Ok(BodyPart::Bytes(chunk.clone()))) {
+            Ok(BodyPart::Bytes(b)) => {
+                assert_eq!(b.len(), SLOW_PIECE_BYTES);
+                assert!(b.iter().all(|&x| x == 7));
+                // A copy: the chunk buffer is not kept alive by the piece.
+                assert_ne!(b.as_ptr(), chunk.as_ptr());
+            }
+            _ => panic!("bytes expected"),
+        }
+        match slow_piece(Ok(BodyPart::Bytes(Bytes::from_static(b"tail")))) {
+            Ok(BodyPart::Bytes(b)) => assert_eq!(&b[..], b"tail"),
+            _ => panic!("bytes expected"),
         }
     }
 }
