@@ -239,11 +239,16 @@ run_fio() { # run_fio ROUND SIZE C
     python3 - "$ROWS" "$js" "$round" "$size" "$c" <<'PY'
 import json, sys
 out, js, rnd, size, c = sys.argv[1:]
-j = json.load(open(js))["jobs"][0]["read"]
+job = json.load(open(js))["jobs"][0]
+j = job["read"]
+# fio's own CPU (user + system, % of the job's run time) per read: what one O_DIRECT read costs
+# a process on this machine, device emulation included.
+cpu_s = (job["usr_cpu"] + job["sys_cpu"]) / 100 * j["runtime"] / 1000
 row = {"engine": "fio", "round": int(rnd), "size_kib": int(size), "conns": int(c),
-       "ops_per_s": round(j["iops"], 1), "p99_us": round(j["clat_ns"]["percentile"].get("99.000000", 0) / 1000)}
+       "ops_per_s": round(j["iops"], 1), "p99_us": round(j["clat_ns"]["percentile"].get("99.000000", 0) / 1000),
+       "cpu_us_per_op": round(cpu_s * 1e6 / max(j["total_ios"], 1), 1)}
 open(out, "a").write(json.dumps(row) + "\n")
-print(f"fio     {size:>5} KiB         c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} reads/s", file=sys.stderr)
+print(f"fio     {size:>5} KiB         c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} reads/s  cpu {row['cpu_us_per_op']} us/read", file=sys.stderr)
 PY
 }
 
@@ -273,24 +278,28 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 med = statistics.median
 fio = {(r["round"], r["size_kib"], r["conns"]): r["ops_per_s"] for r in rows if r["engine"] == "fio"}
+fio_cpu = {(r["round"], r["size_kib"], r["conns"]): r.get("cpu_us_per_op") for r in rows if r["engine"] == "fio"}
 arrow = {(r["round"], r["size_kib"], r["pick"], r["conns"]): r for r in rows if r["engine"] == "arrow"}
 groups = {}
 for (rnd, size, pick, c), r in arrow.items():
     f = fio.get((rnd, size, c))
     if not f:
         continue
-    g = groups.setdefault((size, pick, c), {"ratio": [], "cpu": [], "ops": [], "fio": [], "mem": []})
+    g = groups.setdefault((size, pick, c), {"ratio": [], "cpu": [], "ops": [], "fio": [], "mem": [], "fcpu": []})
+    if fio_cpu.get((rnd, size, c)):
+        g["fcpu"].append(fio_cpu[(rnd, size, c)])
     g["ratio"].append(r["ops_per_s"] / f)
     g["cpu"].append(r["cpu_us_per_op"])
     g["ops"].append(r["ops_per_s"])
     g["fio"].append(f)
     g["mem"].append(r.get("mem_peak_bytes", 0))
-print("| object | keys | conns | Arrow req/s | fio reads/s | Arrow ÷ fio (median, range) | Arrow CPU per hit (median, range) |")
-print("|---|---|---|---|---|---|---|")
+print("| object | keys | conns | Arrow req/s | fio reads/s | Arrow ÷ fio (median, range) | Arrow CPU per hit (median, range) | fio CPU per read (median) |")
+print("|---|---|---|---|---|---|---|---|")
 for (size, pick, c), g in sorted(groups.items()):
+    fcpu = f"{med(g['fcpu']):.0f} µs" if g["fcpu"] else "–"
     print(f"| {size} KiB | {pick} | {c} | {med(g['ops']):.0f} | {med(g['fio']):.0f} | "
           f"{med(g['ratio']):.2f} ({min(g['ratio']):.2f}–{max(g['ratio']):.2f}) | "
-          f"{med(g['cpu']):.0f} µs ({min(g['cpu']):.0f}–{max(g['cpu']):.0f}) |")
+          f"{med(g['cpu']):.0f} µs ({min(g['cpu']):.0f}–{max(g['cpu']):.0f}) | {fcpu} |")
 peers = sorted({r["engine"] for r in rows} - {"arrow", "fio"})
 if peers:
     print()
