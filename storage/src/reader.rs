@@ -48,6 +48,30 @@ fn corrupt(disk: &Disk, what: &'static str, block: u32) -> StorageError {
     }
 }
 
+/// The checked header of `obj`'s record, read into `buf` from `block`: a record that fails its
+/// crc is a fault (or `Gone` if the slot changed meanwhile); one of the same slot and generation
+/// but another key — a 64-bit hash collision at lookup, or the slot changed — is not this object.
+async fn record_head_of(
+    disk: &Disk,
+    obj: &ObjectInfo,
+    buf: &[u8],
+    block: u32,
+) -> Result<RecordHead, StorageError> {
+    let Some(head) = RecordHead::decode(buf) else {
+        return Err(failed(disk, obj, corrupt(disk, "record", block)).await);
+    };
+    if head.gen != obj.gen || head.body_len != obj.body_len || head.key_hash128 != obj.key_hash128 {
+        return Err(
+            if still_current(disk, obj) && head.key_hash128 == obj.key_hash128 {
+                disk.fault(corrupt(disk, "record", block)).await
+            } else {
+                StorageError::Gone
+            },
+        );
+    }
+    Ok(head)
+}
+
 /// Read body bytes `[offset, offset + len)` of `obj` from `disk`.
 pub(crate) async fn read_range(
     disk: &Disk,
@@ -87,20 +111,7 @@ pub(crate) async fn read_range(
         return Err(failed(disk, obj, e).await);
     }
     // The header alone (crc-checked over the whole record): an inline body needs nothing else.
-    let Some(head) = RecordHead::decode(rec_buf.as_slice()) else {
-        return Err(failed(disk, obj, corrupt(disk, "record", loc.record.start)).await);
-    };
-    if head.gen != obj.gen || head.body_len != obj.body_len || head.key_hash128 != obj.key_hash128 {
-        // Same slot and generation but another key: a 64-bit hash collision at lookup, or the
-        // slot changed. Either way not this object.
-        return Err(
-            if still_current(disk, obj) && head.key_hash128 == obj.key_hash128 {
-                disk.fault(corrupt(disk, "record", loc.record.start)).await
-            } else {
-                StorageError::Gone
-            },
-        );
-    }
+    let head = record_head_of(disk, obj, rec_buf.as_slice(), loc.record.start).await?;
     disk.st.borrow_mut().reads += 1;
     if len == 0 {
         return Ok(Bytes::new());
@@ -211,18 +222,7 @@ async fn read_chunk_with_record(
         (rec_buf, 0, Some(chunk))
     };
     let rec_slice = &rec_buf.as_slice()[rec_at..];
-    let Some(head) = RecordHead::decode(rec_slice) else {
-        return Err(failed(disk, obj, corrupt(disk, "record", loc.record.start)).await);
-    };
-    if head.gen != obj.gen || head.body_len != obj.body_len || head.key_hash128 != obj.key_hash128 {
-        return Err(
-            if still_current(disk, obj) && head.key_hash128 == obj.key_hash128 {
-                disk.fault(corrupt(disk, "record", loc.record.start)).await
-            } else {
-                StorageError::Gone
-            },
-        );
-    }
+    let head = record_head_of(disk, obj, rec_slice, loc.record.start).await?;
     if head.inline {
         return Ok(None);
     }
