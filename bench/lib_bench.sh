@@ -58,23 +58,9 @@ log "building arrow-bench and arrow-lib (release)"
 gcc -O2 -Wall -Wextra -I "$ROOT/lib/include" "$ROOT/lib/bench/lookup_bench.c" \
     "$TARGET/release/libarrow_cdn.a" -lpthread -ldl -lm -o "$WORK/lookup_bench"
 
-"$TARGET/release/arrow-bench" table-writer --path "$TABLE" --nodes 3 \
-    --http "127.0.0.1:$BACKEND_PORT" --seconds 3600 &
-PIDS+=($!)
-cat >"$WORK/arrow.toml" <<EOT
-[node]
-name = "n01.bench.test"
-listen = ["127.0.0.1:$BACKEND_PORT"]
-[[host]]
-hosts = ["*"]
-origins = ["http://127.0.0.1:$BACKEND_PORT"]
-[cluster]
-table_path = "$TABLE"
-group = "239.255.77.77:17777"
-secret = "bench-secret-0123456789"
-EOT
-for _ in $(seq 1 50); do [ -s "$TABLE" ] && break; sleep 0.1; done
-sleep 0.3
+# shellcheck source=lib/lib_fronts.sh
+. "$ROOT/bench/lib/lib_fronts.sh"
+lib_fronts_setup "$WORK" "$TABLE" "$BACKEND_PORT" "$PLAIN_PORT" "$LUA_PORT" "$LUAVAR_PORT"
 
 # --- 1. lookups/s ---------------------------------------------------------------------------
 # ROUNDS rounds; in each, the library and the node's placement back to back on the same core.
@@ -94,28 +80,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # --- 2. nginx + Lua vs plain nginx ----------------------------------------------------------
-mkdir -p "$WORK/backend/logs" "$WORK/plain/logs" "$WORK/lua/logs" "$WORK/luavar/logs"
 common="daemon off; master_process on; worker_processes 1; user root;"
-cat >"$WORK/backend/nginx.conf" <<EOT
-events { worker_connections 4096; }
-http { access_log off;
-  server { listen 127.0.0.1:$BACKEND_PORT reuseport; location / { return 200 "ok\n"; } } }
-EOT
-cat >"$WORK/plain/nginx.conf" <<EOT
-events { worker_connections 4096; }
-http { access_log off;
-  server { listen 127.0.0.1:$PLAIN_PORT;
-    location / { proxy_set_header Host \$http_host; proxy_pass_header Server;
-                 proxy_pass http://127.0.0.1:$BACKEND_PORT; } } }
-EOT
-sed -e "s|ARROW_CONFIG|$WORK/arrow.toml|" -e "s|LUA_DIR|$ROOT/lib/lua|" \
-    -e "s|LOCAL_NODE|127.0.0.1:$BACKEND_PORT|" -e "s|listen 8080 reuseport;|listen 127.0.0.1:$LUA_PORT;|" \
-    -e "s|worker_processes auto;||" "$ROOT/lib/lua/nginx.conf" >"$WORK/lua/nginx.conf"
-# The same Lua front without the library: a constant upstream set from Lua (what the Lua phase
-# and a variable proxy_pass cost by themselves).
-sed -e "s|require(\"arrow\").nginx_rewrite(package.loaded.arrow_handle)|ngx.var.arrow_upstream = ngx.var.arrow_local|" \
-    -e "s|require(\"arrow\").nginx_headers(package.loaded.arrow_handle)|local _ = ngx.ctx.arrow|" \
-    -e "s|listen 127.0.0.1:$LUA_PORT;|listen 127.0.0.1:$LUAVAR_PORT;|" "$WORK/lua/nginx.conf" >"$WORK/luavar/nginx.conf"
 start_nginx() { # name core
     taskset -c "$2" env ARROW_LIB="$TARGET/release/libarrow_cdn.so" nginx -p "$WORK/$1" \
         -c "$WORK/$1/nginx.conf" -g "$common pid $WORK/$1/nginx.pid; error_log $WORK/$1/error.log;" &
@@ -130,13 +95,6 @@ for port in $BACKEND_PORT $PLAIN_PORT $LUA_PORT $LUAVAR_PORT; do
 done
 probe=$(curl -s -D- -o /dev/null -H "Host: cdn.bench.test" "http://127.0.0.1:$LUA_PORT/v/title-1/a.ts")
 grep -q "^HTTP/1.1 200" <<<"$probe" || { log "nginx+Lua did not route:"; echo "$probe"; cat "$WORK/lua/error.log"; exit 1; }
-cat >"$WORK/titles.lua" <<'EOT'
-local n = 0
-request = function()
-    n = n + 1
-    return wrk.format("GET", "/v/title-" .. (n % 10000) .. "/seg-1.ts", { Host = "cdn.bench.test" })
-end
-EOT
 worker_cpu_ticks() { # master pid file → utime+stime of its worker, in clock ticks
     local w
     w=$(pgrep -P "$(cat "$1")" | head -1)
