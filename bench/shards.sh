@@ -12,13 +12,14 @@
 #   hit1m   1 MiB objects, 150 keys cycled        (RAM tier, 256 MiB per shard)
 #   disk1m  1 MiB objects, 1500 keys, uniform     (disk tier: RAM tier 32 MiB per shard)
 # Reported per scenario and shard count: req/s, the node's CPU per hit (utime+stime ÷
-# requests), the share of cross-shard requests and the accepts per shard, and the ratio of the
+# requests; each row of shards.jsonl also splits it into user and system time), the share of cross-shard requests and the accepts per shard, and the ratio of the
 # 2-shard to the 1-shard median CPU per hit (the node restarts between shard counts, so the two
 # are measured back to back per scenario, not in one round).
 #
-# With 2 shards, hit1k and hit1m also run nginx proxy_cache given both cores (2 workers,
-# worker_cpu_affinity auto) in the same rounds, alternating with Arrow: Arrow ÷ nginx CPU per
-# request (NGINX_BOTH=0 skips it).
+# hit1k and hit1m also run nginx proxy_cache given the same cores in the same rounds,
+# alternating with Arrow: one worker on core 1 beside 1 shard, two workers (worker_cpu_affinity
+# auto) on cores 0-1 beside 2 shards — Arrow ÷ nginx CPU per request, and nginx's own 2 ÷ 1
+# workers (what the second core costs any server on this machine). NGINX_BOTH=0 skips nginx.
 #
 # Environment: ROUNDS [3] DURATION_S [5] CONNS [32] SCENARIOS ["hit1k hit1m disk1m"]
 # NGINX_BOTH [1] BASE_PORT [18700] ARROW_BIN.
@@ -150,10 +151,10 @@ measure() { # measure ROUND SCENARIO SHARDS [PEER]
         hit1m) args=(cycle /1m/ 150 3) ;;
         disk1m) args=(uniform /d1m/ 1500 5) ;;
     esac
-    c0=$(cpu_ticks "$pid"); x0=$(metric_sum arrow_cross_shard_requests_total)
+    c0=$(cpu_ticks_split "$pid"); x0=$(metric_sum arrow_cross_shard_requests_total)
     taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNS" -d"${DURATION_S}s" --timeout 10s --latency \
         -s "$BENCH_DIR/lib/keys.lua" "http://127.0.0.1:$port/" -- "${args[@]}" > "$txt" 2>&1 || true
-    c1=$(cpu_ticks "$pid"); x1=$(metric_sum arrow_cross_shard_requests_total)
+    c1=$(cpu_ticks_split "$pid"); x1=$(metric_sum arrow_cross_shard_requests_total)
     if [ "$peer" = arrow ]; then
         accepts=$(curl -s "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" | awk '/^arrow_shard_connections_(total|adopted_total)/ { printf "%s ", $2 }')
     else
@@ -166,14 +167,18 @@ import json, sys
 out, js, rnd, scen, shards, c0, c1, tck, x0, x1, accepts, peer = sys.argv[1:]
 r = json.loads(js)
 secs = r["duration_us"] / 1e6
-cpu = (int(c1) - int(c0)) / int(tck)
+(u0, s0), (u1, s1) = (map(int, c.split()) for c in (c0, c1))
+cpu = (u1 + s1 - u0 - s0) / int(tck)
 n = max(r["requests"], 1)
 errs = sum(r[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
 row = {"peer": peer, "round": int(rnd), "scenario": scen, "shards": int(shards), "req_per_s": round(n / secs, 1),
-       "cpu_us_per_hit": round(cpu * 1e6 / n, 1), "cross_shard_share": round((float(x1) - float(x0)) / n, 3),
+       "cpu_us_per_hit": round(cpu * 1e6 / n, 1),
+       "user_us_per_hit": round((u1 - u0) / int(tck) * 1e6 / n, 1),
+       "sys_us_per_hit": round((s1 - s0) / int(tck) * 1e6 / n, 1), "cross_shard_share": round((float(x1) - float(x0)) / n, 3),
        "accepts_per_shard": [int(float(a)) for a in accepts.split()], "errors": errs}
 open(out, "a").write(json.dumps(row) + "\n")
-print(f"{peer:6s} {scen:7s} shards {shards} r{rnd}: {row['req_per_s']:9.0f} req/s  cpu {row['cpu_us_per_hit']} us/hit  "
+print(f"{peer:6s} {scen:7s} shards {shards} r{rnd}: {row['req_per_s']:9.0f} req/s  cpu {row['cpu_us_per_hit']} us/hit "
+      f"(user {row['user_us_per_hit']}, sys {row['sys_us_per_hit']})  "
       f"cross-shard {row['cross_shard_share']}  accepted, adopted per shard {row['accepts_per_shard']}  errors {errs}", file=sys.stderr)
 PY
 }
@@ -189,9 +194,14 @@ for s in $SCENARIOS; do
             disk1m) warm /d1m/ 1500 5 ;;
         esac
         both=0
-        if [ "$shards" = 2 ] && [ "${NGINX_BOTH:-1}" = 1 ] && [ "$s" != disk1m ]; then
+        if [ "${NGINX_BOTH:-1}" = 1 ] && [ "$s" != disk1m ]; then
             both=1
-            SERVER_CORE=0,1 NGINX_WORKERS=2 start_nginx
+            # nginx given what Arrow has: one worker on core 1, or two on cores 0-1
+            if [ "$shards" = 2 ]; then
+                SERVER_CORE=0,1 NGINX_WORKERS=2 start_nginx
+            else
+                SERVER_CORE=1 NGINX_WORKERS=1 start_nginx
+            fi
             warm_nginx "$s"
         fi
         for ((round = 1; round <= ROUNDS; round++)); do
@@ -221,7 +231,26 @@ for scen in dict.fromkeys(r["scenario"] for r in arrow):
         print(f"| {scen} | {shards} | {statistics.median(r['req_per_s'] for r in rs):.0f} | "
               f"{med[shards]:.1f} µs ({min(cpu):.1f}–{max(cpu):.1f}) | "
               f"{statistics.median(r['cross_shard_share'] for r in rs):.2f} | {ratio} |")
-nginx = [r for r in rows if r.get("peer") == "nginx"]
+nginx1 = [r for r in rows if r.get("peer") == "nginx" and r["shards"] == 1]
+nginx2 = [r for r in rows if r.get("peer") == "nginx" and r["shards"] == 2]
+if nginx1 and nginx2:
+    print()
+    print("| scenario | nginx 1 worker (core 1): CPU per request | nginx 2 workers (cores 0-1) | nginx 2 ÷ 1 workers | Arrow 1 shard ÷ nginx 1 worker, same rounds |")
+    print("|---|---|---|---|---|")
+    for scen in dict.fromkeys(r["scenario"] for r in nginx1):
+        c1 = [r["cpu_us_per_hit"] for r in nginx1 if r["scenario"] == scen]
+        c2 = [r["cpu_us_per_hit"] for r in nginx2 if r["scenario"] == scen]
+        a1 = []
+        for n in [r for r in nginx1 if r["scenario"] == scen]:
+            a = [r for r in rows if r.get("peer", "arrow") == "arrow" and r["scenario"] == scen
+                 and r["shards"] == 1 and r["round"] == n["round"]]
+            if a:
+                a1.append(a[0]["cpu_us_per_hit"] / n["cpu_us_per_hit"])
+        if c1 and c2 and a1:
+            m1, m2 = statistics.median(c1), statistics.median(c2)
+            print(f"| {scen} | {m1:.1f} µs ({min(c1):.1f}–{max(c1):.1f}) | {m2:.1f} µs ({min(c2):.1f}–{max(c2):.1f}) | "
+                  f"{m2 / m1:.2f} | {statistics.median(a1):.2f} ({min(a1):.2f}–{max(a1):.2f}) |")
+nginx = nginx2
 if nginx:
     print()
     print("| scenario | both cores: Arrow (2 shards) ÷ nginx (2 workers), CPU per request: median of rounds (range) | req/s: median (range) |")

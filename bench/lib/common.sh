@@ -53,8 +53,13 @@ wait_http() {
 # cpu_ticks ROOTPID: utime+stime (clock ticks) of ROOTPID and all its descendants, all threads
 # included (/proc/PID/stat of a thread-group leader sums its threads, live and exited).
 cpu_ticks() {
+    cpu_ticks_split "$1" | awk '{ print $1 + $2 }'
+}
+
+# cpu_ticks_split ROOT_PID: "utime stime" clock ticks of a process tree (as cpu_ticks).
+cpu_ticks_split() {
     local root=$1
-    [ -n "$root" ] || { echo 0; return; }
+    [ -n "$root" ] || { echo 0 0; return; }
     # cat skips processes that exit between the glob and the read (and then fails: ignored, as
     # callers run under pipefail); each line starts with its pid.
     { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$root" '
@@ -63,7 +68,7 @@ cpu_ticks() {
             line = $0
             sub(/^[0-9]+ \(.*\) /, "", line)      # drop "pid (comm) " (comm may hold spaces)
             split(line, f, " ")
-            ppid[pid] = f[2]; ticks[pid] = f[12] + f[13]
+            ppid[pid] = f[2]; ut[pid] = f[12]; st[pid] = f[13]
         }
         END {
             want[root] = 1; changed = 1
@@ -71,9 +76,9 @@ cpu_ticks() {
                 changed = 0
                 for (p in ppid) if (!(p in want) && (ppid[p] in want)) { want[p] = 1; changed = 1 }
             }
-            s = 0
-            for (p in want) s += ticks[p]
-            print s
+            u = 0; s = 0
+            for (p in want) { u += ut[p]; s += st[p] }
+            print u, s
         }'
 }
 

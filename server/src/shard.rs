@@ -59,11 +59,14 @@ pub fn run(start: ShardStart) {
             "could not pin shard to its core"
         );
     }
-    let mut rt = match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .with_entries(1024)
-        .enable_timer()
-        .build()
-    {
+    let mut rt = match build_runtime(true).or_else(|e| {
+        // Kernels before 6.1 refuse DEFER_TASKRUN (EINVAL): a plain ring there.
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            build_runtime(false)
+        } else {
+            Err(e)
+        }
+    }) {
         Ok(rt) => rt,
         Err(e) => {
             let _ = start.ready.send(Err(format!(
@@ -74,6 +77,27 @@ pub fn run(start: ShardStart) {
         }
     };
     rt.block_on(shard_main(start));
+}
+
+/// The shard's monoio runtime. `deferred`: its ring is set up SINGLE_ISSUER + DEFER_TASKRUN,
+/// so the kernel finishes socket operations (a recv whose data has arrived, a poll) only when
+/// the shard asks for completions — when it has run every runnable task and parks — instead of
+/// at the end of whatever syscall the shard is in (a `send`), where the recv raced the other
+/// core's softirq for the socket lock: at 4 connections, 15 % of a shard's CPU was spent
+/// spinning on it (`perf record -g`: `__send → task_work_run → io_recv → lock_sock`), and a
+/// 1 KiB hit cost 20.8 µs instead of 13.9 (bench/shards.sh, ARCHITECTURE.md "Shards").
+fn build_runtime(
+    deferred: bool,
+) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
+    let mut urb = io_uring_monoio::IoUring::builder();
+    if deferred {
+        urb.setup_single_issuer().setup_defer_taskrun();
+    }
+    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(1024)
+        .uring_builder(urb)
+        .enable_timer()
+        .build()
 }
 
 async fn shard_main(start: ShardStart) {
