@@ -25,7 +25,8 @@
 # Peers run the uniform key choice (PEER_PICKS) in the same rounds as Arrow.
 #
 # Output: OUT_DIR/disktier.jsonl (one row per measurement), summary tables on stdout (median and
-# range of the same-round ratios). Exit 1 if a run failed or a hit run reached the origin.
+# range of the same-round ratios; and, from /proc/diskstats, the reads each engine kept in the
+# device and their latency). Exit 1 if a run failed or a hit run reached the origin.
 #
 # Environment (defaults in brackets): ROUNDS [3] DURATION_S [5] CONNS ["8 32"]
 # SIZES ["1024 64"] PICKS ["uniform zipf"] PEER_PICKS ["uniform"] COUNT_1024 [1500] COUNT_64 [8000]
@@ -185,6 +186,16 @@ ROWS="$OUT/disktier.jsonl"
 : > "$ROWS"
 FAILED=0
 
+# The block device under the slab file, for its read counters (/proc/diskstats): how many reads
+# each engine keeps in the device on average (sum of read latencies ÷ wall time) and their mean
+# latency. Empty when the device cannot be found (the columns then say "-").
+DEV=$(basename "$(findmnt -n -o SOURCE -T "$SLAB" 2>/dev/null || true)" 2>/dev/null || true)
+awk -v d="$DEV" '$3 == d { found = 1 } END { exit !found }' /proc/diskstats 2>/dev/null || DEV=""
+dev_reads() { # "reads ms_reading now_ms" of DEV
+    [ -n "$DEV" ] || { echo "0 0 0"; return; }
+    awk -v d="$DEV" -v now="$(date +%s%3N)" '$3 == d { print $4, $7, now }' /proc/diskstats
+}
+
 run_peer() { # run_peer PEER ROUND SIZE COUNT PICK C
     local peer=$1
     shift
@@ -193,6 +204,8 @@ run_peer() { # run_peer PEER ROUND SIZE COUNT PICK C
     [ "$pick" = zipf ] && args=(zipf "/d${size}k/" "$count" 5 0.8)
     o0=$(origin_requests)
     c0=$(cpu_ticks "$PID")
+    local d0 d1
+    d0=$(dev_reads)
     # wrk runs under a bash whose children's CPU time (after the wait) is the client's CPU: a
     # run where it nears 1.0 was bound by the load generator, not the cache.
     taskset -c "$CLIENT_CORE" bash -c '"$@"; awk '"'"'{ sub(/^[0-9]+ \(.*\) /, ""); print "CLIENT_TICKS", $14 + $15 }'"'"' /proc/$$/stat' \
@@ -200,6 +213,7 @@ run_peer() { # run_peer PEER ROUND SIZE COUNT PICK C
         -s "$BENCH_DIR/lib/keys.lua" "http://127.0.0.1:$PORT/" -- "${args[@]}" \
         > "$OUT/logs/wrk-$peer-$size-$pick-c$c-r$round.txt" 2>&1 || true
     c1=$(cpu_ticks "$PID")
+    d1=$(dev_reads)
     origin_settle
     o1=$(origin_requests)
     line=$(grep '^WRK_JSON ' "$OUT/logs/wrk-$peer-$size-$pick-c$c-r$round.txt" || true)
@@ -214,9 +228,9 @@ run_peer() { # run_peer PEER ROUND SIZE COUNT PICK C
     fi
     local cticks
     cticks=$(awk '$1 == "CLIENT_TICKS" { print $2 }' "$OUT/logs/wrk-$peer-$size-$pick-c$c-r$round.txt")
-    python3 - "$ROWS" "${line#WRK_JSON }" "$round" "$size" "$pick" "$c" "$c0" "$c1" "$TCK" "$((o1 - o0))" "$peer" "$(cgroup_peak "$peer")" "${cticks:-0}" <<'PY'
+    python3 - "$ROWS" "${line#WRK_JSON }" "$round" "$size" "$pick" "$c" "$c0" "$c1" "$TCK" "$((o1 - o0))" "$peer" "$(cgroup_peak "$peer")" "${cticks:-0}" "$d0" "$d1" <<'PY'
 import json, sys
-out, js, rnd, size, pick, c, c0, c1, tck, origin, peer, peak, cticks = sys.argv[1:]
+out, js, rnd, size, pick, c, c0, c1, tck, origin, peer, peak, cticks, d0, d1 = sys.argv[1:]
 r = json.loads(js)
 secs = r["duration_us"] / 1e6
 cpu = (int(c1) - int(c0)) / int(tck)
@@ -225,20 +239,27 @@ row = {"engine": peer, "mem_peak_bytes": int(peak), "round": int(rnd), "size_kib
        "ops_per_s": round(r["requests"] / secs, 1), "cpu_us_per_op": round(cpu * 1e6 / max(r["requests"], 1), 1),
        "p99_us": r["p99_us"], "errors": errs, "origin_requests": int(origin),
        "wrk_cpu_util": round(int(cticks) / int(tck) / secs, 2) if secs else None}
+(n0, ms0, t0), (n1, ms1, t1) = (list(map(int, d.split())) for d in (d0, d1))
+if n1 > n0 and t1 > t0:
+    row["dev_reads_in_flight"] = round((ms1 - ms0) / (t1 - t0), 2)
+    row["dev_read_ms"] = round((ms1 - ms0) / (n1 - n0), 3)
 open(out, "a").write(json.dumps(row) + "\n")
-print(f"{peer:7s} {size:>5} KiB {pick:7s} c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} req/s  cpu {row['cpu_us_per_op']} us/hit  p99 {r['p99_us']} us  wrk cpu {row['wrk_cpu_util']}  errors {errs}", file=sys.stderr)
+print(f"{peer:7s} {size:>5} KiB {pick:7s} c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} req/s  cpu {row['cpu_us_per_op']} us/hit  p99 {r['p99_us']} us  wrk cpu {row['wrk_cpu_util']}  "
+      f"device: {row.get('dev_reads_in_flight', '-')} reads in flight, {row.get('dev_read_ms', '-')} ms each  errors {errs}", file=sys.stderr)
 PY
 }
 
 run_fio() { # run_fio ROUND SIZE C
-    local round=$1 size=$2 c=$3 js="$OUT/logs/fio-$size-c$c-r$round.json"
+    local round=$1 size=$2 c=$3 js="$OUT/logs/fio-$size-c$c-r$round.json" d0 d1
+    d0=$(dev_reads)
     taskset -c "$CLIENT_CORE" fio --name=disktier --filename="$SLAB" --rw=randread --bs="${size}k" \
         --iodepth="$c" --direct=1 --ioengine=io_uring --offset="$DATA_START" --size="$EXTENT" \
         --time_based --runtime="$DURATION_S" --randrepeat=0 --norandommap --output-format=json \
         > "$js" 2> "$OUT/logs/fio.stderr" || { log "fio failed (see $OUT/logs/fio.stderr)"; FAILED=1; return; }
-    python3 - "$ROWS" "$js" "$round" "$size" "$c" <<'PY'
+    d1=$(dev_reads)
+    python3 - "$ROWS" "$js" "$round" "$size" "$c" "$d0" "$d1" <<'PY'
 import json, sys
-out, js, rnd, size, c = sys.argv[1:]
+out, js, rnd, size, c, d0, d1 = sys.argv[1:]
 job = json.load(open(js))["jobs"][0]
 j = job["read"]
 # fio's own CPU (user + system, % of the job's run time) per read: what one O_DIRECT read costs
@@ -247,8 +268,13 @@ cpu_s = (job["usr_cpu"] + job["sys_cpu"]) / 100 * j["runtime"] / 1000
 row = {"engine": "fio", "round": int(rnd), "size_kib": int(size), "conns": int(c),
        "ops_per_s": round(j["iops"], 1), "p99_us": round(j["clat_ns"]["percentile"].get("99.000000", 0) / 1000),
        "cpu_us_per_op": round(cpu_s * 1e6 / max(j["total_ios"], 1), 1)}
+(n0, ms0, t0), (n1, ms1, t1) = (list(map(int, d.split())) for d in (d0, d1))
+if n1 > n0 and t1 > t0:
+    row["dev_reads_in_flight"] = round((ms1 - ms0) / (t1 - t0), 2)
+    row["dev_read_ms"] = round((ms1 - ms0) / (n1 - n0), 3)
 open(out, "a").write(json.dumps(row) + "\n")
-print(f"fio     {size:>5} KiB         c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} reads/s  cpu {row['cpu_us_per_op']} us/read", file=sys.stderr)
+print(f"fio     {size:>5} KiB         c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} reads/s  cpu {row['cpu_us_per_op']} us/read  "
+      f"device: {row.get('dev_reads_in_flight', '-')} reads in flight, {row.get('dev_read_ms', '-')} ms each", file=sys.stderr)
 PY
 }
 
@@ -300,6 +326,20 @@ for (size, pick, c), g in sorted(groups.items()):
     print(f"| {size} KiB | {pick} | {c} | {med(g['ops']):.0f} | {med(g['fio']):.0f} | "
           f"{med(g['ratio']):.2f} ({min(g['ratio']):.2f}–{max(g['ratio']):.2f}) | "
           f"{med(g['cpu']):.0f} µs ({min(g['cpu']):.0f}–{max(g['cpu']):.0f}) | {fcpu} |")
+dev = [r for r in rows if "dev_reads_in_flight" in r and r["engine"] in ("arrow", "fio")]
+if dev:
+    print()
+    print("The device during each run (/proc/diskstats of the slab's device): reads in flight on average and their mean latency.")
+    print("A closed-loop client keeps at most `conns` requests open; the reads in flight are those not in the cache's CPU, the network or the client.")
+    print()
+    print("| object | keys | conns | engine | reads in flight (median, range) | ms per read (median) |")
+    print("|---|---|---|---|---|---|")
+    dg = {}
+    for r in dev:
+        dg.setdefault((r["size_kib"], r.get("pick", "-"), r["conns"], r["engine"]), []).append(r)
+    for (size, pick, c, eng), rs in sorted(dg.items()):
+        q = [r["dev_reads_in_flight"] for r in rs]
+        print(f"| {size} KiB | {pick} | {c} | {eng} | {med(q):.1f} ({min(q):.1f}–{max(q):.1f}) | {med(r['dev_read_ms'] for r in rs):.2f} |")
 peers = sorted({r["engine"] for r in rows} - {"arrow", "fio"})
 if peers:
     print()

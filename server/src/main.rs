@@ -91,10 +91,15 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 println!(
-                    "{}: ok ({} shard(s), {} disk(s), {} host rule(s){}{}{})",
+                    "{}: ok ({} shard(s), {} disk(s){}, {} host rule(s){}{}{})",
                     file.display(),
                     c.node.cores.len(),
                     c.disks.len(),
+                    if c.disks.is_empty() {
+                        " — nothing is cached: every request goes to the origin"
+                    } else {
+                        ""
+                    },
                     c.hosts.len(),
                     if c.cluster.is_some() { ", cluster" } else { "" },
                     if c.dns.is_some() { ", dns" } else { "" },

@@ -349,6 +349,11 @@ pub fn run(cfg: Config, on_start: impl FnOnce(&Started)) -> Result<(), String> {
     }
 
     tracing::info!(node = %name, shards, listen = ?listen, tls_listen = ?tls_listen, admin = ?admin_addr, "arrow node accepting");
+    if cfg.disks.is_empty() {
+        tracing::warn!(
+            "no [[disk]] configured: nothing is cached, every request goes to the origin"
+        );
+    }
     on_start(&Started {
         listen: listen.clone(),
         tls_listen: tls_listen.clone(),

@@ -2219,3 +2219,25 @@ fn sighup_reloads_rules_limits_and_the_access_log_and_refuses_what_needs_a_resta
     std::fs::write(&s.node.config_path, &limited).unwrap();
     assert!(s.node.stop().unwrap().success());
 }
+
+#[test]
+fn check_config_says_a_node_without_disks_caches_nothing() {
+    let dir = scratch_dir("no-disk");
+    let path = dir.path().join("node.toml");
+    std::fs::write(
+        &path,
+        "[node]\nlisten = [\"127.0.0.1:0\"]\n[[host]]\nhosts = [\"*\"]\norigins = [\"http://127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(arrow_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("0 disk(s) — nothing is cached: every request goes to the origin"),
+        "{text}"
+    );
+}
