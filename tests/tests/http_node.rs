@@ -2235,7 +2235,11 @@ fn check_config_says_a_node_without_disks_caches_nothing() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         text.contains("0 disk(s) — nothing is cached: every request goes to the origin"),
         "{text}"
