@@ -84,8 +84,9 @@ pub fn run(start: ShardStart) {
 /// the shard asks for completions — when it has run every runnable task and parks — instead of
 /// at the end of whatever syscall the shard is in (a `send`), where the recv raced the other
 /// core's softirq for the socket lock: at 4 connections, 15 % of a shard's CPU was spent
-/// spinning on it (`perf record -g`: `__send → task_work_run → io_recv → lock_sock`), and a
-/// 1 KiB hit cost 20.8 µs instead of 13.9 (bench/shards.sh, ARCHITECTURE.md "Shards").
+/// spinning on it (`perf record -g`: `__send → task_work_run → io_recv → lock_sock`); a 1 KiB
+/// hit at 4 connections cost 16.3 µs of CPU instead of 12.7 (`SCENARIOS=hit1k CONNS=4
+/// bench/shards.sh`, BENCHMARKS.md).
 fn build_runtime(
     deferred: bool,
 ) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
