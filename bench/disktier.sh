@@ -195,6 +195,12 @@ dev_reads() { # "reads ms_reading now_ms" of DEV
     [ -n "$DEV" ] || { echo "0 0 0"; return; }
     awk -v d="$DEV" -v now="$(date +%s%3N)" '$3 == d { print $4, $7, now }' /proc/diskstats
 }
+dev_delta() { # dev_delta "BEFORE" "AFTER" (of dev_reads) → "reads_in_flight ms_per_read", or "- -"
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        n = y[1] - x[1]; ms = y[2] - x[2]; t = y[3] - x[3]
+        if (n > 0 && t > 0) printf "%.2f %.3f\n", ms / t, ms / n; else print "- -" }'
+}
 
 run_peer() { # run_peer PEER ROUND SIZE COUNT PICK C
     local peer=$1
@@ -228,9 +234,9 @@ run_peer() { # run_peer PEER ROUND SIZE COUNT PICK C
     fi
     local cticks
     cticks=$(awk '$1 == "CLIENT_TICKS" { print $2 }' "$OUT/logs/wrk-$peer-$size-$pick-c$c-r$round.txt")
-    python3 - "$ROWS" "${line#WRK_JSON }" "$round" "$size" "$pick" "$c" "$c0" "$c1" "$TCK" "$((o1 - o0))" "$peer" "$(cgroup_peak "$peer")" "${cticks:-0}" "$d0" "$d1" <<'PY'
+    python3 - "$ROWS" "${line#WRK_JSON }" "$round" "$size" "$pick" "$c" "$c0" "$c1" "$TCK" "$((o1 - o0))" "$peer" "$(cgroup_peak "$peer")" "${cticks:-0}" $(dev_delta "$d0" "$d1") <<'PY'
 import json, sys
-out, js, rnd, size, pick, c, c0, c1, tck, origin, peer, peak, cticks, d0, d1 = sys.argv[1:]
+out, js, rnd, size, pick, c, c0, c1, tck, origin, peer, peak, cticks, inflight, per_read = sys.argv[1:]
 r = json.loads(js)
 secs = r["duration_us"] / 1e6
 cpu = (int(c1) - int(c0)) / int(tck)
@@ -239,10 +245,8 @@ row = {"engine": peer, "mem_peak_bytes": int(peak), "round": int(rnd), "size_kib
        "ops_per_s": round(r["requests"] / secs, 1), "cpu_us_per_op": round(cpu * 1e6 / max(r["requests"], 1), 1),
        "p99_us": r["p99_us"], "errors": errs, "origin_requests": int(origin),
        "wrk_cpu_util": round(int(cticks) / int(tck) / secs, 2) if secs else None}
-(n0, ms0, t0), (n1, ms1, t1) = (list(map(int, d.split())) for d in (d0, d1))
-if n1 > n0 and t1 > t0:
-    row["dev_reads_in_flight"] = round((ms1 - ms0) / (t1 - t0), 2)
-    row["dev_read_ms"] = round((ms1 - ms0) / (n1 - n0), 3)
+if inflight != "-":
+    row["dev_reads_in_flight"], row["dev_read_ms"] = float(inflight), float(per_read)
 open(out, "a").write(json.dumps(row) + "\n")
 print(f"{peer:7s} {size:>5} KiB {pick:7s} c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} req/s  cpu {row['cpu_us_per_op']} us/hit  p99 {r['p99_us']} us  wrk cpu {row['wrk_cpu_util']}  "
       f"device: {row.get('dev_reads_in_flight', '-')} reads in flight, {row.get('dev_read_ms', '-')} ms each  errors {errs}", file=sys.stderr)
@@ -257,9 +261,9 @@ run_fio() { # run_fio ROUND SIZE C
         --time_based --runtime="$DURATION_S" --randrepeat=0 --norandommap --output-format=json \
         > "$js" 2> "$OUT/logs/fio.stderr" || { log "fio failed (see $OUT/logs/fio.stderr)"; FAILED=1; return; }
     d1=$(dev_reads)
-    python3 - "$ROWS" "$js" "$round" "$size" "$c" "$d0" "$d1" <<'PY'
+    python3 - "$ROWS" "$js" "$round" "$size" "$c" $(dev_delta "$d0" "$d1") <<'PY'
 import json, sys
-out, js, rnd, size, c, d0, d1 = sys.argv[1:]
+out, js, rnd, size, c, inflight, per_read = sys.argv[1:]
 job = json.load(open(js))["jobs"][0]
 j = job["read"]
 # fio's own CPU (user + system, % of the job's run time) per read: what one O_DIRECT read costs
@@ -268,10 +272,8 @@ cpu_s = (job["usr_cpu"] + job["sys_cpu"]) / 100 * j["runtime"] / 1000
 row = {"engine": "fio", "round": int(rnd), "size_kib": int(size), "conns": int(c),
        "ops_per_s": round(j["iops"], 1), "p99_us": round(j["clat_ns"]["percentile"].get("99.000000", 0) / 1000),
        "cpu_us_per_op": round(cpu_s * 1e6 / max(j["total_ios"], 1), 1)}
-(n0, ms0, t0), (n1, ms1, t1) = (list(map(int, d.split())) for d in (d0, d1))
-if n1 > n0 and t1 > t0:
-    row["dev_reads_in_flight"] = round((ms1 - ms0) / (t1 - t0), 2)
-    row["dev_read_ms"] = round((ms1 - ms0) / (n1 - n0), 3)
+if inflight != "-":
+    row["dev_reads_in_flight"], row["dev_read_ms"] = float(inflight), float(per_read)
 open(out, "a").write(json.dumps(row) + "\n")
 print(f"fio     {size:>5} KiB         c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} reads/s  cpu {row['cpu_us_per_op']} us/read  "
       f"device: {row.get('dev_reads_in_flight', '-')} reads in flight, {row.get('dev_read_ms', '-')} ms each", file=sys.stderr)

@@ -83,8 +83,8 @@ pub fn run(start: ShardStart) {
 /// so the kernel finishes socket operations (a recv whose data has arrived, a poll) only when
 /// the shard asks for completions — when it has run every runnable task and parks — instead of
 /// at the end of whatever syscall the shard is in (a `send`), where the recv raced the other
-/// core's softirq for the socket lock: at 4 connections, 15 % of a shard's CPU was spent
-/// spinning on it (`perf record -g`: `__send → task_work_run → io_recv → lock_sock`); a 1 KiB
+/// core's softirq for the socket lock: at 4 connections it was the largest entry of a shard's
+/// profile (`perf record -g`: `__send → task_work_run → io_recv → lock_sock`); a 1 KiB
 /// hit at 4 connections cost 16.3 µs of CPU instead of 12.7 (`SCENARIOS=hit1k CONNS=4
 /// bench/shards.sh`, BENCHMARKS.md).
 fn build_runtime(
