@@ -12,6 +12,7 @@ JSON line: clients connected, bytes read in all, clients the server closed befor
 import argparse
 import asyncio
 import json
+import random
 import socket
 import time
 
@@ -25,13 +26,17 @@ async def client(host, port, path, rcvbuf, read_bytes, every_s, until, stats):
         await loop.sock_connect(s, (host, port))
         stats["connected"] += 1
         await loop.sock_sendall(s, f"GET {path} HTTP/1.1\r\nHost: bench.test\r\n\r\n".encode())
+        # Viewers started together do not read in step: each reads at its own phase of EVERY_S
+        # (a burst of 1,000 reads at once every EVERY_S would load the client's core, not the
+        # node, and show up as the probe's latency).
+        await asyncio.sleep(random.uniform(0, every_s))
         while time.monotonic() < until:
-            await asyncio.sleep(every_s)
             data = await asyncio.wait_for(loop.sock_recv(s, read_bytes), timeout=every_s)
             if not data:
                 stats["closed_by_server"] += 1
                 return
             stats["bytes"] += len(data)
+            await asyncio.sleep(every_s)
     except (ConnectionError, asyncio.TimeoutError, OSError):
         stats["errors"] += 1
     finally:

@@ -5,7 +5,9 @@
 #   bench/slowread.sh [OUT_DIR]
 #
 # One Arrow shard (SERVER_CORE), RAM tier RAM_BYTES; 8 × 8 MiB objects and 20 × 64 KiB probe
-# objects, all cached first. Then:
+# objects, all cached first (SLOW_MODE=hit, the default). SLOW_MODE=fill leaves the 8 MiB objects out: the
+# first slow viewer of each starts its fill and the others join it (read-while-write, each fill
+# committed while its viewers are still reading). Then:
 #   1. baseline: wrk -c1 over the probe objects for PROBE_S s (p50/p99), node RSS, MemAvailable;
 #   2. SLOW clients (bench/slow_clients.py: SO_RCVBUF 4 KiB, GET an 8 MiB object, read 32 bytes
 #      every 5 s, for HOLD_S s), spread over the 8 objects: half of them, SETTLE_S s, node RSS
@@ -16,7 +18,7 @@
 # all of the slow clients (the marginal cost of one more, apart from fixed bounds such as the
 # RAM tier and the buffer pool filling), probe p99 with the slow clients ÷ idle baseline. Output: OUT_DIR/slowread.json and a line on stdout.
 #
-# Environment: SLOW [1000] HOLD_S [28] SETTLE_S [12] PROBE_S [5] RAM_BYTES [67108864]
+# Environment: SLOW_MODE [hit] SLOW [1000] HOLD_S [28] SETTLE_S [12] PROBE_S [5] RAM_BYTES [67108864]
 # BASE_PORT [18600] SERVER_CORE [1] CLIENT_CORE [0] ARROW_BIN.
 set -euo pipefail
 
@@ -31,6 +33,8 @@ OUT=${1:-$ROOT/bench/out/slowread-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 SLOW=${SLOW:-1000}
+SLOW_MODE=${SLOW_MODE:-hit}
+case "$SLOW_MODE" in hit | fill) ;; *) die "SLOW_MODE must be hit or fill, not $SLOW_MODE" ;; esac
 HOLD_S=${HOLD_S:-28}
 SETTLE_S=${SETTLE_S:-12}
 PROBE_S=${PROBE_S:-5}
@@ -75,12 +79,18 @@ start_origin "$FILES"
 start_arrow
 PORT=${PEER_PORT[arrow]}
 PID=${PEER_PID[arrow]}
+# The 8 MiB objects are cached under the host the slow clients send (bench/slow_clients.py:
+# "bench.test"; the host is part of the cache key), so that every slow viewer gets a hit.
 for pass in 1 2; do
-    for i in 0 1 2 3 4 5 6 7; do curl -s -o /dev/null "http://127.0.0.1:$PORT/d8m/0000$i"; done
+    if [ "$SLOW_MODE" = hit ]; then
+        for i in 0 1 2 3 4 5 6 7; do curl -s -o /dev/null -H "Host: bench.test" "http://127.0.0.1:$PORT/d8m/0000$i"; done
+    fi
     for i in $(seq -f %04g 0 19); do curl -s -o /dev/null "http://127.0.0.1:$PORT/p64k/$i"; done
 done
-[ "$(curl -s -o /dev/null -w '%header{x-cache}' "http://127.0.0.1:$PORT/d8m/00000")" = HIT ] ||
-    die "the 8 MiB objects were not cached"
+if [ "$SLOW_MODE" = hit ]; then
+    [ "$(curl -s -o /dev/null -H "Host: bench.test" -w '%header{x-cache}' "http://127.0.0.1:$PORT/d8m/00000")" = HIT ] ||
+        die "the 8 MiB objects were not cached"
+fi
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$PID/status"; }
 avail_kib() { awk '/^MemAvailable/ { print $2 }' /proc/meminfo; }
@@ -138,10 +148,10 @@ log "with $OPEN slow connections open: probe p50 ${P50_1} us p99 ${P99_1} us, RS
 for p in "${pids[@]}"; do wait "$p" || true; done
 curl -s --max-time 5 "http://127.0.0.1:$ARROW_ADMIN_PORT/metrics" > "$OUT/logs/arrow-metrics.txt" || true
 
-python3 - "$OUT" "$OPEN" "$RSS0" "$RSS1" "$AVAIL0" "$AVAIL1" "$P50_0" "$P99_0" "$P50_1" "$P99_1" \
+python3 - "$SLOW_MODE" "$OUT" "$OPEN" "$RSS0" "$RSS1" "$AVAIL0" "$AVAIL1" "$P50_0" "$P99_0" "$P50_1" "$P99_1" \
     "$OPENH" "$RSSH" "$AVAILH" <<'PY'
 import glob, json, sys
-out, open_, rss0, rss1, av0, av1, p50_0, p99_0, p50_1, p99_1, openh, rssh, avh = sys.argv[1:]
+mode, out, open_, rss0, rss1, av0, av1, p50_0, p99_0, p50_1, p99_1, openh, rssh, avh = sys.argv[1:]
 open_, rss0, rss1, av0, av1 = int(open_), int(rss0), int(rss1), int(av0), int(av1)
 openh, rssh, avh = int(openh), int(rssh), int(avh)
 more = max(open_ - openh, 1)
@@ -158,7 +168,7 @@ for line in open(f"{out}/logs/arrow-metrics.txt"):
         metrics[k] = float(v)
 n = max(open_, 1)
 row = {
-    "slow_connections_open": open_, "clients": clients,
+    "mode": mode, "slow_connections_open": open_, "clients": clients,
     "rss_growth_kib_per_conn": round((rss1 - rss0) / n, 2),
     "memavailable_drop_kib_per_conn": round((av0 - av1) / n, 2),
     "half_open": openh,
@@ -170,7 +180,7 @@ row = {
     "send_pieces_dropped": metrics.get("arrow_send_pieces_dropped_total"),
 }
 json.dump(row, open(f"{out}/slowread.json", "w"), indent=1)
-print(f"slowread: {open_} slow connections: RSS +{row['rss_growth_kib_per_conn']} KiB/conn, "
+print(f"slowread ({mode}): {open_} slow connections: RSS +{row['rss_growth_kib_per_conn']} KiB/conn, "
       f"MemAvailable -{row['memavailable_drop_kib_per_conn']} KiB/conn; from {openh} to {open_}: "
       f"RSS +{row['rss_marginal_kib_per_conn']} KiB, MemAvailable -{row['memavailable_marginal_kib_per_conn']} KiB "
       f"per connection; probe p99 {p99_0} -> {p99_1} us "

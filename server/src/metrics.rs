@@ -153,6 +153,8 @@ pub struct ShardMetrics {
     pub replicas_made: Counter,
     /// Gauge: bytes held by replicas.
     pub replica_bytes: Counter,
+    /// Freed aligned read buffers the shard keeps for reuse.
+    pub read_buffers_pooled_bytes: Counter,
     pub overflow: Counter,
     pub peer_pulls: Counter,
     pub tls: TlsCounters,
@@ -335,7 +337,7 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 30] = [
+    let counters: [(&str, &str, u64); 31] = [
         (
             "arrow_fill_buffer_bytes_max",
             "Bound of arrow_fill_buffer_bytes (per shard, summed).",
@@ -449,6 +451,11 @@ pub fn render(
             "arrow_replica_bytes",
             "Bytes held by replicas on all shards (bound: storage.replica_bytes_max per shard).",
             sum(&|s| s.replica_bytes.get()),
+        ),
+        (
+            "arrow_read_buffers_pooled_bytes",
+            "Freed disk read buffers kept for reuse, all shards (at most 64 MiB per shard; those unused for a second are given back).",
+            sum(&|s| s.read_buffers_pooled_bytes.get()),
         ),
         (
             "arrow_overflow_total",

@@ -26,30 +26,124 @@ unsafe impl Send for AlignedBuf {}
 unsafe impl Sync for AlignedBuf {}
 
 /// Most bytes of freed buffers one thread keeps for reuse (reads of 1 MiB chunks would otherwise
-/// mmap, fault in and unmap a fresh buffer per read).
+/// map, fault in and unmap a fresh buffer per read).
 const POOL_BYTES_MAX: usize = 64 << 20;
+
+/// Buffers of at least this many bytes are mapped from the kernel and unmapped when freed (and
+/// not pooled): a burst of large reads (hundreds of viewers starting at once) then leaves no
+/// freed memory resident in the allocator after it.
+const MAPPED_BYTES_MIN: usize = 128 << 10;
+
+/// How long pooled buffers may go unused before the pool gives them back.
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Freed buffers by length, per thread.
 struct Pool {
     free: std::collections::HashMap<usize, Vec<NonNull<u8>>>,
     bytes: usize,
+    /// The fewest bytes the pool held since `since`: that many were not needed in that time.
+    low: usize,
+    since: Option<std::time::Instant>,
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
         for (&len, ptrs) in self.free.iter() {
-            for p in ptrs {
-                // SAFETY: each pointer came from alloc_zeroed with this length's layout and is
-                // owned by the pool alone.
-                unsafe { alloc::dealloc(p.as_ptr(), AlignedBuf::layout(len)) }
+            for &p in ptrs {
+                release(p, len);
             }
         }
     }
 }
 
 thread_local! {
-    static POOL: std::cell::RefCell<Pool> =
-        std::cell::RefCell::new(Pool { free: std::collections::HashMap::new(), bytes: 0 });
+    static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::new(Pool {
+        free: std::collections::HashMap::new(),
+        bytes: 0,
+        low: 0,
+        since: None,
+    });
+}
+
+/// Bytes of freed read buffers this thread keeps for reuse (at most 64 MiB).
+pub fn pooled_bytes() -> usize {
+    POOL.try_with(|p| p.borrow().bytes).unwrap_or(0)
+}
+
+/// Give back the pooled buffers this thread did not reuse over the last second (called by the
+/// shard's housekeeping; a no-op until a second has passed since the last trim). Returns the
+/// bytes released.
+pub fn trim_pool() -> usize {
+    POOL.try_with(|p| {
+        let mut p = p.borrow_mut();
+        let now = std::time::Instant::now();
+        let Some(since) = p.since else {
+            p.since = Some(now);
+            p.low = p.bytes;
+            return 0;
+        };
+        if now.duration_since(since) < POOL_IDLE {
+            return 0;
+        }
+        let mut excess = p.low;
+        let mut released = 0;
+        let mut lens: Vec<usize> = p.free.keys().copied().collect();
+        lens.sort_unstable_by(|a, b| b.cmp(a));
+        for len in lens {
+            while excess >= len {
+                let Some(ptr) = p.free.get_mut(&len).and_then(Vec::pop) else {
+                    break;
+                };
+                release(ptr, len);
+                excess = excess.saturating_sub(len);
+                released += len;
+            }
+        }
+        p.free.retain(|_, v| !v.is_empty());
+        p.bytes -= released;
+        p.low = p.bytes;
+        p.since = Some(now);
+        released
+    })
+    .unwrap_or(0)
+}
+
+/// Fresh zeroed memory for a buffer of `len` bytes (a multiple of 4 KiB).
+fn obtain(len: usize) -> NonNull<u8> {
+    if len >= MAPPED_BYTES_MIN {
+        // SAFETY: an anonymous private mapping with no address hint; the result is checked.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if raw != libc::MAP_FAILED {
+            if let Some(p) = NonNull::new(raw.cast::<u8>()) {
+                return p;
+            }
+        }
+        alloc::handle_alloc_error(AlignedBuf::layout(len))
+    }
+    let layout = AlignedBuf::layout(len);
+    // SAFETY: layout has a non-zero size (len >= 4096) and a power-of-two alignment.
+    let raw = unsafe { alloc::alloc_zeroed(layout) };
+    NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout))
+}
+
+/// Free what [`obtain`] gave for `len` bytes.
+fn release(ptr: NonNull<u8>, len: usize) {
+    if len >= MAPPED_BYTES_MIN {
+        // SAFETY: `ptr` is a mapping of exactly `len` bytes made by `obtain`, unmapped once.
+        unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+    } else {
+        // SAFETY: `ptr` came from alloc_zeroed with this length's layout and is freed once.
+        unsafe { alloc::dealloc(ptr.as_ptr(), AlignedBuf::layout(len)) }
+    }
 }
 
 impl AlignedBuf {
@@ -70,6 +164,7 @@ impl AlignedBuf {
                 let ptr = p.free.get_mut(&len).and_then(Vec::pop);
                 if ptr.is_some() {
                     p.bytes -= len;
+                    p.low = p.low.min(p.bytes);
                 }
                 ptr
             })
@@ -78,13 +173,10 @@ impl AlignedBuf {
         if let Some(ptr) = pooled {
             return AlignedBuf { ptr, len };
         }
-        let layout = Self::layout(len);
-        // SAFETY: layout has a non-zero size (len >= 4096) and a power-of-two alignment.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(layout)
-        };
-        AlignedBuf { ptr, len }
+        AlignedBuf {
+            ptr: obtain(len),
+            len,
+        }
     }
 
     fn layout(len: usize) -> Layout {
@@ -129,9 +221,7 @@ impl Drop for AlignedBuf {
             })
             .unwrap_or(false);
         if !kept {
-            // SAFETY: ptr came from alloc_zeroed with this exact layout and is freed once (it
-            // was not handed to the pool).
-            unsafe { alloc::dealloc(ptr.as_ptr(), Self::layout(len)) }
+            release(ptr, len);
         }
     }
 }
@@ -369,4 +459,32 @@ fn block_device_bytes(file: &std::fs::File) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_gives_back_what_a_second_did_not_reuse() {
+        const MIB: usize = 1 << 20;
+        let before = pooled_bytes();
+        let bufs: Vec<AlignedBuf> = (0..4).map(|_| AlignedBuf::for_read(MIB)).collect();
+        drop(bufs);
+        assert_eq!(pooled_bytes(), before + 4 * MIB);
+        assert_eq!(trim_pool(), 0, "the first trim only starts the clock");
+        // One buffer is reused within the second: the pool's low mark is 3 MiB above `before`.
+        let mut b = AlignedBuf::for_read(MIB);
+        b.as_mut_slice()[0] = 1;
+        drop(b);
+        assert_eq!(trim_pool(), 0, "less than a second has passed");
+        std::thread::sleep(POOL_IDLE + std::time::Duration::from_millis(50));
+        assert_eq!(trim_pool(), before + 3 * MIB);
+        assert_eq!(pooled_bytes(), MIB);
+        // A mapped buffer is usable after the trims (fresh mapping or the one kept).
+        let mut c = AlignedBuf::new(MIB);
+        assert!(c.as_slice().iter().all(|&x| x == 0));
+        c.as_mut_slice()[MIB - 1] = 7;
+        assert_eq!(c.as_slice()[MIB - 1], 7);
+    }
 }

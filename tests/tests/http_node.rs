@@ -1165,6 +1165,51 @@ fn a_fill_holds_one_window_and_a_viewer_behind_it_reads_from_the_disk() {
     assert_eq!(origin.requests_for(path), 1);
 }
 
+#[test]
+fn a_committed_fill_gives_its_window_back_while_a_slow_viewer_still_reads_it() {
+    let dir = scratch_dir("fill-release");
+    let origin = Origin::start(media);
+    let (http, admin) = addrs();
+    let cfg = node_config(dir.path(), http, admin, &[origin.url()], "")
+        .replace("[limits]\n", "[limits]\nfill_window_bytes = 1048576\n");
+    let node = Node::start(dir.path(), &cfg, http, admin);
+    let path = "/v/t5/huge-release.mp4";
+    let full = body_for(path, 12 << 20);
+    // A viewer that starts the fill and then reads nothing: 12 MiB is more than its socket
+    // buffers take, so it is still streaming the fill long after the body has arrived.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&node.http.into()).unwrap();
+    let mut slow: TcpStream = sock.into();
+    write!(
+        slow,
+        "GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    // Once the object is committed (another viewer gets a hit), the fill's window is given
+    // back although the slow viewer still holds the fill.
+    assert!(wait_until(Duration::from_secs(10), || {
+        get(node.http, path, HOST, &[]).unwrap().x_cache() == "HIT"
+    }));
+    let mut m = String::new();
+    let released = wait_until(Duration::from_secs(3), || {
+        m = String::from_utf8(get(node.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+        metric_sum(&m, "arrow_fill_buffer_bytes") == 0.0
+    });
+    assert!(
+        metric_sum(&m, "arrow_fill_buffer_bytes_peak") > 0.0,
+        "the fill never held a window: {m}"
+    );
+    assert!(released, "a committed fill still holds its window: {m}");
+    // The slow viewer reads the rest (from the store now) and gets the whole body.
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let r = read_response(&mut slow, false, &mut Vec::new()).unwrap();
+    assert_eq!(r.x_cache(), "MISS");
+    assert!(r.body == full, "the slow viewer's body differs");
+    assert_eq!(origin.requests_for(path), 1);
+}
+
 /// Raw response head lines (status line excluded) of one GET on a fresh connection.
 fn raw_head_lines(addr: SocketAddr, path: &str, extra: &str) -> Vec<String> {
     let mut c = TcpStream::connect(addr).unwrap();

@@ -33,13 +33,6 @@ impl StoredBody<'_> {
     }
 }
 
-/// The most body bytes a slow viewer's send holds (while its socket takes nothing, for at most
-/// `limits.send_hold_ms`): the piece is copied out of what the read handed over — a whole chunk
-/// buffer from the disk, or a RAM-tier span — which goes back at once. A slow viewer thus pins
-/// no chunk buffer and no region of the tier's arena (regions pinned by many slow sends
-/// fragmented the arena until the tier could take nothing).
-const SLOW_PIECE_BYTES: usize = 64 * 1024;
-
 fn slow_piece(
     part: Result<BodyPart, arrow_storage::StorageError>,
 ) -> Result<BodyPart, arrow_storage::StorageError> {

@@ -141,6 +141,21 @@ impl Fill {
         self.notify();
     }
 
+    /// Drop every piece of the window once the disk copy covers all that arrived (the object is
+    /// committed): viewers still streaming the fill read the rest from the store.
+    pub(super) fn release_window(&self) {
+        let on_disk = self.progress.borrow().as_ref().map(|p| p.readable_bytes());
+        if on_disk.is_none_or(|d| d < self.received.get()) {
+            return;
+        }
+        let mut w = self.window.borrow_mut();
+        let held = w.bytes;
+        w.base += held;
+        w.pieces.clear();
+        w.bytes = 0;
+        self.budget.set(self.budget.get().saturating_sub(held));
+    }
+
     pub(super) fn trim(&self, window_max: u64, shared: bool) {
         let mut w = self.window.borrow_mut();
         let on_disk = self.progress.borrow().as_ref().map(|p| p.readable_bytes());
@@ -513,8 +528,14 @@ impl ShardCache {
         }
         drop(fetching);
         if let Some(w) = writer {
-            if let Err(e) = w.finish().await {
-                tracing::warn!(key = %req.cache_key, error = %e, "object commit failed");
+            match w.finish().await {
+                // Committed: the whole body is readable from the store, so the window goes now
+                // rather than with the last viewer still streaming this fill (a slow viewer
+                // would otherwise keep a whole window alive for as long as it reads).
+                Ok(_) => fill.release_window(),
+                Err(e) => {
+                    tracing::warn!(key = %req.cache_key, error = %e, "object commit failed")
+                }
             }
         }
     }
@@ -657,6 +678,7 @@ impl ShardCache {
         let end = last.map(|l| l + 1);
         let _reading = Reading::new(fill);
         let mut pos = first; // next body byte this viewer needs
+        let mut slow = false; // its socket once took less than a whole piece
         loop {
             if end.is_some_and(|e| pos >= e) {
                 break;
@@ -689,7 +711,12 @@ impl ShardCache {
                     match read {
                         Some(b) if !b.is_empty() => {
                             self.metrics.fill_disk_reads.inc();
-                            b
+                            // A slow viewer keeps a small copy of its own, not a whole chunk.
+                            if slow {
+                                Bytes::copy_from_slice(&b[..b.len().min(SLOW_PIECE_BYTES)])
+                            } else {
+                                b
+                            }
                         }
                         _ => {
                             self.metrics.fill_viewers_cut.inc();
@@ -718,9 +745,12 @@ impl ShardCache {
                         fill.consumed.set(pos);
                         fill.notify();
                     }
-                    if n < plen && sink.writable().await.is_err() {
-                        out.aborted = true;
-                        return out;
+                    if n < plen {
+                        slow = true;
+                        if sink.writable().await.is_err() {
+                            out.aborted = true;
+                            return out;
+                        }
                     }
                 }
                 Err(_) => {

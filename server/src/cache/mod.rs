@@ -42,6 +42,13 @@ use crate::metrics::{CacheResult, ShardMetrics};
 use crate::origin::{OriginClient, OriginRequest, OriginResponse};
 use crate::sink::Sink;
 
+/// The most body bytes a slow viewer's send holds (while its socket takes nothing, for at most
+/// `limits.send_hold_ms`): the piece is copied out of what the read handed over — a whole chunk
+/// buffer from the disk, or a RAM-tier span — which goes back at once. A slow viewer thus pins
+/// no chunk buffer and no region of the tier's arena (regions pinned by many slow sends
+/// fragmented the arena until the tier could take nothing).
+const SLOW_PIECE_BYTES: usize = 64 * 1024;
+
 /// A cacheable request, owned so that it can cross to the owning shard.
 #[derive(Debug, Clone)]
 pub struct CacheRequest {
@@ -171,6 +178,9 @@ impl ShardCache {
         self.metrics
             .replica_bytes
             .set(self.replicas.borrow().bytes());
+        self.metrics
+            .read_buffers_pooled_bytes
+            .set(arrow_storage::slab::pooled_bytes() as u64);
     }
 
     /// The CORS lines the origins of host rule `rule` sent last (empty if none yet).
