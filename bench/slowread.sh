@@ -5,18 +5,21 @@
 #   bench/slowread.sh [OUT_DIR]
 #
 # One Arrow shard (SERVER_CORE), RAM tier RAM_BYTES; 8 × 8 MiB objects and 20 × 64 KiB probe
-# objects, all cached first (SLOW_MODE=hit, the default). SLOW_MODE=fill leaves the 8 MiB objects out: the
-# first slow viewer of each starts its fill and the others join it (read-while-write, each fill
-# committed while its viewers are still reading). Then:
+# objects, all cached first (SLOW_MODE=hit, the default; the 8 MiB objects under the host the
+# slow clients send). SLOW_MODE=fill leaves the 8 MiB objects out: the first slow viewer of each
+# starts its fill and the others join it (read-while-write, each fill committed while its viewers
+# are still reading). Then:
 #   1. baseline: wrk -c1 over the probe objects for PROBE_S s (p50/p99), node RSS, MemAvailable;
 #   2. SLOW clients (bench/slow_clients.py: SO_RCVBUF 4 KiB, GET an 8 MiB object, read 32 bytes
-#      every 5 s, for HOLD_S s), spread over the 8 objects: half of them, SETTLE_S s, node RSS
+#      every 5 s at a phase of its own, for HOLD_S s), spread over the 8 objects: half of them,
+#      SETTLE_S s, node RSS
 #      and MemAvailable, then the other half;
 #   3. after SETTLE_S s: the probe again, node RSS and MemAvailable (the largest of 5 samples);
 #   4. the slow clients end; the node's counters (slow viewers closed, pieces dropped).
 # Reported: memory growth per slow connection (RSS and MemAvailable) from idle, and from half to
 # all of the slow clients (the marginal cost of one more, apart from fixed bounds such as the
-# RAM tier and the buffer pool filling), probe p99 with the slow clients ÷ idle baseline. Output: OUT_DIR/slowread.json and a line on stdout.
+# RAM tier and the buffer pool filling), probe p99 with the slow clients ÷ idle baseline.
+# Output: OUT_DIR/slowread.json and a line on stdout.
 #
 # Environment: SLOW_MODE [hit] SLOW [1000] HOLD_S [28] SETTLE_S [12] PROBE_S [5] RAM_BYTES [67108864]
 # BASE_PORT [18600] SERVER_CORE [1] CLIENT_CORE [0] ARROW_BIN.

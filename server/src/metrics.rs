@@ -454,7 +454,7 @@ pub fn render(
         ),
         (
             "arrow_read_buffers_pooled_bytes",
-            "Freed disk read buffers kept for reuse, all shards (at most 64 MiB per shard; half of those unused for a second are given back each second).",
+            "Freed disk read buffers kept for reuse, all shards (at most 64 MiB per shard).",
             sum(&|s| s.read_buffers_pooled_bytes.get()),
         ),
         (

@@ -246,9 +246,6 @@ async fn shard_main(start: ShardStart) {
     loop {
         monoio::time::sleep(Duration::from_millis(100)).await;
         feed_cluster_stats(&ctx, store.as_deref(), &mut fed);
-        // Read buffers a burst left in this shard's pool and nothing reused for a second go
-        // back to the kernel.
-        arrow_storage::slab::trim_pool();
         ctx.cache.publish_gauges();
         if let (Some(store), Some(disks)) = (&store, node.disks.get()) {
             for d in store.stats().disks {

@@ -29,16 +29,10 @@ unsafe impl Sync for AlignedBuf {}
 /// map, fault in and unmap a fresh buffer per read).
 const POOL_BYTES_MAX: usize = 64 << 20;
 
-/// How long pooled buffers may go unused before the pool gives them back.
-const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Freed buffers by length, per thread.
 struct Pool {
     free: std::collections::HashMap<usize, Vec<NonNull<u8>>>,
     bytes: usize,
-    /// The fewest bytes the pool held since `since`: that many were not needed in that time.
-    low: usize,
-    since: Option<std::time::Instant>,
 }
 
 impl Drop for Pool {
@@ -52,12 +46,8 @@ impl Drop for Pool {
 }
 
 thread_local! {
-    static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::new(Pool {
-        free: std::collections::HashMap::new(),
-        bytes: 0,
-        low: 0,
-        since: None,
-    });
+    static POOL: std::cell::RefCell<Pool> =
+        std::cell::RefCell::new(Pool { free: std::collections::HashMap::new(), bytes: 0 });
 }
 
 /// Bytes of freed read buffers this thread keeps for reuse (at most 64 MiB).
@@ -65,49 +55,12 @@ pub fn pooled_bytes() -> usize {
     POOL.try_with(|p| p.borrow().bytes).unwrap_or(0)
 }
 
-/// Give back half of the pooled buffers this thread did not reuse over the last second (called
-/// by the shard's housekeeping; a no-op until a second has passed since the last trim): a pool
-/// a burst filled drains within seconds, while load that varies from second to second keeps
-/// what it comes back for. Returns the bytes released.
-pub fn trim_pool() -> usize {
-    POOL.try_with(|p| {
-        let mut p = p.borrow_mut();
-        let now = std::time::Instant::now();
-        let Some(since) = p.since else {
-            p.since = Some(now);
-            p.low = p.bytes;
-            return 0;
-        };
-        if now.duration_since(since) < POOL_IDLE {
-            return 0;
-        }
-        let mut excess = p.low / 2;
-        let mut released = 0;
-        let mut lens: Vec<usize> = p.free.keys().copied().collect();
-        lens.sort_unstable_by(|a, b| b.cmp(a));
-        for len in lens {
-            while excess >= len {
-                let Some(ptr) = p.free.get_mut(&len).and_then(Vec::pop) else {
-                    break;
-                };
-                release(ptr, len);
-                excess = excess.saturating_sub(len);
-                released += len;
-            }
-        }
-        p.free.retain(|_, v| !v.is_empty());
-        p.bytes -= released;
-        p.low = p.bytes;
-        p.since = Some(now);
-        released
-    })
-    .unwrap_or(0)
-}
-
 /// Fresh zeroed memory for a buffer of `len` bytes (a multiple of 4 KiB), from the global
-/// allocator. (Buffers mapped from the kernel one by one, and unmapped when freed, were tried:
-/// 1 MiB disk-tier hits at 32 connections fell from 1.32–1.35× fio's reads/s to 0.74–0.77× in
-/// the same `bench/disktier.sh` rounds, with about twice the reads in the device.)
+/// allocator. Buffers are kept, not given back: buffers mapped from the kernel one by one (and
+/// unmapped when freed) made 1 MiB disk-tier hits at 32 connections fall from 1.32–1.35× fio's
+/// reads/s to 0.74–0.77× in the same `bench/disktier.sh` rounds, and a pool that gave back
+/// what it had not reused for a second made 64 KiB hits at 8 connections 0.57–0.64× instead of
+/// 0.79–0.83×, both with slower reads in the device (fresh memory in more, smaller pieces).
 fn obtain(len: usize) -> NonNull<u8> {
     let layout = AlignedBuf::layout(len);
     // SAFETY: layout has a non-zero size (len >= 4096) and a power-of-two alignment.
@@ -139,7 +92,6 @@ impl AlignedBuf {
                 let ptr = p.free.get_mut(&len).and_then(Vec::pop);
                 if ptr.is_some() {
                     p.bytes -= len;
-                    p.low = p.low.min(p.bytes);
                 }
                 ptr
             })
@@ -434,35 +386,4 @@ fn block_device_bytes(file: &std::fs::File) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pool_gives_back_half_of_what_a_second_did_not_reuse() {
-        const MIB: usize = 1 << 20;
-        let before = pooled_bytes();
-        let bufs: Vec<AlignedBuf> = (0..4).map(|_| AlignedBuf::for_read(MIB)).collect();
-        drop(bufs);
-        assert_eq!(pooled_bytes(), before + 4 * MIB);
-        assert_eq!(trim_pool(), 0, "the first trim only starts the clock");
-        // Two buffers are reused within the second: 2 MiB were not, and half of that goes.
-        let b = [AlignedBuf::for_read(MIB), AlignedBuf::for_read(MIB)];
-        drop(b);
-        assert_eq!(trim_pool(), 0, "less than a second has passed");
-        std::thread::sleep(POOL_IDLE + std::time::Duration::from_millis(50));
-        assert_eq!(trim_pool(), MIB);
-        assert_eq!(pooled_bytes(), before + 3 * MIB);
-        // Nothing reused in the next second: half of the 3 MiB (one whole buffer) goes.
-        std::thread::sleep(POOL_IDLE + std::time::Duration::from_millis(50));
-        assert_eq!(trim_pool(), MIB);
-        assert_eq!(pooled_bytes(), before + 2 * MIB);
-        // A buffer is usable after the trims (fresh or the one kept).
-        let mut c = AlignedBuf::new(MIB);
-        assert!(c.as_slice().iter().all(|&x| x == 0));
-        c.as_mut_slice()[MIB - 1] = 7;
-        assert_eq!(c.as_slice()[MIB - 1], 7);
-    }
 }

@@ -60,6 +60,11 @@ impl WriteProgress {
         }
     }
 
+    /// The stored object, once the writer has committed it.
+    pub fn committed(&self) -> Option<ObjectInfo> {
+        self.inner.borrow().committed.clone()
+    }
+
     /// False once the writer gave up (nothing may be read through it any more).
     pub fn alive(&self) -> bool {
         self.inner.borrow().state != ProgressState::Abandoned

@@ -36,11 +36,7 @@ impl StoredBody<'_> {
 fn slow_piece(
     part: Result<BodyPart, arrow_storage::StorageError>,
 ) -> Result<BodyPart, arrow_storage::StorageError> {
-    let copy = |b: &[u8]| Bytes::copy_from_slice(&b[..b.len().min(SLOW_PIECE_BYTES)]);
-    Ok(BodyPart::Bytes(match part? {
-        BodyPart::Bytes(b) => copy(&b),
-        BodyPart::Span(s) => copy(s.as_slice()),
-    }))
+    Ok(BodyPart::Bytes(slow_copy(&part?)))
 }
 
 impl ShardCache {

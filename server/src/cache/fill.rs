@@ -679,13 +679,18 @@ impl ShardCache {
         let _reading = Reading::new(fill);
         let mut pos = first; // next body byte this viewer needs
         let mut slow = false; // its socket once took less than a whole piece
+                              // Chunked framing needs bytes; otherwise RAM-tier units may go as spans.
+        let want_span = sink.can_splice() && !chunked;
         loop {
             if end.is_some_and(|e| pos >= e) {
                 break;
             }
             let held = fill.window.borrow().at(pos);
-            let piece = match held {
-                Ok(Some(p)) => p,
+            let part = match held {
+                Ok(Some(p)) => BodyPart::Bytes(match end {
+                    Some(e) if pos + p.len() as u64 > e => p.slice(..(e - pos) as usize),
+                    _ => p,
+                }),
                 Ok(None) => {
                     if fill.error.get() {
                         out.aborted = true;
@@ -699,23 +704,30 @@ impl ShardCache {
                     continue;
                 }
                 Err(()) => {
-                    // Behind the window: read what the disk writer has put down.
+                    // Behind the window: read what the disk writer has put down, or, once the
+                    // object is committed, the stored object as a hit reads it (a RAM-tier unit
+                    // goes to the socket as a span, shared by every viewer, not as a copy each).
                     let progress = fill.progress.borrow().clone();
+                    let len_max = end.map_or(u64::MAX, |e| e - pos);
                     let read = match (&self.store, progress) {
-                        (Some(store), Some(p)) => store
-                            .read_written(&p, pos, end.map_or(u64::MAX, |e| e - pos))
-                            .await
-                            .ok(),
+                        (Some(store), Some(p)) => match p.committed() {
+                            Some(obj) => store.read_part(&obj, pos, len_max, want_span).await.ok(),
+                            None => store
+                                .read_written(&p, pos, len_max)
+                                .await
+                                .ok()
+                                .map(BodyPart::Bytes),
+                        },
                         _ => None,
                     };
                     match read {
-                        Some(b) if !b.is_empty() => {
+                        Some(p) if !p.is_empty() => {
                             self.metrics.fill_disk_reads.inc();
-                            // A slow viewer keeps a small copy of its own, not a whole chunk.
+                            // A slow viewer keeps a small copy of its own, not a whole unit.
                             if slow {
-                                Bytes::copy_from_slice(&b[..b.len().min(SLOW_PIECE_BYTES)])
+                                BodyPart::Bytes(slow_copy(&p))
                             } else {
-                                b
+                                p
                             }
                         }
                         _ => {
@@ -726,16 +738,16 @@ impl ShardCache {
                     }
                 }
             };
-            let piece = match end {
-                Some(e) if pos + piece.len() as u64 > e => piece.slice(..(e - pos) as usize),
-                _ => piece,
-            };
-            let plen = piece.len() as u64;
+            let plen = part.len();
             let head = pending_head.take().unwrap_or_default();
             let took = if chunked {
+                let piece = match part {
+                    BodyPart::Bytes(b) => b,
+                    BodyPart::Span(sp) => sp.to_bytes(),
+                };
                 sink.send(head, chunk_frame(piece)).await.map(|_| plen)
             } else {
-                sink.send_part(head, BodyPart::Bytes(piece)).await
+                sink.send_part(head, part).await
             };
             match took {
                 Ok(n) => {

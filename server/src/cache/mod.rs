@@ -49,6 +49,16 @@ use crate::sink::Sink;
 /// fragmented the arena until the tier could take nothing).
 const SLOW_PIECE_BYTES: usize = 64 * 1024;
 
+/// A slow viewer's piece: a copy of at most [`SLOW_PIECE_BYTES`] of `part`, so the chunk buffer
+/// or RAM-tier span it came from goes back at once.
+fn slow_copy(part: &BodyPart) -> Bytes {
+    let b: &[u8] = match part {
+        BodyPart::Bytes(b) => b,
+        BodyPart::Span(s) => s.as_slice(),
+    };
+    Bytes::copy_from_slice(&b[..b.len().min(SLOW_PIECE_BYTES)])
+}
+
 /// A cacheable request, owned so that it can cross to the owning shard.
 #[derive(Debug, Clone)]
 pub struct CacheRequest {
