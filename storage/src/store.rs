@@ -339,6 +339,8 @@ impl Store {
         }
         let cb = u64::from(progress.chunk_bytes);
         let c = offset / cb;
+        let at = (offset - c * cb) as usize;
+        let len = len_max.min(cb - at as u64) as usize;
         let (extents, crc) = {
             let p = progress.inner.borrow();
             if p.state != ProgressState::Writing {
@@ -350,6 +352,11 @@ impl Store {
                     len_bytes: len_max,
                     body_len_bytes: p.written_bytes,
                 });
+            }
+            if let Some((last, chunk)) = &p.last_read {
+                if *last == c {
+                    return Ok(chunk.slice(at..at + len));
+                }
             }
             (p.data.clone(), p.chunk_crcs[c as usize])
         };
@@ -375,9 +382,14 @@ impl Store {
                 .await);
         }
         timing.done(cb);
-        let at = (offset - c * cb) as usize;
-        let len = len_max.min(cb - at as u64) as usize;
-        Ok(Bytes::from_owner(buf).slice(at..at + len))
+        let chunk = Bytes::from_owner(buf).slice(..cb as usize);
+        {
+            let mut p = progress.inner.borrow_mut();
+            if p.state == ProgressState::Writing {
+                p.last_read = Some((c, chunk.clone()));
+            }
+        }
+        Ok(chunk.slice(at..at + len))
     }
 
     /// The checks every read makes first: the range lies in the body, the disk is online, and

@@ -39,6 +39,10 @@ pub(crate) struct ProgressInner {
     pub(crate) state: ProgressState,
     /// The stored object, once committed.
     pub(crate) committed: Option<ObjectInfo>,
+    /// The chunk last read back through this progress (index, whole chunk): viewers behind a
+    /// fill's window are usually at about the same place, and share it instead of each reading
+    /// (and holding) a copy. Dropped at commit, when reads go to the stored object.
+    pub(crate) last_read: Option<(u64, bytes::Bytes)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +117,7 @@ impl ObjectWriter {
                     written_bytes: 0,
                     state: ProgressState::Writing,
                     committed: None,
+                    last_read: None,
                 }),
             }),
             disk,
@@ -393,6 +398,7 @@ impl ObjectWriter {
             p.state = ProgressState::Committed(id, gen);
             p.written_bytes = self.body_len;
             p.committed = Some(info.clone());
+            p.last_read = None;
         }
         info
     }
@@ -413,7 +419,11 @@ impl Drop for ObjectWriter {
         if self.done {
             return;
         }
-        self.progress.inner.borrow_mut().state = ProgressState::Abandoned;
+        {
+            let mut p = self.progress.inner.borrow_mut();
+            p.state = ProgressState::Abandoned;
+            p.last_read = None;
+        }
         let mut st = self.disk.st.borrow_mut();
         if let Some((entry, offset)) = self.packed {
             // The record is in a pack and a flush may commit (or have committed) it: the member

@@ -271,6 +271,8 @@ fn an_object_being_written_reads_back_by_whole_chunks_until_its_writer_gives_up(
         // 40,000 bytes in: two whole 16 KiB chunks are on the disk (the third is buffered).
         w.write(&body[..40_000]).await.unwrap();
         assert_eq!(progress.readable_bytes(), 32 * 1024);
+        let disk_reads = |s: &Store| s.stats().disks.iter().map(|d| d.read_ops).sum::<u64>();
+        let before = disk_reads(&store);
         for off in [0u64, 100, 16 * 1024, 20_000] {
             let got = store.read_written(&progress, off, 1 << 20).await.unwrap();
             let chunk_end = (off / 16384 + 1) * 16384;
@@ -280,6 +282,9 @@ fn an_object_being_written_reads_back_by_whole_chunks_until_its_writer_gives_up(
                 "offset {off}"
             );
         }
+        // Readers at one chunk share its read (viewers behind a fill's window are at about the
+        // same place): two chunks, two reads.
+        assert_eq!(disk_reads(&store) - before, 2);
         assert!(matches!(
             store.read_written(&progress, 33_000, 10).await,
             Err(StorageError::Range { .. })
