@@ -1093,9 +1093,11 @@ fn a_fill_holds_one_window_and_a_viewer_behind_it_reads_from_the_disk() {
         r
     });
     let (http, admin) = addrs();
+    // The shard's fill-memory bound is one window: while the big fill holds any piece (it
+    // always keeps its newest), a new fill would pass the bound.
     let cfg = node_config(dir.path(), http, admin, &[origin.url()], "").replace(
         "[limits]\n",
-        "[limits]\nfill_window_bytes = 262144\nfill_buffer_bytes_max = 1048576\n",
+        "[limits]\nfill_window_bytes = 262144\nfill_buffer_bytes_max = 262144\n",
     );
     let _node = Node::start(dir.path(), &cfg, http, admin);
     let (http, admin) = (_node.http, _node.admin);
@@ -1113,9 +1115,8 @@ fn a_fill_holds_one_window_and_a_viewer_behind_it_reads_from_the_disk() {
     .unwrap();
     // Fill memory while the body arrives: one window (plus the piece just received), never the
     // 12 MiB body (the peak gauge, so no sample can miss it); meanwhile a miss that arrives while
-    // the shard is at its fill-memory bound streams through uncached. The fill is at the bound
-    // only from a piece's arrival until the disk writer has it, so misses of fresh keys keep
-    // coming until one lands in such a moment (the others are ordinary fills).
+    // the shard is at its fill-memory bound streams through uncached (misses of fresh keys are
+    // sent while the gauge shows fill memory in use, until one is answered).
     let mut passed = None;
     let t = Instant::now();
     let mut n = 0;
