@@ -56,12 +56,11 @@ pub fn pooled_bytes() -> usize {
 }
 
 /// Fresh zeroed memory for a buffer of `len` bytes (a multiple of 4 KiB), from the global
-/// allocator; freed ones go to the pool (up to its bound), which keeps them. Tried instead:
-/// buffers mapped from the kernel one by one (and unmapped when freed) made 1 MiB disk-tier
-/// hits at 32 connections fall from 1.32–1.35× fio's reads/s to 0.74–0.77× in the same
-/// `bench/disktier.sh` rounds, and a pool that gave back what it had not reused for a second
-/// made 64 KiB hits at 8 connections 0.57–0.64× instead of 0.79–0.83×, both with slower reads
-/// in the device (fresh memory in more, smaller pieces).
+/// allocator; freed ones go to the pool (up to its bound), which keeps them. Tried instead
+/// (BENCHMARKS.md, 2026-12-04): buffers mapped from the kernel one by one and unmapped when
+/// freed (c155648) made 1 MiB disk-tier hits at 32 connections 0.68× fio's reads/s instead of
+/// 1.16×, and a pool that gave back what it had not reused for a second (14ee197) made 64 KiB
+/// hits at 8 connections 0.57× instead of 0.79×, both with slower reads in the device.
 fn obtain(len: usize) -> NonNull<u8> {
     let layout = AlignedBuf::layout(len);
     // SAFETY: layout has a non-zero size (len >= 4096) and a power-of-two alignment.
