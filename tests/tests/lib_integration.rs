@@ -64,6 +64,17 @@ struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // SIGTERM first: nginx's master then stops its workers (after a SIGKILL of the master
+        // they went on running, orphaned, after the test). SIGKILL if it is still there in 5 s.
+        // SAFETY: kill(2) on the pid of a child this handle has not reaped yet.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
