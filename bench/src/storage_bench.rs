@@ -179,6 +179,7 @@ async fn run_async(args: &StorageReadArgs) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     let t0 = Instant::now();
+    let cpu0 = process_cpu_secs();
     for t in 0..args.iodepth {
         let store = Rc::clone(&store);
         let keys = Rc::clone(&keys);
@@ -221,6 +222,7 @@ async fn run_async(args: &StorageReadArgs) -> Result<(), String> {
         bytes += b;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu_us_per_op = (process_cpu_secs() - cpu0) * 1e6 / ops.max(1) as f64;
     // The extent the objects occupy (a fresh slab fills its data area from the start): fio
     // reads the same bytes, not the whole file.
     let extent_offset = arrow_storage::layout::Geometry::new(args.size_bytes, 1 << 20)
@@ -233,7 +235,7 @@ async fn run_async(args: &StorageReadArgs) -> Result<(), String> {
         Pattern::Seq1m => ((body + 200) as f64 / 4096.0).ceil() * 4096.0,
     };
     println!(
-        "engine=arrow pattern={:?} iodepth={} objects={count} seconds={secs:.2} ops_per_s={:.0} body_mb_per_s={:.1} disk_mb_per_s={:.1} extent_offset={extent_offset} extent_bytes={extent_bytes}",
+        "engine=arrow pattern={:?} iodepth={} objects={count} seconds={secs:.2} ops_per_s={:.0} body_mb_per_s={:.1} disk_mb_per_s={:.1} cpu_us_per_op={cpu_us_per_op:.1} extent_offset={extent_offset} extent_bytes={extent_bytes}",
         pattern,
         args.iodepth,
         ops as f64 / secs,
@@ -241,6 +243,19 @@ async fn run_async(args: &StorageReadArgs) -> Result<(), String> {
         ops as f64 * disk_bytes_per_op / secs / 1e6,
     );
     Ok(())
+}
+
+/// User + system CPU time of this process so far (the engine's thread and the kernel work done
+/// on its behalf), in seconds.
+fn process_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// `--engine ring`: random 4 KiB reads of the whole file through a [`DiskRing`], IODEPTH at once.
