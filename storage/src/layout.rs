@@ -175,6 +175,23 @@ pub struct Superblock {
     pub epoch_unix_secs: u64,
 }
 
+/// CRC-32C (Castagnoli) of `data`: the checksum of every on-disk structure and body chunk.
+/// Computed by `crc-fast` (carry-less multiplication, AVX-512 where the CPU has it), about twice
+/// the speed of the `crc32c` crate on 1 MiB chunks; the values are the same (the format did not
+/// change, see the test below).
+pub fn crc(data: &[u8]) -> u32 {
+    crc_fast::crc32_iscsi(data)
+}
+
+/// CRC-32C of the concatenation of `parts`.
+pub fn crc_of(parts: &[&[u8]]) -> u32 {
+    let mut d = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    for p in parts {
+        d.update(p);
+    }
+    d.finalize() as u32
+}
+
 fn put_u16(buf: &mut [u8], at: usize, v: u16) {
     buf[at..at + 2].copy_from_slice(&v.to_le_bytes());
 }
@@ -218,7 +235,7 @@ impl Superblock {
         put_u64(block, 64, g.data_start_block);
         put_u64(block, 72, g.total_blocks);
         put_u64(block, 80, self.epoch_unix_secs);
-        let crc = crc32c::crc32c(&block[..SUPER_CRC_AT]);
+        let crc = crc(&block[..SUPER_CRC_AT]);
         put_u32(block, SUPER_CRC_AT, crc);
     }
 
@@ -233,7 +250,7 @@ impl Superblock {
                 path.display()
             ));
         }
-        if crc32c::crc32c(&block[..SUPER_CRC_AT]) != get_u32(block, SUPER_CRC_AT) {
+        if crc(&block[..SUPER_CRC_AT]) != get_u32(block, SUPER_CRC_AT) {
             return Err(format!("{}: superblock checksum mismatch", path.display()));
         }
         let version = get_u32(block, 8);
@@ -376,7 +393,7 @@ pub fn packed_offset(used: usize, len: usize) -> usize {
 
 /// crc32c of a packed record's header and body, seeded with its pack's sequence number.
 fn packed_head_crc(seq: u64, bytes: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), bytes)
+    crc_of(&[&seq.to_le_bytes(), bytes])
 }
 
 /// Encode a packed record into `out` (exactly `packed_record_len` bytes): member `member` of
@@ -406,7 +423,7 @@ pub fn encode_packed(
     out[PACKED_HEADER_BYTES..body_end].copy_from_slice(body);
     out[body_end..body_end + key.len()].copy_from_slice(key);
     out[body_end + key.len()..].copy_from_slice(meta);
-    let tail = crc32c::crc32c(&out[body_end..]);
+    let tail = crc(&out[body_end..]);
     put_u32(out, 8, tail);
     let head = packed_head_crc(seq, &out[8..body_end]);
     put_u32(out, 4, head);
@@ -469,7 +486,7 @@ impl PackedHead {
     pub fn tail<'a>(&self, buf: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
         let from = PACKED_HEADER_BYTES + self.body_len;
         let tail = buf.get(from..self.record_len)?;
-        if crc32c::crc32c(tail) != self.tail_crc {
+        if crc(tail) != self.tail_crc {
             return None;
         }
         Some(tail.split_at(self.key_len))
@@ -498,7 +515,7 @@ impl DirEntry {
         put_u16(out, 40, self.rec_blocks);
         put_u32(out, 44, self.ticks);
         out[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + self.meta.len()].copy_from_slice(&self.meta);
-        let crc = crc32c::crc32c(&out[8..]);
+        let crc = crc(&out[8..]);
         put_u32(out, 4, crc);
     }
 
@@ -510,7 +527,7 @@ impl DirEntry {
         if magic == 0 && buf.iter().all(|&b| b == 0) {
             return Ok(None);
         }
-        if magic != ENTRY_MAGIC || crc32c::crc32c(&buf[8..]) != get_u32(buf, 4) {
+        if magic != ENTRY_MAGIC || crc(&buf[8..]) != get_u32(buf, 4) {
             return Err(());
         }
         let meta_len = get_u16(buf, 14) as usize;
@@ -609,7 +626,7 @@ impl Record {
             at += body.len();
         }
         debug_assert_eq!(at, len);
-        let crc = crc32c::crc32c(&out[8..len]);
+        let crc = crc(&out[8..len]);
         put_u32(out, 4, crc);
         len
     }
@@ -686,7 +703,7 @@ impl RecordHead {
         if len < RECORD_HEADER_BYTES || len > buf.len() {
             return None;
         }
-        if crc32c::crc32c(&buf[8..len]) != get_u32(buf, 4) {
+        if crc(&buf[8..len]) != get_u32(buf, 4) {
             return None;
         }
         let flags = get_u16(buf, 14);
@@ -731,6 +748,19 @@ pub fn blocks_for(bytes: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc_is_crc32c_as_slabs_were_written() {
+        assert_eq!(crc(b"123456789"), 0xe306_9283);
+        let data: Vec<u8> = (0..(1u32 << 20) + 4099)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        for len in [0, 1, 7, 64, 4095, 4096, 65_536, 1 << 20, data.len()] {
+            assert_eq!(crc(&data[..len]), crc32c::crc32c(&data[..len]), "len {len}");
+        }
+        let (a, b) = data.split_at(12_345);
+        assert_eq!(crc_of(&[a, b]), crc32c::crc32c_append(crc32c::crc32c(a), b));
+    }
 
     #[test]
     fn superblock_round_trips_and_rejects_flipped_bit() {
@@ -839,7 +869,7 @@ mod tests {
         let mut block = vec![0u8; BLOCK_BYTES as usize];
         sb.encode(&mut block);
         put_u32(&mut block, 8, 1);
-        let crc = crc32c::crc32c(&block[..SUPER_CRC_AT]);
+        let crc = crc(&block[..SUPER_CRC_AT]);
         put_u32(&mut block, SUPER_CRC_AT, crc);
         let err = Superblock::decode(&block, Path::new("/x.slab")).unwrap_err();
         assert!(err.contains("format version 1"), "{err}");

@@ -158,7 +158,7 @@ async fn read_chunk_of(
         Ok(b) => b,
         Err(e) => return Err(failed(disk, obj, e).await),
     };
-    if crc32c::crc32c(&buf.as_slice()[..chunk_len]) != rec.chunk_crcs[c as usize] {
+    if crate::layout::crc(&buf.as_slice()[..chunk_len]) != rec.chunk_crcs[c as usize] {
         return Ok(None);
     }
     disk.st.borrow_mut().reads += 1;
@@ -243,7 +243,7 @@ async fn read_chunk_with_record(
         Some(b) => b,
         None => rec_buf,
     };
-    if crc32c::crc32c(&data.as_slice()[..chunk_len]) != want {
+    if crate::layout::crc(&data.as_slice()[..chunk_len]) != want {
         return Err(failed(disk, obj, corrupt(disk, "chunk", loc.record.start)).await);
     }
     disk.st.borrow_mut().reads += 1;
@@ -344,7 +344,7 @@ async fn read_chunks(
                 Ok(b) => b,
                 Err(e) => return Err(failed(disk, obj, e).await),
             };
-        if crc32c::crc32c(&buf.as_slice()[..chunk_len]) != rec.chunk_crcs[c as usize] {
+        if crate::layout::crc(&buf.as_slice()[..chunk_len]) != rec.chunk_crcs[c as usize] {
             let block = rec.extents[0].start;
             return Err(failed(disk, obj, corrupt(disk, "chunk", block)).await);
         }

@@ -372,7 +372,7 @@ impl Store {
             Ok(b) => b,
             Err(e) => return Err(d.fault(e).await),
         };
-        if crc32c::crc32c(&buf.as_slice()[..cb as usize]) != crc {
+        if crate::layout::crc(&buf.as_slice()[..cb as usize]) != crc {
             return Err(d
                 .fault(StorageError::Corrupt {
                     what: "chunk",

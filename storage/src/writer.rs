@@ -193,7 +193,7 @@ impl ObjectWriter {
     async fn flush_chunk(&mut self) -> Result<(), StorageError> {
         let len = self.buf_len;
         let mut buf = self.buf.take().expect("chunk buffer present between I/Os");
-        let crc = crc32c::crc32c(&buf.as_slice()[..len]);
+        let crc = crate::layout::crc(&buf.as_slice()[..len]);
         let blocks = blocks_for(len as u64) as u32;
         // Padding after the last body byte is written as zeroes, not stale buffer bytes.
         buf.as_mut_slice()[len..blocks as usize * BLOCK_BYTES as usize].fill(0);
