@@ -12,7 +12,8 @@
 #   * wrk -c C for DURATION_S s: Arrow req/s and the node's CPU per hit (utime+stime / requests);
 #   * fio --rw=randread --bs=<size> --iodepth=C --direct=1 --ioengine=io_uring on the slab file,
 #     offset..offset+size = the part of the data area Arrow filled (arrow_disk_used_bytes), so
-#     both read the same extent; fio runs while Arrow is idle.
+#     both read the same extent; fio runs while Arrow is idle. With FIO_HUGE=1 (default) fio runs a
+#     second time with its buffers on huge pages (`--iomem=shmhuge`, "fio-huge"), as Arrow's are.
 # The order of the two alternates by round. Every ratio is Arrow ÷ fio of the same round.
 #
 # The peers (PEERS: nginx proxy_cache, Varnish with file storage, Traffic Server on disk) serve the
@@ -31,7 +32,7 @@
 # Environment (defaults in brackets): ROUNDS [3] DURATION_S [5] CONNS ["8 32"]
 # SIZES ["1024 64"] PICKS ["uniform zipf"] PEER_PICKS ["uniform"] COUNT_1024 [1500] COUNT_64 [8000]
 # RAM_BYTES [33554432] DISK_BYTES [4294967296] PEERS ["nginx varnish ats"]
-# MEM_LIMIT_BYTES [134217728] BASE_PORT [18500] SERVER_CORE [1] CLIENT_CORE [0] ARROW_BIN.
+# MEM_LIMIT_BYTES [134217728] BASE_PORT [18500] SERVER_CORE [1] CLIENT_CORE [0] FIO_HUGE [1] ARROW_BIN.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -82,6 +83,7 @@ CGROUP_ROOT=/sys/fs/cgroup/memory
 CGROUPS=()
 cleanup() {
     bench_stop_all
+    [ -z "${HUGEPAGES_BEFORE:-}" ] || echo "$HUGEPAGES_BEFORE" > /proc/sys/vm/nr_hugepages 2>/dev/null || true
     local cg
     for cg in "${CGROUPS[@]}"; do rmdir "$cg" 2>/dev/null || true; done
     [ "${KEEP_SCRATCH:-0}" = 1 ] || rm -rf "$SCRATCH"
@@ -253,29 +255,49 @@ print(f"{peer:7s} {size:>5} KiB {pick:7s} c{c:<3} r{rnd}: {row['ops_per_s']:8.0f
 PY
 }
 
-run_fio() { # run_fio ROUND SIZE C
-    local round=$1 size=$2 c=$3 js="$OUT/logs/fio-$size-c$c-r$round.json" d0 d1
+# fio's buffers on huge pages too (FIO_HUGE=1, the default): Arrow reads into a huge-page arena,
+# and on this machine's virtio disk a 1 MiB O_DIRECT read into 4 KiB pages costs more CPU and
+# often reaches the device as two requests. fio's `--iomem=shmhuge` needs reserved huge pages:
+# the script reserves what the largest run needs and gives them back at exit.
+FIO_HUGE=${FIO_HUGE:-1}
+if [ "$FIO_HUGE" = 1 ]; then
+    max_kib=0 max_c=0
+    for size in $SIZES; do [ "$size" -gt "$max_kib" ] && max_kib=$size; done
+    for c in $CONNS; do [ "$c" -gt "$max_c" ] && max_c=$c; done
+    HUGEPAGES_BEFORE=$(cat /proc/sys/vm/nr_hugepages)
+    want=$((HUGEPAGES_BEFORE + (max_kib * max_c + 2047) / 2048 + 2))
+    echo "$want" > /proc/sys/vm/nr_hugepages 2>/dev/null || true
+    if [ "$(cat /proc/sys/vm/nr_hugepages)" -lt "$want" ]; then
+        log "could not reserve $want huge pages; fio runs with malloc'd buffers only"
+        FIO_HUGE=0
+    fi
+fi
+
+run_fio() { # run_fio ROUND SIZE C [ENGINE: fio | fio-huge]
+    local round=$1 size=$2 c=$3 engine=${4:-fio} js d0 d1 mem=()
+    js="$OUT/logs/$engine-$size-c$c-r$round.json"
+    [ "$engine" = fio-huge ] && mem=(--iomem=shmhuge)
     d0=$(dev_reads)
     taskset -c "$CLIENT_CORE" fio --name=disktier --filename="$SLAB" --rw=randread --bs="${size}k" \
         --iodepth="$c" --direct=1 --ioengine=io_uring --offset="$DATA_START" --size="$EXTENT" \
-        --time_based --runtime="$DURATION_S" --randrepeat=0 --norandommap --output-format=json \
-        > "$js" 2> "$OUT/logs/fio.stderr" || { log "fio failed (see $OUT/logs/fio.stderr)"; FAILED=1; return; }
+        --time_based --runtime="$DURATION_S" --randrepeat=0 --norandommap --output-format=json "${mem[@]}" \
+        > "$js" 2> "$OUT/logs/fio.stderr" || { log "$engine failed (see $OUT/logs/fio.stderr)"; FAILED=1; return; }
     d1=$(dev_reads)
-    python3 - "$ROWS" "$js" "$round" "$size" "$c" $(dev_delta "$d0" "$d1") <<'PY'
+    python3 - "$ROWS" "$js" "$round" "$size" "$c" $(dev_delta "$d0" "$d1") "$engine" <<'PY'
 import json, sys
-out, js, rnd, size, c, inflight, per_read = sys.argv[1:]
+out, js, rnd, size, c, inflight, per_read, engine = sys.argv[1:]
 job = json.load(open(js))["jobs"][0]
 j = job["read"]
 # fio's own CPU (user + system, % of the job's run time) per read: what one O_DIRECT read costs
 # a process on this machine, device emulation included.
 cpu_s = (job["usr_cpu"] + job["sys_cpu"]) / 100 * j["runtime"] / 1000
-row = {"engine": "fio", "round": int(rnd), "size_kib": int(size), "conns": int(c),
+row = {"engine": engine, "round": int(rnd), "size_kib": int(size), "conns": int(c),
        "ops_per_s": round(j["iops"], 1), "p99_us": round(j["clat_ns"]["percentile"].get("99.000000", 0) / 1000),
        "cpu_us_per_op": round(cpu_s * 1e6 / max(j["total_ios"], 1), 1)}
 if inflight != "-":
     row["dev_reads_in_flight"], row["dev_read_ms"] = float(inflight), float(per_read)
 open(out, "a").write(json.dumps(row) + "\n")
-print(f"fio     {size:>5} KiB         c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} reads/s  cpu {row['cpu_us_per_op']} us/read  "
+print(f"{engine:8s}{size:>5} KiB         c{c:<3} r{rnd}: {row['ops_per_s']:8.0f} reads/s  cpu {row['cpu_us_per_op']} us/read  "
       f"device: {row.get('dev_reads_in_flight', '-')} reads in flight, {row.get('dev_read_ms', '-')} ms each", file=sys.stderr)
 PY
 }
@@ -285,13 +307,19 @@ for ((round = 1; round <= ROUNDS; round++)); do
         count_var=COUNT_$size
         count=${!count_var}
         for c in $CONNS; do
-            if [ $((round % 2)) = 1 ]; then run_fio "$round" "$size" "$c"; fi
+            if [ $((round % 2)) = 1 ]; then
+                run_fio "$round" "$size" "$c"
+                [ "$FIO_HUGE" = 0 ] || run_fio "$round" "$size" "$c" fio-huge
+            fi
             for pick in $PICKS; do run_peer arrow "$round" "$size" "$count" "$pick" "$c"; done
             for p in "${STARTED[@]}"; do
                 [ "$p" = arrow ] && continue
                 for pick in $PEER_PICKS; do run_peer "$p" "$round" "$size" "$count" "$pick" "$c"; done
             done
-            if [ $((round % 2)) = 0 ]; then run_fio "$round" "$size" "$c"; fi
+            if [ $((round % 2)) = 0 ]; then
+                [ "$FIO_HUGE" = 0 ] || run_fio "$round" "$size" "$c" fio-huge
+                run_fio "$round" "$size" "$c"
+            fi
         done
     done
 done
@@ -328,7 +356,27 @@ for (size, pick, c), g in sorted(groups.items()):
     print(f"| {size} KiB | {pick} | {c} | {med(g['ops']):.0f} | {med(g['fio']):.0f} | "
           f"{med(g['ratio']):.2f} ({min(g['ratio']):.2f}–{max(g['ratio']):.2f}) | "
           f"{med(g['cpu']):.0f} µs ({min(g['cpu']):.0f}–{max(g['cpu']):.0f}) | {fcpu} |")
-dev = [r for r in rows if "dev_reads_in_flight" in r and r["engine"] in ("arrow", "fio")]
+huge = {(r["round"], r["size_kib"], r["conns"]): r for r in rows if r["engine"] == "fio-huge"}
+if huge:
+    print()
+    print("fio with its buffers on huge pages (`--iomem=shmhuge`), as Arrow's read buffers are:")
+    print()
+    print("| object | keys | conns | Arrow req/s | fio-huge reads/s | Arrow ÷ fio-huge (median, range) | fio-huge CPU per read (median) |")
+    print("|---|---|---|---|---|---|---|")
+    hg = {}
+    for (rnd, size, pick, c), r in arrow.items():
+        h = huge.get((rnd, size, c))
+        if not h:
+            continue
+        g = hg.setdefault((size, pick, c), {"r": [], "ops": [], "h": [], "cpu": []})
+        g["r"].append(r["ops_per_s"] / h["ops_per_s"])
+        g["ops"].append(r["ops_per_s"])
+        g["h"].append(h["ops_per_s"])
+        g["cpu"].append(h["cpu_us_per_op"])
+    for (size, pick, c), g in sorted(hg.items()):
+        print(f"| {size} KiB | {pick} | {c} | {med(g['ops']):.0f} | {med(g['h']):.0f} | "
+              f"{med(g['r']):.2f} ({min(g['r']):.2f}–{max(g['r']):.2f}) | {med(g['cpu']):.0f} µs |")
+dev = [r for r in rows if "dev_reads_in_flight" in r and r["engine"] in ("arrow", "fio", "fio-huge")]
 if dev:
     print()
     print("The device during each run (/proc/diskstats of the slab's device): reads in flight on average and their mean latency.")
@@ -342,7 +390,7 @@ if dev:
     for (size, pick, c, eng), rs in sorted(dg.items()):
         q = [r["dev_reads_in_flight"] for r in rs]
         print(f"| {size} KiB | {pick} | {c} | {eng} | {med(q):.1f} ({min(q):.1f}–{max(q):.1f}) | {med(r['dev_read_ms'] for r in rs):.2f} |")
-peers = sorted({r["engine"] for r in rows} - {"arrow", "fio"})
+peers = sorted({r["engine"] for r in rows} - {"arrow", "fio", "fio-huge"})
 if peers:
     print()
     print("| object | keys | conns | peer | peer req/s | peer CPU per hit | Arrow ÷ peer req/s (median, range) | Arrow ÷ peer CPU per hit | peer memory peak (cgroup) |")
