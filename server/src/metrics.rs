@@ -153,10 +153,8 @@ pub struct ShardMetrics {
     pub replicas_made: Counter,
     /// Gauge: bytes held by replicas.
     pub replica_bytes: Counter,
-    /// Bytes of the shard's read-buffer arena in use.
-    pub read_buffer_arena_used_bytes: Counter,
-    /// Read buffers the shard took from the heap because its arena was full.
-    pub read_buffers_outside_arena: Counter,
+    /// Freed aligned read buffers the shard keeps for reuse.
+    pub read_buffers_pooled_bytes: Counter,
     pub overflow: Counter,
     pub peer_pulls: Counter,
     pub tls: TlsCounters,
@@ -339,7 +337,7 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 32] = [
+    let counters: [(&str, &str, u64); 31] = [
         (
             "arrow_fill_buffer_bytes_max",
             "Bound of arrow_fill_buffer_bytes (per shard, summed).",
@@ -455,14 +453,9 @@ pub fn render(
             sum(&|s| s.replica_bytes.get()),
         ),
         (
-            "arrow_read_buffer_arena_used_bytes",
-            "Bytes of the shards' disk read-buffer arenas in use (each shard maps 64 MiB on huge pages).",
-            sum(&|s| s.read_buffer_arena_used_bytes.get()),
-        ),
-        (
-            "arrow_read_buffers_outside_arena_total",
-            "Disk read buffers taken from the heap because the shard's arena was full.",
-            sum(&|s| s.read_buffers_outside_arena.get()),
+            "arrow_read_buffers_pooled_bytes",
+            "Freed disk read buffers kept for reuse, all shards (at most 64 MiB per shard).",
+            sum(&|s| s.read_buffers_pooled_bytes.get()),
         ),
         (
             "arrow_overflow_total",

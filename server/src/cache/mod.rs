@@ -189,11 +189,8 @@ impl ShardCache {
             .replica_bytes
             .set(self.replicas.borrow().bytes());
         self.metrics
-            .read_buffer_arena_used_bytes
-            .set(arrow_storage::slab::arena_used_bytes() as u64);
-        self.metrics
-            .read_buffers_outside_arena
-            .set(arrow_storage::slab::buffers_outside_arena());
+            .read_buffers_pooled_bytes
+            .set(arrow_storage::slab::pooled_bytes() as u64);
     }
 
     /// The CORS lines the origins of host rule `rule` sent last (empty if none yet).
