@@ -255,9 +255,9 @@ print(f"{peer:7s} {size:>5} KiB {pick:7s} c{c:<3} r{rnd}: {row['ops_per_s']:8.0f
 PY
 }
 
-# fio's buffers on huge pages too (FIO_HUGE=1, the default): Arrow reads into a huge-page arena,
-# and on this machine's virtio disk a 1 MiB O_DIRECT read into 4 KiB pages costs more CPU and
-# often reaches the device as two requests. fio's `--iomem=shmhuge` needs reserved huge pages:
+# fio's buffers on huge pages too (FIO_HUGE=1, the default): Arrow's read buffers come from its
+# allocator's heap (mimalloc), which sits on transparent huge pages, and on this machine's virtio
+# disk a 1 MiB O_DIRECT read into 4 KiB pages costs more CPU and is slower. fio's `--iomem=shmhuge` needs reserved huge pages:
 # the script reserves what the largest run needs and gives them back at exit.
 FIO_HUGE=${FIO_HUGE:-1}
 if [ "$FIO_HUGE" = 1 ]; then
