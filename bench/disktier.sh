@@ -257,8 +257,9 @@ PY
 
 # fio's buffers on huge pages too (FIO_HUGE=1, the default): Arrow's read buffers come from its
 # allocator's heap (mimalloc), which sits on transparent huge pages, and on this machine's virtio
-# disk a 1 MiB O_DIRECT read into 4 KiB pages costs more CPU and is slower. fio's `--iomem=shmhuge` needs reserved huge pages:
-# the script reserves what the largest run needs and gives them back at exit.
+# disk a 1 MiB O_DIRECT read into 4 KiB pages costs more CPU and is slower. fio's
+# `--iomem=shmhuge` needs reserved huge pages: the script reserves what the largest run needs
+# and gives them back at exit.
 FIO_HUGE=${FIO_HUGE:-1}
 if [ "$FIO_HUGE" = 1 ]; then
     max_kib=0 max_c=0

@@ -18,7 +18,7 @@
 #   4. the slow clients end; the node's counters (slow viewers closed, pieces dropped).
 # Reported: memory growth per slow connection (RSS and MemAvailable) from idle, and from half to
 # all of the slow clients (the marginal cost of one more, apart from fixed bounds such as the
-# RAM tier and the read-buffer arena filling), probe p99 with the slow clients ÷ idle baseline.
+# RAM tier and the buffer pool filling), probe p99 with the slow clients ÷ idle baseline.
 # Output: OUT_DIR/slowread.json and a line on stdout.
 #
 # Environment: SLOW_MODE [hit] SLOW [1000] HOLD_S [28] SETTLE_S [12] PROBE_S [5] RAM_BYTES [67108864]

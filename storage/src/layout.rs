@@ -176,9 +176,9 @@ pub struct Superblock {
 }
 
 /// CRC-32C (Castagnoli) of `data`: the checksum of every on-disk structure and body chunk.
-/// Computed by `crc-fast` (carry-less multiplication, AVX-512 where the CPU has it), about twice
-/// the speed of the `crc32c` crate on 1 MiB chunks; the values are the same (the format did not
-/// change, see the test below).
+/// Computed by `crc-fast` (carry-less multiplication, AVX-512 where the CPU has it) rather than
+/// the `crc32c` crate: less CPU per disk-tier hit (BENCHMARKS.md, 2026-12-04); the values are the
+/// same (the format did not change, see the test below).
 pub fn crc(data: &[u8]) -> u32 {
     crc_fast::crc32_iscsi(data)
 }
