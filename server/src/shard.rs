@@ -665,6 +665,8 @@ async fn purge_local(
     // objects; their owners count those). The epoch moves too, so a copy of a purged object
     // still on its way from its owner (a hit served just before the purge) is not kept.
     ctx.node.replica_epoch.fetch_add(1, Ordering::Relaxed);
+    // Fills of the keys still in flight: what they commit is removed when they end.
+    ctx.cache.purge_fills(key, prefix);
     {
         let mut replicas = ctx.cache.replicas.borrow_mut();
         if let Some(k) = key {

@@ -389,6 +389,53 @@ fn origin_failover() {
     assert_eq!(origin.requests(), 5);
 }
 
+/// A purge that arrives while the key's fill is still running: the fill's viewer gets its whole
+/// body, but what the fill commits afterwards is removed again, and the next viewer fetches anew
+/// (neither a HIT from the finished fill's memory nor from its late commit).
+#[test]
+fn a_purge_during_a_fill_keeps_nothing_of_it() {
+    let s = setup("purge-fill", "", |req: &SeenRequest| {
+        let mut r = OriginReply::ok(body_for(&req.path, 200_000), "max-age=300");
+        r.piece_delay = Duration::from_millis(250);
+        r
+    });
+    let http = s.node.http;
+    let first = std::thread::spawn(move || get(http, "/v/pf/seg.ts", HOST, &[]).unwrap());
+    assert!(
+        wait_until(Duration::from_secs(5), || s
+            .origin
+            .requests_for("/v/pf/seg.ts")
+            == 1),
+        "the fill reached the origin"
+    );
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let ok = request(
+        s.node.admin,
+        "POST",
+        "/purge?key=example.test/v/pf/seg.ts",
+        "admin",
+        &[("Authorization", &auth)],
+    )
+    .unwrap();
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let a = first.join().unwrap();
+    assert_eq!(a.x_cache(), "MISS");
+    assert!(a.body == body_for("/v/pf/seg.ts", 200_000));
+    let b = get(http, "/v/pf/seg.ts", HOST, &[]).unwrap();
+    assert_eq!(b.x_cache(), "MISS", "the purged fill was served");
+    assert_eq!(s.origin.requests_for("/v/pf/seg.ts"), 2);
+    // The fetch after the purge is cached as usual.
+    assert!(wait_until(Duration::from_secs(10), || get(
+        http,
+        "/v/pf/seg.ts",
+        HOST,
+        &[]
+    )
+    .unwrap()
+    .x_cache()
+        == "HIT"));
+}
+
 #[test]
 fn purge_needs_the_token() {
     let s = setup("purge", "", media);

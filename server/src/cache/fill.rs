@@ -96,6 +96,9 @@ pub(super) struct Fill {
     pub(super) consumed: Cell<u64>,
     /// Viewers streaming this fill right now.
     pub(super) readers: Cell<usize>,
+    /// A purge or an unsafe-method invalidation named the key while the fill ran: what it
+    /// stores is removed again when it ends, and later viewers start a fill of their own.
+    pub(super) purged: Cell<bool>,
 }
 
 impl Drop for Fill {
@@ -280,6 +283,7 @@ impl ShardCache {
             progress: RefCell::new(None),
             consumed: Cell::new(0),
             readers: Cell::new(0),
+            purged: Cell::new(false),
         });
         self.fills
             .borrow_mut()
@@ -292,11 +296,44 @@ impl ShardCache {
         let fetching = Fetching::new(&self.fetching);
         monoio::spawn(async move {
             this.run_fill(&req, &f, stale.as_ref(), fetching).await;
+            if f.purged.get() {
+                // Purged while it ran: the object it committed (or refreshed) is not the
+                // cache's any more. Nothing yields between the commit and this removal, so no
+                // viewer arriving after the purge is served it.
+                if let (Some(store), Some(disk)) = (&this.store, req.disk) {
+                    if let Err(e) = store.remove(disk, req.cache_key.as_bytes()).await {
+                        tracing::warn!(key = %req.cache_key, error = %e, "purged fill's object not removed");
+                    }
+                }
+            }
             f.done.set(true);
             f.notify();
-            this.fills.borrow_mut().remove(&req.cache_key);
+            let mut fills = this.fills.borrow_mut();
+            // A purge may have replaced it with a newer fill of the key already.
+            if fills.get(&req.cache_key).is_some_and(|g| Rc::ptr_eq(g, &f)) {
+                fills.remove(&req.cache_key);
+            }
         });
         (fill, true)
+    }
+
+    /// A purge of `key` (and its variants) or of every key under `prefix`: the fills of those
+    /// keys in flight on this shard are marked purged and leave the table, so what they store
+    /// goes again when they end and viewers from now on fetch anew. Returns how many.
+    pub fn purge_fills(&self, key: Option<&str>, prefix: Option<&str>) -> usize {
+        let variants = key.map(|k| format!("{k}{}", crate::vary::VARIANT_MARK));
+        let mut fills = self.fills.borrow_mut();
+        let before = fills.len();
+        fills.retain(|k, f| {
+            let named = key.is_some_and(|p| k == p)
+                || variants.as_deref().is_some_and(|v| k.starts_with(v))
+                || prefix.is_some_and(|p| k.starts_with(p));
+            if named {
+                f.purged.set(true);
+            }
+            !named
+        });
+        before - fills.len()
     }
 
     pub(super) fn background_revalidate(self: &Rc<Self>, req: &CacheRequest, meta: &Meta) {
