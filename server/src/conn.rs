@@ -23,8 +23,6 @@ use crate::metrics::CacheResult;
 use crate::netio::Transport;
 use crate::sink::SocketSink;
 
-const READ_BYTES: usize = 16 * 1024;
-
 enum ReadHead {
     Request(Request),
     Closed,
@@ -35,18 +33,17 @@ pub async fn handle(ctx: Rc<ShardCtx>, stream: TcpStream, peer: std::net::Socket
     let _ = stream.set_nodelay(true);
     let limits = ctx.node.limits.load_full();
     limit_unsent(&stream, limits.send_unsent_bytes_max);
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    // Empty: the first read takes the buffer it needs (a small one for a plain request head).
+    let mut buf: Vec<u8> = Vec::new();
     let mut stream = Transport::plain(stream);
-    if tls && !accept_tls(&ctx, &mut stream, &mut buf, peer).await {
+    if tls && !Box::pin(accept_tls(&ctx, &mut stream, &mut buf, peer)).await {
         return;
     }
     let aborted = serve(&ctx, &mut stream, buf, peer, &limits).await;
     // What a last response left encrypted goes out, then close_notify; nothing more for a
     // connection cut off (slow, stalled, reset), whose session is dropped with its buffers.
     if !aborted {
-        stream
-            .close(Duration::from_millis(limits.body_timeout_ms))
-            .await;
+        Box::pin(stream.close(Duration::from_millis(limits.body_timeout_ms))).await;
     }
 }
 
@@ -168,7 +165,7 @@ async fn serve(
                 let resp = http::error_response(status, &ctx.node.name, &reason, false, &rid, b"");
                 let mut sink = SocketSink::new(stream, body_timeout);
                 use crate::sink::Sink;
-                let _ = sink.send(resp, Bytes::new()).await;
+                let _ = Box::pin(sink.send(resp, Bytes::new())).await;
                 ctx.metrics.request(status, CacheResult::Local, 0);
                 ctx.access_log(peer, None, status, 0, CacheResult::Local, &rid);
                 break;
@@ -188,7 +185,7 @@ async fn serve(
                     &rid,
                     b"",
                 );
-                let _ = write_all(stream, resp, body_timeout).await;
+                let _ = Box::pin(write_all(stream, resp, body_timeout)).await;
                 ctx.metrics.request(417, CacheResult::Local, 0);
                 break;
             }
@@ -210,13 +207,13 @@ async fn serve(
         let body = match req.body {
             BodyKind::None => Vec::new(),
             BodyKind::Chunked => {
-                match read_chunked_body(
+                match Box::pin(read_chunked_body(
                     stream,
                     &mut buf,
                     req.head_len,
                     limits.request_body_bytes_max,
                     body_timeout,
-                )
+                ))
                 .await
                 {
                     Ok(b) => b,
@@ -234,7 +231,7 @@ async fn serve(
                         };
                         let resp =
                             http::error_response(status, &ctx.node.name, &reason, false, &rid, b"");
-                        let _ = write_all(stream, resp, body_timeout).await;
+                        let _ = Box::pin(write_all(stream, resp, body_timeout)).await;
                         ctx.metrics.request(status, CacheResult::Local, 0);
                         break;
                     }
@@ -253,11 +250,11 @@ async fn serve(
                         &rid,
                         b"",
                     );
-                    let _ = write_all(stream, resp, body_timeout).await;
+                    let _ = Box::pin(write_all(stream, resp, body_timeout)).await;
                     ctx.metrics.request(413, CacheResult::Local, 0);
                     break;
                 }
-                match read_body(stream, &mut buf, req.head_len, n as usize, body_timeout).await {
+                match Box::pin(read_body(stream, &mut buf, req.head_len, n as usize, body_timeout)).await {
                     Ok(b) => b,
                     Err(_) => break,
                 }
@@ -266,13 +263,21 @@ async fn serve(
         if req.body == BodyKind::None {
             buf.drain(..req.head_len);
         }
+        if buf.is_empty() && buf.capacity() > crate::ctx::IDLE_READ_BYTES {
+            // Nothing pipelined, and the buffer grew for a long head: it goes while the
+            // response is served (a slow viewer keeps at most the small one); the next read
+            // takes a small one again.
+            buf = Vec::new();
+        }
         let keep_alive = req.keep_alive && !ctx.node.shutting_down();
         // A viewer counts from its request on; pulls by other nodes never count.
         let viewer = !ctx.is_pull(&req, peer.ip());
         if viewer {
             ctx.viewers.begin(fd, &ctx.metrics.viewers_active);
         }
-        let out = respond(
+        // Boxed: the answer's state lives on the heap while it runs, so the connection's own
+        // task stays small while it waits for the next request (an idle connection's cost).
+        let out = Box::pin(respond(
             ctx,
             &req,
             &rid,
@@ -282,7 +287,7 @@ async fn serve(
             body,
             keep_alive,
             stream,
-        )
+        ))
         .await;
         if viewer {
             ctx.viewers

@@ -266,6 +266,13 @@ impl Node {
     }
 }
 
+/// How long a keep-alive connection waiting for its next request keeps a read buffer posted
+/// before it waits without one ([`ShardCtx::idle_read`]).
+pub const IDLE_BUFFER_LINGER: Duration = Duration::from_millis(200);
+
+/// The read buffer a keep-alive connection posts for its next request.
+pub const IDLE_READ_BYTES: usize = 2048;
+
 /// A shard's own state, used only on its thread.
 pub struct ShardCtx {
     pub shard: usize,
@@ -301,11 +308,64 @@ impl ShardCtx {
             }
             self.idle.borrow_mut().insert(fd);
         }
-        let r = monoio::time::timeout(wait, io.read_more(buf)).await;
+        let r = if idle && buf.is_empty() && !io.is_tls() {
+            self.idle_read(io, buf, wait).await
+        } else {
+            monoio::time::timeout(wait, io.read_more(buf)).await.ok()
+        };
         if idle {
             self.idle.borrow_mut().remove(&fd);
         }
-        r.ok()
+        r
+    }
+
+    /// The wait of a plain keep-alive connection for its next request: the read is posted with
+    /// a buffer for [`IDLE_BUFFER_LINGER`]; if nothing came by then the read is cancelled
+    /// (what it read before the cancel took effect is kept, nothing is lost) and the connection
+    /// waits for readability without a buffer ("parked"), taking a fresh one once bytes are
+    /// there. An idle connection then holds no user-space read buffer, as nginx's keep-alive
+    /// connections hold none.
+    async fn idle_read(
+        &self,
+        io: &mut crate::netio::Transport,
+        mut buf: Vec<u8>,
+        wait: Duration,
+    ) -> Option<(std::io::Result<usize>, Vec<u8>)> {
+        use monoio::io::CancelableAsyncReadRent;
+        let linger = wait.min(IDLE_BUFFER_LINGER);
+        // A request head usually fits; a longer one grows the buffer on the next read.
+        buf.reserve(IDLE_READ_BYTES);
+        let canceller = io
+            .idle_canceller
+            .get_or_insert_with(monoio::io::Canceller::new);
+        let handle = canceller.handle();
+        let (res, buf) = {
+            let read = io.stream.cancelable_read(buf, handle);
+            let mut read = std::pin::pin!(read);
+            monoio::select! {
+                r = &mut read => return Some(r),
+                _ = monoio::time::sleep(linger) => {}
+            }
+            // A cancelled Canceller stays cancelled: the connection takes a fresh one.
+            if let Some(c) = io.idle_canceller.take() {
+                io.idle_canceller = Some(c.cancel());
+            }
+            read.await
+        };
+        match res {
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
+            r => return Some((r, buf)),
+        }
+        drop(buf);
+        self.metrics.connections_parked.inc();
+        let ready = monoio::time::timeout(wait - linger, io.stream.readable(false)).await;
+        self.metrics.connections_parked.dec();
+        match ready {
+            Err(_) => None,
+            Ok(Err(e)) => Some((Err(e), Vec::new())),
+            // Bytes (or the end of the stream) are there: this read returns at once.
+            Ok(Ok(())) => Some(io.read_more(Vec::new()).await),
+        }
     }
 
     pub fn debug(&self, req: &Request) -> bool {

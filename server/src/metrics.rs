@@ -106,6 +106,8 @@ pub struct ShardMetrics {
     pub connections_open: Counter,
     /// Viewers (gauge): connections answered now or that delivered body bytes recently.
     pub viewers_active: Counter,
+    /// Keep-alive connections waiting for a request without a read buffer (gauge).
+    pub connections_parked: Counter,
     /// Requests whose designated node could not be reached, served by the next node in
     /// placement order or from the origin.
     pub peer_failovers: Counter,
@@ -337,7 +339,7 @@ pub fn render(
         }
     }
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
-    let counters: [(&str, &str, u64); 31] = [
+    let counters: [(&str, &str, u64); 32] = [
         (
             "arrow_fill_buffer_bytes_max",
             "Bound of arrow_fill_buffer_bytes (per shard, summed).",
@@ -471,6 +473,11 @@ pub fn render(
             "arrow_connections_open",
             "Open client connections.",
             sum(&|s| s.connections_open.get()),
+        ),
+        (
+            "arrow_connections_parked",
+            "Keep-alive connections idle past 200 ms, waiting for their next request without a read buffer.",
+            sum(&|s| s.connections_parked.get()),
         ),
         (
             "arrow_viewers_active",

@@ -32,11 +32,18 @@ pub async fn read_more_by(
 pub struct Transport {
     pub stream: TcpStream,
     pub tls: Option<Box<crate::tls::Session>>,
+    /// Cancels a keep-alive connection's posted read when it parks (made at the first wait,
+    /// kept for the connection's life).
+    pub idle_canceller: Option<monoio::io::Canceller>,
 }
 
 impl Transport {
     pub fn plain(stream: TcpStream) -> Transport {
-        Transport { stream, tls: None }
+        Transport {
+            stream,
+            tls: None,
+            idle_canceller: None,
+        }
     }
 
     pub fn is_tls(&self) -> bool {

@@ -389,6 +389,73 @@ fn origin_failover() {
     assert_eq!(origin.requests(), 5);
 }
 
+/// Keep-alive connections idle past the linger (200 ms) wait for their next request without a
+/// read buffer (`arrow_connections_parked` counts them), and each one parked is served as
+/// usual when its next request comes, including a request split over two writes.
+#[test]
+fn idle_keep_alive_connections_hold_no_read_buffer_and_still_serve() {
+    const CONNS: usize = 64;
+    let s = setup("parked", "", media);
+    let http = s.node.http;
+    let parked = || -> u64 {
+        let m =
+            String::from_utf8(get(s.node.admin, "/metrics", "admin", &[]).unwrap().body).unwrap();
+        m.lines()
+            .find_map(|l| l.strip_prefix("arrow_connections_parked "))
+            .expect("arrow_connections_parked in /metrics")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let ask = |c: &mut (std::net::TcpStream, Vec<u8>), path: &str| {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+        c.0.write_all(raw.as_bytes()).unwrap();
+        read_response(&mut c.0, false, &mut c.1).unwrap()
+    };
+    let mut conns: Vec<(std::net::TcpStream, Vec<u8>)> = (0..CONNS)
+        .map(|_| {
+            let c = std::net::TcpStream::connect(http).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            (c, Vec::new())
+        })
+        .collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = ask(c, &format!("/v/park/{}.ts", i % 4));
+        assert_eq!(r.status, 200);
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || parked() == CONNS as u64),
+        "{} of {CONNS} idle connections parked",
+        parked()
+    );
+    // Parked connections serve their next request; half of them send it in two pieces.
+    for (i, c) in conns.iter_mut().enumerate() {
+        let path = format!("/v/park/{}.ts", i % 4);
+        if i % 2 == 0 {
+            let r = ask(c, &path);
+            assert_eq!(r.status, 200, "connection {i}");
+            assert!(r.body == body_for(&path, 10_000), "connection {i}");
+        } else {
+            c.0.write_all(format!("GET {path} HTTP/1.1\r\n").as_bytes())
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+            c.0.write_all(format!("Host: {HOST}\r\n\r\n").as_bytes())
+                .unwrap();
+            let r = read_response(&mut c.0, false, &mut c.1).unwrap();
+            assert_eq!(r.status, 200, "connection {i}");
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || parked() == CONNS as u64),
+        "parked again after the second request"
+    );
+    drop(conns);
+    assert!(
+        wait_until(Duration::from_secs(5), || parked() == 0),
+        "closed connections leave the count"
+    );
+}
+
 /// A purge that arrives while the key's fill is still running: the fill's viewer gets its whole
 /// body, but what the fill commits afterwards is removed again, and the next viewer fetches anew
 /// (neither a HIT from the finished fill's memory nor from its late commit).
