@@ -8,7 +8,7 @@
 #   --smoke  Arrow + the origin only, 1 KiB hits, one 1 s wrk run (a curl loop when wrk is
 #            absent); installs nothing; exit status 0 only if every check held  (seconds)
 #   --only   one of: hit1k hit1m longtail miss http storage dns policy disktier slowread shards
-#            smallobj lib tls
+#            idle smallobj lib tls
 #
 # HTTP peers: arrow, nginx (proxy_cache), varnish (malloc), ats (Traffic Server, disk only); see
 # bench/http_bench.sh for the layout and scenarios. storage, dns and policy are the scripts
@@ -19,7 +19,8 @@
 # nginx+Lua CPU per request ÷ plain nginx proxying);
 # disktier, slowread and shards are bench/disktier.sh (disk-tier hits ÷ fio on the same extent),
 # bench/slowread.sh (memory per slow viewer, a probe's p99) and bench/shards.sh (CPU per hit with
-# 1 and 2 shards); their printed output is kept under OUT/extra/ and folded into the report.
+# 1 and 2 shards); idle is bench/idle.sh (memory per idle keep-alive connection, Arrow ÷ nginx);
+# their printed output is kept under OUT/extra/ and folded into the report.
 #
 # Results: OUT (default bench/out/<UTC timestamp>/) gets runs.jsonl, machine.json,
 # results.json, results.md and plots (req_per_s.png, p99.png, cpu_per_req.png).
@@ -63,10 +64,10 @@ done
 
 HTTP_SCENARIOS="hit1k hit1m longtail miss"
 case $ONLY in
-    "") EXTRAS=$([ "$MODE" = full ] && echo "storage disktier slowread shards smallobj tls dns policy lib" || true); SCEN=$HTTP_SCENARIOS ;;
+    "") EXTRAS=$([ "$MODE" = full ] && echo "storage disktier slowread shards idle smallobj tls dns policy lib" || true); SCEN=$HTTP_SCENARIOS ;;
     http) EXTRAS=""; SCEN=$HTTP_SCENARIOS ;;
     hit1k | hit1m | longtail | miss) EXTRAS=""; SCEN=$ONLY ;;
-    storage | dns | policy | disktier | slowread | shards | smallobj | lib | tls) EXTRAS=$ONLY; SCEN="" ;;
+    storage | dns | policy | disktier | slowread | shards | idle | smallobj | lib | tls) EXTRAS=$ONLY; SCEN="" ;;
     *) die "--only: unknown scenario $ONLY" ;;
 esac
 
@@ -125,7 +126,7 @@ else
     want=(curl)
     [ -n "$SCEN" ] && want+=(wrk nginx varnishd traffic_server matplotlib)
     for x in $EXTRAS; do
-        case $x in storage | disktier) want+=(fio wrk nginx) ;; slowread | shards | tls) want+=(wrk nginx) ;; dns) want+=(dnsperf) ;; esac
+        case $x in storage | disktier) want+=(fio wrk nginx) ;; slowread | shards | tls) want+=(wrk nginx) ;; idle) want+=(nginx) ;; dns) want+=(dnsperf) ;; esac
     done
     bench_install "${want[@]}" || log "some packages could not be installed; their peers are skipped"
     ARROW_BIN=${ARROW_BIN:-$ROOT/target/release/arrow}
@@ -168,6 +169,8 @@ for x in $EXTRAS; do
                  env_extra=(ROUNDS="${EXTRA_ROUNDS:-3}" DURATION_S="${EXTRA_SECONDS:-5}") ;;
         disktier | slowread | shards) script=$BENCH_DIR/$x.sh; args=("$OUT/$x")
                  env_extra=(ROUNDS="${EXTRA_ROUNDS:-3}" DURATION_S="${EXTRA_SECONDS:-5}") ;;
+        idle) script=$BENCH_DIR/idle.sh; args=("$OUT/idle")
+                 env_extra=(ROUNDS="${EXTRA_ROUNDS:-3}") ;;
         policy) script=$BENCH_DIR/policy_compare.sh ;;
     esac
     if [ ! -f "$script" ]; then
