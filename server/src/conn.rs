@@ -254,7 +254,15 @@ async fn serve(
                     ctx.metrics.request(413, CacheResult::Local, 0);
                     break;
                 }
-                match Box::pin(read_body(stream, &mut buf, req.head_len, n as usize, body_timeout)).await {
+                match Box::pin(read_body(
+                    stream,
+                    &mut buf,
+                    req.head_len,
+                    n as usize,
+                    body_timeout,
+                ))
+                .await
+                {
                     Ok(b) => b,
                     Err(_) => break,
                 }
