@@ -14,9 +14,11 @@
 # every client sends a second request on its connection, which must be answered 200.
 # Reported: RSS growth and MemAvailable drop per idle connection, per server, and Arrow ÷ nginx
 # of the RSS growth per round (median and range).
+# With TLS=1 the viewers use HTTPS: both servers get the same ECDSA P-256 certificate and the
+# configs of bench/tls_bench.sh (peers/arrow-tls.toml.in, peers/nginx-tls.conf.in).
 # Output: OUT_DIR/idle.jsonl (one row per server and round) and a table on stdout.
 #
-# Environment: ROUNDS [3] IDLE [3000] HOLD_S [10] SETTLE_S [3] SERVERS ["arrow nginx"]
+# Environment: ROUNDS [3] IDLE [3000] HOLD_S [10] SETTLE_S [3] SERVERS ["arrow nginx"] TLS [0]
 # BASE_PORT [18800] SERVER_CORE [1] CLIENT_CORE [0] ARROW_BIN.
 set -euo pipefail
 
@@ -35,6 +37,7 @@ IDLE=${IDLE:-3000}
 HOLD_S=${HOLD_S:-10}
 SETTLE_S=${SETTLE_S:-3}
 SERVERS=${SERVERS:-"arrow nginx"}
+TLS=${TLS:-0}
 export BASE_PORT=${BASE_PORT:-18800}
 NCPU=$(nproc)
 if [ "$NCPU" -ge 2 ]; then SERVER_CORE=${SERVER_CORE:-1}; else SERVER_CORE=${SERVER_CORE:-0}; fi
@@ -64,6 +67,46 @@ ulimit -n 65536 2>/dev/null || true
 gen_files "$FILES" 1 0
 start_origin "$FILES"
 
+SCHEME=http CURL_K=() CLIENT_TLS=()
+if [ "$TLS" = 1 ]; then
+    command -v openssl >/dev/null || die "TLS=1 needs openssl"
+    SCHEME=https CURL_K=(-k) CLIENT_TLS=(--tls)
+    CERT="$SCRATCH/cert.pem" KEY="$SCRATCH/key.pem"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
+        -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 -keyout "$KEY" -out "$CERT" 2> /dev/null
+    ARROW_HTTP_PORT=$((BASE_PORT + 7))
+    # The HTTPS listeners, as bench/tls_bench.sh starts them (start_peer calls these).
+    start_arrow() {
+        local dir="$SCRATCH/arrow"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        render "$BENCH_DIR/peers/arrow-tls.toml.in" "$dir/arrow.toml" DIR="$dir" PORT="${PEER_PORT[arrow]}" \
+            HTTP_PORT="$ARROW_HTTP_PORT" ADMIN_PORT="$ARROW_ADMIN_PORT" CORE="$SERVER_CORE" \
+            ORIGIN_PORT="$ORIGIN_PORT" RAM_BYTES="$ARROW_RAM_BYTES" DISK_BYTES="$ARROW_DISK_BYTES" \
+            CERT="$CERT" KEY="$KEY"
+        RUST_LOG=warn taskset -c "$SERVER_CORE" "$ARROW_BIN" run --config "$dir/arrow.toml" > "$dir/arrow.log" 2>&1 &
+        PEER_PID[arrow]=$!
+        bench_track "${PEER_PID[arrow]}"
+        wait_http "http://127.0.0.1:$ARROW_ADMIN_PORT/health" 300 || { tail -20 "$dir/arrow.log" >&2; die "arrow did not start"; }
+        log "arrow (HTTPS) on 127.0.0.1:${PEER_PORT[arrow]} pid ${PEER_PID[arrow]} ($ARROW_BIN)"
+    }
+    start_nginx() {
+        local dir="$SCRATCH/nginx" i
+        rm -rf "$dir"
+        mkdir -p "$dir/tmp" "$dir/cache"
+        render "$BENCH_DIR/peers/nginx-tls.conf.in" "$dir/nginx.conf" DIR="$dir" PORT="${PEER_PORT[nginx]}" \
+            ORIGIN_PORT="$ORIGIN_PORT" CACHE_MAX=1g CERT="$CERT" KEY="$KEY"
+        taskset -c "$SERVER_CORE" nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" > "$dir/stdout.log" 2>&1 &
+        PEER_PID[nginx]=$!
+        bench_track "${PEER_PID[nginx]}"
+        for ((i = 0; i < 100; i++)); do
+            curl -sk -o /dev/null "https://127.0.0.1:${PEER_PORT[nginx]}/1k/0000" && break
+            sleep 0.1
+        done
+        log "nginx proxy_cache (HTTPS) on 127.0.0.1:${PEER_PORT[nginx]} pid ${PEER_PID[nginx]}"
+    }
+fi
+
 tree_rss_kib() { # RSS of PID and its children, KiB
     local pid=$1 total=0 p
     for p in $pid $(pgrep -P "$pid" || true); do
@@ -81,14 +124,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
         start_peer "$server"
         port=${PEER_PORT[$server]}
         pid=${PEER_PID[$server]}
-        for _ in 1 2; do curl -s -o /dev/null "http://127.0.0.1:$port/1k/0000"; done
+        for _ in 1 2; do curl -s "${CURL_K[@]}" -o /dev/null "$SCHEME://127.0.0.1:$port/1k/0000"; done
         sleep 1
         rss0=$(tree_rss_kib "$pid")
         avail0=$(avail_kib)
         ready="$SCRATCH/ready-$server-$round"
         rm -f "$ready"
         taskset -c "$CLIENT_CORE" python3 "$BENCH_DIR/idle_clients.py" --addr "127.0.0.1:$port" \
-            --path /1k/0000 --count "$IDLE" --hold-s "$HOLD_S" --ready-file "$ready" \
+            --path /1k/0000 --count "$IDLE" --hold-s "$HOLD_S" --ready-file "$ready" "${CLIENT_TLS[@]}" \
             > "$OUT/logs/clients-$server-$round.json" 2> "$OUT/logs/clients-$server-$round.err" &
         cpid=$!
         bench_track "$cpid"
@@ -114,13 +157,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
         wait "$cpid" || die "$server: idle clients failed (see $OUT/logs/clients-$server-$round.err)"
         stop_peer "$server"
         python3 - "$server" "$round" "$IDLE" "$open" "$rss0" "$rss1" "$avail0" "$avail1" "${parked:-}" \
-            "$OUT/logs/clients-$server-$round.json" >> "$OUT/idle.jsonl" <<'PY'
+            "$OUT/logs/clients-$server-$round.json" "$TLS" >> "$OUT/idle.jsonl" <<'PY'
 import json, sys
-server, rnd, idle, open_, rss0, rss1, av0, av1, parked, clients = sys.argv[1:]
+server, rnd, idle, open_, rss0, rss1, av0, av1, parked, clients, tls = sys.argv[1:]
 c = json.loads(open(clients).read().strip().splitlines()[-1])
 n = max(int(open_), 1)
 print(json.dumps({
-    "server": server, "round": int(rnd), "idle": int(idle), "open": int(open_),
+    "server": server, "round": int(rnd), "idle": int(idle), "open": int(open_), "tls": tls == "1",
     "rss_kib": [int(rss0), int(rss1)], "memavailable_kib": [int(av0), int(av1)],
     "rss_growth_kib_per_conn": round((int(rss1) - int(rss0)) / n, 2),
     "memavailable_drop_kib_per_conn": round((int(av0) - int(av1)) / n, 2),

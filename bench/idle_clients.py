@@ -2,7 +2,7 @@
 """bench/idle_clients.py — N keep-alive viewers that each fetch one object and then sit idle.
 
     python3 bench/idle_clients.py --addr 127.0.0.1:18802 --path /1k/0000 --count 3000 \
-        --hold-s 15 --ready-file F
+        --hold-s 15 --ready-file F [--tls]
 
 Each client connects, sends one GET (HTTP/1.1, kept alive), reads the whole response (by its
 Content-Length) and then sends nothing for HOLD_S seconds; when all are connected and answered it
@@ -15,7 +15,7 @@ with status 200, errors.
 import argparse
 import asyncio
 import json
-import socket
+import ssl
 import time
 
 
@@ -32,9 +32,12 @@ async def read_response(reader):
     return status
 
 
-async def client(host, port, path, stats, all_answered, hold_done):
+async def client(host, port, path, stats, all_answered, hold_done, tls):
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        if tls is None:
+            reader, writer = await asyncio.open_connection(host, port)
+        else:
+            reader, writer = await asyncio.open_connection(host, port, ssl=tls, server_hostname="bench.test")
     except OSError:
         stats["errors"] += 1
         all_answered()
@@ -52,7 +55,7 @@ async def client(host, port, path, stats, all_answered, hold_done):
         await writer.drain()
         if await read_response(reader) == 200:
             stats["second_ok"] += 1
-    except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError, IndexError):
         stats["errors"] += 1
     finally:
         writer.close()
@@ -65,7 +68,13 @@ async def main():
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--hold-s", type=float, default=15.0)
     ap.add_argument("--ready-file", required=True)
+    ap.add_argument("--tls", action="store_true", help="HTTPS (the certificate is not checked)")
     a = ap.parse_args()
+    tls = None
+    if a.tls:
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
     host, port = a.addr.rsplit(":", 1)
     stats = {"connected": 0, "first_ok": 0, "second_ok": 0, "errors": 0}
     left = [a.count]
@@ -79,7 +88,7 @@ async def main():
 
     tasks = []
     for i in range(a.count):
-        tasks.append(asyncio.create_task(client(host, int(port), a.path, stats, all_answered, hold_done)))
+        tasks.append(asyncio.create_task(client(host, int(port), a.path, stats, all_answered, hold_done, tls)))
         if i % 200 == 199:
             await asyncio.sleep(0.05)  # connect in bursts the listen backlog takes
     await ready.wait()

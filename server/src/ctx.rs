@@ -310,6 +310,8 @@ impl ShardCtx {
         }
         let r = if idle && buf.is_empty() && !io.is_tls() {
             self.idle_read(io, buf, wait).await
+        } else if idle && buf.is_empty() && io.tls.as_ref().is_some_and(|t| t.quiet()) {
+            self.idle_read_tls(io, buf, wait).await
         } else {
             monoio::time::timeout(wait, io.read_more(buf)).await.ok()
         };
@@ -317,6 +319,40 @@ impl ShardCtx {
             self.idle.borrow_mut().remove(&fd);
         }
         r
+    }
+
+    /// [`ShardCtx::idle_read`] for a TLS connection with nothing buffered: it waits for
+    /// readability (no read posted) for the linger, then gives back its session's input buffer
+    /// and its request buffer and goes on waiting parked; the record is read once it is there.
+    async fn idle_read_tls(
+        &self,
+        io: &mut crate::netio::Transport,
+        mut buf: Vec<u8>,
+        wait: Duration,
+    ) -> Option<(std::io::Result<usize>, Vec<u8>)> {
+        let started = std::time::Instant::now();
+        let linger = wait.min(IDLE_BUFFER_LINGER);
+        match monoio::time::timeout(linger, io.stream.readable(false)).await {
+            Ok(Err(e)) => return Some((Err(e), buf)),
+            Ok(Ok(())) => {}
+            Err(_) => {
+                buf = Vec::new();
+                if let Some(t) = io.tls.as_mut() {
+                    t.release_idle();
+                }
+                self.metrics.connections_parked.inc();
+                let ready = monoio::time::timeout(wait - linger, io.stream.readable(false)).await;
+                self.metrics.connections_parked.dec();
+                match ready {
+                    Err(_) => return None,
+                    Ok(Err(e)) => return Some((Err(e), buf)),
+                    Ok(Ok(())) => {}
+                }
+            }
+        }
+        // A record is arriving: the rest of the wait bounds it.
+        let left = wait.saturating_sub(started.elapsed());
+        monoio::time::timeout(left, io.read_more(buf)).await.ok()
     }
 
     /// The wait of a plain keep-alive connection for its next request: the read is posted with

@@ -401,6 +401,26 @@ impl Session {
             .unwrap_or("other")
     }
 
+    /// Nothing received and not yet given out, nothing to send, the peer still there: the
+    /// connection may wait for its next request holding no buffers ([`Session::release_idle`]).
+    pub fn quiet(&self) -> bool {
+        self.incoming.is_empty()
+            && self.stash.is_empty()
+            && self.pending().is_empty()
+            && !self.peer_closed
+    }
+
+    /// Give back the (empty) ciphertext input buffer while the connection is idle; the next
+    /// read takes a fresh one.
+    pub fn release_idle(&mut self) {
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        }
+        if self.stash.is_empty() {
+            self.stash = Vec::new();
+        }
+    }
+
     /// Ciphertext waiting for the socket.
     pub fn pending(&self) -> &[u8] {
         &self.out[self.sent..self.end]
