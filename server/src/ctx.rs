@@ -340,13 +340,8 @@ impl ShardCtx {
                 if let Some(t) = io.tls.as_mut() {
                     t.release_idle();
                 }
-                self.metrics.connections_parked.inc();
-                let ready = monoio::time::timeout(wait - linger, io.stream.readable(false)).await;
-                self.metrics.connections_parked.dec();
-                match ready {
-                    Err(_) => return None,
-                    Ok(Err(e)) => return Some((Err(e), buf)),
-                    Ok(Ok(())) => {}
+                if let Err(e) = self.parked(io, wait - linger).await? {
+                    return Some((Err(e), buf));
                 }
             }
         }
@@ -393,15 +388,31 @@ impl ShardCtx {
             r => return Some((r, buf)),
         }
         drop(buf);
-        self.metrics.connections_parked.inc();
-        let ready = monoio::time::timeout(wait - linger, io.stream.readable(false)).await;
-        self.metrics.connections_parked.dec();
-        match ready {
-            Err(_) => None,
-            Ok(Err(e)) => Some((Err(e), Vec::new())),
+        match self.parked(io, wait - linger).await? {
+            Err(e) => Some((Err(e), Vec::new())),
             // Bytes (or the end of the stream) are there: this read returns at once.
-            Ok(Ok(())) => Some(io.read_more(Vec::new()).await),
+            Ok(()) => Some(io.read_more(Vec::new()).await),
         }
+    }
+
+    /// Wait for `io` to be readable for at most `wait`, holding no buffer, counted in
+    /// `arrow_connections_parked` meanwhile. None: the wait passed.
+    async fn parked(
+        &self,
+        io: &crate::netio::Transport,
+        wait: Duration,
+    ) -> Option<std::io::Result<()>> {
+        struct Counted<'a>(&'a crate::metrics::Counter);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.dec();
+            }
+        }
+        self.metrics.connections_parked.inc();
+        let _counted = Counted(&self.metrics.connections_parked);
+        monoio::time::timeout(wait, io.stream.readable(false))
+            .await
+            .ok()
     }
 
     pub fn debug(&self, req: &Request) -> bool {
