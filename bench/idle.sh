@@ -75,36 +75,9 @@ if [ "$TLS" = 1 ]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
         -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 -keyout "$KEY" -out "$CERT" 2> /dev/null
     ARROW_HTTP_PORT=$((BASE_PORT + 7))
-    # The HTTPS listeners, as bench/tls_bench.sh starts them (start_peer calls these).
-    start_arrow() {
-        local dir="$SCRATCH/arrow"
-        rm -rf "$dir"
-        mkdir -p "$dir"
-        render "$BENCH_DIR/peers/arrow-tls.toml.in" "$dir/arrow.toml" DIR="$dir" PORT="${PEER_PORT[arrow]}" \
-            HTTP_PORT="$ARROW_HTTP_PORT" ADMIN_PORT="$ARROW_ADMIN_PORT" CORE="$SERVER_CORE" \
-            ORIGIN_PORT="$ORIGIN_PORT" RAM_BYTES="$ARROW_RAM_BYTES" DISK_BYTES="$ARROW_DISK_BYTES" \
-            CERT="$CERT" KEY="$KEY"
-        RUST_LOG=warn taskset -c "$SERVER_CORE" "$ARROW_BIN" run --config "$dir/arrow.toml" > "$dir/arrow.log" 2>&1 &
-        PEER_PID[arrow]=$!
-        bench_track "${PEER_PID[arrow]}"
-        wait_http "http://127.0.0.1:$ARROW_ADMIN_PORT/health" 300 || { tail -20 "$dir/arrow.log" >&2; die "arrow did not start"; }
-        log "arrow (HTTPS) on 127.0.0.1:${PEER_PORT[arrow]} pid ${PEER_PID[arrow]} ($ARROW_BIN)"
-    }
-    start_nginx() {
-        local dir="$SCRATCH/nginx" i
-        rm -rf "$dir"
-        mkdir -p "$dir/tmp" "$dir/cache"
-        render "$BENCH_DIR/peers/nginx-tls.conf.in" "$dir/nginx.conf" DIR="$dir" PORT="${PEER_PORT[nginx]}" \
-            ORIGIN_PORT="$ORIGIN_PORT" CACHE_MAX=1g CERT="$CERT" KEY="$KEY"
-        taskset -c "$SERVER_CORE" nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" > "$dir/stdout.log" 2>&1 &
-        PEER_PID[nginx]=$!
-        bench_track "${PEER_PID[nginx]}"
-        for ((i = 0; i < 100; i++)); do
-            curl -sk -o /dev/null "https://127.0.0.1:${PEER_PORT[nginx]}/1k/0000" && break
-            sleep 0.1
-        done
-        log "nginx proxy_cache (HTTPS) on 127.0.0.1:${PEER_PORT[nginx]} pid ${PEER_PID[nginx]}"
-    }
+    # The HTTPS listeners of bench/tls_bench.sh (start_peer calls these).
+    start_arrow() { start_tls_arrow; }
+    start_nginx() { NGINX_CACHE_MAX=1g start_tls_nginx; }
 fi
 
 tree_rss_kib() { # RSS of PID and its children, KiB

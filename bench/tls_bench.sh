@@ -75,36 +75,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 gen_files "$FILES" "$SMALL_COUNT" "$LARGE_COUNT"
 start_origin "$FILES"
 
-start_tls_arrow() {
-    local dir="$SCRATCH/arrow"
-    mkdir -p "$dir"
-    render "$BENCH_DIR/peers/arrow-tls.toml.in" "$dir/arrow.toml" DIR="$dir" PORT="${PEER_PORT[arrow]}" \
-        HTTP_PORT="$ARROW_HTTP_PORT" ADMIN_PORT="$ARROW_ADMIN_PORT" CORE="$SERVER_CORE" \
-        ORIGIN_PORT="$ORIGIN_PORT" RAM_BYTES="$ARROW_RAM_BYTES" DISK_BYTES="$ARROW_DISK_BYTES" \
-        CERT="$CERT" KEY="$KEY"
-    RUST_LOG=warn taskset -c "$SERVER_CORE" "$ARROW_BIN" run --config "$dir/arrow.toml" > "$dir/arrow.log" 2>&1 &
-    PEER_PID[arrow]=$!
-    bench_track "${PEER_PID[arrow]}"
-    wait_http "http://127.0.0.1:$ARROW_ADMIN_PORT/health" 300 || { tail -20 "$dir/arrow.log" >&2; die "arrow did not start"; }
-}
-
-start_tls_nginx() {
-    local dir="$SCRATCH/nginx"
-    mkdir -p "$dir/tmp" "$dir/cache"
-    render "$BENCH_DIR/peers/nginx-tls.conf.in" "$dir/nginx.conf" DIR="$dir" PORT="${PEER_PORT[nginx]}" \
-        ORIGIN_PORT="$ORIGIN_PORT" CACHE_MAX=2g CERT="$CERT" KEY="$KEY"
-    taskset -c "$SERVER_CORE" nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" > "$dir/stdout.log" 2>&1 &
-    PEER_PID[nginx]=$!
-    bench_track "${PEER_PID[nginx]}"
-    local i
-    for ((i = 0; i < 100; i++)); do
-        curl -sk -o /dev/null "https://127.0.0.1:${PEER_PORT[nginx]}/1k/0000" && return 0
-        sleep 0.1
-    done
-    cat "$dir/error.log" >&2
-    die "nginx did not start"
-}
-
 start_tls_arrow
 start_tls_nginx
 PEERS=(arrow nginx)

@@ -187,6 +187,44 @@ start_ats() {
     log "traffic server on 127.0.0.1:$port pid ${PEER_PID[ats]}"
 }
 
+# start_tls_arrow / start_tls_nginx: the HTTPS listeners of bench/tls_bench.sh and
+# bench/idle.sh (TLS=1): peers/arrow-tls.toml.in and peers/nginx-tls.conf.in with CERT and KEY;
+# Arrow's plain listener on ARROW_HTTP_PORT; nginx's cache max_size NGINX_CACHE_MAX [2g].
+start_tls_arrow() {
+    local dir="$SCRATCH/arrow"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    render "$BENCH_DIR/peers/arrow-tls.toml.in" "$dir/arrow.toml" DIR="$dir" PORT="${PEER_PORT[arrow]}" \
+        HTTP_PORT="$ARROW_HTTP_PORT" ADMIN_PORT="$ARROW_ADMIN_PORT" CORE="$SERVER_CORE" \
+        ORIGIN_PORT="$ORIGIN_PORT" RAM_BYTES="$ARROW_RAM_BYTES" DISK_BYTES="$ARROW_DISK_BYTES" \
+        CERT="$CERT" KEY="$KEY"
+    RUST_LOG=warn taskset -c "$SERVER_CORE" "$ARROW_BIN" run --config "$dir/arrow.toml" > "$dir/arrow.log" 2>&1 &
+    PEER_PID[arrow]=$!
+    bench_track "${PEER_PID[arrow]}"
+    wait_http "http://127.0.0.1:$ARROW_ADMIN_PORT/health" 300 || { tail -20 "$dir/arrow.log" >&2; die "arrow did not start"; }
+    log "arrow (HTTPS) on 127.0.0.1:${PEER_PORT[arrow]} pid ${PEER_PID[arrow]} ($ARROW_BIN)"
+}
+
+start_tls_nginx() {
+    local dir="$SCRATCH/nginx" i
+    rm -rf "$dir"
+    mkdir -p "$dir/tmp" "$dir/cache"
+    render "$BENCH_DIR/peers/nginx-tls.conf.in" "$dir/nginx.conf" DIR="$dir" PORT="${PEER_PORT[nginx]}" \
+        ORIGIN_PORT="$ORIGIN_PORT" CACHE_MAX="${NGINX_CACHE_MAX:-2g}" CERT="$CERT" KEY="$KEY"
+    taskset -c "$SERVER_CORE" nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" > "$dir/stdout.log" 2>&1 &
+    PEER_PID[nginx]=$!
+    bench_track "${PEER_PID[nginx]}"
+    for ((i = 0; i < 100; i++)); do
+        if curl -sk -o /dev/null "https://127.0.0.1:${PEER_PORT[nginx]}/1k/0000"; then
+            log "nginx proxy_cache (HTTPS) on 127.0.0.1:${PEER_PORT[nginx]} pid ${PEER_PID[nginx]}"
+            return 0
+        fi
+        sleep 0.1
+    done
+    cat "$dir/error.log" >&2
+    die "nginx did not start"
+}
+
 # start_peer NAME
 start_peer() { "start_$1"; }
 
