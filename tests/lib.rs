@@ -563,9 +563,10 @@ pub fn exchange(addr: SocketAddr, raw: &[u8], head: bool) -> std::io::Result<Res
     read_response(&mut s, head, &mut Vec::new())
 }
 
-/// Read one response from `s`, keeping any bytes after it in `buf`.
+/// Read one response from `s` (a socket, or a process's output such as `openssl s_client`'s),
+/// keeping any bytes after it in `buf`.
 pub fn read_response(
-    s: &mut TcpStream,
+    s: &mut impl Read,
     head: bool,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Response> {

@@ -238,6 +238,25 @@ fn tls_node(
     (node, tls)
 }
 
+/// A viewer on one kept-alive HTTPS connection to `addr`: `openssl s_client -quiet` with SNI
+/// HOST; requests go to its stdin, the plaintext answers come out of its stdout.
+fn quiet_viewer(addr: SocketAddr) -> std::process::Child {
+    Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            HOST,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Whether the peer closed `s` (EOF or reset) within `within`.
 fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     s.set_read_timeout(Some(within)).unwrap();
@@ -881,20 +900,7 @@ fn tls_viewers_that_stop_reading_hold_one_window_each_and_are_closed_below_the_m
     let viewers = 12;
     let mut slow: Vec<std::process::Child> = (0..viewers)
         .map(|_| {
-            let mut c = Command::new("openssl")
-                .args([
-                    "s_client",
-                    "-quiet",
-                    "-connect",
-                    &tls.to_string(),
-                    "-servername",
-                    HOST,
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut c = quiet_viewer(tls);
             let req = format!("GET /v/s/big.ts HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
             c.stdin.as_mut().unwrap().write_all(req.as_bytes()).unwrap();
             c
@@ -931,34 +937,6 @@ fn tls_viewers_that_stop_reading_hold_one_window_each_and_are_closed_below_the_m
     assert_eq!(body, body_for("/v/s/big.ts", 3 << 20));
 }
 
-/// Read one HTTP response with a Content-Length from `r` (an s_client's output): (status, body).
-fn read_http(r: &mut impl Read) -> (u16, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 4096];
-    loop {
-        let mut hs = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut hs);
-        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
-            let len: usize = resp
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
-                .unwrap_or(0);
-            let status = resp.code.unwrap();
-            while buf.len() < n + len {
-                let k = r.read(&mut byte).unwrap();
-                assert!(k > 0, "stream ended inside a body");
-                buf.extend_from_slice(&byte[..k]);
-            }
-            return (status, buf[n..n + len].to_vec());
-        }
-        let k = r.read(&mut byte).unwrap();
-        assert!(k > 0, "stream ended before a response");
-        buf.extend_from_slice(&byte[..k]);
-    }
-}
-
 /// HTTPS keep-alive connections idle past the linger give back their buffers and wait parked
 /// (`arrow_connections_parked`); each serves its next request as usual.
 #[test]
@@ -971,33 +949,16 @@ fn idle_https_connections_park_and_still_serve() {
     let (node, tls) = tls_node(dir.path(), &origin, &cert, &key, "", |c| c);
     let path = "/v/park/seg.ts";
     let request = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
-    let mut conns: Vec<std::process::Child> = (0..CONNS)
-        .map(|_| {
-            Command::new("openssl")
-                .args([
-                    "s_client",
-                    "-quiet",
-                    "-connect",
-                    &tls.to_string(),
-                    "-servername",
-                    HOST,
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let mut conns: Vec<std::process::Child> = (0..CONNS).map(|_| quiet_viewer(tls)).collect();
     for c in &mut conns {
         c.stdin
             .as_mut()
             .unwrap()
             .write_all(request.as_bytes())
             .unwrap();
-        let (status, body) = read_http(c.stdout.as_mut().unwrap());
-        assert_eq!(status, 200);
-        assert_eq!(body, body_for(path, 10_000));
+        let r = read_response(c.stdout.as_mut().unwrap(), false, &mut Vec::new()).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, body_for(path, 10_000));
     }
     assert!(
         wait_until(Duration::from_secs(5), || metric(
@@ -1014,9 +975,9 @@ fn idle_https_connections_park_and_still_serve() {
             .unwrap()
             .write_all(request.as_bytes())
             .unwrap();
-        let (status, body) = read_http(c.stdout.as_mut().unwrap());
-        assert_eq!(status, 200);
-        assert_eq!(body, body_for(path, 10_000));
+        let r = read_response(c.stdout.as_mut().unwrap(), false, &mut Vec::new()).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, body_for(path, 10_000));
     }
     for c in &mut conns {
         let _ = c.kill();
