@@ -82,6 +82,23 @@ cpu_ticks_split() {
         }'
 }
 
+# thread_stats PID PREFIX: one "name:utime:stime:voluntary_switches:involuntary_switches:minor_faults"
+# word per thread of PID whose name starts with PREFIX (e.g. arrow-shard-), utime/stime in clock
+# ticks.
+thread_stats() {
+    local t name
+    for t in /proc/"$1"/task/*; do
+        name=$(cat "$t/comm" 2>/dev/null) || continue
+        case $name in "$2"*) ;; *) continue ;; esac
+        awk -v n="$name" '
+            FILENAME ~ /stat$/ && FNR == 1 { line = $0; sub(/^[0-9]+ \(.*\) /, "", line); split(line, f, " "); u = f[12]; s = f[13]; mf = f[8] }
+            /^voluntary_ctxt_switches/ { v = $2 }
+            /^nonvoluntary_ctxt_switches/ { nv = $2 }
+            END { printf "%s:%s:%s:%s:%s:%s ", n, u, s, v, nv, mf }' "$t/stat" "$t/status" 2>/dev/null || true
+    done
+    echo
+}
+
 # core_stat CORE: "busy idle softirq steal" jiffies of one CPU from /proc/stat (busy excludes
 # idle, iowait and steal; guest time is already inside user).
 core_stat() {
