@@ -5,16 +5,11 @@
 //! target/debug/arrow and target/release/arrow (scripts/test.sh builds the debug one first);
 //! when neither exists the test builds the debug one.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bench/ has a parent")
-        .to_path_buf()
-}
 
 fn ensure_arrow_binary(root: &Path) {
     if std::env::var_os("ARROW_BIN").is_some() {
@@ -44,15 +39,15 @@ fn run_sh_smoke_measures_arrow_hits() {
         eprintln!("ARROW_BENCH_SMOKE=0: harness smoke test skipped");
         return;
     }
-    let root = repo_root();
-    ensure_arrow_binary(&root);
+    let root = common::repo_root();
+    ensure_arrow_binary(root);
     let out = tempfile::tempdir().expect("temp dir");
     let started = Instant::now();
     let output = Command::new("bash")
         .arg(root.join("bench/run.sh"))
         .args(["--smoke", "--out"])
         .arg(out.path())
-        .current_dir(&root)
+        .current_dir(root)
         .output()
         .expect("run bash bench/run.sh --smoke");
     let elapsed = started.elapsed();

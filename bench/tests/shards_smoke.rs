@@ -3,27 +3,18 @@
 //! (CPU, sleeps, preemptions, page faults) for every shard, without errors. The figures are not
 //! asserted.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn shards_bench_reports_per_shard_figures_for_one_and_two_shards() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         eprintln!("ignored: bench/shards.sh needs 2 cores and this machine has 1");
         return;
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let arrow = std::env::var_os("ARROW_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| target.join("debug/arrow"));
-    assert!(
-        arrow.exists(),
-        "no arrow binary at {} (scripts/test.sh builds it)",
-        arrow.display()
-    );
+    let root = common::repo_root();
+    let arrow = common::arrow_bin();
     let out = tempfile::tempdir().unwrap();
     let output = Command::new("bash")
         .arg(root.join("bench/shards.sh"))
@@ -35,10 +26,7 @@ fn shards_bench_reports_per_shard_figures_for_one_and_two_shards() {
         .env("DURATION_S", "1")
         .env("CONNS", "4")
         .env("DISK_BYTES", "268435456")
-        .env(
-            "BASE_PORT",
-            (37000 + (std::process::id() % 1500) * 10).to_string(),
-        )
+        .env("BASE_PORT", common::base_port(37000))
         .env("SCRATCH", out.path().join("scratch"))
         .env("FILES", out.path().join("files"))
         .current_dir(root)

@@ -2,23 +2,14 @@
 //! and nginx (OpenSSL) with a few keys, checking that each peer served, without errors, with no
 //! origin request during the hit runs (its SMOKE line). The figures are not asserted.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn tls_bench_runs_every_scenario_against_arrow_and_nginx() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let arrow = std::env::var_os("ARROW_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| target.join("debug/arrow"));
-    assert!(
-        arrow.exists(),
-        "no arrow binary at {} (scripts/test.sh builds it)",
-        arrow.display()
-    );
+    let root = common::repo_root();
+    let arrow = common::arrow_bin();
     let out = tempfile::tempdir().unwrap();
     let output = Command::new("bash")
         .arg(root.join("bench/tls_bench.sh"))
@@ -31,10 +22,7 @@ fn tls_bench_runs_every_scenario_against_arrow_and_nginx() {
         .env("SMALL_COUNT", "20")
         .env("LARGE_COUNT", "2")
         .env("ARROW_DISK_BYTES", "268435456")
-        .env(
-            "BASE_PORT",
-            (22000 + (std::process::id() % 1500) * 10).to_string(),
-        )
+        .env("BASE_PORT", common::base_port(22000))
         .env("SCRATCH", out.path().join("scratch"))
         .env("FILES", out.path().join("files"))
         .current_dir(root)
