@@ -27,8 +27,8 @@
 # workers (what the second core costs any server on this machine). NGINX_BOTH=0 skips nginx.
 #
 # ONE_CORE=0 puts the single shard (and nginx's single worker) on core 0, beside wrk, instead of
-# core 1: what sharing a core with the client costs one shard, the cost that shard 0 of the
-# 2-shard runs pays on this 2-core machine.
+# core 1: whether sharing a core with the client (as shard 0 of the 2-shard runs does on a
+# 2-core machine) raises a shard's CPU per hit.
 #
 # Environment: ROUNDS [3] DURATION_S [5] CONNS [32] SCENARIOS ["hit1k hit1m disk1m"]
 # NGINX_BOTH [1] ONE_CORE [1] BASE_PORT [18700] DISK_BYTES [2 GiB per shard] FILES SCRATCH ARROW_BIN.
