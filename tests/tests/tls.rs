@@ -950,16 +950,20 @@ fn idle_https_connections_park_and_still_serve() {
     let path = "/v/park/seg.ts";
     let request = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
     let mut conns: Vec<std::process::Child> = (0..CONNS).map(|_| quiet_viewer(tls)).collect();
-    for c in &mut conns {
-        c.stdin
-            .as_mut()
-            .unwrap()
-            .write_all(request.as_bytes())
-            .unwrap();
-        let r = read_response(c.stdout.as_mut().unwrap(), false, &mut Vec::new()).unwrap();
-        assert_eq!(r.status, 200);
-        assert_eq!(r.body, body_for(path, 10_000));
-    }
+    // One GET on every connection, each answered in full.
+    let ask_each = |conns: &mut Vec<std::process::Child>| {
+        for c in conns {
+            c.stdin
+                .as_mut()
+                .unwrap()
+                .write_all(request.as_bytes())
+                .unwrap();
+            let r = read_response(c.stdout.as_mut().unwrap(), false, &mut Vec::new()).unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, body_for(path, 10_000));
+        }
+    };
+    ask_each(&mut conns);
     assert!(
         wait_until(Duration::from_secs(5), || metric(
             &metrics(&node),
@@ -969,16 +973,7 @@ fn idle_https_connections_park_and_still_serve() {
         "idle HTTPS connections not parked:\n{}",
         metrics(&node)
     );
-    for c in &mut conns {
-        c.stdin
-            .as_mut()
-            .unwrap()
-            .write_all(request.as_bytes())
-            .unwrap();
-        let r = read_response(c.stdout.as_mut().unwrap(), false, &mut Vec::new()).unwrap();
-        assert_eq!(r.status, 200);
-        assert_eq!(r.body, body_for(path, 10_000));
-    }
+    ask_each(&mut conns);
     for c in &mut conns {
         let _ = c.kill();
         let _ = c.wait();
